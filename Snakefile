@@ -1,0 +1,24 @@
+"""minivess-bundle: the MiniVess dataset as a verified, reproducible bundle.
+
+Stages, one file each under workflow/rules/: fetch -> rename -> (validate ->
+resample -> drift -> bundle, as they land). Run:  snakemake --cores 8 all
+"""
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/fetch.smk"
+include: "workflow/rules/rename.smk"
+
+
+rule all:
+    """Everything the configured build produces."""
+    input:
+        all_outputs(),
+    default_target: True

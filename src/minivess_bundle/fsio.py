@@ -1,0 +1,111 @@
+"""Atomic, deterministic file writes and hashing.
+
+A killed or failed job must never leave a half-written file at a final path, so
+every output is written next to its final name under a temporary name, fsynced and
+moved into place with ``os.replace`` (atomic on POSIX within one file system).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+CHUNK = 1 << 20
+
+
+def temp_path_for(final: Path) -> Path:
+    """The temporary sibling of ``final`` used while it is being written."""
+    return final.with_name(f".{final.name}.tmp-{os.getpid()}")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success move it to ``final`` atomically.
+
+    On any exception the temporary file is removed and ``final`` is untouched.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(final)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_bytes_atomic(final: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``final`` atomically."""
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(data)
+    return Path(final)
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Canonical JSON: sorted keys, 2-space indent, UTF-8, trailing newline."""
+    return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def write_json_atomic(final: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as canonical JSON to ``final`` atomically."""
+    return write_bytes_atomic(final, json_bytes(obj))
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def link_or_copy(source: str | Path, final: str | Path) -> str:
+    """Place ``source``'s bytes at ``final`` without rewriting them.
+
+    Hardlinks when source and destination share a file system (no bytes move),
+    otherwise copies to a temporary name, verifies size and sha256 against the
+    source, and renames atomically. Returns ``"hardlink"`` or ``"copy"``.
+    """
+    source, final = Path(source), Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(final)
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.link(source, tmp)
+        method = "hardlink"
+    except OSError:
+        shutil.copyfile(source, tmp)
+        method = "copy"
+    try:
+        if method == "copy":
+            if tmp.stat().st_size != source.stat().st_size or sha256_file(tmp) != sha256_file(source):
+                raise OSError(f"copy of {source} to {final} does not match its source")
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return method

@@ -1,0 +1,73 @@
+"""Rename stage: EBRAINS layout (raw/seg/json) -> imagesTr/labelsTr/metadata.
+
+Why a stage of its own: every tool downstream (MONAI, nnU-Net) expects matching
+names in imagesTr/labelsTr, while the release names masks ``mvNN_y``. The bytes
+are never rewritten: files are hardlinked when possible, else copied and verified
+against their source's sha256.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import RenameError
+from .fsio import link_or_copy, sha256_file
+from .volumes import check_volume_id
+
+log = logging.getLogger(__name__)
+ROLES = ("image", "label", "metadata")
+
+
+def place_file(source: str | Path, target: str | Path, volume: str | None = None) -> dict[str, Any]:
+    """Put ``source``'s exact bytes at ``target`` (hardlink, else verified copy)."""
+    source, target = Path(source), Path(target)
+    if not source.is_file():
+        raise RenameError("source file is missing", volume=volume, path=source)
+    try:
+        method = link_or_copy(source, target)
+    except OSError as exc:
+        raise RenameError(f"cannot place file: {exc}", volume=volume, path=target) from exc
+    if method == "hardlink" and not os.path.samefile(source, target):
+        raise RenameError("hardlink does not point at its source", volume=volume, path=target)
+    return {"source": source.name, "target": target.name, "method": method,
+            "bytes": target.stat().st_size}
+
+
+def rename_volume(
+    volume: str, sources: dict[str, str | Path], targets: dict[str, str | Path]
+) -> list[dict[str, Any]]:
+    """Place one volume's image, label and metadata under their new names.
+
+    ``sources`` and ``targets`` map ``"image"``, ``"label"``, ``"metadata"`` to paths.
+    """
+    check_volume_id(volume)
+    placed = []
+    for role in ROLES:
+        record = place_file(sources[role], targets[role], volume)
+        log.info("%s: %s %s -> %s (%s, %d bytes)", volume, role, sources[role], targets[role],
+                 record["method"], record["bytes"])
+        placed.append(record)
+    return placed
+
+
+def inventory(data_dir: str | Path) -> dict[str, Any]:
+    """Every pair the loader finds in ``data_dir``, with sizes and sha256, paths relative."""
+    from .loader import discover_nifti_pairs
+
+    data_dir = Path(data_dir)
+    records = []
+    for pair in discover_nifti_pairs(data_dir):
+        entry: dict[str, Any] = {"id": pair["id"]}
+        for role in ROLES:
+            if role in pair:
+                path = Path(pair[role])
+                entry[role] = {
+                    "path": path.relative_to(data_dir).as_posix(),
+                    "bytes": path.stat().st_size,
+                    "sha256": sha256_file(path),
+                }
+        records.append(entry)
+    return {"count": len(records), "volumes": records}

@@ -1,0 +1,64 @@
+"""Rename: EBRAINS layout -> imagesTr/labelsTr/metadata, bytes untouched
+(hardlinked where possible, else copied and verified)."""
+
+
+rule rename:
+    """Give one volume the names MONAI and nnU-Net expect (mask suffix _y dropped)."""
+    input:
+        **staged("{vol}"),
+    output:
+        **renamed("{vol}"),
+    resources:
+        mem_mb=128,
+        runtime=5,
+    log:
+        "logs/rename/{vol}.log",
+    benchmark:
+        "benchmarks/rename/{vol}.tsv"
+    conda:
+        ENV
+    container:
+        CONTAINER
+    shell:
+        "minivess-bundle rename {wildcards.vol} "
+        "--image {input.image:q} --label {input.label:q} --metadata {input.metadata:q} "
+        "--out-image {output.image:q} --out-label {output.label:q} "
+        "--out-metadata {output.metadata:q} > {log:q} 2>&1"
+
+
+rule rename_licence:
+    """Keep the licence beside the metadata, bytes untouched."""
+    input:
+        f"results/staging/{LICENCE}",
+    output:
+        f"results/renamed/metadata/{LICENCE}",
+    resources:
+        mem_mb=128,
+        runtime=5,
+    log:
+        "logs/rename/licence.log",
+    conda:
+        ENV
+    container:
+        CONTAINER
+    shell:
+        "minivess-bundle place {input:q} {output:q} > {log:q} 2>&1"
+
+
+rule renamed_inventory:
+    """List every renamed pair with sizes and sha256, through the package's loader."""
+    input:
+        [path for vol in VOLUMES for path in renamed(vol).values()],
+    output:
+        "results/renamed_inventory.json",
+    resources:
+        mem_mb=256,
+        runtime=10,
+    log:
+        "logs/rename/inventory.log",
+    conda:
+        ENV
+    container:
+        CONTAINER
+    shell:
+        "minivess-bundle inventory results/renamed --out {output:q} > {log:q} 2>&1"
