@@ -18,7 +18,7 @@ include: "workflow/rules/rename.smk"
 
 
 rule all:
+    default_target: True
     """Everything the configured build produces."""
     input:
         all_outputs(),
-    default_target: True

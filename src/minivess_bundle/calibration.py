@@ -50,8 +50,16 @@ def compare(real: dict[str, float], synthetic: dict[str, float]) -> list[dict[st
     rows = []
     for name, (low, high) in BANDS.items():
         ratio = synthetic[name] / real[name] if real[name] else float("inf")
-        rows.append({"figure": name, "real": real[name], "synthetic": synthetic[name],
-                     "ratio": ratio, "band": (low, high), "in_band": low <= ratio <= high})
+        rows.append(
+            {
+                "figure": name,
+                "real": real[name],
+                "synthetic": synthetic[name],
+                "ratio": ratio,
+                "band": (low, high),
+                "in_band": low <= ratio <= high,
+            }
+        )
     return rows
 
 
@@ -62,9 +70,11 @@ def calibration_table(real_mask: str | Path, volume: str = "mv68", seeds=(202303
     header = "| figure | real | " + " | ".join(f"synthetic (seed {s})" for s in seeds)
     lines = [header + " | band |", "|---|---|" + "---|" * len(seeds) + "---|"]
     for i, name in enumerate(BANDS):
-        cells = [f"{col[i]['synthetic']:.4g}{'' if col[i]['in_band'] else ' (out)'}"
-                 for col in columns]
+        cells = [
+            f"{col[i]['synthetic']:.4g}{'' if col[i]['in_band'] else ' (out)'}" for col in columns
+        ]
         low, high = BANDS[name]
-        lines.append(f"| {name} | {real[name]:.4g} | " + " | ".join(cells)
-                     + f" | {low:g}x..{high:g}x |")
+        lines.append(
+            f"| {name} | {real[name]:.4g} | " + " | ".join(cells) + f" | {low:g}x..{high:g}x |"
+        )
     return "\n".join(lines) + "\n"

@@ -30,9 +30,19 @@ def _volume(text: str) -> str:
 
 
 def _add_compression(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--codec", choices=("isal", "zlib"), default="isal",
-                        help="gzip implementation for written NIfTI files")
+    parser.add_argument(
+        "--codec",
+        choices=("isal", "zlib"),
+        default="isal",
+        help="gzip implementation for written NIfTI files",
+    )
     parser.add_argument("--level", type=int, default=2, help="gzip level (isal 0..3, zlib 1..9)")
+
+
+def _log_record(record: dict) -> None:
+    import json
+
+    log.info("landed %s", json.dumps(record, sort_keys=True))
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
@@ -44,22 +54,24 @@ def cmd_fetch(args: argparse.Namespace) -> None:
     expected = {k: staging / rel for k, rel in staging_names(args.volume).items()}
     if any(Path(outputs[k]) != expected[k] for k in outputs):
         raise MinivessError(
-            "output paths do not form one EBRAINS staging tree", volume=args.volume,
+            "output paths do not form one EBRAINS staging tree",
+            volume=args.volume,
             expected="raw/<id>.nii.gz, seg/<id>_y.nii.gz, json/<id>.json under one folder",
         )
     if args.source == "synthetic":
         from .synthetic import write_synthetic_volume
 
-        write_synthetic_volume(staging, args.volume, args.seed, args.size_xy, args.max_z,
-                               args.codec, args.level)
+        write_synthetic_volume(
+            staging, args.volume, args.seed, args.size_xy, args.max_z, args.codec, args.level
+        )
     elif args.source == "zip":
         from .sources import fetch_from_zip
 
-        fetch_from_zip(args.source_path, args.volume, staging)
+        _log_record(fetch_from_zip(args.source_path, args.volume, staging))
     elif args.source == "dir":
         from .sources import fetch_from_dir
 
-        fetch_from_dir(args.source_path, args.volume, staging)
+        _log_record(fetch_from_dir(args.source_path, args.volume, staging))
 
 
 def cmd_fetch_licence(args: argparse.Namespace) -> None:
@@ -68,18 +80,17 @@ def cmd_fetch_licence(args: argparse.Namespace) -> None:
     if args.source == "synthetic":
         from .synthetic import write_synthetic_licence
 
-        written = write_synthetic_licence(out.parent)
+        write_synthetic_licence(out.parent)
     elif args.source == "zip":
         from .sources import fetch_licence_from_zip
 
-        written = Path(fetch_licence_from_zip(args.source_path, out.parent))
+        fetch_licence_from_zip(args.source_path, out.parent)
     else:
         from .sources import fetch_licence_from_dir
 
-        written = Path(fetch_licence_from_dir(args.source_path, out.parent))
-    if written.resolve() != out.resolve():
-        raise MinivessError(f"licence landed at {written.name}", path=out,
-                            expected=f"the file name {out.name}")
+        fetch_licence_from_dir(args.source_path, out.parent)
+    if not out.is_file():
+        raise MinivessError("licence file did not land", path=out, expected=out.name)
 
 
 def cmd_rename(args: argparse.Namespace) -> None:
@@ -162,8 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help=cmd_calibrate.__doc__)
     p.add_argument("real_mask")
-    p.add_argument("--volume", type=_volume, default="mv68",
-                   help="synthetic volume to compare (mv68 shares the real grid)")
+    p.add_argument(
+        "--volume",
+        type=_volume,
+        default="mv68",
+        help="synthetic volume to compare (mv68 shares the real grid)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[20230301])
     p.set_defaults(func=cmd_calibrate)
     return parser

@@ -3,7 +3,7 @@
 Every message names the volume, the stage, the check, what was observed and what
 was expected, and the file, e.g.::
 
-    mv07: validate: mask values {0, 2} — expected a subset of {0, 1} (results/renamed/labelsTr/mv07.nii.gz)
+    mv07: validate: mask values {0, 2} — expected a subset of {0, 1} (labelsTr/mv07.nii.gz)
 """
 
 from __future__ import annotations

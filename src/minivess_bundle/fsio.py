@@ -99,7 +99,9 @@ def link_or_copy(source: str | Path, final: str | Path) -> str:
         method = "copy"
     try:
         if method == "copy":
-            if tmp.stat().st_size != source.stat().st_size or sha256_file(tmp) != sha256_file(source):
+            if tmp.stat().st_size != source.stat().st_size or sha256_file(tmp) != sha256_file(
+                source
+            ):
                 raise OSError(f"copy of {source} to {final} does not match its source")
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())

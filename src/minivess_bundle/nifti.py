@@ -74,7 +74,9 @@ def read_nifti(path: str | Path, volume: str | None = None) -> nib.Nifti1Image:
     raw = read_raw_bytes(path, volume)
     if len(raw) < NIFTI1_HEADER_BYTES:
         raise NiftiError(
-            f"file holds {len(raw)} bytes", volume=volume, path=path,
+            f"file holds {len(raw)} bytes",
+            volume=volume,
+            path=path,
             expected=f"at least a {NIFTI1_HEADER_BYTES}-byte NIfTI-1 header",
         )
     try:

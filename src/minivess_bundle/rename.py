@@ -32,8 +32,12 @@ def place_file(source: str | Path, target: str | Path, volume: str | None = None
         raise RenameError(f"cannot place file: {exc}", volume=volume, path=target) from exc
     if method == "hardlink" and not os.path.samefile(source, target):
         raise RenameError("hardlink does not point at its source", volume=volume, path=target)
-    return {"source": source.name, "target": target.name, "method": method,
-            "bytes": target.stat().st_size}
+    return {
+        "source": source.name,
+        "target": target.name,
+        "method": method,
+        "bytes": target.stat().st_size,
+    }
 
 
 def rename_volume(
@@ -47,8 +51,15 @@ def rename_volume(
     placed = []
     for role in ROLES:
         record = place_file(sources[role], targets[role], volume)
-        log.info("%s: %s %s -> %s (%s, %d bytes)", volume, role, sources[role], targets[role],
-                 record["method"], record["bytes"])
+        log.info(
+            "%s: %s %s -> %s (%s, %d bytes)",
+            volume,
+            role,
+            sources[role],
+            targets[role],
+            record["method"],
+            record["bytes"],
+        )
         placed.append(record)
     return placed
 

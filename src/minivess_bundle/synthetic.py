@@ -106,8 +106,12 @@ def draw_acquisition(seed: int, volume: str, size_xy: int = 512, max_z: int = 11
 
 
 def _persistent_walk(
-    rng: np.random.Generator, start: np.ndarray, direction: np.ndarray, length: float,
-    step: float, stiffness: float,
+    rng: np.random.Generator,
+    start: np.ndarray,
+    direction: np.ndarray,
+    length: float,
+    step: float,
+    stiffness: float,
 ) -> np.ndarray:
     """Points of a persistent random walk: direction noise accumulates, so paths curve smoothly."""
     import numpy as np
@@ -119,6 +123,40 @@ def _persistent_walk(
     return start[None, :] + np.cumsum(heading * step, axis=0)
 
 
+def _bridge(
+    rng: np.random.Generator, a: np.ndarray, b: np.ndarray, step: float, wiggle: float
+) -> np.ndarray:
+    """A smooth tortuous path from ``a`` to ``b``: the chord plus low sine modes (zero at ends)."""
+    import numpy as np
+
+    chord = float(np.linalg.norm(b - a))
+    n = max(2, int(chord * 1.3 / step))
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    path = a + t * (b - a)
+    for k in (1, 2, 3):
+        path = path + np.sin(np.pi * k * t) * rng.normal(0.0, wiggle * chord / k, 3)
+    return path
+
+
+def _crossing_ends(rng: np.random.Generator, extent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two points on opposite x or y faces at one depth: a vessel across the field of view."""
+    import numpy as np
+
+    axis = int(rng.integers(2))
+    z = rng.uniform(0, extent[2])
+    a, b = np.zeros(3), np.zeros(3)
+    a[axis], b[axis] = -10.0, extent[axis] + 10.0
+    a[1 - axis], b[1 - axis] = rng.uniform(0, extent[1 - axis], 2)
+    a[2], b[2] = z, np.clip(z + rng.normal(0, 20), 0, extent[2])
+    return a, b
+
+
+def _nearest(points: np.ndarray, target: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    return points[int(np.argmin(((points - target) ** 2).sum(axis=1)))]
+
+
 def _random_unit(rng: np.random.Generator, n: int = 1) -> np.ndarray:
     import numpy as np
 
@@ -127,7 +165,10 @@ def _random_unit(rng: np.random.Generator, n: int = 1) -> np.ndarray:
 
 
 def grow_network(
-    rng: np.random.Generator, acquisition: Acquisition, target_fraction: float
+    rng: np.random.Generator,
+    acquisition: Acquisition,
+    target_fraction: float,
+    axial_elongation: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Centre-line points (um) and radii (um) of a vessel network filling ``target_fraction``.
 
@@ -144,7 +185,7 @@ def grow_network(
     points: list[np.ndarray] = []
     radii: list[np.ndarray] = []
     grown_um3 = 0.0
-    counts = {"penetrating": 0, "capillaries": 0, "fragments": 0}
+    counts = {"penetrating": 0, "crossing": 0, "capillaries": 0, "fragments": 0}
 
     def add(path: np.ndarray, radius: float) -> None:
         nonlocal grown_um3
@@ -152,7 +193,7 @@ def grow_network(
         if inside.any():
             points.append(path[inside])
             radii.append(np.full(int(inside.sum()), radius))
-            grown_um3 += np.pi * radius**2 * step * int(inside.sum())
+            grown_um3 += np.pi * radius**2 * axial_elongation * step * int(inside.sum())
 
     # Penetrating arterioles/venules run roughly along z through the whole stack.
     area_mm2 = extent[0] * extent[1] / 1e6
@@ -163,30 +204,40 @@ def grow_network(
         add(path, float(rng.uniform(4.0, 9.0)))
         counts["penetrating"] += 1
 
+    # Surface and feeding vessels: a few thick vessels crossing the field of view.
+    for _ in range(int(rng.poisson(6.0 * area_mm2)) + 1):
+        a, b = _crossing_ends(rng, extent)
+        add(_bridge(rng, a, b, step, 0.12), float(rng.uniform(3.5, 7.5)))
+        counts["crossing"] += 1
+
+    # Capillary bed: segments joining a point on an existing vessel near a random
+    # place to another vessel point a capillary length away. Spreads the network
+    # evenly through the volume, closes loops, and keeps it one connected mesh.
     target_um3 = target_fraction * volume_um3
+    anchors = np.concatenate(points)
     budget = 0
-    while grown_um3 < target_um3 and budget < 100_000:
+    while grown_um3 < target_um3 and budget < 50_000:
         budget += 1
-        # Start on an existing vessel most of the time (a connected network), else
-        # where a vessel enters the field of view.
-        if points and rng.random() < 0.85:
-            pick = int(rng.integers(len(points)))
-            start = points[pick][int(rng.integers(len(points[pick])))]
-        else:
-            start = rng.uniform(0, 1, 3) * extent
+        if budget % 64 == 0:
+            anchors = np.concatenate(points)
+        sample = anchors[rng.integers(len(anchors), size=min(len(anchors), 512))]
+        start = _nearest(sample, rng.uniform(0, 1, 3) * extent)
+        length = float(rng.uniform(20.0, 110.0))
+        goal = start + length * _random_unit(rng)[0]
+        end = _nearest(sample, goal)
+        if np.linalg.norm(end - goal) > 0.5 * length:
+            end = goal  # a free end: the capillary leaves the field of view or stops
         if rng.random() < 0.08:  # arterioles and venules feeding the capillary bed
-            radius = float(rng.uniform(3.0, 7.0))
+            radius = float(rng.uniform(3.0, 6.0))
         else:
-            radius = float(np.clip(rng.lognormal(np.log(2.2), 0.25), 1.2, 4.5))
-        length = float(rng.uniform(25.0, 140.0))
-        path = _persistent_walk(rng, start, _random_unit(rng)[0], length, step, 0.04)
-        add(path, radius)
+            radius = float(np.clip(rng.lognormal(np.log(2.0), 0.25), 1.1, 4.5))
+        add(_bridge(rng, start, end, step, 0.08), radius)
         counts["capillaries"] += 1
 
     # Fragments: short isolated pieces where capillaries dip through the field of
     # view, as real segmentations show (mv68: ~230 components, most of them small).
     megavoxels = float(np.prod(acquisition.shape)) / 1e6
-    for _ in range(int(rng.poisson(7.0 * megavoxels))):
+    for _ in range(int(rng.poisson(12.0 * megavoxels))):
         start = rng.uniform(0, 1, 3) * extent
         path = _persistent_walk(rng, start, _random_unit(rng)[0], rng.uniform(2, 12), step, 0.05)
         add(path, float(rng.uniform(0.9, 1.8)))
@@ -197,14 +248,23 @@ def grow_network(
 
 
 def paint_tubes(
-    shape: tuple[int, int, int], spacing: tuple[float, float, float],
-    points: np.ndarray, radii: np.ndarray,
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    points: np.ndarray,
+    radii: np.ndarray,
+    axial_elongation: float = 1.0,
 ) -> np.ndarray:
-    """Rasterise spheres of ``radii`` at ``points`` (um; voxel i is centred at i * spacing)."""
+    """Rasterise balls of ``radii`` at ``points`` (um; voxel i is centred at i * spacing).
+
+    ``axial_elongation`` stretches each ball along z, as the axial point-spread
+    function of a two-photon microscope stretches vessels in segmentations.
+    """
     import numpy as np
 
     mask = np.zeros(shape, dtype=bool)
-    sp = np.asarray(spacing, float)
+    # Measure in a space where the ball is round: z distances shrink by the elongation.
+    voxel = np.asarray(spacing, float)
+    sp = voxel / np.array([1.0, 1.0, axial_elongation])
     dims = np.asarray(shape)
     # A tube thinner than half a voxel would break into dots: keep it one voxel wide.
     radii = np.maximum(radii, 0.55 * sp[:2].min())
@@ -216,8 +276,8 @@ def paint_tubes(
         offsets = np.stack(grids, axis=-1).reshape(-1, 3)
         reach = ((np.abs(offsets) - 0.5).clip(0) * sp) ** 2
         offsets = offsets[reach.sum(axis=1) <= radius**2]
-        centre = np.rint(pts / sp).astype(np.int64)
-        frac = pts / sp - centre
+        centre = np.rint(pts / voxel).astype(np.int64)
+        frac = pts / voxel - centre
         chunk = max(1, 4_000_000 // len(offsets))
         for lo in range(0, len(pts), chunk):
             d = (offsets[None, :, :] - frac[lo : lo + chunk, None, :]) * sp
@@ -289,20 +349,24 @@ def render_image(
     return np.clip(np.rint(adu), 0, 4095).astype(np.uint16), params
 
 
-def generate_volume(seed: int, volume: str, size_xy: int = 512, max_z: int = 110) -> SyntheticVolume:
+def generate_volume(
+    seed: int, volume: str, size_xy: int = 512, max_z: int = 110
+) -> SyntheticVolume:
     """Generate one synthetic volume (image, mask, acquisition, parameters)."""
     import numpy as np
 
     acquisition = draw_acquisition(seed, volume, size_xy, max_z)
     rng = volume_rng(seed, volume, "network")
-    target = float(np.clip(rng.lognormal(np.log(0.05), 0.3), 0.02, 0.09))
-    points, radii, counts = grow_network(rng, acquisition, target)
-    mask = paint_tubes(acquisition.shape, acquisition.spacing_um, points, radii)
+    target = float(np.clip(rng.lognormal(np.log(0.06), 0.3), 0.025, 0.1))
+    elongation = float(rng.uniform(1.5, 2.0))
+    points, radii, counts = grow_network(rng, acquisition, target, elongation)
+    mask = paint_tubes(acquisition.shape, acquisition.spacing_um, points, radii, elongation)
     image, image_params = render_image(
         volume_rng(seed, volume, "image"), mask, acquisition.spacing_um
     )
     parameters = {
         "target_foreground_fraction": round(target, 6),
+        "axial_elongation": round(elongation, 6),
         "network": counts,
         "image": {k: round(v, 6) for k, v in image_params.items()},
     }
@@ -328,8 +392,13 @@ def volume_metadata(synthetic: SyntheticVolume, seed: int) -> dict[str, Any]:
 
 
 def write_synthetic_volume(
-    staging_dir: str | Path, volume: str, seed: int, size_xy: int = 512, max_z: int = 110,
-    codec: str = "isal", level: int = 2,
+    staging_dir: str | Path,
+    volume: str,
+    seed: int,
+    size_xy: int = 512,
+    max_z: int = 110,
+    codec: str = "isal",
+    level: int = 2,
 ) -> dict[str, str]:
     """Generate ``volume`` and write it in the EBRAINS staging layout; returns the paths."""
     from .fsio import write_json_atomic
@@ -346,7 +415,10 @@ def write_synthetic_volume(
     write_json_atomic(paths["metadata"], volume_metadata(synthetic, seed))
     log.info(
         "%s: synthetic %s at %s um, foreground %.2f %%",
-        volume, synthetic.acquisition.shape, spacing, 100 * synthetic.mask.mean(),
+        volume,
+        synthetic.acquisition.shape,
+        spacing,
+        100 * synthetic.mask.mean(),
     )
     return paths
 

@@ -16,7 +16,6 @@ from minivess_bundle.volumes import (  # noqa: E402
     resolve_volumes,
 )
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 VOLUMES = resolve_volumes(config["volumes"])

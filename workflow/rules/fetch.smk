@@ -2,7 +2,6 @@
 (raw/mvNN.nii.gz, seg/mvNN_y.nii.gz, json/mvNN.json), so every later stage is
 source-agnostic."""
 
-
 if SOURCE != "ebrains":
 
     rule fetch:
@@ -11,17 +10,6 @@ if SOURCE != "ebrains":
             unpack(fetch_input),
         output:
             **staged("{vol}"),
-        params:
-            source=SOURCE,
-            source_path=lambda wildcards: "" if SOURCE == "synthetic" else source_path(),
-            seed=config["seed"],
-            size_xy=config["synthetic"]["size_xy"],
-            max_z=config["synthetic"]["max_z"],
-            codec=config["compression"]["codec"],
-            level=config["compression"]["level"],
-        resources:
-            mem_mb=fetch_mem_mb,
-            runtime=20,
         log:
             "logs/fetch/{vol}.log",
         benchmark:
@@ -30,6 +18,17 @@ if SOURCE != "ebrains":
             ENV
         container:
             CONTAINER
+        resources:
+            mem_mb=fetch_mem_mb,
+            runtime=20,
+        params:
+            source=SOURCE,
+            source_path=lambda wildcards: "" if SOURCE == "synthetic" else source_path(),
+            seed=config["seed"],
+            size_xy=config["synthetic"]["size_xy"],
+            max_z=config["synthetic"]["max_z"],
+            codec=config["compression"]["codec"],
+            level=config["compression"]["level"],
         shell:
             "minivess-bundle fetch {wildcards.vol} --source {params.source} "
             "--source-path={params.source_path:q} --seed {params.seed} "
@@ -44,18 +43,18 @@ if SOURCE != "ebrains":
             unpack(fetch_input),
         output:
             f"results/staging/{LICENCE}",
-        params:
-            source=SOURCE,
-            source_path=lambda wildcards: "" if SOURCE == "synthetic" else source_path(),
-        resources:
-            mem_mb=128,
-            runtime=5,
         log:
             "logs/fetch/licence.log",
         conda:
             ENV
         container:
             CONTAINER
+        resources:
+            mem_mb=128,
+            runtime=5,
+        params:
+            source=SOURCE,
+            source_path=lambda wildcards: "" if SOURCE == "synthetic" else source_path(),
         shell:
             "minivess-bundle fetch-licence --source {params.source} "
             "--source-path={params.source_path:q} --out {output:q} > {log:q} 2>&1"

@@ -8,9 +8,6 @@ rule rename:
         **staged("{vol}"),
     output:
         **renamed("{vol}"),
-    resources:
-        mem_mb=128,
-        runtime=5,
     log:
         "logs/rename/{vol}.log",
     benchmark:
@@ -19,6 +16,9 @@ rule rename:
         ENV
     container:
         CONTAINER
+    resources:
+        mem_mb=128,
+        runtime=5,
     shell:
         "minivess-bundle rename {wildcards.vol} "
         "--image {input.image:q} --label {input.label:q} --metadata {input.metadata:q} "
@@ -32,15 +32,15 @@ rule rename_licence:
         f"results/staging/{LICENCE}",
     output:
         f"results/renamed/metadata/{LICENCE}",
-    resources:
-        mem_mb=128,
-        runtime=5,
     log:
         "logs/rename/licence.log",
     conda:
         ENV
     container:
         CONTAINER
+    resources:
+        mem_mb=128,
+        runtime=5,
     shell:
         "minivess-bundle place {input:q} {output:q} > {log:q} 2>&1"
 
@@ -51,14 +51,14 @@ rule renamed_inventory:
         [path for vol in VOLUMES for path in renamed(vol).values()],
     output:
         "results/renamed_inventory.json",
-    resources:
-        mem_mb=256,
-        runtime=10,
     log:
         "logs/rename/inventory.log",
     conda:
         ENV
     container:
         CONTAINER
+    resources:
+        mem_mb=256,
+        runtime=10,
     shell:
         "minivess-bundle inventory results/renamed --out {output:q} > {log:q} 2>&1"

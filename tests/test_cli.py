@@ -1,0 +1,78 @@
+"""The command line the rules call: one-line errors, cheap start-up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from minivess_bundle import __version__
+from minivess_bundle.cli import main
+
+
+def test_expected_failure_is_one_line_and_exit_code_1(tmp_path, capsys):
+    code = main(
+        [
+            "rename",
+            "mv07",
+            "--image",
+            str(tmp_path / "raw" / "mv07.nii.gz"),
+            "--label",
+            "x",
+            "--metadata",
+            "y",
+            "--out-image",
+            str(tmp_path / "a"),
+            "--out-label",
+            str(tmp_path / "b"),
+            "--out-metadata",
+            str(tmp_path / "c"),
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err[-1].startswith("error: mv07: rename: source file is missing (")
+    assert err[-1].endswith("raw/mv07.nii.gz)")
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_volume_ids_outside_mvNN_are_refused_before_any_work(capsys):
+    try:
+        main(
+            [
+                "rename",
+                "../etc",
+                "--image",
+                "a",
+                "--label",
+                "b",
+                "--metadata",
+                "c",
+                "--out-image",
+                "d",
+                "--out-label",
+                "e",
+                "--out-metadata",
+                "f",
+            ]
+        )
+    except SystemExit as exc:
+        assert exc.code == 2
+    assert "volume id '../etc' is not allowed" in capsys.readouterr().err
+
+
+def test_cli_start_up_imports_no_heavy_modules():
+    code = (
+        "import sys; import minivess_bundle.cli as c; c.build_parser();"
+        "heavy = {'numpy', 'scipy', 'nibabel', 'skimage', 'httpx', 'torch', 'monai'};"
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_version_is_the_package_version(capsys):
+    try:
+        main(["--version"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    assert capsys.readouterr().out.strip() == f"minivess-bundle {__version__}"

@@ -1,0 +1,156 @@
+"""The real workflow, run by Snakemake on tiny synthetic data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zipfile
+
+import pytest
+from conftest import tree_digest
+from workflow_utils import make_workdir, run_snakemake
+
+from minivess_bundle.fsio import sha256_file
+
+pytestmark = pytest.mark.workflow
+TINY = {"synthetic": {"size_xy": 16, "max_z": 8}, "volumes": ["mv01", "mv02", "mv39"]}
+EBRAINS_ZIP = "d-bf268b89-1420-476b-b428-b85a913eb523.zip"
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory):
+    """One complete synthetic build, shared by the assertions below."""
+    workdir = make_workdir(tmp_path_factory.mktemp("synthetic"), **TINY)
+    result = run_snakemake(workdir, "--cores", "2", "all")
+    return workdir, result
+
+
+def test_synthetic_build_lands_every_renamed_file(synthetic_run):
+    workdir, _ = synthetic_run
+    renamed = workdir / "results" / "renamed"
+    for vol in TINY["volumes"]:
+        for rel in (f"imagesTr/{vol}.nii.gz", f"labelsTr/{vol}.nii.gz", f"metadata/{vol}.json"):
+            assert (renamed / rel).is_file(), rel
+        staged_label = workdir / "results" / "staging" / "seg" / f"{vol}_y.nii.gz"
+        assert os.path.samefile(staged_label, renamed / "labelsTr" / f"{vol}.nii.gz")
+        assert (workdir / "logs" / "fetch" / f"{vol}.log").is_file()
+        assert (workdir / "benchmarks" / "fetch" / f"{vol}.tsv").is_file()
+    assert (renamed / "metadata" / "LICENCE-synthetic.txt").read_text().startswith("SYNTHETIC")
+    meta = json.loads((renamed / "metadata" / "mv39.json").read_text())
+    assert meta["synthetic"] is True and meta["shape"] == [16, 16, 5]
+
+
+def test_inventory_hashes_match_the_files(synthetic_run):
+    workdir, _ = synthetic_run
+    inventory = json.loads((workdir / "results" / "renamed_inventory.json").read_text())
+    assert inventory["count"] == 3
+    for entry in inventory["volumes"]:
+        for role in ("image", "label", "metadata"):
+            path = workdir / "results" / "renamed" / entry[role]["path"]
+            assert entry[role]["sha256"] == sha256_file(path)
+
+
+def test_second_run_has_nothing_to_do(synthetic_run):
+    workdir, _ = synthetic_run
+    result = run_snakemake(workdir, "--cores", "2", "all", "--dry-run")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_build_is_identical_across_core_counts_and_directories(synthetic_run, tmp_path):
+    workdir, _ = synthetic_run
+    other = make_workdir(tmp_path / "a" / "much" / "longer" / "path", **TINY)
+    run_snakemake(other, "--cores", "1", "all")
+    assert tree_digest(other / "results" / "renamed") == tree_digest(
+        workdir / "results" / "renamed"
+    )
+    assert (other / "results" / "renamed_inventory.json").read_bytes() == (
+        workdir / "results" / "renamed_inventory.json"
+    ).read_bytes()
+
+
+def _ebrains_zip(staging, path, prefix="d-bf268b89-1420-476b-b428-b85a913eb523/"):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(staging.rglob("*")):
+            rel = file.relative_to(staging).as_posix()
+            if file.is_file() and rel.split("/")[0] in {"raw", "seg", "json"}:
+                archive.write(file, prefix + rel)
+        archive.writestr(prefix + "Licence (CCBY-NC-SA).pdf", b"%PDF-1.4 licence stand-in\n")
+    return path
+
+
+def _volume_digest(workdir):
+    digest = tree_digest(workdir / "results" / "renamed")
+    return {k: v for k, v in digest.items() if not k.startswith("metadata/L")}
+
+
+def test_zip_and_dir_sources_give_the_synthetic_bytes(synthetic_run, tmp_path):
+    workdir, _ = synthetic_run
+    archive = _ebrains_zip(workdir / "results" / "staging", tmp_path / EBRAINS_ZIP)
+    zipped = make_workdir(
+        tmp_path / "zip", volumes=TINY["volumes"], source="zip", zip={"path": str(archive)}
+    )
+    run_snakemake(zipped, "--cores", "2", "all")
+    assert _volume_digest(zipped) == _volume_digest(workdir)
+    licence = zipped / "results" / "renamed" / "metadata" / "Licence (CCBY-NC-SA).pdf"
+    assert licence.read_bytes().startswith(b"%PDF")
+
+    folder = tmp_path / "extracted"
+    shutil.copytree(zipped / "results" / "staging", folder)
+    by_dir = make_workdir(
+        tmp_path / "dir", volumes=TINY["volumes"], source="dir", dir={"path": str(folder)}
+    )
+    run_snakemake(by_dir, "--cores", "2", "all")
+    assert _volume_digest(by_dir) == _volume_digest(workdir)
+
+
+def test_corrupt_zip_member_fails_naming_it_and_leaves_no_partial_file(synthetic_run, tmp_path):
+    workdir, _ = synthetic_run
+    archive = tmp_path / EBRAINS_ZIP
+    staging = workdir / "results" / "staging"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as out:
+        for file in sorted(staging.rglob("*")):
+            rel = file.relative_to(staging).as_posix()
+            if file.is_file() and rel.split("/")[0] in {"raw", "seg", "json"}:
+                out.write(file, rel)
+        out.writestr("Licence (CCBY-NC-SA).pdf", b"%PDF-1.4\n")
+    data = bytearray(archive.read_bytes())
+    member = (staging / "raw" / "mv02.nii.gz").read_bytes()
+    at = bytes(data).index(member[:64]) + 40
+    data[at] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    broken = make_workdir(
+        tmp_path / "broken", volumes=TINY["volumes"], source="zip", zip={"path": str(archive)}
+    )
+    result = run_snakemake(broken, "--cores", "1", "--keep-going", "all", check=False)
+    assert result.returncode != 0
+    log = (broken / "logs" / "fetch" / "mv02.log").read_text()
+    assert "mv02: fetch:" in log and "raw/mv02.nii.gz" in log and "CRC" in log
+    assert not (broken / "results" / "staging" / "raw" / "mv02.nii.gz").exists()
+    leftovers = [p.name for p in (broken / "results" / "staging").rglob(".*tmp-*")]
+    assert leftovers == []
+    assert (broken / "results" / "renamed" / "imagesTr" / "mv01.nii.gz").is_file()  # others went on
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"sourse": "zip"}, "sourse"),
+        ({"seed": "abc"}, "seed"),
+        ({"synthetic": {"size_xy": 4}}, "size_xy"),
+        ({"volumes": ["mv1; rm -rf /"]}, "volumes"),
+        ({"source": "zip"}, "zip.path is empty"),
+        ({"compression": {"codec": "brotli"}}, "codec"),
+    ],
+)
+def test_bad_config_fails_at_start_naming_the_key(tmp_path, overrides, needle):
+    workdir = make_workdir(tmp_path, **overrides)
+    result = run_snakemake(workdir, "--dry-run", "all", check=False)
+    assert result.returncode != 0
+    assert needle in result.stdout + result.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_lint_is_clean(tmp_path):
+    result = run_snakemake(make_workdir(tmp_path), "--lint")
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr

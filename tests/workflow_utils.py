@@ -1,0 +1,50 @@
+"""Run the real workflow with Snakemake in a scratch working directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from conftest import REPO
+
+SNAKEMAKE_TIMEOUT_S = 600
+
+
+def make_workdir(path: Path, **overrides) -> Path:
+    """A working directory with config/config.yaml = the repo's config + ``overrides``."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key].update(value)
+        else:
+            config[key] = value
+    (path / "config").mkdir(parents=True, exist_ok=True)
+    (path / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``snakemake --snakefile <repo>/Snakefile --directory <workdir> ARGS``, bounded in time."""
+    bindir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    command = [
+        shutil.which("snakemake", path=str(bindir)) or "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=SNAKEMAKE_TIMEOUT_S
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
+    return result
