@@ -18,7 +18,6 @@ include: "workflow/rules/rename.smk"
 
 
 rule all:
-    default_target: True
-    """Everything the configured build produces."""
+    """Everything the configured build produces (the first rule: the default target)."""
     input:
         all_outputs(),
