@@ -93,6 +93,48 @@ def cmd_fetch_licence(args: argparse.Namespace) -> None:
         raise MinivessError("licence file did not land", path=out, expected=out.name)
 
 
+def _ebrains_settings(args: argparse.Namespace):
+    from .ebrains import ClientSettings
+
+    return ClientSettings(
+        api_base=args.api_base,
+        dataset_id=args.dataset_id,
+        ca_bundle=args.ca_bundle,
+        max_attempts=args.max_attempts,
+    )
+
+
+def cmd_ebrains_list(args: argparse.Namespace) -> None:
+    """Fetch the EBRAINS listing, check the volumes are complete, save it."""
+    from .ebrains import fetch_listing
+
+    fetch_listing(args.out, args.volumes, _ebrains_settings(args))
+
+
+def cmd_ebrains_fetch(args: argparse.Namespace) -> None:
+    """Download one volume from EBRAINS (verified, resumable) into staging."""
+    from .ebrains import fetch_volume
+    from .volumes import staging_names
+
+    staging = Path(args.out_image).parent.parent
+    outputs = {"image": args.out_image, "label": args.out_label, "metadata": args.out_metadata}
+    for role, rel in staging_names(args.volume).items():
+        if Path(outputs[role]) != staging / rel:
+            raise MinivessError(
+                "output paths do not form one EBRAINS staging tree",
+                volume=args.volume,
+                path=outputs[role],
+            )
+    fetch_volume(args.volume, args.listing, args.cache, staging, _ebrains_settings(args))
+
+
+def cmd_ebrains_licence(args: argparse.Namespace) -> None:
+    """Download the licence file from EBRAINS into staging."""
+    from .ebrains import fetch_licence
+
+    fetch_licence(args.listing, args.cache, Path(args.out).parent, _ebrains_settings(args))
+
+
 def cmd_rename(args: argparse.Namespace) -> None:
     """Place one volume's files under their imagesTr/labelsTr/metadata names."""
     from .rename import rename_volume
@@ -153,6 +195,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source-path", default="")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_fetch_licence)
+
+    def ebrains_options(p: argparse.ArgumentParser) -> None:
+        from .ebrains import DEFAULT_API_BASE, DEFAULT_DATASET_ID
+
+        p.add_argument("--api-base", default=DEFAULT_API_BASE)
+        p.add_argument("--dataset-id", default=DEFAULT_DATASET_ID)
+        p.add_argument("--ca-bundle", default="", help="extra CA bundle (PEM) to trust")
+        p.add_argument("--max-attempts", type=int, default=8, help="per file, all causes")
+
+    p = sub.add_parser("ebrains-list", help=cmd_ebrains_list.__doc__)
+    ebrains_options(p)
+    p.add_argument("--volumes", type=_volume, nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_ebrains_list)
+
+    p = sub.add_parser("ebrains-fetch", help=cmd_ebrains_fetch.__doc__)
+    ebrains_options(p)
+    p.add_argument("volume", type=_volume)
+    p.add_argument("--listing", required=True)
+    p.add_argument("--cache", required=True, help="download folder kept across failed runs")
+    for role in ("image", "label", "metadata"):
+        p.add_argument(f"--out-{role}", required=True)
+    p.set_defaults(func=cmd_ebrains_fetch)
+
+    p = sub.add_parser("ebrains-licence", help=cmd_ebrains_licence.__doc__)
+    ebrains_options(p)
+    p.add_argument("--listing", required=True)
+    p.add_argument("--cache", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_ebrains_licence)
 
     p = sub.add_parser("rename", help=cmd_rename.__doc__)
     p.add_argument("volume", type=_volume)

@@ -58,3 +58,94 @@ if SOURCE != "ebrains":
         shell:
             "minivess-bundle fetch-licence --source {params.source} "
             "--source-path={params.source_path:q} --out {output:q} > {log:q} 2>&1"
+
+
+if SOURCE == "ebrains":
+
+    rule ebrains_listing:
+        """List the EBRAINS dataset, check every requested volume is complete, keep the
+        listing as provenance (sizes and hashes every download is verified against).
+        """
+        output:
+            "results/downloads/ebrains/listing.json",
+        log:
+            "logs/fetch/ebrains_listing.log",
+        conda:
+            ENV
+        container:
+            CONTAINER
+        resources:
+            mem_mb=256,
+            runtime=10,
+            ebrains_connections=1,
+        params:
+            api_base=config["ebrains"]["api_base"],
+            dataset_id=config["ebrains"]["dataset_id"],
+            ca_bundle=config["ebrains"]["ca_bundle"],
+            max_attempts=config["ebrains"]["max_attempts"],
+            volumes=VOLUMES,
+        shell:
+            "minivess-bundle ebrains-list --api-base {params.api_base:q} "
+            "--dataset-id {params.dataset_id:q} --ca-bundle={params.ca_bundle:q} "
+            "--max-attempts {params.max_attempts} --volumes {params.volumes} "
+            "--out {output:q} > {log:q} 2>&1"
+
+    rule fetch_ebrains:
+        """Download one volume (verified against the listing, resumable) into staging."""
+        input:
+            listing="results/downloads/ebrains/listing.json",
+        output:
+            **staged("{vol}"),
+        log:
+            "logs/fetch/{vol}.log",
+        benchmark:
+            "benchmarks/fetch/{vol}.tsv"
+        conda:
+            ENV
+        container:
+            CONTAINER
+        resources:
+            mem_mb=256,
+            runtime=60,
+            ebrains_connections=1,
+        params:
+            api_base=config["ebrains"]["api_base"],
+            dataset_id=config["ebrains"]["dataset_id"],
+            ca_bundle=config["ebrains"]["ca_bundle"],
+            max_attempts=config["ebrains"]["max_attempts"],
+            cache=lambda wildcards, input: str(Path(input.listing).parent),
+        shell:
+            "minivess-bundle ebrains-fetch {wildcards.vol} --listing {input.listing:q} "
+            "--cache {params.cache:q} --api-base {params.api_base:q} "
+            "--dataset-id {params.dataset_id:q} --ca-bundle={params.ca_bundle:q} "
+            "--max-attempts {params.max_attempts} "
+            "--out-image {output.image:q} --out-label {output.label:q} "
+            "--out-metadata {output.metadata:q} > {log:q} 2>&1"
+
+    rule fetch_licence_ebrains:
+        """Download the release's licence file into staging."""
+        input:
+            listing="results/downloads/ebrains/listing.json",
+        output:
+            f"results/staging/{LICENCE}",
+        log:
+            "logs/fetch/licence.log",
+        conda:
+            ENV
+        container:
+            CONTAINER
+        resources:
+            mem_mb=256,
+            runtime=10,
+            ebrains_connections=1,
+        params:
+            api_base=config["ebrains"]["api_base"],
+            dataset_id=config["ebrains"]["dataset_id"],
+            ca_bundle=config["ebrains"]["ca_bundle"],
+            max_attempts=config["ebrains"]["max_attempts"],
+            cache=lambda wildcards, input: str(Path(input.listing).parent),
+        shell:
+            "minivess-bundle ebrains-licence --listing {input.listing:q} "
+            "--cache {params.cache:q} --api-base {params.api_base:q} "
+            "--dataset-id {params.dataset_id:q} --ca-bundle={params.ca_bundle:q} "
+            "--max-attempts {params.max_attempts} --out {output:q} > {log:q} 2>&1"
