@@ -102,6 +102,22 @@ class FakeDataProxy:
                     return self.store(path[len("/store/") :])
                 return self.reply(404, b"no such route")
 
+            def do_HEAD(self):  # noqa: N802 (http.server API)
+                path = unquote(urlsplit(self.path).path)
+                with proxy.lock:
+                    proxy.requests.append(
+                        {"path": path, "headers": dict(self.headers), "method": "HEAD"}
+                    )
+                file = proxy.root / path[len("/store/") :]
+                if not path.startswith("/store/") or not file.is_file():
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(file.stat().st_size))
+                self.end_headers()
+
             def reply(self, status, body, headers=None):
                 self.send_response(status)
                 for key, value in (headers or {}).items():

@@ -269,3 +269,59 @@ def test_workflow_with_ebrains_source_builds_what_the_dir_source_builds(release,
     assert '"dataset_id": "bf268b89-1420-476b-b428-b85a913eb523"' in listing
     log = (web / "logs" / "fetch" / "mv02.log").read_text()
     assert "HTTP 503 on attempt 1" in log and "summary: 3 files" in log
+
+
+def _release_zip(release: Path, out: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(release.rglob("*")):
+            if file.is_file():
+                archive.write(file, file.relative_to(release).as_posix())
+    return out
+
+
+def test_zip_url_downloads_resumes_and_verifies(release, tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    archive = _release_zip(release, served / "d-bf268b89-1420-476b-b428-b85a913eb523.zip")
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    with FakeDataProxy(served) as proxy:
+        proxy.faults[archive.name] = ["reset"]
+        url = proxy.api_base.replace("/api", "/store/") + archive.name
+        out = tmp_path / "downloads" / archive.name
+        record = ebrains.download_url(url, out, settings_for(proxy), expected_md5=md5)
+        gets = proxy.store_requests(archive.name)
+        assert out.read_bytes() == archive.read_bytes()
+        assert record["sha256"] == sha(archive)
+        assert gets[-1]["headers"]["Range"].startswith("bytes=")  # resumed after the reset
+        with pytest.raises(DownloadError, match="failed after 4 attempts: md5"):
+            ebrains.download_url(
+                url, tmp_path / "other" / archive.name, settings_for(proxy), expected_md5="0" * 32
+            )
+        assert not (tmp_path / "other" / archive.name).exists()
+
+
+@pytest.mark.workflow
+def test_workflow_zip_url_builds_what_the_dir_source_builds(release, tmp_path):
+    from conftest import tree_digest
+    from workflow_utils import make_workdir, run_snakemake
+
+    served = tmp_path / "served"
+    served.mkdir()
+    archive = _release_zip(release, served / "d-bf268b89-1420-476b-b428-b85a913eb523.zip")
+    with FakeDataProxy(served) as proxy:
+        url = proxy.api_base.replace("/api", "/store/") + archive.name
+        web = make_workdir(
+            tmp_path / "web",
+            source="zip",
+            volumes=list(VOLUMES),
+            zip={"url": url, "md5": hashlib.md5(archive.read_bytes()).hexdigest()},
+        )
+        run_snakemake(web, "--cores", "2", "all")
+    local = make_workdir(
+        tmp_path / "local", source="dir", volumes=list(VOLUMES), dir={"path": str(release)}
+    )
+    run_snakemake(local, "--cores", "2", "all")
+    assert tree_digest(web / "results" / "renamed") == tree_digest(local / "results" / "renamed")
+    assert (web / "results" / "downloads" / archive.name).read_bytes() == archive.read_bytes()

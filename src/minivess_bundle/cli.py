@@ -135,6 +135,13 @@ def cmd_ebrains_licence(args: argparse.Namespace) -> None:
     fetch_licence(args.listing, args.cache, Path(args.out).parent, _ebrains_settings(args))
 
 
+def cmd_download_url(args: argparse.Namespace) -> None:
+    """Download one URL (the dataset ZIP) verified and resumable."""
+    from .ebrains import download_url
+
+    download_url(args.url, args.out, _ebrains_settings(args), args.bytes, args.md5)
+
+
 def cmd_rename(args: argparse.Namespace) -> None:
     """Place one volume's files under their imagesTr/labelsTr/metadata names."""
     from .rename import rename_volume
@@ -225,6 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_ebrains_licence)
+
+    p = sub.add_parser("download-url", help=cmd_download_url.__doc__)
+    ebrains_options(p)
+    p.add_argument("url")
+    p.add_argument("--out", required=True)
+    p.add_argument("--bytes", type=int, default=0, help="expected size (0: from HEAD)")
+    p.add_argument("--md5", default="", help="expected MD5, if known")
+    p.set_defaults(func=cmd_download_url)
 
     p = sub.add_parser("rename", help=cmd_rename.__doc__)
     p.add_argument("volume", type=_volume)

@@ -366,7 +366,7 @@ def _stream_once(
             progress = _Progress(entry["name"], entry["bytes"], offset)
             try:
                 with open(part, mode) as handle:
-                    for chunk in response.iter_bytes(CHUNK):
+                    for chunk in response.iter_bytes():
                         handle.write(chunk)
                         progress.update(len(chunk))
                     handle.flush()
@@ -383,9 +383,16 @@ def _stream_once(
 
 
 def download_file(
-    client: httpx.Client, settings: ClientSettings, entry: dict[str, Any], cache_dir: Path
+    client: httpx.Client,
+    settings: ClientSettings,
+    entry: dict[str, Any],
+    cache_dir: Path,
+    url: str | None = None,
 ) -> dict[str, Any]:
-    """Fetch one listed object into ``cache_dir`` and verify it; skip it if already verified."""
+    """Fetch one listed object into ``cache_dir`` and verify it; skip it if already verified.
+
+    ``url`` defaults to the object's data-proxy address.
+    """
     rel = safe_relative(entry["name"])
     final = cache_dir / rel
     part = final.with_name(f".{final.name}.part")
@@ -400,7 +407,7 @@ def download_file(
             }
         final.unlink()
     final.parent.mkdir(parents=True, exist_ok=True)
-    url = object_url(settings, entry["name"])
+    url = url or object_url(settings, entry["name"])
     before = part.stat().st_size if part.exists() else 0
     last = ""
     for attempt in range(1, settings.max_attempts + 1):
@@ -517,3 +524,53 @@ def fetch_licence(
     records = download_objects([EBRAINS_LICENCE], listing_path, cache_dir, settings)
     link_or_copy(Path(cache_dir) / EBRAINS_LICENCE, Path(staging_dir) / EBRAINS_LICENCE)
     return records
+
+
+# --- a whole file by URL (the dataset ZIP) ----------------------------------------------------
+
+
+def _content_length(client: httpx.Client, url: str, settings: ClientSettings) -> int:
+    """Size announced by a HEAD request (redirects followed by hand, without Authorization)."""
+    target = url
+    for attempt in range(1, settings.max_attempts + 1):
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                request = client.build_request("HEAD", target)
+                if target != url:
+                    request.headers.pop("Authorization", None)
+                response = client.send(request)
+                if not response.is_redirect:
+                    break
+                target = urljoin(target, response.headers["Location"])
+            _check_status(response, url, attempt)
+            length = response.headers.get("Content-Length")
+            if length is None or not length.isdigit():
+                raise DownloadError(f"HEAD {url} gave no Content-Length; set zip.bytes")
+            return int(length)
+        except (_Retryable, *_transport_errors()) as exc:
+            if attempt == settings.max_attempts:
+                raise DownloadError(f"HEAD {url} failed after {attempt} attempts ({exc})") from exc
+            _sleep(backoff_seconds(attempt, settings, getattr(exc, "retry_after", None)))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def download_url(
+    url: str,
+    out: str | Path,
+    settings: ClientSettings,
+    expected_bytes: int | None = None,
+    expected_md5: str = "",
+) -> dict[str, Any]:
+    """Download one URL (e.g. the dataset ZIP) with the same guarantees as listed objects.
+
+    The size is checked against ``expected_bytes`` (else the server's HEAD
+    Content-Length) and the MD5 against ``expected_md5`` when given; the sha256
+    is recorded. Resumes a partial download; skips a verified file.
+    """
+    out = Path(out)
+    with make_client(settings) as client:
+        size = expected_bytes if expected_bytes else _content_length(client, url, settings)
+        entry = {"name": out.name, "bytes": size, "hash": expected_md5.lower()}
+        record = download_file(client, settings, entry, out.parent, url=url)
+    log.info("%s: %d bytes, sha256 %s", out.name, record["bytes"], record["sha256"])
+    return record

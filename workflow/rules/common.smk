@@ -2,7 +2,10 @@
 and resource estimators. Imports only the package's light modules (pure Python),
 so building the DAG stays fast even at 70 volumes."""
 
+import posixpath
+import re
 import sys
+from urllib.parse import urlsplit
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -29,8 +32,23 @@ wildcard_constraints:
     vol=VOLUME_PATTERN,
 
 
+ZIP_URL = config["zip"]["url"]
+
+
+def downloaded_zip():
+    """Where the ZIP given by zip.url lands (its file name from the URL)."""
+    name = posixpath.basename(urlsplit(ZIP_URL).path)
+    if not re.fullmatch(r"[A-Za-z0-9._-]+\.zip", name):
+        raise ValueError(
+            f"config: zip.url must end in a plain *.zip file name, got {name!r}"
+        )
+    return f"results/downloads/{name}"
+
+
 def source_path():
     """The local ZIP or folder of the zip/dir sources, checked at start-up."""
+    if SOURCE == "zip" and ZIP_URL:
+        return downloaded_zip()
     key = {"zip": "zip", "dir": "dir"}[SOURCE]
     path = config[key]["path"]
     if not path:

@@ -149,3 +149,31 @@ if SOURCE == "ebrains":
             "--cache {params.cache:q} --api-base {params.api_base:q} "
             "--dataset-id {params.dataset_id:q} --ca-bundle={params.ca_bundle:q} "
             "--max-attempts {params.max_attempts} --out {output:q} > {log:q} 2>&1"
+
+
+if SOURCE == "zip" and ZIP_URL:
+
+    rule download_zip:
+        """Download the dataset ZIP once (verified, resumable); the zip source reads it."""
+        output:
+            downloaded_zip(),
+        log:
+            "logs/fetch/download_zip.log",
+        conda:
+            ENV
+        container:
+            CONTAINER
+        resources:
+            mem_mb=256,
+            runtime=240,
+            ebrains_connections=1,
+        params:
+            url=ZIP_URL,
+            bytes=config["zip"]["bytes"],
+            md5=config["zip"]["md5"],
+            ca_bundle=config["ebrains"]["ca_bundle"],
+            max_attempts=config["ebrains"]["max_attempts"],
+        shell:
+            "minivess-bundle download-url {params.url:q} --out {output:q} "
+            "--bytes {params.bytes} --md5={params.md5:q} --ca-bundle={params.ca_bundle:q} "
+            "--max-attempts {params.max_attempts} > {log:q} 2>&1"
