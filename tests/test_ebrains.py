@@ -325,3 +325,31 @@ def test_workflow_zip_url_builds_what_the_dir_source_builds(release, tmp_path):
     run_snakemake(local, "--cores", "2", "all")
     assert tree_digest(web / "results" / "renamed") == tree_digest(local / "results" / "renamed")
     assert (web / "results" / "downloads" / archive.name).read_bytes() == archive.read_bytes()
+
+
+def test_unreachable_server_fails_after_bounded_attempts_naming_the_url(tmp_path, no_real_sleep):
+    import socket
+
+    with socket.socket() as probe:  # a loopback port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = ClientSettings(
+        api_base=f"http://127.0.0.1:{port}/api", max_attempts=3, backoff_base_s=0.01
+    )
+    with pytest.raises(
+        DownloadError,
+        match=rf"GET http://127.0.0.1:{port}/api/v1/datasets/"
+        r".* failed after 3 attempts \(ConnectError\)",
+    ):
+        ebrains.fetch_listing(tmp_path / "listing.json", ["mv01"], settings)
+    assert len(no_real_sleep) == 2
+
+
+def test_tls_verification_stays_on_and_a_ca_bundle_is_loaded(tmp_path):
+    import ssl
+
+    client = ebrains.make_client(ClientSettings())
+    context = client._transport._pool._ssl_context
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    with pytest.raises(DownloadError, match=r"download: cannot load the CA bundle .*missing\.pem"):
+        ebrains.make_client(ClientSettings(ca_bundle=str(tmp_path / "missing.pem")))

@@ -92,7 +92,14 @@ def make_client(settings: ClientSettings) -> httpx.Client:
 
     context = ssl.create_default_context()
     if settings.ca_bundle:
-        context.load_verify_locations(cafile=settings.ca_bundle)
+        try:
+            context.load_verify_locations(cafile=settings.ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise DownloadError(
+                f"cannot load the CA bundle ({exc})",
+                path=settings.ca_bundle,
+                expected="a PEM file of CA certificates (ebrains.ca_bundle)",
+            ) from exc
     headers = {"User-Agent": USER_AGENT}
     token = os.environ.get(TOKEN_ENV, "")
     if token:
