@@ -76,3 +76,46 @@ def test_version_is_the_package_version(capsys):
     except SystemExit as exc:
         assert exc.code == 0
     assert capsys.readouterr().out.strip() == f"minivess-bundle {__version__}"
+
+
+def test_disk_full_is_one_line_naming_the_final_file(tmp_path, capsys):
+    """A size-limited tmpfs as the output folder (needs root and mount rights, as in CI)."""
+    import os
+    import shutil
+
+    import pytest
+
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root")
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)]).returncode:
+        pytest.skip("this machine does not allow mounting a tmpfs")
+    try:
+        code = main(
+            [
+                "fetch",
+                "mv01",
+                "--source",
+                "synthetic",
+                "--size-xy",
+                "64",
+                "--max-z",
+                "20",
+                "--out-image",
+                str(full / "raw" / "mv01.nii.gz"),
+                "--out-label",
+                str(full / "seg" / "mv01_y.nii.gz"),
+                "--out-metadata",
+                str(full / "json" / "mv01.json"),
+            ]
+        )
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert code == 1
+        assert (
+            err == f"error: fetch: No space left on device while writing ({full}/raw/mv01.nii.gz)"
+        )
+        leftovers = [p.name for p in full.rglob("*") if p.is_file()]
+        assert leftovers == []  # no temporary or partial file survives
+    finally:
+        subprocess.run(["umount", str(full)], check=True)

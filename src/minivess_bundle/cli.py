@@ -283,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
     except MinivessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # disk full, permissions, a vanished file: name the file
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {args.command}: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -47,6 +47,13 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
             os.fsync(handle.fileno())
         os.replace(tmp, final)
         _fsync_dir(final.parent)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        if exc.filename == str(final):
+            raise
+        # Name the final file, not the temporary one (e.g. "No space left on device").
+        raise OSError(exc.errno, f"{exc.strerror or exc} while writing", str(final)) from exc
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
