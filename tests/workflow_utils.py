@@ -48,3 +48,36 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
             f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
         )
     return result
+
+
+def start_snakemake(workdir: Path, *args: str) -> subprocess.Popen:
+    """Start snakemake in its own process group (so a test can SIGKILL it with its jobs)."""
+    bindir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    command = [
+        shutil.which("snakemake", path=str(bindir)) or "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def wait_for(predicate, timeout_s: float = 120.0, interval_s: float = 0.05) -> None:
+    """Poll ``predicate`` until it is true; fail the test after ``timeout_s``."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(interval_s)
