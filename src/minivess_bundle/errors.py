@@ -62,3 +62,33 @@ class NiftiError(MinivessError):
     """A file is not a readable NIfTI-1 volume."""
 
     stage = "nifti"
+
+
+class BundleError(MinivessError):
+    """The bundle cannot be assembled, archived or verified as asked."""
+
+    stage = "bundle"
+
+
+class ValidationError(MinivessError):
+    """A volume fails a validation check (policy ``on_invalid: fail``)."""
+
+    stage = "validate"
+
+
+class ResampleError(MinivessError):
+    """A volume cannot be resampled as asked (bad grid, output too large)."""
+
+    stage = "resample"
+
+
+class DriftError(MinivessError):
+    """A drift variant cannot be made or verified (bad type, severity, mask or manifest)."""
+
+    stage = "drift"
+
+
+class ConsumerError(MinivessError):
+    """The bundle cannot be handed to a consumer (MONAI loaders, training smoke, nnU-Net export)."""
+
+    stage = "consumer"

@@ -1,0 +1,283 @@
+"""The bag: valid for bagit-python, self-describing, switchable, and free of local detail."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from bundle_utils import SDE, build, make_inputs
+from conftest import tree_digest
+
+from minivess_bundle import __version__, fsio
+from minivess_bundle.bundle import parse_bag_info, parse_manifest
+from minivess_bundle.errors import BundleError
+from minivess_bundle.loader import discover_nifti_pairs
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    return make_inputs(tmp_path / "in")
+
+
+@pytest.fixture
+def bag(inputs, tmp_path):
+    summary = build(inputs, tmp_path / "out")
+    return Path(summary["path"])
+
+
+def payload_files(bag: Path) -> list[str]:
+    data = bag / "data"
+    return sorted(p.relative_to(data).as_posix() for p in data.rglob("*") if p.is_file())
+
+
+def test_bagit_python_validates_the_bag_with_both_algorithms(bag):
+    bagit = pytest.importorskip("bagit")
+    checked = bagit.Bag(str(bag))
+    checked.validate()  # raises BagValidationError on any problem
+    assert checked.version_info == (1, 0)
+    assert sorted(checked.algorithms) == ["sha256", "sha512"]
+    assert len(checked.payload_entries()) == len(payload_files(bag)) == 22
+    assert checked.info["Payload-Oxum"] == (
+        f"{sum((bag / 'data' / p).stat().st_size for p in payload_files(bag))}.22"
+    )
+
+
+def test_manifests_are_sorted_lf_and_tag_manifests_cover_every_tag_file(bag):
+    for alg in ("sha256", "sha512"):
+        raw = (bag / f"manifest-{alg}.txt").read_bytes()
+        assert b"\r" not in raw and raw.endswith(b"\n")
+        paths = [line.split("  ", 1)[1] for line in raw.decode().splitlines()]
+        assert paths == sorted(paths) == ["data/" + p for p in payload_files(bag)]
+        for path, digest in parse_manifest(raw.decode()).items():
+            assert hashlib.new(alg, (bag / path).read_bytes()).hexdigest() == digest
+        tags = parse_manifest((bag / f"tagmanifest-{alg}.txt").read_text())
+        assert sorted(tags) == [
+            "bag-info.txt",
+            "bagit.txt",
+            "manifest-sha256.txt",
+            "manifest-sha512.txt",
+        ]
+    assert (bag / "bagit.txt").read_bytes() == (
+        b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
+    )
+
+
+def test_bag_info_dates_from_source_date_epoch_and_names_the_software(inputs, tmp_path):
+    bag = Path(build(inputs, tmp_path / "out", bag_info={"Contact-Name": "Data Team"})["path"])
+    info = parse_bag_info((bag / "bag-info.txt").read_text())
+    assert info["Bagging-Date"] == ["2023-11-14"]  # SDE 1700000000, UTC
+    assert info["Bag-Software-Agent"] == [f"minivess-bundle {__version__}"]
+    assert info["Contact-Name"] == ["Data Team"]
+    assert "CC BY-NC-SA 4.0" in info["License"][0]
+    assert "10.1038/s41597-023-02048-8" in info["Citation"][0]
+    assert info["External-Identifier"] == ["minivess-0.1.0"]
+    with pytest.raises(BundleError, match="Payload-Oxum"):
+        build(inputs, tmp_path / "out2", bag_info={"Payload-Oxum": "1.1"})
+
+
+def test_raw_files_are_the_inputs_bytes_hardlinked_and_copies_when_links_fail(
+    inputs, tmp_path, monkeypatch
+):
+    bag = Path(build(inputs, tmp_path / "linked")["path"])
+    for vol in ("mv01", "mv02"):
+        source = inputs["raw"] / f"imagesTr/{vol}.nii.gz"
+        assert os.path.samefile(bag / f"data/raw/imagesTr/{vol}.nii.gz", source)
+
+    monkeypatch.setattr(fsio.os, "link", lambda *a: (_ for _ in ()).throw(OSError("EXDEV")))
+    summary = build(inputs, tmp_path / "copied")
+    assert summary["placement"] == {"hardlink": 0, "copy": 16}
+    copied = Path(summary["path"])
+    assert tree_digest(copied) == tree_digest(bag)  # same bytes, however they got there
+    source = inputs["raw"] / "imagesTr/mv01.nii.gz"
+    assert not os.path.samefile(copied / "data/raw/imagesTr/mv01.nii.gz", source)
+
+
+def test_hidden_files_of_the_inputs_stay_out_of_the_bag(bag):
+    assert not list(bag.rglob(".snakemake_timestamp"))
+    assert not [p for p in bag.parent.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_dataset_json_has_nnunet_v2_keys_and_msd_training_paths_that_resolve(bag):
+    dataset = json.loads((bag / "data/dataset.json").read_text())
+    assert dataset["channel_names"] == {"0": "two-photon"}
+    assert dataset["labels"] == {"background": 0, "vessel": 1}
+    assert dataset["numTraining"] == 2 and dataset["file_ending"] == ".nii.gz"
+    assert dataset["training"] == [
+        {"image": f"./processed/imagesTr/{v}.nii.gz", "label": f"./processed/labelsTr/{v}.nii.gz"}
+        for v in ("mv01", "mv02")
+    ]
+    for record in dataset["training"]:
+        assert (bag / "data" / record["image"]).is_file()
+        assert (bag / "data" / record["label"]).is_file()
+    assert dataset["dataset"]["mv02"] == {
+        "images": ["processed/imagesTr/mv02.nii.gz"],
+        "label": "processed/labelsTr/mv02.nii.gz",
+    }
+    assert dataset["spacing"] == {"mv01": [1.0, 1.0, 2.0], "mv02": [1.0, 1.0, 2.0]}
+    assert dataset["units"]["spacing"] == "micrometre"
+    assert dataset["units"]["header_xyzt_units"] == [0]
+    assert [v["shape"] for v in dataset["volumes"]] == [[6, 5, 3], [6, 5, 3]]
+
+
+def test_loader_finds_the_processed_pairs_in_the_bag(bag):
+    pairs = discover_nifti_pairs(bag)
+    assert [p["id"] for p in pairs] == ["mv01", "mv02"]
+    assert all("/data/processed/imagesTr/" in p["image"] for p in pairs)
+
+
+def test_provenance_records_config_lock_and_lineage_with_source_hashes(bag):
+    record = json.loads((bag / "data/provenance.json").read_text())
+    assert record["workflow"]["git_commit"] == "0123456789abcdef0123456789abcdef01234567"
+    assert record["config"] == {"source": "zip", "zip": {"path": "<local>/d.zip"}}
+    assert record["software"]["packages"] == {"bagit": "1.9.0", "numpy": "2.4.6"}
+    assert record["bundle"]["source_date_epoch"] == SDE
+    lineage = {r["file"]: r for r in record["lineage"]}
+    processed = lineage["processed/labelsTr/mv02.nii.gz"]
+    raw_sha = fsio.sha256_file(bag / "data/raw/labelsTr/mv02.nii.gz")
+    assert processed["source"] == "raw/labelsTr/mv02.nii.gz"
+    assert processed["source_sha256"] == raw_sha and processed["rule"] == "resample"
+    assert lineage["raw/labelsTr/mv02.nii.gz"]["source"] == "ebrains:seg/mv02_y.nii.gz"
+    assert lineage["drift/blur/imagesTr/mv01.nii.gz"]["parameters"] == {"variant": "blur"}
+    assert set(lineage) == {
+        p for p in payload_files(bag) if p.split("/")[0] in ("raw", "processed", "drift")
+    } | {"validation_report.json", "drift_manifest.json"}
+
+
+def test_explicit_lineage_overrides_the_default_record(inputs, tmp_path):
+    given = {
+        "file": "processed/imagesTr/mv01.nii.gz",
+        "rule": "resample",
+        "parameters": {"spacing_um": [1.0, 1.0, 2.0], "interpolator": "bspline"},
+    }
+    bag = Path(
+        build(inputs, tmp_path / "out", provenance={"lineage": [given], "git_commit": None})["path"]
+    )
+    record = json.loads((bag / "data/provenance.json").read_text())
+    lineage = {r["file"]: r for r in record["lineage"]}
+    assert lineage[given["file"]]["parameters"]["interpolator"] == "bspline"
+    assert lineage[given["file"]]["source"] == "raw/imagesTr/mv01.nii.gz"  # default kept
+    with pytest.raises(BundleError, match="not in the bundle"):
+        build(inputs, tmp_path / "bad", provenance={"lineage": [{"file": "nope.nii.gz"}]})
+
+
+def test_ro_crate_parses_with_rocrate_and_names_every_payload_file(bag):
+    rocrate = pytest.importorskip("rocrate.rocrate")
+    crate = rocrate.ROCrate(str(bag / "data"))
+    described = {e.id for e in crate.get_entities() if "File" in e.type}
+    expected = set(payload_files(bag)) - {"ro-crate-metadata.json"}
+    assert described == expected
+    metadata = json.loads((bag / "data/ro-crate-metadata.json").read_text())
+    assert metadata["@context"] == "https://w3id.org/ro/crate/1.2/context"
+    by_id = {e["@id"]: e for e in metadata["@graph"]}
+    assert by_id["ro-crate-metadata.json"]["conformsTo"] == {"@id": "https://w3id.org/ro/crate/1.2"}
+    actions = sorted(i for i, e in by_id.items() if e["@type"] == "CreateAction")
+    assert actions == ["#action-bundle", "#action-drift", "#action-process", "#action-rename"]
+    results = {r["@id"] for r in by_id["#action-process"]["result"]}
+    assert "processed/imagesTr/mv01.nii.gz" in results and "validation_report.json" in results
+    sha = by_id["raw/imagesTr/mv02.nii.gz"]["sha256"]
+    assert sha == fsio.sha256_file(bag / "data/raw/imagesTr/mv02.nii.gz")
+
+
+def test_sections_are_switchable(inputs, tmp_path):
+    only_processed = Path(
+        build(inputs, tmp_path / "a", raw_dir=None, drift_dir=None, documents=None)["path"]
+    )
+    assert sorted(p.name for p in (only_processed / "data").iterdir() if p.is_dir()) == [
+        "processed"
+    ]
+    only_raw = Path(build(inputs, tmp_path / "b", processed_dir=None, drift_dir=None)["path"])
+    dataset = json.loads((only_raw / "data/dataset.json").read_text())
+    assert dataset["training"][0]["image"] == "./raw/imagesTr/mv01.nii.gz"
+    no_sections = {"raw_dir": None, "processed_dir": None, "drift_dir": None}
+    docs_only = Path(build(inputs, tmp_path / "c", **no_sections)["path"])
+    assert not (docs_only / "data/dataset.json").exists()
+    assert (docs_only / "data/validation_report.json").is_file()
+    with pytest.raises(BundleError, match="nothing to bundle"):
+        build(inputs, tmp_path / "d", documents=None, **no_sections)
+
+
+def test_no_absolute_path_or_home_folder_in_any_output(bag, tmp_path):
+    home = str(Path.home())
+    for path in bag.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".txt", ".md"):
+            text = path.read_text()
+            assert str(tmp_path) not in text, path
+            assert f"{home}/" not in text, path
+
+
+def test_a_document_naming_a_local_path_is_refused_and_leaves_no_bag(inputs, tmp_path):
+    leaky = tmp_path / "in" / "report.json"
+    leaky.write_text(json.dumps({"file": str(inputs["raw"] / "imagesTr/mv01.nii.gz")}))
+    with pytest.raises(BundleError, match=r"names a local path .*\(data/report.json\)"):
+        build(inputs, tmp_path / "out", documents={"report.json": leaky})
+    assert not (tmp_path / "out" / "minivess-0.1.0").exists()
+    assert not list((tmp_path / "out").iterdir())  # the temporary folder is gone too
+
+
+def test_rebuilding_replaces_the_previous_bag_whole(inputs, tmp_path):
+    first = Path(build(inputs, tmp_path / "out")["path"])
+    (first / "data" / "stale.txt").write_text("from an older build")
+    second = Path(build(inputs, tmp_path / "out", drift_dir=None)["path"])
+    assert second == first
+    assert not (second / "data/stale.txt").exists() and not (second / "data/drift").exists()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["minivess-0.1.0"]
+
+
+@pytest.mark.parametrize("version", ["../0.1", "0.1/2", "", ".hidden", "0 1", "0..1"])
+def test_versions_that_would_break_the_folder_name_are_refused(inputs, tmp_path, version):
+    from minivess_bundle.bundle import assemble_bundle
+
+    with pytest.raises(BundleError, match="version"):
+        assemble_bundle(tmp_path / "out", version, raw_dir=inputs["raw"], source_date_epoch=SDE)
+    assert not (tmp_path / "out").exists()
+
+
+def test_synthetic_data_is_labelled_synthetic_in_readme_licence_and_crate(tiny_staging, tmp_path):
+    from minivess_bundle.bundle import assemble_bundle
+    from minivess_bundle.rename import rename_volume
+    from minivess_bundle.volumes import renamed_names, staging_names
+
+    renamed = tmp_path / "renamed"
+    for vol in ("mv01", "mv02"):
+        rename_volume(
+            vol,
+            {k: tiny_staging / v for k, v in staging_names(vol).items()},
+            {k: renamed / v for k, v in renamed_names(vol).items()},
+        )
+    summary = assemble_bundle(tmp_path / "out", "0.1.0", raw_dir=renamed, source_date_epoch=SDE)
+    bag = Path(summary["path"])
+    assert (bag / "data/README.md").read_text().count("SYNTHETIC") >= 1
+    assert (bag / "data/LICENCE.txt").read_text().startswith("SYNTHETIC DATA")
+    crate = json.loads((bag / "data/ro-crate-metadata.json").read_text())
+    root = next(e for e in crate["@graph"] if e["@id"] == "./")
+    assert "SYNTHETIC" in root["name"]
+    info = parse_bag_info((bag / "bag-info.txt").read_text())
+    assert "SYNTHETIC" in info["External-Description"][0]
+
+
+def test_quarantined_volumes_are_listed_with_reasons_and_left_out_of_dataset_json(inputs, tmp_path):
+    reason = "mask values {0, 2} | expected a subset of {0, 1}"
+    bag = Path(build(inputs, tmp_path / "out", quarantine={"mv02": reason})["path"])
+    dataset = json.loads((bag / "data/dataset.json").read_text())
+    assert dataset["numTraining"] == 1 and list(dataset["dataset"]) == ["mv01"]
+    listed = json.loads((bag / "data/quarantine.json").read_text())
+    assert listed == {"count": 1, "volumes": {"mv02": {"reason": reason}}}
+    assert "| mv02 | mask values {0, 2} \\| expected" in (bag / "data/README.md").read_text()
+
+
+def test_the_ebrains_licence_name_with_spaces_survives_bagit_and_ro_crate(inputs, tmp_path):
+    bagit = pytest.importorskip("bagit")
+    rocrate = pytest.importorskip("rocrate.rocrate")
+    pdf = tmp_path / "in" / "Licence (CCBY-NC-SA).pdf"
+    pdf.write_bytes(b"%PDF-1.4 licence")
+    bag = Path(build(inputs, tmp_path / "out", documents={pdf.name: pdf})["path"])
+    bagit.Bag(str(bag)).validate()
+    entity = rocrate.ROCrate(str(bag / "data")).get("Licence%20%28CCBY-NC-SA%29.pdf")
+    assert entity is not None and entity["encodingFormat"] == "application/pdf"
+    with pytest.raises(BundleError, match="cannot go into a manifest"):
+        bad = tmp_path / "in" / "100%.txt"
+        bad.write_text("x")
+        build(inputs, tmp_path / "out2", documents={bad.name: bad})
