@@ -1,0 +1,373 @@
+"""Resampling: geometry preserved on phantoms, readers agree on units, slabs are seamless."""
+
+from __future__ import annotations
+
+import gzip
+import io
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from minivess_bundle import nifti
+from minivess_bundle.errors import ResampleError
+from minivess_bundle.resample import (
+    BASE_MEM_MB,
+    NIFTI_UNITS_MM,
+    DeterministicGzipWriter,
+    estimate_resample_mem_mb,
+    output_grid,
+    resample_pair,
+    units_decision,
+)
+
+
+def _write(path, array, spacing, kind="image", affine=None):
+    img = nifti.make_image(array, spacing, nifti.minivess_header(kind))
+    if affine is not None:
+        img.set_sform(affine, code=2)
+    return nifti.write_nifti(path, img)
+
+
+def _centres(shape, spacing):
+    """Physical voxel centres (um) of a grid with origin 0, indexed [x, y, z]."""
+    return np.meshgrid(
+        *(np.arange(n) * s for n, s in zip(shape, spacing, strict=True)), indexing="ij"
+    )
+
+
+def _phantom(tmp_path, shape, spacing, mask, image=None, affine=None):
+    if image is None:
+        image = (100 + 1000 * mask.astype(np.uint16)).astype(np.uint16)
+    img = _write(tmp_path / "in_img.nii.gz", image, spacing, affine=affine)
+    lbl = _write(tmp_path / "in_lbl.nii.gz", mask.astype(np.uint8), spacing, "label", affine)
+    return img, lbl
+
+
+def _run(tmp_path, img, lbl, spacing_um=(1.0, 1.0, 1.0), tag="out", **kwargs):
+    out_img, out_lbl = tmp_path / tag / "img.nii.gz", tmp_path / tag / "lbl.nii.gz"
+    record = resample_pair("mv07", img, lbl, out_img, out_lbl, spacing_um, **kwargs)
+    image, label = nib.load(out_img), nib.load(out_lbl)
+    return record, image, label
+
+
+def _sphere(shape=(60, 60, 20), spacing=(0.8, 0.8, 2.0), centre=(24, 24, 20), radius=15.0):
+    x, y, z = _centres(shape, spacing)
+    dist2 = (x - centre[0]) ** 2 + (y - centre[1]) ** 2 + (z - centre[2]) ** 2
+    return (dist2 <= radius**2).astype(np.uint8)
+
+
+def test_sphere_volume_is_preserved_within_2_percent_anisotropic_to_isotropic(tmp_path):
+    spacing, radius = (0.8, 0.8, 2.0), 15.0
+    mask = _sphere(spacing=spacing, radius=radius)
+    record, _, label = _run(tmp_path, *_phantom(tmp_path, mask.shape, spacing, mask))
+    volume_in = mask.sum() * np.prod(spacing)
+    volume_out = np.asarray(label.dataobj).sum() * 1.0
+    assert record["files"]["label"]["foreground_voxels"] == int(volume_out)
+    assert volume_out == pytest.approx(volume_in, rel=0.02)
+    assert volume_out == pytest.approx(4 / 3 * np.pi * radius**3, rel=0.03)
+    assert label.shape == (48, 48, 40)
+
+
+def test_tube_length_is_preserved_mv02_like_4_97_um(tmp_path):
+    shape, spacing = (40, 12, 6), (4.97, 4.97, 5.0)  # mv02's in-plane size, small field
+    x, y, z = _centres(shape, spacing)
+    mask = ((x >= 30) & (x <= 150) & ((y - 27) ** 2 + (z - 12) ** 2 <= 8**2)).astype(np.uint8)
+    record, image, label = _run(tmp_path, *_phantom(tmp_path, shape, spacing, mask))
+    assert image.shape == label.shape == (199, 60, 30)
+    length_in = np.count_nonzero(mask.any(axis=(1, 2))) * 4.97
+    length_out = np.count_nonzero(np.asarray(label.dataobj).any(axis=(1, 2))) * 1.0
+    assert abs(length_in - 120.0) <= 4.97
+    assert abs(length_out - length_in) <= 1.0
+    assert record["extent_um"] == {"input": [198.8, 59.64, 30.0], "output": [199.0, 60.0, 30.0]}
+
+
+def test_linear_interpolation_reproduces_a_ramp_and_rounds_to_uint16(tmp_path):
+    shape, spacing = (20, 6, 8), (0.9, 0.9, 3.0)
+    x, _, z = _centres(shape, spacing)
+    ramp = 100.0 + 10.0 * x + 5.0 * z
+    _, image, _ = _run(
+        tmp_path,
+        *_phantom(
+            tmp_path, shape, spacing, np.zeros(shape, np.uint8), np.rint(ramp).astype(np.uint16)
+        ),
+    )
+    out = np.asarray(image.dataobj)
+    assert out.dtype == np.uint16
+    xo, _, zo = (
+        np.arange(n) * 1.0 + (1.0 - s) / 2 for n, s in zip(out.shape, spacing, strict=True)
+    )  # documented grid: voxel 0 centre at (t - s) / 2
+    expected = 100.0 + 10.0 * xo[:, None, None] + 5.0 * zo[None, None, :]
+    inside = (xo >= 0) & (xo <= (shape[0] - 1) * 0.9)
+    inside_z = (zo >= 0) & (zo <= (shape[2] - 1) * 3.0)
+    diff = np.abs(out.astype(float) - expected)[inside][:, :, inside_z]
+    assert diff.max() <= 1.0  # the input ramp was itself rounded to integers
+
+
+@pytest.mark.parametrize("label_interpolator", ["nearest", "label_gaussian"])
+def test_label_values_stay_binary_uint8(tmp_path, label_interpolator):
+    shape, spacing = (30, 30, 10), (0.7, 0.7, 2.0)
+    mask = _sphere(shape, spacing, (10, 10, 10), 7.0)
+    record, _, label = _run(
+        tmp_path,
+        *_phantom(tmp_path, shape, spacing, mask),
+        label_interpolator=label_interpolator,
+    )
+    out = np.asarray(label.dataobj)
+    assert label.get_data_dtype() == np.uint8
+    assert set(np.unique(out).tolist()) == {0, 1}
+    assert record["files"]["label"]["values"] == [0, 1]
+    volume_in = mask.sum() * np.prod(spacing)
+    assert out.sum() == pytest.approx(volume_in, rel=0.05)
+
+
+def test_image_and_mask_share_the_output_grid_exactly(tmp_path):
+    mask = _sphere()
+    _, image, label = _run(tmp_path, *_phantom(tmp_path, mask.shape, (0.8, 0.8, 2.0), mask))
+    assert image.shape == label.shape
+    assert np.array_equal(image.affine, label.affine)
+    for key in ("pixdim", "srow_x", "srow_y", "srow_z", "xyzt_units", "sform_code", "qform_code"):
+        assert np.array_equal(image.header[key], label.header[key]), key
+
+
+def test_field_of_view_corner_direction_and_feature_position_are_preserved(tmp_path):
+    spacing = (0.9, 0.9, 3.0)
+    affine = np.array([[0, -0.9, 0, 10.0], [0.9, 0, 0, -5.0], [0, 0, 3.0, 2.0], [0, 0, 0, 1]])
+    shape = (20, 16, 8)
+    i, j, k = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    world = (
+        np.einsum("ab,bxyz->axyz", affine[:3, :3], np.stack([i, j, k]))
+        + affine[:3, 3, None, None, None]
+    )
+    blob = ((world[0] - 2.0) ** 2 + (world[1] - 6.0) ** 2 + (world[2] - 11.0) ** 2) <= 4.0**2
+    img, lbl = _phantom(tmp_path, shape, spacing, blob.astype(np.uint8), affine=affine)
+    record, image, label = _run(tmp_path, img, lbl)
+    out_um = image.affine.astype(float).copy()
+    out_um[:3, :] *= 1000.0
+    direction_in = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    direction_out = out_um[:3, :3] / np.linalg.norm(out_um[:3, :3], axis=0)
+    assert np.allclose(direction_out, direction_in, atol=1e-6)
+    corner = np.array([-0.5, -0.5, -0.5, 1.0])
+    assert np.allclose(out_um @ corner, affine @ corner, atol=1e-3)  # the field of view's corner
+    far_in = affine @ np.array([*(n - 0.5 for n in shape), 1.0])
+    far_out = out_um @ np.array([*(n - 0.5 for n in image.shape), 1.0])
+    assert np.all(np.abs(far_out - far_in) <= 1.0)  # extent kept to within one output voxel
+
+    def centroid(affine_um, mask):
+        idx = np.argwhere(mask)
+        return (affine_um[:3, :3] @ idx.mean(axis=0)) + affine_um[:3, 3]
+
+    moved = centroid(out_um, np.asarray(label.dataobj)) - centroid(affine, blob)
+    assert np.all(np.abs(moved) <= 0.3)  # the vessel is where it was, in physical space
+    src, out = sitk.ReadImage(str(img)), sitk.ReadImage(str(tmp_path / "out" / "img.nii.gz"))
+    assert np.allclose(src.GetDirection(), out.GetDirection(), atol=1e-6)
+    assert record["output"]["origin_mm"] == pytest.approx(out_um[:3, 3] / 1000.0, abs=1e-9)
+
+
+def test_nibabel_simpleitk_and_monai_report_the_same_spacing(tmp_path):
+    from monai.transforms import LoadImage
+
+    mask = _sphere()
+    img, lbl = _phantom(tmp_path, mask.shape, (0.8, 0.8, 2.0), mask)
+    loader = LoadImage(image_only=True)
+    for tag, target, expected_mm in (
+        ("iso", (1.0, 1.0, 1.0), (0.001, 0.001, 0.001)),
+        ("native", "native", (0.0008, 0.0008, 0.002)),
+    ):
+        _run(tmp_path, img, lbl, target, tag=tag)
+        for name in ("img.nii.gz", "lbl.nii.gz"):
+            path = tmp_path / tag / name
+            header = nib.load(path).header
+            assert int(header["xyzt_units"]) == NIFTI_UNITS_MM
+            readings = {
+                "nibabel": [float(v) for v in header.get_zooms()],
+                "SimpleITK": list(sitk.ReadImage(str(path)).GetSpacing()),
+                "monai": [float(v) for v in loader(str(path)).pixdim],
+            }
+            for reader, spacing in readings.items():
+                assert spacing == pytest.approx(expected_mm, rel=1e-6), (tag, reader)
+    decision = units_decision()
+    assert decision["header_units"] == "mm" and decision["xyzt_units"] == NIFTI_UNITS_MM
+    assert decision["pixdim_per_um"] == 0.001
+
+
+def test_mv39_like_five_slices_resample_without_empty_edge_slices(tmp_path):
+    shape, spacing = (40, 40, 5), (0.9, 0.9, 10.0)
+    x, y, _ = _centres(shape, spacing)
+    mask = (((x - 18) ** 2 + (y - 18) ** 2) <= 5**2).astype(np.uint8)  # a vessel through z
+    record, image, label = _run(tmp_path, *_phantom(tmp_path, shape, spacing, mask))
+    assert image.shape == (36, 36, 50)
+    out = np.asarray(image.dataobj)
+    assert out.min() >= 100  # edges take the nearest voxel, never 0
+    per_slice = np.asarray(label.dataobj).sum(axis=(0, 1))
+    assert per_slice.min() > 0 and per_slice.max() - per_slice.min() <= 0.1 * per_slice.max()
+    assert record["input"]["shape"] == [40, 40, 5]
+
+
+def test_native_keeps_grid_and_voxels_and_rewrites_units_in_mm(tmp_path):
+    rng = np.random.default_rng(1)
+    shape, spacing = (9, 7, 5), (0.31, 0.31, 2.0)
+    image = rng.integers(0, 4096, shape, dtype=np.uint16)
+    mask = (rng.random(shape) < 0.2).astype(np.uint8)
+    record, out_img, out_lbl = _run(
+        tmp_path, *_phantom(tmp_path, shape, spacing, mask, image), "native"
+    )
+    assert np.array_equal(np.asarray(out_img.dataobj), image)
+    assert np.array_equal(np.asarray(out_lbl.dataobj), mask)
+    assert out_img.header.get_zooms() == pytest.approx((0.00031, 0.00031, 0.002), rel=1e-6)
+    assert record["interpolators"] == {"image": "none (native grid)", "label": "none (native grid)"}
+    assert record["output"]["origin_mm"] == [0.0, 0.0, 0.0]
+    assert out_img.header["descrip"] == nifti.minivess_header("image")["descrip"]
+    assert float(out_img.header["cal_max"]) == 1000.0
+
+
+def test_max_output_voxels_guard_fails_early_with_a_clear_message(tmp_path):
+    shape, spacing = (40, 40, 6), (4.97, 4.97, 5.0)
+    img, lbl = _phantom(tmp_path, shape, spacing, np.zeros(shape, np.uint8))
+    with pytest.raises(ResampleError) as info:
+        _run(tmp_path, img, lbl, max_output_voxels=1_000_000)
+    assert str(info.value) == (
+        "mv07: resample: output grid 199 x 199 x 30 = 1188030 voxels at 1x1x1 um — expected at "
+        "most 1000000 voxels (resample.max_output_voxels); raise the limit or choose a coarser "
+        f"spacing ({img})"
+    )
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_output_bytes_are_deterministic_across_runs_and_slab_sizes(tmp_path):
+    mask = _sphere()
+    img, lbl = _phantom(tmp_path, mask.shape, (0.8, 0.8, 2.0), mask)
+    a, _, _ = _run(tmp_path, img, lbl, tag="a")
+    b, _, _ = _run(tmp_path, img, lbl, tag="b")
+    c, _, _ = _run(tmp_path, img, lbl, tag="c", slab_voxels=1)  # one slice per slab
+    assert c["slab_slices"] == 1 and c["files"]["image"]["slabs"] == 40
+    for name, role in (("img.nii.gz", "image"), ("lbl.nii.gz", "label")):
+        data = (tmp_path / "a" / name).read_bytes()
+        assert data == (tmp_path / "b" / name).read_bytes() == (tmp_path / "c" / name).read_bytes()
+        assert (
+            a["files"][role]["sha256"] == b["files"][role]["sha256"] == c["files"][role]["sha256"]
+        )
+        assert data[4:8] == b"\0\0\0\0" and data[3] & 0x08 == 0  # gzip mtime 0, no file name
+
+
+def _whole_volume(array_xyz, spacing, grid, interpolator, as_float):
+    """Reference: one SimpleITK call on the whole volume with the documented grid."""
+    src = sitk.GetImageFromArray(np.ascontiguousarray(array_xyz.transpose(2, 1, 0)))
+    src.SetSpacing(spacing)
+    origin = [c * s for c, s in zip(grid["start_index"], spacing, strict=True)]
+    out = sitk.Resample(
+        src,
+        grid["shape"],
+        sitk.Transform(3, sitk.sitkIdentity),
+        interpolator,
+        origin,
+        grid["spacing_um"],
+        (1, 0, 0, 0, 1, 0, 0, 0, 1),
+        0.0,
+        sitk.sitkFloat32 if as_float else src.GetPixelID(),
+        True,  # nearest-neighbour extrapolator
+    )
+    result = sitk.GetArrayFromImage(out).transpose(2, 1, 0)
+    return np.rint(np.clip(result, 0, 65535)).astype(np.uint16) if as_float else result
+
+
+@pytest.mark.parametrize(
+    ("image_interp", "label_interp", "sitk_image", "sitk_label"),
+    [
+        ("linear", "nearest", sitk.sitkLinear, sitk.sitkNearestNeighbor),
+        ("bspline", "label_gaussian", sitk.sitkBSpline, sitk.sitkLabelGaussian),
+    ],
+)
+def test_slab_processing_equals_whole_volume_resampling(
+    tmp_path, image_interp, label_interp, sitk_image, sitk_label
+):
+    rng = np.random.default_rng(7)
+    shape, spacing = (8, 7, 60), (0.9, 0.9, 2.0)
+    image = rng.integers(0, 4096, shape, dtype=np.uint16)
+    mask = (rng.random(shape) < 0.3).astype(np.uint8)
+    img, lbl = _phantom(tmp_path, shape, spacing, mask, image)
+    record, out_img, out_lbl = _run(
+        tmp_path,
+        img,
+        lbl,
+        image_interpolator=image_interp,
+        label_interpolator=label_interp,
+        slab_voxels=1,
+    )
+    assert record["files"]["image"]["slabs"] == 120
+    spacing = [float(np.float32(v)) for v in spacing]  # as the header stores it
+    grid = output_grid(shape, spacing, (1.0, 1.0, 1.0))
+    ref_image = _whole_volume(image, spacing, grid, sitk_image, True)
+    ref_label = _whole_volume(mask, spacing, grid, sitk_label, False)
+    assert np.array_equal(np.asarray(out_img.dataobj), ref_image)
+    assert np.array_equal(np.asarray(out_lbl.dataobj), ref_label)
+
+
+def test_bspline_overshoot_is_clipped_and_counted(tmp_path):
+    shape, spacing = (10, 4, 4), (2.0, 2.0, 2.0)
+    image = np.zeros(shape, np.uint16)
+    image[5:] = 65535  # a step: the cubic B-spline overshoots above 65535 and below 0
+    record, out_img, _ = _run(
+        tmp_path,
+        *_phantom(tmp_path, shape, spacing, np.zeros(shape, np.uint8), image),
+        image_interpolator="bspline",
+    )
+    out = np.asarray(out_img.dataobj)
+    assert out.max() == 65535 and out.min() == 0
+    assert record["files"]["image"]["clipped_voxels"] > 0
+
+
+def test_gzip_stream_does_not_depend_on_write_chunking():
+    data = np.random.default_rng(0).integers(0, 300, 3_000_000, dtype=np.uint16).tobytes()
+    outputs = []
+    for chunks in ((len(data),), (1, 999_999, 2_000_000, len(data)), (4097,) * 2000):
+        buf = io.BytesIO()
+        writer = DeterministicGzipWriter(buf, "isal", 2)
+        pos = 0
+        for size in chunks:
+            writer.write(data[pos : pos + size])
+            pos += size
+        writer.write(data[pos:])
+        writer.close()
+        outputs.append(buf.getvalue())
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert gzip.decompress(outputs[0]) == data
+
+
+def test_memory_estimate_reads_only_the_header(tmp_path):
+    shape, spacing = (40, 40, 6), (4.97, 4.97, 5.0)
+    img, _ = _phantom(tmp_path, shape, spacing, np.zeros(shape, np.uint8))
+    header_only = tmp_path / "header_only.nii.gz"
+    header_only.write_bytes(gzip.compress(gzip.decompress(img.read_bytes())[:352], mtime=0))
+    native = estimate_resample_mem_mb(header_only, "native")
+    fine = estimate_resample_mem_mb(header_only, (1.0, 1.0, 1.0))
+    assert native == estimate_resample_mem_mb(img, "native")
+    assert BASE_MEM_MB < native < fine < BASE_MEM_MB + 200
+    # mv02 at full size: 512 x 512 x 110 at 4.97 x 4.97 x 5 um -> 1 um
+    big = nib.Nifti1Header()
+    big.set_data_shape((512, 512, 110))
+    big.set_data_dtype(np.uint16)
+    big.set_zooms((4.97, 4.97, 5.0))
+    big["vox_offset"] = 352
+    big_path = tmp_path / "mv02_header.nii.gz"
+    big_path.write_bytes(gzip.compress(big.binaryblock + b"\0" * 4, mtime=0))
+    # input 55 MiB + one 2545 x 2545 slice slab (6.5 M voxels), not the 7 GB output
+    assert 250 < estimate_resample_mem_mb(big_path, (1.0, 1.0, 1.0)) < 450
+
+
+def test_shape_mismatch_between_image_and_mask_is_refused(tmp_path):
+    img = _write(tmp_path / "i.nii.gz", np.zeros((8, 8, 4), np.uint16), (1, 1, 2))
+    lbl = _write(tmp_path / "l.nii.gz", np.zeros((8, 8, 5), np.uint8), (1, 1, 2), "label")
+    with pytest.raises(ResampleError, match=r"^mv07: resample: image shape \[8, 8, 4\] vs mask"):
+        _run(tmp_path, img, lbl)
+
+
+def test_a_failing_mask_leaves_neither_output_file(tmp_path):
+    shape, spacing = (8, 8, 4), (1.0, 1.0, 2.0)
+    mask = np.zeros(shape, np.uint8)
+    mask[2:4, 2:4, :] = 2
+    img, lbl = _phantom(tmp_path, shape, spacing, mask, np.ones(shape, np.uint16))
+    with pytest.raises(ResampleError, match=r"mask values \[0, 2\] — expected a subset of"):
+        _run(tmp_path, img, lbl)
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

@@ -1,0 +1,367 @@
+"""Validation: every bad input yields its named failed check; good data passes; policies."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from minivess_bundle import nifti
+from minivess_bundle.errors import ConfigError, ValidationError
+from minivess_bundle.fsio import write_json_atomic
+from minivess_bundle.validate import (
+    MODALITIES,
+    aggregate_reports,
+    effective_rules,
+    find_json_spacing,
+    intensity_stats,
+    raise_if_invalid,
+    validate_volume,
+    write_report,
+)
+
+SHAPE = (16, 14, 8)
+SPACING = (0.994, 0.994, 2.0)
+
+
+def _good_arrays(shape=SHAPE, seed=0):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(80, 1200, shape, dtype=np.uint16)
+    x, y, z = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    label = (((x - 8) ** 2 + (y - 7) ** 2) <= 6).astype(np.uint8)  # a vessel along z
+    return image, label
+
+
+def _write(path, array, spacing=SPACING, kind="image", units=0, affine=None):
+    if array.ndim == 3:
+        img = nifti.make_image(array, spacing, nifti.minivess_header(kind))
+    else:  # 4-D/5-D: make_image is 3-D only
+        img = nib.Nifti1Image(array, np.diag([*spacing, 1.0]), nifti.minivess_header(kind))
+        img.set_sform(np.diag([*spacing, 1.0]), code=2)
+        img.header.set_data_dtype(array.dtype)
+    if affine is not None:
+        img.set_sform(affine, code=2)
+    img.header["xyzt_units"] = units
+    return nifti.write_nifti(path, img)
+
+
+def _pair(tmp_path, image=None, label=None, json_doc=None, spacing=SPACING, **kwargs):
+    """Write image/label/json for mv07 in tmp_path; returns the three paths."""
+    good_image, good_label = _good_arrays()
+    img = _write(
+        tmp_path / "mv07.nii.gz", good_image if image is None else image, spacing, **kwargs
+    )
+    lbl = _write(
+        tmp_path / "mv07_y.nii.gz",
+        good_label if label is None else label,
+        spacing,
+        kind="label",
+        **kwargs,
+    )
+    meta = tmp_path / "mv07.json"
+    doc = {"synthetic": True, "voxel_size_um": list(spacing)} if json_doc is None else json_doc
+    if isinstance(doc, bytes):
+        meta.write_bytes(doc)
+    else:
+        write_json_atomic(meta, doc)
+    return img, lbl, meta
+
+
+def _failed(report):
+    return {c["name"] for c in report["checks"] if c["passed"] is False}
+
+
+def test_good_synthetic_volume_passes_every_check_with_stats(tmp_path):
+    from minivess_bundle.synthetic import write_synthetic_volume
+
+    paths = write_synthetic_volume(tmp_path, "mv02", seed=5, size_xy=24, max_z=8)
+    report = validate_volume("mv02", paths["image"], paths["label"], paths["metadata"])
+    assert report["valid"] and report["failed_checks"] == []
+    assert all(c["passed"] is True for c in report["checks"])
+    names = [c["name"] for c in report["checks"]]
+    for name in ("opens", "is_3d", "image_dtype", "label_dtype", "label_values", "same_shape",
+                 "same_affine", "finite", "spacing_positive", "foreground_fraction",
+                 "json_spacing_agrees", "shape_bounds", "spacing_bounds"):  # fmt: skip
+        assert name in names
+    assert report["shape"] == [24, 24, 8]
+    assert report["spacing"] == pytest.approx([4.97, 4.97, 2.0], rel=1e-6)
+    assert report["units"] == {
+        "header_units": "unknown",
+        "interpreted_as": "um",
+        "report_units": "um",
+        "source_units": "um",
+    }
+    assert report["dtype"] == {"image": "uint16", "label": "uint8"}
+    assert report["label_values"] == [0, 1]
+    assert report["json_spacing"]["key"] == "voxel_size_um"
+    image = np.asarray(nib.load(paths["image"]).dataobj)
+    label = np.asarray(nib.load(paths["label"]).dataobj)
+    assert report["foreground_fraction"] == pytest.approx(label.mean(), abs=1e-8)
+    stats = report["intensity"]
+    assert (stats["min"], stats["max"]) == (int(image.min()), int(image.max()))
+    assert [stats["p1"], stats["p50"], stats["p99"]] == [
+        int(v) for v in np.percentile(image, [1, 50, 99], method="inverted_cdf")
+    ]
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:-300])
+
+
+def _patch_header(path, **fields):
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    header = nib.Nifti1Header(bytes(raw[:348]), check=False)
+    for key, value in fields.items():
+        header[key] = value
+    raw[:348] = header.binaryblock
+    path.write_bytes(gzip.compress(bytes(raw), mtime=0))
+
+
+def _mismatched_affine():
+    affine = np.diag([*SPACING, 1.0])
+    affine[:3, 3] = [0.5, 0.0, 0.0]
+    return affine
+
+
+CORPUS = {
+    # case: (how to build it, the check that must fail)
+    "truncated_gzip": (lambda t: _truncate(_pair(t)[0]), "opens"),
+    "four_d_file": (lambda t: _pair(t, image=np.zeros((*SHAPE, 2), np.uint16)), "is_3d"),
+    "float_nans": (
+        lambda t: _pair(t, image=np.where(_good_arrays()[1] > 0, np.nan, 5.0).astype(np.float32)),
+        "finite",
+    ),
+    "mask_value_2": (lambda t: _pair(t, label=_good_arrays()[1] * 2), "label_values"),
+    "shape_mismatch": (lambda t: _pair(t, label=np.zeros((16, 14, 7), np.uint8)), "same_shape"),
+    "affine_mismatch": (
+        lambda t: _write(_pair(t)[1], _good_arrays()[1], kind="label", affine=_mismatched_affine()),
+        "same_affine",
+    ),
+    "zero_spacing": (
+        lambda t: _patch_header(_pair(t)[0], pixdim=[1, *SPACING[:2], 0, 0, 0, 0, 0], srow_z=0),
+        "spacing_positive",
+    ),
+    "json_header_disagree": (
+        lambda t: _pair(t, json_doc={"voxel_size_um": [0.994, 0.994, 3.0]}),
+        "json_spacing_agrees",
+    ),
+    "empty_mask": (lambda t: _pair(t, label=np.zeros(SHAPE, np.uint8)), "foreground_fraction"),
+    "non_json_metadata": (lambda t: _pair(t, json_doc=b"{not json"), "json_spacing_agrees"),
+    "oversized_json": (
+        lambda t: _pair(t, json_doc={"pad": "x" * 1_100_000}),
+        "json_spacing_agrees",
+    ),
+    "mm_spacing_for_microscopy": (lambda t: _pair(t, units=2), "spacing_bounds"),
+    "wrong_image_dtype": (lambda t: _pair(t, image=np.ones(SHAPE, np.int32)), "image_dtype"),
+    "wrong_label_dtype": (
+        lambda t: _pair(t, label=_good_arrays()[1].astype(np.int16)),
+        "label_dtype",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORPUS))
+def test_bad_input_yields_its_named_failed_check(tmp_path, case):
+    build, check = CORPUS[case]
+    build(tmp_path)
+    report = validate_volume(
+        "mv07", tmp_path / "mv07.nii.gz", tmp_path / "mv07_y.nii.gz", tmp_path / "mv07.json"
+    )
+    assert not report["valid"]
+    assert check in _failed(report), report["failed_checks"]
+    with pytest.raises(ValidationError, match=r"^mv07: validate: "):
+        raise_if_invalid(report)
+
+
+def test_huge_header_shape_is_refused_before_any_allocation(tmp_path, monkeypatch):
+    img, _, meta = _pair(tmp_path)
+    _patch_header(img, dim=[3, 30000, 30000, 30000, 1, 1, 1, 1])  # 54 TB of uint16
+    allocations = []
+    monkeypatch.setattr(np, "empty", lambda *a, **k: allocations.append(a) or 1 / 0)
+    report = validate_volume("mv07", img, tmp_path / "mv07_y.nii.gz", meta)
+    opens = next(c for c in report["checks"] if c["name"] == "opens" and c["file"] == "image")
+    assert opens["passed"] is False
+    assert "needs 54000000000352 bytes" in opens["observed"]
+    assert "can hold at most" in opens["observed"]
+    assert allocations == []
+
+
+def test_mask_value_2_error_is_one_actionable_line(tmp_path):
+    _, lbl, _ = _pair(tmp_path, label=_good_arrays()[1] * 2)
+    report = validate_volume("mv07", tmp_path / "mv07.nii.gz", lbl, tmp_path / "mv07.json")
+    assert report["failed_checks"] == ["label_values"]
+    with pytest.raises(ValidationError) as info:
+        raise_if_invalid(report)
+    assert str(info.value) == (
+        "mv07: validate: label_values: mask values {0, 2} — expected a subset of {0, 1} "
+        f"({lbl})"
+    )
+
+
+def test_truncated_gzip_skips_data_checks_instead_of_failing_them(tmp_path):
+    img, lbl, meta = _pair(tmp_path)
+    _truncate(img)
+    report = validate_volume("mv07", img, lbl, meta)
+    assert report["failed_checks"] == ["opens"]
+    opens = report["checks"][0]
+    assert opens["file"] == "image" and "truncated" in opens["observed"]
+    skipped = {c["name"] for c in report["checks"] if c["passed"] is None}
+    assert {"label_values", "finite", "foreground_fraction"} <= skipped
+
+
+def test_trailing_singleton_dimension_is_tolerated(tmp_path):
+    image, label = _good_arrays()
+    img, lbl, meta = _pair(tmp_path, image=image[..., None], label=label[..., None])
+    report = validate_volume("mv07", img, lbl, meta)
+    assert report["valid"], report["failed_checks"]
+    assert report["shape"] == list(SHAPE)
+
+
+def test_big_endian_file_reads_the_same_values(tmp_path):
+    image, label = _good_arrays()
+    img, lbl, meta = _pair(tmp_path)
+    little = validate_volume("mv07", img, lbl, meta)
+    swapped = nifti.make_image(image, SPACING, nifti.minivess_header("image")).header
+    header = swapped.as_byteswapped(">")
+    header["scl_slope"], header["scl_inter"], header["vox_offset"] = 1.0, 0.0, 352
+    raw = header.binaryblock + b"\0" * 4 + image.astype(">u2").tobytes(order="F")
+    img.write_bytes(gzip.compress(raw, mtime=0))
+    big = validate_volume("mv07", img, lbl, meta)
+    assert big["valid"], big["failed_checks"]
+    assert big["intensity"] == little["intensity"]
+
+
+def test_covariate_shift_of_header_spacing_fails_json_check_only(tmp_path):
+    # The drift stage's covariate variant scales the header spacing and keeps the json.
+    img, lbl, meta = _pair(tmp_path, json_doc={"voxel_size_um": list(SPACING)})
+    image, label = _good_arrays()
+    shifted = (SPACING[0] * 1.5, SPACING[1] * 1.5, SPACING[2])
+    _write(img, image, shifted)
+    _write(lbl, label, shifted, kind="label")
+    report = validate_volume("mv07", img, lbl, meta)
+    assert report["failed_checks"] == ["json_spacing_agrees"]
+    check = report["checks"][-1]
+    assert check["observed"]["json"] == pytest.approx(list(SPACING))
+    assert check["observed"]["header"] == pytest.approx(list(shifted), rel=1e-6)
+
+
+def test_mri_profile_accepts_mm_data_that_microscopy_rejects(tmp_path):
+    spacing = (1.0, 1.0, 1.2)
+    img, lbl, meta = _pair(tmp_path, spacing=spacing, units=2, json_doc={"spacing_mm": spacing})
+    micro = validate_volume("mv07", img, lbl, meta, {"modality": "microscopy"})
+    assert micro["failed_checks"] == ["spacing_bounds"]
+    assert micro["spacing"] == pytest.approx([1000.0, 1000.0, 1200.0])
+    assert micro["units"]["header_units"] == "mm"
+    mri = validate_volume("mv07", img, lbl, meta, {"modality": "mri"})
+    assert mri["valid"], mri["failed_checks"]
+    assert mri["spacing"] == pytest.approx(list(spacing))
+    assert mri["units"] == {
+        "header_units": "mm",
+        "interpreted_as": "mm",
+        "report_units": "mm",
+        "source_units": "mm",
+    }
+    assert MODALITIES["mri"]["units"] == "mm" and MODALITIES["microscopy"]["units"] == "um"
+
+
+def test_source_units_decide_how_unknown_header_units_are_read(tmp_path):
+    img, lbl, meta = _pair(tmp_path, json_doc={})
+    as_um = validate_volume("mv07", img, lbl, meta, {"source_units": "um"})
+    as_mm = validate_volume("mv07", img, lbl, meta, {"source_units": "mm"})
+    assert as_um["valid"] and as_um["units"]["interpreted_as"] == "um"
+    assert as_mm["units"] == {
+        "header_units": "unknown",
+        "interpreted_as": "mm",
+        "report_units": "um",
+        "source_units": "mm",
+    }
+    assert as_mm["spacing"] == pytest.approx([994.0, 994.0, 2000.0])
+    assert as_mm["failed_checks"] == ["spacing_bounds"]
+
+
+def test_unknown_rule_and_modality_are_config_errors():
+    with pytest.raises(ConfigError, match="unknown validation rule"):
+        effective_rules({"max_spacing": 3})
+    with pytest.raises(ConfigError, match="modality 'ct' is not known"):
+        effective_rules({"modality": "ct"})
+
+
+@pytest.mark.parametrize(
+    ("doc", "key", "values", "units"),
+    [
+        ({"voxel_size_um": [1, 1, 2]}, "voxel_size_um", [1, 1, 2], "um"),
+        ({"meta": {"Spacing": [0.5, 0.5, 5, 1]}}, "meta.Spacing", [0.5, 0.5, 5], None),
+        ({"pixdim": [1, 0.3, 0.3, 2, 0, 0, 0, 0]}, "pixdim", [0.3, 0.3, 2], None),
+        ({"resolution": {"X": 1, "y": 1, "z": 10}, "units": "µm"}, "resolution", [1, 1, 10], "um"),
+        ({"spacing_mm": [0.001, 0.001, 0.002]}, "spacing_mm", [0.001, 0.001, 0.002], "mm"),
+        (
+            {"ome": {"PhysicalSizeX": 0.9, "PhysicalSizeY": 0.9, "PhysicalSizeZ": 5,
+                     "PhysicalSizeXUnit": "micron"}},
+            "ome.PhysicalSizeX/Y/Z", [0.9, 0.9, 5], "um",
+        ),
+        ({"synthetic": True, "shape": [512, 512, 20], "seed": 3}, None, None, None),
+        ({"spacing": [1, 2]}, None, None, None),
+    ],
+)  # fmt: skip
+def test_json_spacing_is_found_under_the_documented_names(doc, key, values, units):
+    hit = find_json_spacing(doc)
+    if key is None:
+        assert hit is None
+    else:
+        assert hit == {"key": key, "values": pytest.approx(values), "units": units}
+
+
+def test_json_in_nm_is_converted_before_comparison(tmp_path):
+    img, lbl, meta = _pair(tmp_path, json_doc={"voxel_size_nm": [994, 994, 2000]})
+    report = validate_volume("mv07", img, lbl, meta)
+    assert report["valid"], report["failed_checks"]
+    assert report["json_spacing"]["in_report_units"] == pytest.approx(list(SPACING))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8, np.float32])
+def test_histogram_percentiles_equal_numpy_inverted_cdf(dtype):
+    rng = np.random.default_rng(3)
+    lo = -500 if np.issubdtype(dtype, np.signedinteger) or dtype == np.float32 else 0
+    hi = 255 if dtype == np.uint8 else 4000
+    array = rng.integers(lo, hi, (20, 9, 7)).astype(dtype)
+    stats = intensity_stats(array)
+    expected = np.percentile(array, [1, 50, 99], method="inverted_cdf")
+    assert [stats["p1"], stats["p50"], stats["p99"]] == pytest.approx(expected.tolist())
+    assert (stats["min"], stats["max"]) == (array.min(), array.max())
+    assert stats["mean"] == pytest.approx(float(array.astype(np.float64).mean()), abs=1e-6)
+
+
+def test_aggregate_lists_quarantined_volumes_with_reasons(tmp_path):
+    paths = []
+    for vol, label in (("mv01", None), ("mv02", None), ("mv03", _good_arrays()[1] * 2)):
+        folder = tmp_path / vol
+        folder.mkdir()
+        img, lbl, meta = _pair(folder, label=label)
+        report = validate_volume(vol, img, lbl, meta)
+        paths.append(write_report(tmp_path / "validation" / f"{vol}.json", report))
+    result = aggregate_reports(paths)
+    assert result["policy"] == "quarantine"
+    assert result["valid"] == ["mv01", "mv02"]
+    assert result["quarantined"] == [
+        {"volume": "mv03", "reasons": ["label_values: mask values {0, 2}"]}
+    ]
+    summary = result["summary"]
+    assert (summary["total"], summary["valid"], summary["invalid"]) == (3, 2, 1)
+    assert summary["failed_checks"] == {"label_values": 1}
+    assert summary["shape_min"] == summary["shape_max"] == list(SHAPE)
+    assert summary["spacing_min"] == pytest.approx(list(SPACING), rel=1e-6)
+    assert sorted(result["volumes"]) == ["mv01", "mv02", "mv03"]
+    json.dumps(result)  # serialisable as-is
+    with pytest.raises(ValidationError, match=r"^mv03: validate: label_values: mask values"):
+        aggregate_reports(paths, on_invalid="fail")
+
+
+def test_report_is_canonical_json_and_deterministic(tmp_path):
+    img, lbl, meta = _pair(tmp_path)
+    a = write_report(tmp_path / "a.json", validate_volume("mv07", img, lbl, meta))
+    b = write_report(tmp_path / "b.json", validate_volume("mv07", img, lbl, meta))
+    assert a.read_bytes() == b.read_bytes()
+    assert json.loads(a.read_text())["valid"] is True
