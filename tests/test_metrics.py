@@ -1,0 +1,138 @@
+"""Verification metrics: clDice, Betti numbers, KS, SNR and high-frequency energy on known cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import REAL_MASK
+
+from minivess_bundle import metrics
+
+
+def tube(shape=(32, 32, 16), centre=(16, 16), radius=3, axis=0) -> np.ndarray:
+    """A straight solid cylinder along ``axis`` (0 = x) through the whole volume."""
+    grid = np.indices(shape)
+    others = [a for a in range(3) if a != axis]
+    d2 = (grid[others[0]] - centre[0]) ** 2 + (grid[others[1]] - centre[1]) ** 2
+    return (d2 <= radius**2).astype(np.uint8)
+
+
+def test_cldice_of_identical_masks_is_one():
+    mask = tube()
+    assert metrics.cldice(mask, mask) == 1.0
+
+
+def test_cldice_of_disjoint_masks_is_zero():
+    a = tube(centre=(8, 8), radius=2)
+    b = tube(centre=(24, 8), radius=2)
+    assert not (a & b).any()
+    assert metrics.cldice(a, b) == 0.0
+
+
+def test_cldice_empty_guards_two_empty_agree_and_one_empty_scores_zero():
+    empty = np.zeros((8, 8, 8), np.uint8)
+    assert metrics.cldice(empty, empty) == 1.0
+    assert metrics.cldice(empty, tube((8, 8, 8), (4, 4), 1)) == 0.0
+    assert metrics.cldice(tube((8, 8, 8), (4, 4), 1), empty) == 0.0
+
+
+def test_cldice_single_voxel_mask_has_its_own_skeleton():
+    dot = np.zeros((5, 5, 5), np.uint8)
+    dot[2, 2, 2] = 1
+    assert metrics.skeleton(dot).sum() == 1
+    assert metrics.cldice(dot, dot) == 1.0
+
+
+def test_cldice_is_symmetric_and_drops_when_a_vessel_is_cut():
+    clean = tube(radius=3)
+    cut = clean.copy()
+    cut[12:20] = 0  # an 8-voxel gap in a 32-voxel vessel
+    score = metrics.cldice(cut, clean)
+    assert score == pytest.approx(metrics.cldice(clean, cut))
+    # Tprec = 1 (the cut skeleton lies in the clean vessel), Tsens ~ 24/32 of the centreline.
+    assert 0.75 < score < 0.92
+
+
+def test_betti_numbers_of_hand_made_shapes():
+    ball = np.zeros((9, 9, 9), np.uint8)
+    ball[2:7, 2:7, 2:7] = 1
+    assert metrics.betti_numbers(ball) == {"betti0": 1, "betti1": 0, "betti2": 0, "euler": 1}
+
+    shell = ball.copy()
+    shell[4, 4, 4] = 0  # one enclosed cavity
+    assert metrics.betti_numbers(shell) == {"betti0": 1, "betti1": 0, "betti2": 1, "euler": 2}
+
+    ring = np.zeros((9, 9, 5), np.uint8)
+    ring[1:8, 1:8, 2] = 1
+    ring[3:6, 3:6, 2] = 0  # a flat ring: one loop
+    assert metrics.betti_numbers(ring) == {"betti0": 1, "betti1": 1, "betti2": 0, "euler": 0}
+
+    two_rings = np.concatenate([ring, ring], axis=0)
+    assert metrics.betti_numbers(two_rings)["betti1"] == 2
+
+
+def test_betti_foreground_is_26_connected_and_border_pockets_are_not_cavities():
+    corner = np.zeros((4, 4, 4), np.uint8)
+    corner[1, 1, 1] = corner[2, 2, 2] = 1  # touch at a corner only
+    assert metrics.betti_numbers(corner)["betti0"] == 1
+
+    cup = np.zeros((7, 7, 7), np.uint8)
+    cup[:, :, :] = 1
+    cup[3, 3, 3:] = 0  # a pocket open to the volume's face: outside, not a cavity
+    assert metrics.betti_numbers(cup)["betti2"] == 0
+    cup[3, 3, 6] = 1  # sealed: now a cavity
+    assert metrics.betti_numbers(cup)["betti2"] == 1
+
+
+def test_betti_numbers_of_real_mask_agree_with_published_component_count():
+    from minivess_bundle.nifti import read_nifti
+
+    mask = np.asarray(read_nifti(REAL_MASK).dataobj)
+    betti = metrics.betti_numbers(mask)
+    assert betti["betti0"] == 231  # tests/data/README.md
+    assert betti["betti1"] == betti["betti0"] + betti["betti2"] - betti["euler"]
+    assert betti["betti1"] > betti["betti0"]  # a vascular mesh: more loops than pieces
+
+
+def test_ks_test_of_identical_arrays_is_statistic_zero_pvalue_one():
+    x = np.random.default_rng(0).integers(0, 4096, size=(64, 64, 64), dtype=np.uint16)
+    result = metrics.ks_test(x, x.copy())
+    assert result == {"statistic": 0.0, "pvalue": 1.0, "n": metrics.KS_MAX_SAMPLES}
+
+
+def test_ks_test_detects_a_small_shift_and_not_a_resample():
+    rng = np.random.default_rng(1)
+    a = rng.normal(100, 10, size=(40, 40, 40))
+    assert metrics.ks_test(a, a + 1.0)["pvalue"] < 0.05
+    b = rng.normal(100, 10, size=(40, 40, 40))
+    assert metrics.ks_test(a, b)["pvalue"] > 0.01
+
+
+def test_noise_sigma_recovers_known_gaussian_sigma_on_a_smooth_image():
+    rng = np.random.default_rng(2)
+    x, y, z = np.meshgrid(*(np.linspace(0, 1, n) for n in (96, 96, 16)), indexing="ij")
+    smooth = 500 + 300 * np.sin(3 * x) * np.cos(2 * y) + 50 * z
+    noisy = smooth + rng.normal(0, 7.0, smooth.shape)
+    assert metrics.noise_sigma(noisy) == pytest.approx(7.0, rel=0.05)
+
+
+def test_snr_falls_as_gaussian_noise_grows():
+    rng = np.random.default_rng(3)
+    clean = tube((48, 48, 16), (24, 8), 4).astype(np.float32) * 400 + 100
+    mask = clean > 300
+    snrs = [metrics.snr_db(clean + rng.normal(0, s, clean.shape), mask) for s in (5, 10, 20, 40)]
+    assert all(b < a for a, b in zip(snrs, snrs[1:], strict=False))
+    assert snrs[0] - snrs[1] == pytest.approx(20 * np.log10(2), abs=0.5)
+    assert metrics.snr_db(clean, mask) == float("inf")
+
+
+def test_high_frequency_fraction_white_noise_vs_smooth_image():
+    from scipy import ndimage
+
+    noise = np.random.default_rng(4).normal(size=(48, 48, 48))
+    # White noise spreads energy evenly: the share outside the half-Nyquist sphere is
+    # 1 - (4/3 pi 0.5^3) / 2^3 = 0.9346 of the normalised frequency cube.
+    assert metrics.high_frequency_energy_fraction(noise) == pytest.approx(0.9346, abs=0.01)
+    smooth = ndimage.gaussian_filter(noise, 3)
+    assert metrics.high_frequency_energy_fraction(smooth) < 0.01
+    assert metrics.high_frequency_energy_fraction(np.ones((8, 8, 8))) == 0.0
