@@ -15,6 +15,14 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/fetch.smk"
 include: "workflow/rules/rename.smk"
+include: "workflow/rules/validate.smk"
+include: "workflow/rules/resample.smk"
+include: "workflow/rules/drift.smk"
+include: "workflow/rules/bundle.smk"
+
+
+onsuccess:
+    print_bundle_digest()
 
 
 rule all:

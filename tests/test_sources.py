@@ -325,10 +325,11 @@ def write_tree(root: Path, files: dict[str, bytes]) -> Path:
     return root
 
 
-def test_fetch_from_dir_hardlinks_same_inode_and_records_sha256(tmp_path):
+def test_fetch_from_dir_copies_never_links_user_files_and_records_sha256(tmp_path):
     files = release_files()
     source = write_tree(tmp_path / "ebrains", files)
     staging = tmp_path / "staging"
+    before = {p: p.stat().st_mtime_ns for p in source.rglob("*") if p.is_file()}
 
     record = fetch_from_dir(source, "mv01", staging)
 
@@ -339,14 +340,16 @@ def test_fetch_from_dir_hardlinks_same_inode_and_records_sha256(tmp_path):
         ("label", "seg/mv01_y.nii.gz"),
         ("metadata", "json/mv01.json"),
     ]:
-        assert (staging / rel).stat().st_ino == (source / rel).stat().st_ino
+        assert (staging / rel).stat().st_ino != (source / rel).stat().st_ino
+        assert (staging / rel).read_bytes() == files[rel]
         assert record["files"][key] == {
             "path": rel,
             "size": len(files[rel]),
             "sha256": hashlib.sha256(files[rel]).hexdigest(),
-            "method": "hardlink",
+            "method": "copy",
         }
     assert all_files(staging) == ["json/mv01.json", "raw/mv01.nii.gz", "seg/mv01_y.nii.gz"]
+    assert {p: p.stat().st_mtime_ns for p in source.rglob("*") if p.is_file()} == before
 
 
 def test_fetch_from_dir_copies_identical_bytes_when_hardlinks_fail(tmp_path, monkeypatch):
@@ -381,7 +384,7 @@ def test_fetch_licence_from_dir_places_the_pdf(tmp_path):
                 "path": EBRAINS_LICENCE,
                 "size": len(LICENCE_BYTES),
                 "sha256": hashlib.sha256(LICENCE_BYTES).hexdigest(),
-                "method": "hardlink",
+                "method": "copy",
             }
         },
     }
@@ -447,7 +450,7 @@ def test_fetch_from_dir_follows_a_symlink_that_stays_inside_the_source(tmp_path)
 
     landed = staging / "raw" / "mv01.nii.gz"
     assert not landed.is_symlink()
-    assert landed.stat().st_ino == store.stat().st_ino
+    assert landed.read_bytes() == store.read_bytes()
     assert (
         record["files"]["image"]["sha256"] == hashlib.sha256(files["raw/mv01.nii.gz"]).hexdigest()
     )

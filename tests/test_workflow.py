@@ -14,7 +14,13 @@ from workflow_utils import make_workdir, run_snakemake
 from minivess_bundle.fsio import sha256_file
 
 pytestmark = pytest.mark.workflow
-TINY = {"synthetic": {"size_xy": 16, "max_z": 8}, "volumes": ["mv01", "mv02", "mv39"]}
+# Tiny volumes, every stage (drift: all types at one level).
+TINY = {
+    "synthetic": {"size_xy": 16, "max_z": 8},
+    "volumes": ["mv01", "mv02", "mv39"],
+    "drift": {"levels": [1]},
+}
+BUNDLE = "results/bundle/minivess-0.1.0"
 EBRAINS_ZIP = "d-bf268b89-1420-476b-b428-b85a913eb523.zip"
 
 
@@ -33,7 +39,9 @@ def test_synthetic_build_lands_every_renamed_file(synthetic_run):
         for rel in (f"imagesTr/{vol}.nii.gz", f"labelsTr/{vol}.nii.gz", f"metadata/{vol}.json"):
             assert (renamed / rel).is_file(), rel
         staged_label = workdir / "results" / "staging" / "seg" / f"{vol}_y.nii.gz"
-        assert os.path.samefile(staged_label, renamed / "labelsTr" / f"{vol}.nii.gz")
+        renamed_label = renamed / "labelsTr" / f"{vol}.nii.gz"
+        assert staged_label.read_bytes() == renamed_label.read_bytes()
+        assert not os.path.samefile(staged_label, renamed_label)  # own inode: see rename.py
         assert (workdir / "logs" / "fetch" / f"{vol}.log").is_file()
         assert (workdir / "benchmarks" / "fetch" / f"{vol}.tsv").is_file()
     assert (renamed / "metadata" / "LICENCE-synthetic.txt").read_text().startswith("SYNTHETIC")
@@ -90,7 +98,8 @@ def test_zip_and_dir_sources_give_the_synthetic_bytes(synthetic_run, tmp_path):
     zipped = make_workdir(
         tmp_path / "zip", volumes=TINY["volumes"], source="zip", zip={"path": str(archive)}
     )
-    run_snakemake(zipped, "--cores", "2", "all")
+    licence_target = "results/renamed/metadata/Licence (CCBY-NC-SA).pdf"
+    run_snakemake(zipped, "--cores", "2", "results/renamed_inventory.json", licence_target)
     assert _volume_digest(zipped) == _volume_digest(workdir)
     licence = zipped / "results" / "renamed" / "metadata" / "Licence (CCBY-NC-SA).pdf"
     assert licence.read_bytes().startswith(b"%PDF")
@@ -100,7 +109,7 @@ def test_zip_and_dir_sources_give_the_synthetic_bytes(synthetic_run, tmp_path):
     by_dir = make_workdir(
         tmp_path / "dir", volumes=TINY["volumes"], source="dir", dir={"path": str(folder)}
     )
-    run_snakemake(by_dir, "--cores", "2", "all")
+    run_snakemake(by_dir, "--cores", "2", "results/renamed_inventory.json")
     assert _volume_digest(by_dir) == _volume_digest(workdir)
 
 
@@ -122,7 +131,9 @@ def test_corrupt_zip_member_fails_naming_it_and_leaves_no_partial_file(synthetic
     broken = make_workdir(
         tmp_path / "broken", volumes=TINY["volumes"], source="zip", zip={"path": str(archive)}
     )
-    result = run_snakemake(broken, "--cores", "1", "--keep-going", "all", check=False)
+    result = run_snakemake(
+        broken, "--cores", "1", "--keep-going", "results/renamed_inventory.json", check=False
+    )
     assert result.returncode != 0
     log = (broken / "logs" / "fetch" / "mv02.log").read_text()
     assert "mv02: fetch:" in log and "raw/mv02.nii.gz" in log and "CRC" in log

@@ -16,9 +16,9 @@
       LICENCE.txt  README.md     attribution and the datasheet
 
 Every section is optional (``None`` leaves it out). Files of the sections and the
-documents are placed with :func:`~minivess_bundle.fsio.link_or_copy` (hardlink,
-else a copy verified against its source's sha256), so their bytes are the
-inputs' bytes. The bag is built in a hidden sibling folder and renamed into
+documents are copied with :func:`~minivess_bundle.fsio.link_or_copy` (a copy
+verified against its source's sha256; hardlinks on request), so their bytes are
+the inputs' bytes. The bag is built in a hidden sibling folder and renamed into
 place, so a failed build never leaves a half bag at the final path.
 
 Determinism: the outputs depend only on the inputs' bytes, the arguments and
@@ -256,7 +256,9 @@ def read_header(path: str | Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- payload
 
 
-def _place_tree(source: Path, dest: Path, section: str) -> tuple[list[str], Counter]:
+def _place_tree(
+    source: Path, dest: Path, section: str, link: bool = False
+) -> tuple[list[str], Counter]:
     """Place every visible regular file of ``source`` under ``dest``; hidden ones are skipped."""
     if not source.is_dir():
         raise BundleError(f"{section} folder does not exist", path=source)
@@ -276,7 +278,7 @@ def _place_tree(source: Path, dest: Path, section: str) -> tuple[list[str], Coun
                     expected="regular files only",
                 )
             check_bag_path(f"{section}/{rel}")
-            methods[link_or_copy(path, dest / rel)] += 1
+            methods[link_or_copy(path, dest / rel, allow_link=link)] += 1
             placed.append(f"{section}/{rel}")
     if not placed:
         raise BundleError(f"{section} folder holds no files", path=source)
@@ -882,8 +884,14 @@ def assemble_bundle(
     provenance: Mapping[str, Any] | None = None,
     source_date_epoch: int,
     bag_info: Mapping[str, str | list[str]] | None = None,
+    link: bool = False,
 ) -> dict[str, Any]:
     """Build the bag ``<out_dir>/minivess-<version>/`` and return a summary.
+
+    Files are copied (verified) by default, so the bag owns its bytes: an edit
+    to a build's intermediate file can never reach a published bag through a
+    shared inode, nor an edit in the bag the build's files. ``link=True``
+    hardlinks instead, to save disk where that risk is accepted.
 
     ``raw_dir``/``processed_dir``/``drift_dir`` are copied (hardlinked) to
     ``data/raw|processed|drift``; ``None`` leaves the section out. ``documents``
@@ -925,11 +933,11 @@ def assemble_bundle(
         methods: Counter = Counter()
         counts: dict[str, int] = {}
         for section, source in sources.items():
-            placed, used = _place_tree(source, data / section, section)
+            placed, used = _place_tree(source, data / section, section, link)
             methods.update(used)
             counts[section] = len(placed)
         for doc, path in documents.items():
-            methods[link_or_copy(path, data / doc)] += 1
+            methods[link_or_copy(path, data / doc, allow_link=link)] += 1
 
         cache: dict[str, tuple[int, dict[str, str]]] = {}
 

@@ -153,6 +153,261 @@ def cmd_rename(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_validate(args: argparse.Namespace) -> None:
+    """Check one volume pair (and its json); write its report; fail or quarantine."""
+    import json
+
+    from .validate import raise_if_invalid, validate_volume, write_report
+
+    rules = json.loads(args.rules) if args.rules else {}
+    report = validate_volume(args.volume, args.image, args.label, args.metadata, rules)
+    write_report(args.out, report)
+    if not report["valid"]:
+        log.warning("%s: invalid (%s)", args.volume, ", ".join(report["failed_checks"]))
+        if args.on_invalid == "fail":
+            raise_if_invalid(report)
+
+
+def cmd_validation_report(args: argparse.Namespace) -> None:
+    """Merge per-volume validation reports into validation_report.json."""
+    from .validate import aggregate_reports, write_report
+
+    merged = aggregate_reports(args.reports, args.on_invalid)
+    write_report(args.out, merged)
+    log.info("%d valid, %d quarantined", len(merged["valid"]), len(merged["quarantined"]))
+
+
+def cmd_resample(args: argparse.Namespace) -> None:
+    """Resample one validated pair onto the target grid (z-slabs, streamed gzip)."""
+    import json
+
+    from .fsio import write_json_atomic
+    from .resample import resample_pair
+
+    spacing = "native" if args.spacing == ["native"] else [float(v) for v in args.spacing]
+    record = resample_pair(
+        args.volume,
+        args.image,
+        args.label,
+        args.out_image,
+        args.out_label,
+        spacing,
+        args.image_interpolator,
+        args.label_interpolator,
+        args.codec,
+        args.level,
+        args.max_output_voxels or None,
+        args.source_units,
+        threads=args.threads,
+    )
+    if args.record:
+        write_json_atomic(args.record, record)
+    log.info("%s", json.dumps(record["output"], sort_keys=True))
+
+
+def cmd_drift(args: argparse.Namespace) -> None:
+    """Make one drift variant of one resampled volume and write its manifest entry."""
+    import json
+
+    from .drift import generate_drift_variant
+    from .fsio import write_json_atomic
+
+    entry = generate_drift_variant(
+        args.volume,
+        args.image,
+        args.label,
+        args.out_image,
+        args.out_label,
+        args.type,
+        level=args.drift_level,
+        global_seed=args.global_seed,
+        params=json.loads(args.params) if args.params else None,
+        reference_ids=args.reference_ids,
+        codec=args.codec,
+        compression_level=args.level,
+        clean_root=args.clean_root or None,
+        drift_root=args.drift_root or None,
+    )
+    write_json_atomic(args.entry, entry)
+    log.info(
+        "%s: %s level %s, severity %s", args.volume, args.type, args.drift_level, entry["severity"]
+    )
+
+
+def cmd_drift_manifest(args: argparse.Namespace) -> None:
+    """Merge drift entries into drift_manifest.json (validated against its schema)."""
+    from .drift import merge_manifest_entries
+    from .fsio import write_json_atomic
+
+    write_json_atomic(args.out, merge_manifest_entries(args.entries))
+
+
+def cmd_drift_set(args: argparse.Namespace) -> None:
+    """Write the dataset.json of one drift variant set (type, level)."""
+    import json
+
+    from .drift import variant_dataset_json
+    from .fsio import write_json_atomic
+
+    entries = [json.loads(Path(p).read_text()) for p in args.entries]
+    write_json_atomic(args.out, variant_dataset_json(args.type, args.set_level, entries))
+
+
+def _selection(root: Path, files: list[Path], into: Path) -> Path:
+    """A tree of hardlinks to exactly ``files`` (relative to ``root``): what a section holds."""
+    import os
+
+    for file in files:
+        target = into / file.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(file, target)
+    return into
+
+
+def cmd_bundle(args: argparse.Namespace) -> None:
+    """Assemble the bag, its DVC metadata and the deterministic archive; print the digest."""
+    import json
+    import shutil
+
+    from .archive import write_archive
+    from .bundle import assemble_bundle
+    from .dvcmeta import write_dvc_metadata
+    from .fsio import write_json_atomic
+
+    report = json.loads(Path(args.validation_report).read_text())
+    valid, quarantined = report["valid"], report["quarantined"]
+    out_dir = Path(args.out_dir)
+    scratch = out_dir / f".select-{__import__('os').getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        sections: dict[str, Path] = {}
+        if args.raw:
+            root = Path(args.raw)
+            sections["raw_dir"] = _selection(
+                root,
+                sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")),
+                scratch / "raw",
+            )
+        if args.processed:
+            root = Path(args.processed)
+            files = [
+                root / sub / f"{vol}{ext}"
+                for vol in valid
+                for sub, ext in (
+                    ("imagesTr", ".nii.gz"),
+                    ("labelsTr", ".nii.gz"),
+                    ("metadata", ".json"),
+                )
+            ]
+            sections["processed_dir"] = _selection(root, files, scratch / "processed")
+        documents = {"validation_report.json": args.validation_report}
+        lineage = []
+        if args.drift_manifest:
+            documents["drift_manifest.json"] = args.drift_manifest
+            manifest = json.loads(Path(args.drift_manifest).read_text())
+            root = Path(args.drift)
+            files = {
+                root / v["files"][role]["drifted"]["path"]
+                for v in manifest["variants"]
+                for role in ("image", "label")
+            }
+            files |= {
+                root / v["variant_id"].rsplit("/", 1)[0] / "dataset.json"
+                for v in manifest["variants"]
+            }
+            if files:
+                sections["drift_dir"] = _selection(root, sorted(files), scratch / "drift")
+            for v in manifest["variants"]:
+                for role in ("image", "label"):
+                    lineage.append(
+                        {
+                            "file": f"drift/{v['files'][role]['drifted']['path']}",
+                            "source": f"processed/{v['files'][role]['clean']['path']}",
+                            "source_sha256": v["files"][role]["clean"]["sha256"],
+                            "rule": "drift",
+                            "parameters": {
+                                "type": v["drift_type"],
+                                "level": v["level"],
+                                "severity": v["severity"],
+                                "seed": v["seed"],
+                                **v["parameters"],
+                            },
+                        }
+                    )
+        if args.processed and args.resample_records:
+            for vol in valid:
+                record = json.loads((Path(args.resample_records) / f"{vol}.json").read_text())
+                for role, sub in (("image", "imagesTr"), ("label", "labelsTr")):
+                    lineage.append(
+                        {
+                            "file": f"processed/{sub}/{vol}.nii.gz",
+                            "source": f"raw/{sub}/{vol}.nii.gz" if args.raw else None,
+                            "rule": "resample",
+                            "parameters": {
+                                "target_spacing": record.get("target_spacing"),
+                                "interpolator": record["interpolators"][role],
+                                "output": record["output"],
+                                "units": record.get("units"),
+                            },
+                        }
+                    )
+        provenance = {
+            "workflow_version": __version__,
+            "git_commit": args.git_commit or None,
+            "config": json.loads(args.config_json) if args.config_json else {},
+            "lock_file": args.lock or None,
+            "lineage": lineage,
+            "stages": json.loads(args.stages_json) if args.stages_json else {},
+        }
+        if args.listing:
+            provenance["ebrains_listing"] = args.listing
+        summary = assemble_bundle(
+            out_dir,
+            args.bundle_version,
+            **sections,
+            documents=documents,
+            quarantine={q["volume"]: "; ".join(q["reasons"]) for q in quarantined},
+            provenance=provenance,
+            source_date_epoch=args.source_date_epoch,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    bag = Path(summary["path"])
+    write_dvc_metadata(bag)
+    archive = out_dir / f"{bag.name}.tar"
+    sha = write_archive(bag, archive, args.source_date_epoch)
+    result = {
+        "name": bag.name,
+        "bag": bag.name,
+        "archive": archive.name,
+        "sha256": sha,
+        "manifest_digest": summary["digest"],
+        "files": summary["files"],
+        "bytes": summary["bytes"],
+        "volumes": summary["volumes"],
+        "quarantined": sorted(q["volume"] for q in quarantined),
+    }
+    write_json_atomic(args.summary, result)
+    print(f"bundle {archive} sha256 {sha}")
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    """Verify a bag folder or archive: files, manifests, tag files, DVC hashes."""
+    from .errors import BundleError
+    from .fsio import write_bytes_atomic
+    from .verify import verdict, verify_bundle
+
+    result = verify_bundle(args.path)
+    line = verdict(result)
+    print(line)
+    for problem in result.problems:
+        print(f"  {problem}")
+    if not result.ok:
+        raise BundleError(f"verification failed: {len(result.problems)} problem(s)", path=args.path)
+    if args.out:
+        write_bytes_atomic(args.out, (line + "\n").encode())
+
+
 def cmd_place(args: argparse.Namespace) -> None:
     """Place one file's exact bytes at a new path (hardlink, else verified copy)."""
     from .rename import place_file
@@ -247,6 +502,95 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{role}", required=True)
         p.add_argument(f"--out-{role}", required=True)
     p.set_defaults(func=cmd_rename)
+
+    p = sub.add_parser("validate", help=cmd_validate.__doc__)
+    p.add_argument("volume", type=_volume)
+    p.add_argument("--image", required=True)
+    p.add_argument("--label", required=True)
+    p.add_argument("--metadata", default=None)
+    p.add_argument("--rules", default="", help="validation rules as JSON (see validate.py)")
+    p.add_argument("--on-invalid", choices=("fail", "quarantine"), default="fail")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("validation-report", help=cmd_validation_report.__doc__)
+    p.add_argument("reports", nargs="+")
+    p.add_argument("--on-invalid", choices=("fail", "quarantine"), default="fail")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_validation_report)
+
+    p = sub.add_parser("resample", help=cmd_resample.__doc__)
+    p.add_argument("volume", type=_volume)
+    p.add_argument("--image", required=True)
+    p.add_argument("--label", required=True)
+    p.add_argument(
+        "--spacing",
+        nargs="+",
+        default=["native"],
+        help="target spacing in um (x y z, or one value), or 'native'",
+    )
+    p.add_argument("--image-interpolator", choices=("linear", "bspline"), default="linear")
+    p.add_argument("--label-interpolator", choices=("nearest", "label_gaussian"), default="nearest")
+    p.add_argument("--max-output-voxels", type=int, default=0)
+    p.add_argument("--source-units", choices=("um", "mm", "nm", "m"), default="um")
+    p.add_argument("--threads", type=int, default=1)
+    _add_compression(p)
+    p.add_argument("--out-image", required=True)
+    p.add_argument("--out-label", required=True)
+    p.add_argument("--record", default="", help="write what was done as JSON here")
+    p.set_defaults(func=cmd_resample)
+
+    p = sub.add_parser("drift", help=cmd_drift.__doc__)
+    p.add_argument("volume", type=_volume)
+    p.add_argument("--type", required=True)
+    p.add_argument("--drift-level", type=int, required=True, help="1..5 (gradual: batch k)")
+    p.add_argument("--image", required=True)
+    p.add_argument("--label", required=True)
+    p.add_argument("--global-seed", type=int, default=20230301)
+    p.add_argument("--params", default="", help="explicit drift parameters as JSON")
+    p.add_argument("--reference-ids", nargs="*", default=[])
+    p.add_argument("--clean-root", default="")
+    p.add_argument("--drift-root", default="")
+    _add_compression(p)
+    p.add_argument("--out-image", required=True)
+    p.add_argument("--out-label", required=True)
+    p.add_argument("--entry", required=True)
+    p.set_defaults(func=cmd_drift)
+
+    p = sub.add_parser("drift-manifest", help=cmd_drift_manifest.__doc__)
+    p.add_argument("entries", nargs="*")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_drift_manifest)
+
+    p = sub.add_parser("drift-set", help=cmd_drift_set.__doc__)
+    p.add_argument("entries", nargs="+")
+    p.add_argument("--type", required=True)
+    p.add_argument("--set-level", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_drift_set)
+
+    p = sub.add_parser("bundle", help=cmd_bundle.__doc__)
+    p.add_argument("--bundle-version", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--source-date-epoch", type=int, required=True)
+    p.add_argument("--raw", default="", help="the renamed tree (section raw/); empty: left out")
+    p.add_argument("--processed", default="", help="the processed tree; empty: left out")
+    p.add_argument("--resample-records", default="")
+    p.add_argument("--drift", default="")
+    p.add_argument("--drift-manifest", default="", help="empty: no drift section")
+    p.add_argument("--validation-report", required=True)
+    p.add_argument("--listing", default="")
+    p.add_argument("--lock", default="")
+    p.add_argument("--git-commit", default="")
+    p.add_argument("--config-json", default="")
+    p.add_argument("--stages-json", default="")
+    p.add_argument("--summary", required=True)
+    p.set_defaults(func=cmd_bundle)
+
+    p = sub.add_parser("verify", help=cmd_verify.__doc__)
+    p.add_argument("path", help="a bag folder or its .tar")
+    p.add_argument("--out", default="", help="write the verdict here when it is OK")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("place", help=cmd_place.__doc__)
     p.add_argument("source")

@@ -1124,8 +1124,8 @@ def generate_drift_variant(
     ``max_severity * k / n_batches``) plus the base type's parameters.
 
     The file the drift targets is written with :func:`minivess_bundle.nifti.write_nifti`
-    (deterministic gzip, atomic); the other file of the pair is hardlinked or
-    copied byte for byte. Covariate drift rewrites both with the shifted spacing.
+    (deterministic gzip, atomic); the other file of the pair is
+    copied byte for byte (verified). Covariate drift rewrites both with the shifted spacing.
     The seed is :func:`derive_seed` (global seed, volume, type, severity). Paths in
     the entry are relative to ``clean_root`` / ``drift_root`` when given.
     """
@@ -1197,10 +1197,12 @@ def generate_drift_variant(
             (clean_label, label_array, out_label),
         ):
             write_nifti(out, _drifted_image(clean, array, note, factors), codec, compression_level)
+    # Copies, not hardlinks: Snakemake touches outputs, which would move the
+    # input's mtime through a shared inode (see minivess_bundle.rename).
     if not written["image"]:
-        link_or_copy(image_path, out_image)
+        link_or_copy(image_path, out_image, allow_link=False)
     if not written["label"]:
-        link_or_copy(label_path, out_label)
+        link_or_copy(label_path, out_label, allow_link=False)
 
     files = {}
     for role, source, out in (("image", image_path, out_image), ("label", label_path, out_label)):

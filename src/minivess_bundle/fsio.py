@@ -86,12 +86,13 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def link_or_copy(source: str | Path, final: str | Path) -> str:
+def link_or_copy(source: str | Path, final: str | Path, allow_link: bool = True) -> str:
     """Place ``source``'s bytes at ``final`` without rewriting them.
 
     Hardlinks when source and destination share a file system (no bytes move),
-    otherwise copies to a temporary name, verifies size and sha256 against the
-    source, and renames atomically. Returns ``"hardlink"`` or ``"copy"``.
+    otherwise (or with ``allow_link=False``, for files that are not ours, such as
+    a user's source folder) copies to a temporary name, verifies size and sha256
+    against the source, and renames atomically. Returns ``"hardlink"`` or ``"copy"``.
     """
     source, final = Path(source), Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +100,8 @@ def link_or_copy(source: str | Path, final: str | Path) -> str:
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     try:
+        if not allow_link:
+            raise OSError("links not wanted")
         os.link(source, tmp)
         method = "hardlink"
     except OSError:

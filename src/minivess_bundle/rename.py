@@ -2,14 +2,18 @@
 
 Why a stage of its own: every tool downstream (MONAI, nnU-Net) expects matching
 names in imagesTr/labelsTr, while the release names masks ``mvNN_y``. The bytes
-are never rewritten: files are hardlinked when possible, else copied and verified
-against their source's sha256.
+are never rewritten: each file is copied and verified against its source's sha256.
+
+Why a copy and not a hardlink: Snakemake touches every output when its job ends
+(to guard against clock skew). A hardlinked output shares its inode with its
+input, so that touch would also move the input's modification time, making the
+other outputs of the same job look older than their inputs and later jobs look
+out of date. Copies keep every file of the chain its own inode.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +26,14 @@ ROLES = ("image", "label", "metadata")
 
 
 def place_file(source: str | Path, target: str | Path, volume: str | None = None) -> dict[str, Any]:
-    """Put ``source``'s exact bytes at ``target`` (hardlink, else verified copy)."""
+    """Put ``source``'s exact bytes at ``target`` (a copy verified by sha256, atomic)."""
     source, target = Path(source), Path(target)
     if not source.is_file():
         raise RenameError("source file is missing", volume=volume, path=source)
     try:
-        method = link_or_copy(source, target)
+        method = link_or_copy(source, target, allow_link=False)
     except OSError as exc:
         raise RenameError(f"cannot place file: {exc}", volume=volume, path=target) from exc
-    if method == "hardlink" and not os.path.samefile(source, target):
-        raise RenameError("hardlink does not point at its source", volume=volume, path=target)
     return {
         "source": source.name,
         "target": target.name,

@@ -20,9 +20,10 @@ before the file is moved into place, so a final path only ever holds verified
 bytes. The ZIP may hold the layout at its root or under one top-level folder;
 the prefix is detected when the archive is opened.
 
-A folder source is placed with :func:`minivess_bundle.fsio.link_or_copy`
-(hardlink, else verified copy: the bytes are never rewritten), and a symlink in
-it that resolves outside the folder is refused.
+A folder source is copied with :func:`minivess_bundle.fsio.link_or_copy`
+(``allow_link=False``: a verified copy, never a hardlink to the user's files, whose
+metadata the workflow must not touch), and a symlink in it that resolves outside
+the folder is refused.
 
 Each ``fetch_*`` function returns what it landed: the staging-relative path,
 size and sha256 of every file, plus the member name and CRC-32 for a ZIP, or
@@ -345,7 +346,9 @@ def _fetch_files(
     with _all_or_nothing() as landed:
         for key, rel in wanted.items():
             final = staging_dir / rel
-            method = fsio.link_or_copy(sources[key], final)
+            # Copies: the user's folder is never linked, so nothing we do later
+            # (e.g. aligning modification times) can touch the user's files.
+            method = fsio.link_or_copy(sources[key], final, allow_link=False)
             landed.append(final)
             log.info("placed %s from %s (%s)", final, sources[key], method)
             files[key] = {

@@ -2,7 +2,10 @@
 and resource estimators. Imports only the package's light modules (pure Python),
 so building the DAG stays fast even at 70 volumes."""
 
+import json
+import os
 import posixpath
+import subprocess
 import re
 import sys
 from urllib.parse import urlsplit
@@ -30,6 +33,8 @@ ENV = "../../envs/minivess.yaml"
 
 wildcard_constraints:
     vol=VOLUME_PATTERN,
+    drift="[a-z]+",
+    level=r"\d",
 
 
 ZIP_URL = config["zip"]["url"]
@@ -93,10 +98,255 @@ def renamed(vol):
     }
 
 
+VALIDATION_RULES = json.dumps(
+    {
+        key: config["validate"][key]
+        for key in (
+            "modality",
+            "source_units",
+            "image_dtype",
+            "label_dtype",
+            "foreground_fraction",
+        )
+    },
+    sort_keys=True,
+)
+RESAMPLE_SPACING = (
+    "native"
+    if config["resample"]["target_spacing_um"] == "native"
+    else " ".join(str(float(v)) for v in config["resample"]["target_spacing_um"])
+)
+
+
+def validate_mem_mb(wildcards, input):
+    """Validation holds image and mask (plus float statistics) in memory: from the headers."""
+    from minivess_bundle.validate import read_header
+
+    try:
+        voxels = read_header(input.image, check_size=False).n_voxels
+    except Exception:  # not there yet or unreadable: the job itself reports it
+        return 2048
+    return 300 + voxels * 12 // 2**20
+
+
+def resample_mem_mb(wildcards, input):
+    """Peak memory of one resample job, estimated from the image header."""
+    from minivess_bundle.resample import estimate_resample_mem_mb
+
+    spacing = config["resample"]["target_spacing_um"]
+    try:
+        return estimate_resample_mem_mb(
+            input.image, spacing, config["validate"]["source_units"]
+        )
+    except Exception:  # not there yet or unreadable: the job itself reports it
+        return 4096
+
+
+def valid_volumes():
+    """Volumes the validation report lets through (evaluated after the checkpoint)."""
+    with open(checkpoints.validation_report.get().output[0]) as handle:
+        return json.load(handle)["valid"]
+
+
+def processed_outputs(wildcards):
+    """Processed files of every valid volume (quarantined ones are left out)."""
+    return [
+        path
+        for vol in valid_volumes()
+        for path in (
+            f"results/processed/imagesTr/{vol}.nii.gz",
+            f"results/processed/labelsTr/{vol}.nii.gz",
+            f"results/processed/metadata/{vol}.json",
+        )
+    ]
+
+
+DRIFT = config["drift"]
+
+
+def drift_volumes():
+    """Held-out volumes the drift variants are made of (after validation)."""
+    valid = valid_volumes()
+    if DRIFT["volumes"] != "auto":
+        return [vol for vol in DRIFT["volumes"] if vol in valid]
+    held_out = [vol for vol in valid if int(vol[2:]) % 10 == 5]
+    return held_out or valid[-1:]
+
+
+def drift_jobs():
+    """(volume, type, level) of every variant; gradual levels are batch numbers 1..n."""
+    if not DRIFT["enabled"]:
+        return []
+    volumes = drift_volumes()
+    jobs = []
+    for kind in DRIFT["types"]:
+        if kind == "gradual":
+            batches = min(DRIFT["gradual"]["n_batches"], len(volumes))
+            jobs += [
+                (vol, kind, i * batches // len(volumes) + 1)
+                for i, vol in enumerate(volumes)
+            ]
+        else:
+            jobs += [(vol, kind, level) for vol in volumes for level in DRIFT["levels"]]
+    return jobs
+
+
+def drift_params(wildcards):
+    """Explicit parameters of one drift job (gradual: base type and batch count)."""
+    if wildcards.drift != "gradual":
+        return ""
+    batches = min(DRIFT["gradual"]["n_batches"], len(drift_volumes()))
+    return json.dumps({**DRIFT["gradual"], "n_batches": batches}, sort_keys=True)
+
+
+def drift_reference_ids(wildcards):
+    """Valid volumes left clean: the reference split a detector compares against."""
+    held_out = set(drift_volumes())
+    return [vol for vol in valid_volumes() if vol not in held_out]
+
+
+def drift_mem_mb(wildcards, input):
+    """A drift job holds the image, a float copy and the mask: from the header."""
+    from minivess_bundle.validate import read_header
+
+    try:
+        voxels = read_header(input.image, check_size=False).n_voxels
+    except Exception:  # not there yet: the job itself reports problems
+        return 4096
+    return 400 + voxels * 16 // 2**20
+
+
+def drift_entries(wildcards):
+    return [
+        f"results/drift_entries/{kind}/{level}/{vol}.json"
+        for vol, kind, level in drift_jobs()
+    ]
+
+
+def drift_set_entries(wildcards):
+    return [
+        f"results/drift_entries/{kind}/{level}/{vol}.json"
+        for vol, kind, level in drift_jobs()
+        if kind == wildcards.drift and str(level) == wildcards.level
+    ]
+
+
+def drift_outputs(wildcards):
+    """Every drift file, set dataset.json and the manifest (nothing when disabled)."""
+    jobs = drift_jobs()
+    if not jobs:
+        return []
+    sets = sorted({(kind, level) for _, kind, level in jobs})
+    return [
+        "results/drift_manifest.json",
+        *(f"results/drift/{kind}/{level}/dataset.json" for kind, level in sets),
+        *(
+            f"results/drift/{kind}/{level}/{sub}/{vol}.nii.gz"
+            for vol, kind, level in jobs
+            for sub in ("imagesTr", "labelsTr")
+        ),
+    ]
+
+
+BUNDLE_DIR = "results/bundle"
+BUNDLE_NAME = f"minivess-{config['bundle']['version']}"
+SOURCE_DATE_EPOCH = int(
+    os.environ.get("SOURCE_DATE_EPOCH") or config["bundle"]["source_date_epoch"]
+)
+
+
+def git_commit():
+    """The workflow's commit: MINIVESS_GIT_COMMIT (set in the container), else git, else ""."""
+    baked = os.environ.get("MINIVESS_GIT_COMMIT", "")
+    if baked:
+        return baked
+    try:
+        return subprocess.run(
+            ["git", "-C", workflow.basedir, "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+GIT_COMMIT = git_commit()
+STAGES_JSON = json.dumps(
+    {
+        "fetch": {"source": SOURCE},
+        "rename": {"method": "verified copy, bytes untouched"},
+        "validate": json.loads(VALIDATION_RULES)
+        | {"on_invalid": config["validate"]["on_invalid"]},
+        "resample": config["resample"],
+        "drift": DRIFT,
+        "compression": config["compression"],
+    },
+    sort_keys=True,
+)
+
+
+def bundle_inputs(wildcards):
+    """Everything the bag is made of (only valid volumes; drift when enabled)."""
+    inputs = {
+        "validation_report": "results/validation_report.json",
+        "licence": f"results/renamed/metadata/{LICENCE}",
+        "lock": workflow.source_path("../../requirements/lock.txt"),
+        "renamed": [path for vol in VOLUMES for path in renamed(vol).values()],
+    }
+    if config["bundle"]["processed"]:
+        inputs["processed"] = processed_outputs(wildcards)
+        inputs["records"] = [f"results/resample/{vol}.json" for vol in valid_volumes()]
+    if config["bundle"]["drift"] and drift_jobs():
+        inputs["drift"] = drift_outputs(wildcards)
+        inputs["drift_manifest"] = "results/drift_manifest.json"
+    if SOURCE == "ebrains":
+        inputs["listing"] = "results/downloads/ebrains/listing.json"
+    return inputs
+
+
+def bundle_drift_manifest(wildcards):
+    """The drift manifest when the bundle has a drift section, else ""."""
+    if config["bundle"]["drift"] and drift_jobs():
+        return "results/drift_manifest.json"
+    return ""
+
+
+def verify_inputs(wildcards):
+    """The archive, its checksum, the DVC file and every file of the bag as it is now
+    (listed after the bundle checkpoint, so the list is stable across runs): an edit,
+    addition or removal in the bag makes the verification run again, and fail."""
+    bag = Path(checkpoints.bundle.get().output.bag_manifest).parent
+    inputs = [
+        f"{BUNDLE_DIR}/{BUNDLE_NAME}.tar",
+        f"{BUNDLE_DIR}/{BUNDLE_NAME}.tar.sha256",
+        f"{BUNDLE_DIR}/{BUNDLE_NAME}/manifest-sha256.txt",
+        f"{BUNDLE_DIR}/{BUNDLE_NAME}.dvc",
+    ]
+    return inputs + sorted(
+        str(p) for p in bag.rglob("*") if p.is_file() and str(p) not in inputs
+    )
+
+
 def all_outputs():
     """Final targets of `all`, growing with the stages."""
     return [
-        *(path for vol in VOLUMES for path in renamed(vol).values()),
         f"results/renamed/metadata/{LICENCE}",
         "results/renamed_inventory.json",
+        "results/validation_report.json",
+        processed_outputs,
+        drift_outputs,
+        f"{BUNDLE_DIR}/{BUNDLE_NAME}.verified.txt",
     ]
+
+
+def print_bundle_digest():
+    """Say where the bundle is and its digest (at the end of a successful run)."""
+    summary = Path(BUNDLE_DIR) / f"{BUNDLE_NAME}.json"
+    if summary.is_file():
+        data = json.loads(summary.read_text())
+        print(
+            f"minivess-bundle: {BUNDLE_DIR}/{data['archive']} sha256 {data['sha256']} "
+            f"({data['volumes']} volumes, {data['files']} files, "
+            f"{len(data['quarantined'])} quarantined)"
+        )

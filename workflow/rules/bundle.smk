@@ -1,0 +1,75 @@
+"""Bundle: a BagIt bag (sha256 + sha512 manifests) with dataset.json, provenance,
+RO-Crate and a datasheet; DVC metadata beside it; a deterministic tar; then an
+independent verification of what was written."""
+
+
+checkpoint bundle:
+    """Assemble the bag from exactly the declared inputs, archive it, print the digest."""
+    input:
+        unpack(bundle_inputs),
+    output:
+        bag_manifest=f"{BUNDLE_DIR}/{BUNDLE_NAME}/manifest-sha256.txt",
+        bag_tagmanifest=f"{BUNDLE_DIR}/{BUNDLE_NAME}/tagmanifest-sha256.txt",
+        dvc=f"{BUNDLE_DIR}/{BUNDLE_NAME}.dvc",
+        archive=f"{BUNDLE_DIR}/{BUNDLE_NAME}.tar",
+        sha256=f"{BUNDLE_DIR}/{BUNDLE_NAME}.tar.sha256",
+        summary=f"{BUNDLE_DIR}/{BUNDLE_NAME}.json",
+    log:
+        "logs/bundle/bundle.log",
+    benchmark:
+        "benchmarks/bundle/bundle.tsv"
+    conda:
+        ENV
+    container:
+        CONTAINER
+    resources:
+        mem_mb=1024,
+        runtime=120,
+    params:
+        version=config["bundle"]["version"],
+        out_dir=lambda wildcards, output: str(Path(output.archive).parent),
+        epoch=SOURCE_DATE_EPOCH,
+        raw="results/renamed" if config["bundle"]["raw"] else "",
+        processed="results/processed" if config["bundle"]["processed"] else "",
+        records="results/resample",
+        drift="results/drift",
+        drift_manifest=bundle_drift_manifest,
+        listing="results/downloads/ebrains/listing.json" if SOURCE == "ebrains" else "",
+        git_commit=GIT_COMMIT,
+        config_json=json.dumps(config, sort_keys=True),
+        stages_json=STAGES_JSON,
+    shell:
+        "minivess-bundle bundle --bundle-version {params.version} "
+        "--out-dir {params.out_dir:q} --source-date-epoch {params.epoch} "
+        "--raw={params.raw:q} --processed={params.processed:q} "
+        "--resample-records {params.records:q} --drift {params.drift:q} "
+        "--drift-manifest={params.drift_manifest:q} "
+        "--validation-report {input.validation_report:q} --listing={params.listing:q} "
+        "--lock {input.lock:q} --git-commit={params.git_commit:q} "
+        "--config-json {params.config_json:q} --stages-json {params.stages_json:q} "
+        "--summary {output.summary:q} > {log:q} 2>&1"
+
+
+rule verify_bundle:
+    """Verify the archive and the bag independently of how they were made; reruns when
+    any file of the bag changes, so an edited bundle is noticed."""
+    input:
+        verify_inputs,
+    output:
+        f"{BUNDLE_DIR}/{BUNDLE_NAME}.verified.txt",
+    log:
+        "logs/bundle/verify.log",
+    conda:
+        ENV
+    container:
+        CONTAINER
+    resources:
+        mem_mb=512,
+        runtime=60,
+    params:
+        archive=lambda wildcards, output: output[0].removesuffix(".verified.txt")
+        + ".tar",
+        bag=lambda wildcards, output: output[0].removesuffix(".verified.txt"),
+    shell:
+        "(minivess-bundle verify {params.bag:q} && "
+        "minivess-bundle verify {params.archive:q} --out {output:q}) > {log:q} 2>&1"

@@ -1,0 +1,77 @@
+"""Drift: controlled, verified distribution shifts of held-out resampled volumes, one
+job per (volume, type, level), each with its ground-truth manifest entry."""
+
+
+rule drift:
+    """Make one drift variant of one resampled volume and record what was done."""
+    input:
+        image="results/processed/imagesTr/{vol}.nii.gz",
+        label="results/processed/labelsTr/{vol}.nii.gz",
+    output:
+        image="results/drift/{drift}/{level}/imagesTr/{vol}.nii.gz",
+        label="results/drift/{drift}/{level}/labelsTr/{vol}.nii.gz",
+        entry="results/drift_entries/{drift}/{level}/{vol}.json",
+    log:
+        "logs/drift/{drift}/{level}/{vol}.log",
+    benchmark:
+        "benchmarks/drift/{drift}/{level}/{vol}.tsv"
+    conda:
+        ENV
+    container:
+        CONTAINER
+    resources:
+        mem_mb=drift_mem_mb,
+        runtime=30,
+    params:
+        seed=config["seed"],
+        drift_params=drift_params,
+        reference_ids=drift_reference_ids,
+        codec=config["compression"]["codec"],
+        level=config["compression"]["level"],
+    shell:
+        "minivess-bundle drift {wildcards.vol} --type {wildcards.drift} "
+        "--drift-level {wildcards.level} --image {input.image:q} --label {input.label:q} "
+        "--global-seed {params.seed} --params={params.drift_params:q} "
+        "--reference-ids {params.reference_ids} "
+        "--clean-root results/processed --drift-root results/drift "
+        "--codec {params.codec} --level {params.level} --out-image {output.image:q} "
+        "--out-label {output.label:q} --entry {output.entry:q} > {log:q} 2>&1"
+
+
+rule drift_set:
+    """The dataset.json of one variant set, so each set loads on its own."""
+    input:
+        drift_set_entries,
+    output:
+        "results/drift/{drift}/{level}/dataset.json",
+    log:
+        "logs/drift/{drift}/{level}/dataset.log",
+    conda:
+        ENV
+    container:
+        CONTAINER
+    resources:
+        mem_mb=128,
+        runtime=5,
+    shell:
+        "minivess-bundle drift-set {input:q} --type {wildcards.drift} "
+        "--set-level {wildcards.level} --out {output:q} > {log:q} 2>&1"
+
+
+rule drift_manifest:
+    """Merge every variant's entry into the DriftManifest (schema-validated)."""
+    input:
+        drift_entries,
+    output:
+        "results/drift_manifest.json",
+    log:
+        "logs/drift/manifest.log",
+    conda:
+        ENV
+    container:
+        CONTAINER
+    resources:
+        mem_mb=256,
+        runtime=5,
+    shell:
+        "minivess-bundle drift-manifest {input:q} --out {output:q} > {log:q} 2>&1"

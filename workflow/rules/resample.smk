@@ -1,0 +1,62 @@
+"""Resample: every valid volume onto the target grid (isotropic 1 um by default), in
+z-slabs streamed to deterministic gzip so memory stays bounded."""
+
+
+rule resample:
+    """Resample one validated volume pair onto the target grid."""
+    input:
+        image="results/renamed/imagesTr/{vol}.nii.gz",
+        label="results/renamed/labelsTr/{vol}.nii.gz",
+        report="results/validation/{vol}.json",
+    output:
+        image="results/processed/imagesTr/{vol}.nii.gz",
+        label="results/processed/labelsTr/{vol}.nii.gz",
+        record="results/resample/{vol}.json",
+    log:
+        "logs/resample/{vol}.log",
+    benchmark:
+        "benchmarks/resample/{vol}.tsv"
+    conda:
+        ENV
+    container:
+        CONTAINER
+    threads: 2
+    resources:
+        mem_mb=resample_mem_mb,
+        runtime=60,
+    params:
+        spacing=RESAMPLE_SPACING,
+        image_interpolator=config["resample"]["image_interpolator"],
+        label_interpolator=config["resample"]["label_interpolator"],
+        max_voxels=config["resample"]["max_output_voxels"],
+        source_units=config["validate"]["source_units"],
+        codec=config["compression"]["codec"],
+        level=config["compression"]["level"],
+    shell:
+        "minivess-bundle resample {wildcards.vol} --image {input.image:q} "
+        "--label {input.label:q} --spacing {params.spacing} "
+        "--image-interpolator {params.image_interpolator} "
+        "--label-interpolator {params.label_interpolator} "
+        "--max-output-voxels {params.max_voxels} --source-units {params.source_units} "
+        "--threads {threads} --codec {params.codec} --level {params.level} "
+        "--out-image {output.image:q} --out-label {output.label:q} "
+        "--record {output.record:q} > {log:q} 2>&1"
+
+
+rule processed_metadata:
+    """Carry each valid volume's json into the processed tree, bytes untouched."""
+    input:
+        "results/renamed/metadata/{vol}.json",
+    output:
+        "results/processed/metadata/{vol}.json",
+    log:
+        "logs/resample/{vol}_metadata.log",
+    conda:
+        ENV
+    container:
+        CONTAINER
+    resources:
+        mem_mb=128,
+        runtime=5,
+    shell:
+        "minivess-bundle place {input:q} {output:q} > {log:q} 2>&1"

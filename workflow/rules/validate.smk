@@ -1,0 +1,50 @@
+"""Validate: modality-aware checks of every renamed pair; a per-volume report, and an
+aggregate that decides which volumes go on (on_invalid: fail | quarantine)."""
+
+
+rule validate:
+    """Check one renamed volume pair and its json; write its report."""
+    input:
+        **renamed("{vol}"),
+    output:
+        "results/validation/{vol}.json",
+    log:
+        "logs/validate/{vol}.log",
+    benchmark:
+        "benchmarks/validate/{vol}.tsv"
+    conda:
+        ENV
+    container:
+        CONTAINER
+    resources:
+        mem_mb=validate_mem_mb,
+        runtime=10,
+    params:
+        rules=VALIDATION_RULES,
+        on_invalid=config["validate"]["on_invalid"],
+    shell:
+        "minivess-bundle validate {wildcards.vol} --image {input.image:q} "
+        "--label {input.label:q} --metadata {input.metadata:q} --rules {params.rules:q} "
+        "--on-invalid {params.on_invalid} --out {output:q} > {log:q} 2>&1"
+
+
+checkpoint validation_report:
+    """Merge the per-volume reports; the volumes it lists as valid go on."""
+    input:
+        expand("results/validation/{vol}.json", vol=VOLUMES),
+    output:
+        "results/validation_report.json",
+    log:
+        "logs/validate/report.log",
+    conda:
+        ENV
+    container:
+        CONTAINER
+    resources:
+        mem_mb=256,
+        runtime=5,
+    params:
+        on_invalid=config["validate"]["on_invalid"],
+    shell:
+        "minivess-bundle validation-report {input:q} --on-invalid {params.on_invalid} "
+        "--out {output:q} > {log:q} 2>&1"
