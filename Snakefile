@@ -19,6 +19,8 @@ include: "workflow/rules/validate.smk"
 include: "workflow/rules/resample.smk"
 include: "workflow/rules/drift.smk"
 include: "workflow/rules/bundle.smk"
+include: "workflow/rules/report.smk"
+include: "workflow/rules/check.smk"
 
 
 onsuccess:

@@ -408,6 +408,62 @@ def cmd_verify(args: argparse.Namespace) -> None:
         write_bytes_atomic(args.out, (line + "\n").encode())
 
 
+def cmd_report_figures(args: argparse.Namespace) -> None:
+    """Figures for `snakemake --report`: MIPs, drift gallery, dataset plots, validation table."""
+    import json
+
+    from . import report
+
+    validation = json.loads(Path(args.validation_report).read_text())
+    report.volume_mips(args.mip_dir, validation["valid"], args.before, args.after)
+    report.dataset_figure(args.dataset_png, args.validation_report)
+    report.validation_table(args.table_html, args.validation_report)
+    if args.drift_manifest and args.gallery_png:
+        manifest = json.loads(Path(args.drift_manifest).read_text())
+        variants = manifest["variants"]
+        volume = sorted({v["volume"] for v in variants})[0]
+        chosen = [
+            (
+                v["drift_type"],
+                v["level"],
+                Path(args.drift) / v["files"]["image"]["drifted"]["path"],
+                Path(args.drift) / v["files"]["label"]["drifted"]["path"],
+            )
+            for v in variants
+            if v["volume"] == volume and v["drift_type"] != "gradual"
+        ]
+        clean = (
+            Path(args.after) / "imagesTr" / f"{volume}.nii.gz",
+            Path(args.after) / "labelsTr" / f"{volume}.nii.gz",
+        )
+        report.drift_gallery(args.gallery_png, clean, chosen, volume)
+
+
+def cmd_train_smoke(args: argparse.Namespace) -> None:
+    """One epoch of a small 3-D UNet on the bundle (CPU, or CUDA when present)."""
+    from .train_smoke import train_smoke
+
+    metrics = train_smoke(
+        args.data, args.out, epochs=args.epochs, seed=args.seed, device=args.device
+    )
+    log.info(
+        "loss %s -> %s, validation Dice %s, clDice %s on %s",
+        metrics["loss"]["first"],
+        metrics["loss"]["last"],
+        metrics["validation"]["dice"],
+        metrics["validation"]["cldice"],
+        metrics["device"],
+    )
+
+
+def cmd_export_nnunet(args: argparse.Namespace) -> None:
+    """Export the bundle as an nnU-Net v2 raw dataset (DatasetNNN_MiniVess), checked."""
+    from .nnunet import export_nnunet
+
+    folder = export_nnunet(args.bundle, args.out_root, dataset_id=args.dataset_id)
+    log.info("nnU-Net dataset at %s", folder)
+
+
 def cmd_place(args: argparse.Namespace) -> None:
     """Place one file's exact bytes at a new path (hardlink, else verified copy)."""
     from .rename import place_file
@@ -591,6 +647,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="a bag folder or its .tar")
     p.add_argument("--out", default="", help="write the verdict here when it is OK")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("report-figures", help=cmd_report_figures.__doc__)
+    p.add_argument("--validation-report", required=True)
+    p.add_argument("--before", required=True, help="the renamed tree")
+    p.add_argument("--after", required=True, help="the processed tree")
+    p.add_argument("--drift", default="")
+    p.add_argument("--drift-manifest", default="")
+    p.add_argument("--mip-dir", required=True)
+    p.add_argument("--gallery-png", default="")
+    p.add_argument("--dataset-png", required=True)
+    p.add_argument("--table-html", required=True)
+    p.set_defaults(func=cmd_report_figures)
+
+    p = sub.add_parser("train-smoke", help=cmd_train_smoke.__doc__)
+    p.add_argument("data", help="a bundle folder (or any layout the loader reads)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.set_defaults(func=cmd_train_smoke)
+
+    p = sub.add_parser("export-nnunet", help=cmd_export_nnunet.__doc__)
+    p.add_argument("bundle")
+    p.add_argument("--out-root", required=True)
+    p.add_argument("--dataset-id", type=int, default=501)
+    p.set_defaults(func=cmd_export_nnunet)
 
     p = sub.add_parser("place", help=cmd_place.__doc__)
     p.add_argument("source")

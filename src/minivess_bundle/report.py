@@ -136,3 +136,140 @@ def load_reports(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Per-volume validation reports, sorted by volume id."""
     reports = [json.loads(Path(p).read_text()) for p in paths]
     return sorted(reports, key=lambda r: str(r.get("volume", "")))
+
+
+def dataset_figure(out_png: str | Path, validation_report: str | Path) -> Path:
+    """Shapes, spacings, intensity percentiles and foreground fractions of every volume."""
+    import numpy as np
+
+    from .fsio import atomic_path
+
+    report = json.loads(Path(validation_report).read_text())
+    volumes = report["volumes"]
+    ids = sorted(volumes)
+    valid = set(report["valid"])
+    colours = ["tab:blue" if v in valid else "tab:red" for v in ids]
+
+    def column(key, index=None):
+        values = []
+        for v in ids:
+            value = volumes[v].get(key)
+            if index is not None:
+                value = value[index] if value else None
+            values.append(np.nan if value is None else float(value))
+        return np.array(values)
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    ax = axes[0][0]
+    ax.scatter(column("shape", 0), column("shape", 2), c=colours, s=18)
+    ax.set_xlabel("X = Y (voxels)")
+    ax.set_ylabel("Z (slices)")
+    ax.set_title("Shapes (red: quarantined)")
+    ax = axes[0][1]
+    ax.scatter(column("spacing", 0), column("spacing", 2), c=colours, s=18)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"in-plane spacing ({volumes[ids[0]]['units']['report_units']})")
+    ax.set_ylabel("z spacing")
+    ax.set_title("Voxel sizes")
+    ax = axes[1][0]
+    x = np.arange(len(ids))
+    low = [(volumes[v].get("intensity") or {}).get("p1") for v in ids]
+    mid = [(volumes[v].get("intensity") or {}).get("p50") for v in ids]
+    high = [(volumes[v].get("intensity") or {}).get("p99") for v in ids]
+    as_float = [
+        np.array([np.nan if y is None else y for y in seq], float) for seq in (low, mid, high)
+    ]
+    ax.vlines(x, as_float[0], as_float[2], colors=colours, lw=2)
+    ax.scatter(x, as_float[1], c="k", s=8, zorder=3)
+    ax.set_xticks(
+        x[:: max(1, len(x) // 14)],
+        [ids[i] for i in x[:: max(1, len(x) // 14)]],
+        rotation=60,
+        fontsize=7,
+    )
+    ax.set_ylabel("image intensity p1 / p50 / p99")
+    ax.set_title("Intensity distribution per volume")
+    ax = axes[1][1]
+    ax.bar(x, 100 * column("foreground_fraction"), color=colours)
+    ax.set_xticks(
+        x[:: max(1, len(x) // 14)],
+        [ids[i] for i in x[:: max(1, len(x) // 14)]],
+        rotation=60,
+        fontsize=7,
+    )
+    ax.set_ylabel("vessel voxels (%)")
+    ax.set_title("Foreground fraction")
+    fig.suptitle(f"{len(ids)} volumes, {len(valid)} valid", fontsize=11)
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})
+    plt.close(fig)
+    return Path(out_png)
+
+
+def validation_table(out_html: str | Path, validation_report: str | Path) -> Path:
+    """An HTML table: one row per volume, one column per check (pass / FAIL with reason)."""
+    import html
+
+    from .fsio import write_bytes_atomic
+
+    report = json.loads(Path(validation_report).read_text())
+    volumes = report["volumes"]
+    names: list[str] = []
+    for v in sorted(volumes):
+        for check in volumes[v]["checks"]:
+            if check["name"] not in names:
+                names.append(check["name"])
+    rows = []
+    for v in sorted(volumes):
+        by_name: dict[str, list] = {}
+        for check in volumes[v]["checks"]:
+            by_name.setdefault(check["name"], []).append(check)
+        cells = []
+        for name in names:
+            checks = by_name.get(name, [])
+            failed = [c for c in checks if c["passed"] is False]
+            if failed:
+                text = "; ".join(f"{c['observed']} (expected {c['expected']})" for c in failed)
+                cells.append(
+                    f'<td style="background:#f8d0d0" title="{html.escape(text)}">FAIL: '
+                    f"{html.escape(text)}</td>"
+                )
+            elif checks and all(c["passed"] is None for c in checks):
+                cells.append("<td>skipped</td>")
+            else:
+                cells.append('<td style="background:#d8f0d8">pass</td>')
+        shape = "x".join(map(str, volumes[v].get("shape") or []))
+        rows.append(f"<tr><th>{html.escape(v)}</th><td>{shape}</td>" + "".join(cells) + "</tr>")
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    page = (
+        "<html><body><table border='1' cellspacing='0' cellpadding='3' "
+        "style='font-family:sans-serif;font-size:12px'>"
+        f"<tr><th>volume</th><th>shape</th>{head}</tr>{''.join(rows)}</table></body></html>\n"
+    )
+    return write_bytes_atomic(out_html, page.encode())
+
+
+def volume_mips(
+    out_dir: str | Path, volumes: Sequence[str], before: str | Path, after: str | Path
+) -> list[Path]:
+    """One PNG per volume: MIP before (renamed) and after (processed) resampling."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for vol in volumes:
+        panels = [
+            (
+                "before resampling",
+                Path(before) / "imagesTr" / f"{vol}.nii.gz",
+                Path(before) / "labelsTr" / f"{vol}.nii.gz",
+            ),
+            (
+                "after resampling",
+                Path(after) / "imagesTr" / f"{vol}.nii.gz",
+                Path(after) / "labelsTr" / f"{vol}.nii.gz",
+            ),
+        ]
+        written.append(mip_figure(out_dir / f"{vol}.png", panels, suptitle=vol))
+    return written

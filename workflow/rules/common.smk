@@ -328,6 +328,23 @@ def verify_inputs(wildcards):
     )
 
 
+def report_drift_manifest(wildcards):
+    """The drift manifest when there are variants to show, else ""."""
+    return "results/drift_manifest.json" if drift_jobs() else ""
+
+
+def report_inputs(wildcards):
+    """What the report figures are drawn from."""
+    inputs = {
+        "validation_report": "results/validation_report.json",
+        "renamed": [path for vol in valid_volumes() for path in renamed(vol).values()],
+        "processed": processed_outputs(wildcards),
+    }
+    if drift_jobs():
+        inputs["drift"] = drift_outputs(wildcards)
+    return inputs
+
+
 def all_outputs():
     """Final targets of `all`, growing with the stages."""
     return [
@@ -337,6 +354,7 @@ def all_outputs():
         processed_outputs,
         drift_outputs,
         f"{BUNDLE_DIR}/{BUNDLE_NAME}.verified.txt",
+        "results/report/dataset.png",
     ]
 
 

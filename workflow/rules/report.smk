@@ -1,0 +1,55 @@
+"""Report: figures for `snakemake --report report.html` (vessels to look at: MIPs before and
+after resampling, a drift gallery, dataset plots, the validation table)."""
+
+
+report: "../report/workflow.rst"
+
+
+rule report_figures:
+    """Draw every report figure in one job (one matplotlib start-up)."""
+    input:
+        unpack(report_inputs),
+    output:
+        mips=report(
+            directory("results/report/mip"),
+            patterns=["{name}.png"],
+            category="Volumes",
+            subcategory="MIP before / after resampling",
+            caption="../report/mips.rst",
+            labels={"volume": "{name}"},
+        ),
+        gallery=report(
+            "results/report/drift_gallery.png",
+            category="Drift variants",
+            caption="../report/gallery.rst",
+            labels={"figure": "gallery"},
+        ),
+        dataset=report(
+            "results/report/dataset.png",
+            category="Dataset",
+            caption="../report/dataset.rst",
+            labels={"figure": "overview"},
+        ),
+        table=report(
+            "results/report/validation.html",
+            category="Validation",
+            caption="../report/validation.rst",
+            labels={"table": "checks"},
+        ),
+    log:
+        "logs/report/figures.log",
+    conda:
+        ENV
+    container:
+        CONTAINER
+    resources:
+        mem_mb=2048,
+        runtime=30,
+    params:
+        drift_manifest=report_drift_manifest,
+    shell:
+        "minivess-bundle report-figures --validation-report {input.validation_report:q} "
+        "--before results/renamed --after results/processed --drift results/drift "
+        "--drift-manifest={params.drift_manifest:q} --mip-dir {output.mips:q} "
+        "--gallery-png {output.gallery:q} --dataset-png {output.dataset:q} "
+        "--table-html {output.table:q} > {log:q} 2>&1"
