@@ -52,7 +52,6 @@ rule export_nnunet:
 
 
 rule check:
-    default_target: False
     """Everything that proves the bundle usable: verified, trains, exports to nnU-Net."""
     input:
         rules.train_smoke.output,

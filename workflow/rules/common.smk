@@ -2,6 +2,7 @@
 and resource estimators. Imports only the package's light modules (pure Python),
 so building the DAG stays fast even at 70 volumes."""
 
+import functools
 import json
 import os
 import posixpath
@@ -142,10 +143,17 @@ def resample_mem_mb(wildcards, input):
         return 4096
 
 
+@functools.lru_cache(maxsize=4)
+def _valid_in(report_path, mtime_ns):
+    with open(report_path) as handle:
+        return tuple(json.load(handle)["valid"])
+
+
 def valid_volumes():
-    """Volumes the validation report lets through (evaluated after the checkpoint)."""
-    with open(checkpoints.validation_report.get().output[0]) as handle:
-        return json.load(handle)["valid"]
+    """Volumes the validation report lets through (evaluated after the checkpoint; read
+    once per version of the report, however many input functions ask)."""
+    report_path = checkpoints.validation_report.get().output[0]
+    return list(_valid_in(report_path, os.stat(report_path).st_mtime_ns))
 
 
 def processed_outputs(wildcards):
