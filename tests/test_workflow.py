@@ -165,3 +165,34 @@ def test_bad_config_fails_at_start_naming_the_key(tmp_path, overrides, needle):
 def test_lint_is_clean(tmp_path):
     result = run_snakemake(make_workdir(tmp_path), "--lint")
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_report_html_holds_the_figures(synthetic_run, tmp_path):
+    workdir, _ = synthetic_run
+    out = tmp_path / "report.html"
+    run_snakemake(workdir, "--report", str(out))
+    page = out.read_text(errors="replace")
+    report = json.loads((workdir / "results" / "validation_report.json").read_text())
+    for name in ("Volumes", "Drift variants", "Dataset", "Validation", "drift_gallery.png"):
+        assert name in page, name
+    for vol in report["valid"]:
+        assert f"{vol}.png" in page
+    assert len(page) > 50_000  # the pictures are embedded
+
+
+def test_check_target_trains_one_epoch_and_exports_to_nnunet(synthetic_run):
+    pytest.importorskip("torch")
+    pytest.importorskip("monai")
+    from minivess_bundle.nnunet import check_nnunet_dataset
+
+    workdir, _ = synthetic_run
+    run_snakemake(workdir, "--cores", "2", "check")
+    metrics = json.loads((workdir / "results" / "check" / "smoke_metrics.json").read_text())
+    losses = metrics["loss"]["per_step"]
+    assert losses and all(0 < value < 10 for value in losses)
+    assert 0.0 <= metrics["validation"]["dice"] <= 1.0
+    assert metrics["device"] in ("cpu", "cuda")
+    dataset = workdir / "results" / "nnunet" / "Dataset501_MiniVess"
+    report = json.loads((workdir / "results" / "validation_report.json").read_text())
+    assert json.loads((dataset / "dataset.json").read_text())["numTraining"] == len(report["valid"])
+    assert check_nnunet_dataset(dataset) == []
