@@ -81,3 +81,50 @@ def wait_for(predicate, timeout_s: float = 120.0, interval_s: float = 0.05) -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s} s")
         time.sleep(interval_s)
+
+
+def build_digest(workdir: Path) -> str:
+    """The sha256 of the bundle archive a build produced, to compare runs (local, SLURM,
+    container); checked against the file itself."""
+    import hashlib
+    import json
+
+    summary = workdir / "results" / "bundle" / "minivess-0.1.0.json"
+    if not summary.is_file():
+        raise AssertionError(f"no bundle in {workdir}: {summary} is missing")
+    recorded = json.loads(summary.read_text())["sha256"]
+    archive = summary.with_suffix(".tar")
+    actual = hashlib.sha256(archive.read_bytes()).hexdigest()
+    if actual != recorded:
+        raise AssertionError(f"{archive} has sha256 {actual}, its summary says {recorded}")
+    return actual
+
+
+def run_snakemake_killable(
+    workdir: Path, *args: str, timeout_s: int = SNAKEMAKE_TIMEOUT_S, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Like :func:`run_snakemake`, bounded by ``timeout -s KILL`` (for runs whose jobs live
+    outside this process tree, e.g. SLURM jobs): a hung run is killed, never waited on.
+    Exit status 137 means the bound was hit."""
+    bindir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    command = [
+        "timeout",
+        "-s",
+        "KILL",
+        str(timeout_s),
+        shutil.which("snakemake", path=str(bindir)) or "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({result.returncode}"
+            f"{', killed by timeout' if result.returncode == 137 else ''}):\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
+    return result

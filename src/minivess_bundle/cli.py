@@ -418,7 +418,12 @@ def cmd_report_figures(args: argparse.Namespace) -> None:
     report.volume_mips(args.mip_dir, validation["valid"], args.before, args.after)
     report.dataset_figure(args.dataset_png, args.validation_report)
     report.validation_table(args.table_html, args.validation_report)
-    if args.drift_manifest and args.gallery_png:
+    if args.gallery_png and not args.drift_manifest:
+        report.note_figure(
+            args.gallery_png,
+            "No drift variants in this build (drift.enabled or drift.volumes left none).",
+        )
+    elif args.gallery_png:
         manifest = json.loads(Path(args.drift_manifest).read_text())
         variants = manifest["variants"]
         volume = sorted({v["volume"] for v in variants})[0]

@@ -132,6 +132,20 @@ def drift_gallery(
     return Path(out_png)
 
 
+def note_figure(out_png: str | Path, text: str) -> Path:
+    """A small figure that only says ``text`` (e.g. why a gallery is empty)."""
+    from .fsio import atomic_path
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 1.2))
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, wrap=True)
+    ax.set_axis_off()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})
+    plt.close(fig)
+    return Path(out_png)
+
+
 def load_reports(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Per-volume validation reports, sorted by volume id."""
     reports = [json.loads(Path(p).read_text()) for p in paths]

@@ -7,6 +7,8 @@ checkpoint bundle:
     """Assemble the bag from exactly the declared inputs, archive it, print the digest."""
     input:
         unpack(bundle_inputs),
+        validation_report="results/validation_report.json",
+        lock=workflow.source_path("../../requirements/lock.txt"),
     output:
         bag_manifest=f"{BUNDLE_DIR}/{BUNDLE_NAME}/manifest-sha256.txt",
         bag_tagmanifest=f"{BUNDLE_DIR}/{BUNDLE_NAME}/tagmanifest-sha256.txt",

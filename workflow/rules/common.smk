@@ -297,9 +297,7 @@ STAGES_JSON = json.dumps(
 def bundle_inputs(wildcards):
     """Everything the bag is made of (only valid volumes; drift when enabled)."""
     inputs = {
-        "validation_report": "results/validation_report.json",
         "licence": f"results/renamed/metadata/{LICENCE}",
-        "lock": workflow.source_path("../../requirements/lock.txt"),
         "renamed": [path for vol in VOLUMES for path in renamed(vol).values()],
     }
     if config["bundle"]["processed"]:
@@ -344,7 +342,6 @@ def report_drift_manifest(wildcards):
 def report_inputs(wildcards):
     """What the report figures are drawn from."""
     inputs = {
-        "validation_report": "results/validation_report.json",
         "renamed": [path for vol in valid_volumes() for path in renamed(vol).values()],
         "processed": processed_outputs(wildcards),
     }

@@ -7,6 +7,8 @@ rule drift:
     input:
         image="results/processed/imagesTr/{vol}.nii.gz",
         label="results/processed/labelsTr/{vol}.nii.gz",
+        # the checkpoint the reference split (params) is read from
+        report="results/validation_report.json",
     output:
         image="results/drift/{drift}/{level}/imagesTr/{vol}.nii.gz",
         label="results/drift/{drift}/{level}/labelsTr/{vol}.nii.gz",

@@ -9,6 +9,7 @@ rule report_figures:
     """Draw every report figure in one job (one matplotlib start-up)."""
     input:
         unpack(report_inputs),
+        validation_report="results/validation_report.json",
     output:
         mips=report(
             directory("results/report/mip"),

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Build the project image with podman, offline from any registry: the Debian base image is
+# made locally with mmdebstrap from the apt mirror this machine already uses.
+#   bash .ci/podman.sh            # -> localhost/minivess-bundle:<version>
+# Environment: TAG (default localhost/minivess-bundle:<version from pyproject.toml>),
+#   BASE (default localhost/debian:bookworm-slim), EXTRAS (default workflow),
+#   CA (host CA bundle handed to pip during the build), MIRROR/SECMIRROR (apt mirrors),
+#   PODMAN_WORK (default /var/tmp/minivess-podman: containers.conf and scratch).
+# Afterwards, run podman with CONTAINERS_CONF=$PODMAN_WORK/containers.conf (.ci/run does),
+# so that the tests use the same runtime settings.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VERSION=$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+TAG=${TAG:-localhost/minivess-bundle:$VERSION}
+BASE=${BASE:-localhost/debian:bookworm-slim}
+EXTRAS=${EXTRAS:-workflow}
+WORK=${PODMAN_WORK:-/var/tmp/minivess-podman}
+SRC=/etc/apt/sources.list.d/debian.sources
+MIRROR=${MIRROR:-$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' $SRC 2>/dev/null || true)}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+SECMIRROR=${SECMIRROR:-$(awk '/^URIs:/ && $2 ~ /security/ {print $2; exit}' $SRC 2>/dev/null || true)}
+SECMIRROR=${SECMIRROR:-http://deb.debian.org/debian-security}
+CA=${CA:-/etc/ssl/certs/ca-certificates.crt}
+T0=$(date +%s)
+log() { echo "[podman.sh +$(($(date +%s) - T0))s] $*"; }
+mkdir -p "$WORK"
+
+if ! command -v podman >/dev/null || ! command -v mmdebstrap >/dev/null || ! command -v runc >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq podman runc mmdebstrap >/dev/null
+  log "installed podman runc mmdebstrap"
+fi
+
+# Private containers.conf (nothing in /etc is changed):
+#  - runc: crun 1.8.1 refuses hybrid cgroup v1+v2 hosts ("cgroups in hybrid mode not supported")
+#  - ulimits: root here lacks CAP_SYS_RESOURCE; podman's default nofile=1048576 fails in setrlimit
+NOFILE=$(ulimit -Hn)
+NPROC=$(ulimit -Hu)
+{ [ "$NPROC" = unlimited ] || [ "$NPROC" -gt 32768 ]; } && NPROC=32768
+cat >"$WORK/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=$NOFILE:$NOFILE", "nproc=$NPROC:$NPROC"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+export CONTAINERS_CONF=$WORK/containers.conf
+
+# 1. Base image from the Debian mirror apt already uses (no registry pull).
+if ! podman image exists "$BASE"; then
+  mmdebstrap --quiet --variant=minbase --mode=root --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+    bookworm "$WORK/rootfs.tar" "deb $MIRROR bookworm main" "deb $MIRROR bookworm-updates main" \
+    "deb $SECMIRROR bookworm-security main"
+  podman import --change 'CMD ["/bin/bash"]' "$WORK/rootfs.tar" "$BASE" >/dev/null
+  rm -f "$WORK/rootfs.tar"
+  log "base image $BASE built"
+fi
+
+# 2. The project image. The host CA bundle is bind-mounted for RUN steps only.
+CAARGS=()
+[ -r "$CA" ] && CAARGS=(-v "$CA:/run/host-ca.crt:ro" --build-arg PIP_CERT=/run/host-ca.crt)
+# The OCI source label: the origin's URL when it is a public one (not a local path).
+SOURCE=$(git remote get-url origin 2>/dev/null || true)
+case "$SOURCE" in https://*) ;; *) SOURCE="" ;; esac
+podman build --pull=never "${CAARGS[@]}" --build-arg BASE="$BASE" --build-arg EXTRAS="$EXTRAS" \
+  --build-arg VERSION="$VERSION" --build-arg SOURCE="$SOURCE" \
+  --build-arg GIT_COMMIT="$(git rev-parse HEAD 2>/dev/null || true)" -t "$TAG" -f Containerfile .
+log "image $TAG built"
+podman image inspect --format '{{.Id}} {{.Size}} bytes' "$TAG"

@@ -1,0 +1,123 @@
+"""Per-rule software environments: every rule names the pinned conda env and the project
+image, the env's pins are the lock's, and the image tag is the package version."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib.metadata import PackageNotFoundError, distribution
+
+import pytest
+import yaml
+from conftest import REPO
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ENV_FILE = REPO / "envs" / "minivess.yaml"
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+ACTIONS = ("shell", "run", "script", "notebook", "wrapper", "cwl")
+
+
+def _pins(lines) -> dict[str, str]:
+    """{canonical name: version} of ``name==version`` lines; anything else is an error."""
+    pins = {}
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9._-]+)==(\S+)", line)
+        assert match, f"not an exact pin: {line!r}"
+        pins[canonicalize_name(match.group(1))] = match.group(2)
+    return pins
+
+
+def _env_pip_pins() -> dict[str, str]:
+    env = yaml.safe_load(ENV_FILE.read_text())
+    pip = [dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict)]
+    assert len(pip) == 1, "envs/minivess.yaml needs exactly one pip: section"
+    return _pins(pip[0])
+
+
+def _lock_pins() -> dict[str, str]:
+    return _pins((REPO / "requirements" / "lock.txt").read_text().splitlines())
+
+
+def test_env_pins_are_exactly_the_lock_versions():
+    env, lock = _env_pip_pins(), _lock_pins()
+    assert env, "no pins in envs/minivess.yaml"
+    assert {name: lock.get(name) for name in env} == env
+
+
+def test_env_pins_cover_the_package_runtime_dependency_closure():
+    """Every package that pyproject's [project].dependencies pull in (transitively, as
+    installed here from the lock) is pinned in the env, so conda's pip resolves nothing."""
+    marker_env = dict(default_environment(), python_version="3.11", extra="")
+    todo = [Requirement(spec) for spec in PYPROJECT["project"]["dependencies"]]
+    closure: set[str] = set()
+    while todo:
+        requirement = todo.pop()
+        name = canonicalize_name(requirement.name)
+        if name in closure or (requirement.marker and not requirement.marker.evaluate(marker_env)):
+            continue
+        closure.add(name)
+        try:
+            todo += [Requirement(spec) for spec in distribution(name).requires or []]
+        except PackageNotFoundError:
+            pytest.fail(f"{name} is not installed: pip install -c requirements/lock.txt -e .")
+    missing = sorted(closure - set(_env_pip_pins()))
+    assert not missing, f"add to envs/minivess.yaml (version from the lock): {missing}"
+
+
+def test_env_python_is_the_container_python_and_needs_no_paths():
+    env = yaml.safe_load(ENV_FILE.read_text())
+    assert "python=3.11" in env["dependencies"]  # Debian bookworm's python3 in the image
+    assert "nodefaults" in env["channels"]
+    text = ENV_FILE.read_text()
+    # Snakemake copies the env file into .snakemake/conda/, so relative paths cannot work.
+    assert not re.search(r"^\s*-\s*-[re]\s", text, re.M)
+    deploy = ENV_FILE.with_name("minivess.post-deploy.sh")
+    assert "pip install --no-deps" in deploy.read_text()
+
+
+def _rule_blocks():
+    """(file, rule, {keyword}) for every rule of the workflow, whatever the config selects."""
+    files = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    for path in files:
+        lines = path.read_text().splitlines()
+        for index, line in enumerate(lines):
+            match = re.match(r"^(\s*)(?:local)?rule (\w+):", line)
+            if not match:
+                continue
+            indent = len(match.group(1))
+            keywords = set()
+            for body in lines[index + 1 :]:
+                if body.strip() and len(body) - len(body.lstrip()) <= indent:
+                    break
+                keyword = re.match(rf"^\s{{{indent + 4}}}(\w+):", body)
+                if keyword:
+                    keywords.add(keyword.group(1))
+            yield path.relative_to(REPO).as_posix(), match.group(2), keywords
+
+
+def test_every_rule_that_runs_something_names_the_conda_env_and_the_container():
+    blocks = list(_rule_blocks())
+    assert {"fetch", "rename", "renamed_inventory"} <= {rule for _, rule, _ in blocks}
+    lacking = [
+        f"{file}: rule {rule} lacks {sorted({'conda', 'container'} - keywords)}"
+        for file, rule, keywords in blocks
+        if keywords & set(ACTIONS) and not {"conda", "container"} <= keywords
+    ]
+    assert not lacking, "\n".join(lacking)
+
+
+def test_rules_point_at_the_pinned_env_and_the_project_image():
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    env = re.search(r'^ENV = "([^"]+)"', common, re.M)
+    assert env and (REPO / "workflow" / "rules" / env.group(1)).resolve() == ENV_FILE
+    assert re.search(r'^CONTAINER = config\["container_image"\]', common, re.M)
+    version = PYPROJECT["project"]["version"]
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert config["container_image"] == f"docker://localhost/minivess-bundle:{version}"
+    containerfile = (REPO / "Containerfile").read_text()
+    assert re.search(rf"^ARG VERSION={re.escape(version)}$", containerfile, re.M)
