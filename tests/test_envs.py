@@ -121,3 +121,14 @@ def test_rules_point_at_the_pinned_env_and_the_project_image():
     assert config["container_image"] == f"docker://localhost/minivess-bundle:{version}"
     containerfile = (REPO / "Containerfile").read_text()
     assert re.search(rf"^ARG VERSION={re.escape(version)}$", containerfile, re.M)
+
+
+def test_train_env_pins_equal_the_lock_and_hold_the_pipeline_env():
+    """envs/train.yaml: the pipeline env's pins plus torch (the lock's CPU build) and MONAI."""
+    env = yaml.safe_load((REPO / "envs" / "train.yaml").read_text())
+    (pip,) = [dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict)]
+    pins = _pins(line for line in pip if not line.startswith("--"))
+    lock = {name: version.split("+")[0] for name, version in _lock_pins().items()}
+    assert {name: lock.get(name) for name in pins} == pins
+    assert set(_env_pip_pins()) <= set(pins)
+    assert pins["torch"] == "2.13.0" and pins["monai"] == "1.6.1"
