@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 #: Mask overlay colour (RGBA) on the grey MIP.
-OVERLAY = (1.0, 0.15, 0.1, 0.45)
+OVERLAY = (1.0, 0.15, 0.1, 0.3)
 
 
 def _pyplot():
@@ -125,7 +125,7 @@ def drift_gallery(
             else:
                 ax.set_axis_off()
     fig.suptitle(f"Drift variants of {volume} (MIP along z, mask in red)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})
     plt.close(fig)
