@@ -92,10 +92,10 @@ def _sacct_jobs(run_id: str) -> list[dict[str, str]]:
 
 def _planned_jobs(output: str) -> list[tuple[str, str]]:
     """(rule, wildcard values joined by "_") of every non-local job a run printed: a
-    ``rule NAME:`` line followed by indented ``key: value`` lines."""
+    ``rule NAME:`` (or ``checkpoint NAME:``) line followed by indented ``key: value`` lines."""
     jobs, current = [], None
     for line in output.splitlines():
-        if match := re.fullmatch(r"rule (\w+):", line):
+        if match := re.fullmatch(r"(?:rule|checkpoint) (\w+):", line):
             current = [match.group(1), ""]
             jobs.append(current)
         elif current and line.startswith("    wildcards: "):
