@@ -107,7 +107,7 @@ def test_zip_and_dir_sources_give_the_synthetic_bytes(synthetic_run, tmp_path):
     folder = tmp_path / "extracted"
     shutil.copytree(zipped / "results" / "staging", folder)
     by_dir = make_workdir(
-        tmp_path / "dir", volumes=TINY["volumes"], source="dir", dir={"path": str(folder)}
+        tmp_path / "dir", volumes=["mv01", "mv02", "mv03"], source="dir", dir={"path": str(folder)}
     )
     run_snakemake(by_dir, "--cores", "2", "results/renamed_inventory.json")
     assert _volume_digest(by_dir) == _volume_digest(workdir)
@@ -196,3 +196,61 @@ def test_check_target_trains_one_epoch_and_exports_to_nnunet(synthetic_run):
     report = json.loads((workdir / "results" / "validation_report.json").read_text())
     assert json.loads((dataset / "dataset.json").read_text())["numTraining"] == len(report["valid"])
     assert check_nnunet_dataset(dataset) == []
+
+
+def _release_with_bad_mask(out):
+    """A small release (EBRAINS layout, volumes that pass validation) whose mv02 mask
+    holds the value 2."""
+    import numpy as np
+
+    from minivess_bundle.nifti import read_nifti, write_nifti
+    from minivess_bundle.synthetic import write_synthetic_volume
+
+    for vol in ("mv01", "mv02", "mv03"):
+        write_synthetic_volume(out, vol, seed=3, size_xy=64, max_z=12)
+    mask_path = out / "seg" / "mv02_y.nii.gz"
+    image = read_nifti(mask_path)
+    data = np.asarray(image.dataobj).copy()
+    data.flat[0] = 2
+    write_nifti(mask_path, image.__class__(data, image.affine, image.header))
+    (out / "Licence (CCBY-NC-SA).pdf").write_bytes(b"%PDF-1.4 licence stand-in\n")
+    return out
+
+
+def test_invalid_volume_is_quarantined_and_the_build_completes(tmp_path):
+    release = _release_with_bad_mask(tmp_path / "release")
+    build = make_workdir(
+        tmp_path / "build",
+        volumes=["mv01", "mv02", "mv03"],
+        source="dir",
+        dir={"path": str(release)},
+        drift={"enabled": False},
+        resample={"target_spacing_um": "native"},
+    )
+    run_snakemake(build, "--cores", "2", "all")
+    bag = build / BUNDLE / "data"
+    quarantine = json.dumps(json.loads((bag / "quarantine.json").read_text()))
+    assert "mv02" in quarantine and "mask values {0, 1, 2}" in quarantine
+    assert "mv01" not in quarantine and "mv03" not in quarantine
+    dataset = json.loads((bag / "dataset.json").read_text())
+    assert all("mv02" not in entry["image"] for entry in dataset["training"])
+    assert not (bag / "processed" / "imagesTr" / "mv02.nii.gz").exists()
+    assert (bag / "raw" / "labelsTr" / "mv02.nii.gz").is_file()  # the original is kept as is
+
+
+def test_invalid_volume_with_on_invalid_fail_stops_naming_volume_file_and_check(tmp_path):
+    release = _release_with_bad_mask(tmp_path / "release")
+    build = make_workdir(
+        tmp_path / "build",
+        volumes=["mv01", "mv02", "mv03"],
+        source="dir",
+        dir={"path": str(release)},
+        validate={"on_invalid": "fail"},
+    )
+    result = run_snakemake(build, "--cores", "2", "--keep-going", "all", check=False)
+    assert result.returncode != 0
+    log = (build / "logs" / "validate" / "mv02.log").read_text()
+    assert "error: mv02: validate: label_values: mask values {0, 1, 2}" in log
+    assert "results/renamed/labelsTr/mv02.nii.gz" in log
+    assert not (build / "results" / "validation" / "mv02.json").exists()
+    assert not (build / BUNDLE).exists()

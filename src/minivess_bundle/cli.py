@@ -276,6 +276,15 @@ def cmd_bundle(args: argparse.Namespace) -> None:
 
     report = json.loads(Path(args.validation_report).read_text())
     valid, quarantined = report["valid"], report["quarantined"]
+    if not valid:
+        from .errors import BundleError
+
+        raise BundleError(
+            f"no volume passed validation: all {len(quarantined)} are quarantined, so there is "
+            "nothing to vouch for",
+            path=args.validation_report,
+            expected="at least one valid volume (see the reasons in the report)",
+        )
     out_dir = Path(args.out_dir)
     scratch = out_dir / f".select-{__import__('os').getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)

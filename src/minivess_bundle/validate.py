@@ -931,7 +931,11 @@ def aggregate_reports(
             continue
         if on_invalid == "fail":
             raise_if_invalid(report)
-        reasons = [failure_message(report, c) for c in report["checks"] if c["passed"] is False]
+        reasons = [
+            f"{failure_message(report, c)} — expected {c['expected']}"
+            for c in report["checks"]
+            if c["passed"] is False
+        ]
         for name in report["failed_checks"]:
             failed[name] = failed.get(name, 0) + 1
         quarantined.append({"volume": vol, "reasons": reasons})
