@@ -27,8 +27,9 @@ def make_workdir(path: Path, **overrides) -> Path:
     return path
 
 
-def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """``snakemake --snakefile <repo>/Snakefile --directory <workdir> ARGS``, bounded in time."""
+def snakemake_command(workdir: Path, *args: str) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment (this venv's bin first on PATH, so the rules find
+    ``minivess-bundle``) of ``snakemake`` on the repo's Snakefile in ``workdir``."""
     bindir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
     command = [
@@ -39,6 +40,12 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
         str(workdir),
         *args,
     ]
+    return command, env
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``snakemake --snakefile <repo>/Snakefile --directory <workdir> ARGS``, bounded in time."""
+    command, env = snakemake_command(workdir, *args)
     result = subprocess.run(
         command, capture_output=True, text=True, env=env, timeout=SNAKEMAKE_TIMEOUT_S
     )
@@ -52,16 +59,7 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
 
 def start_snakemake(workdir: Path, *args: str) -> subprocess.Popen:
     """Start snakemake in its own process group (so a test can SIGKILL it with its jobs)."""
-    bindir = Path(sys.executable).parent
-    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
-    command = [
-        shutil.which("snakemake", path=str(bindir)) or "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        *args,
-    ]
+    command, env = snakemake_command(workdir, *args)
     return subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -106,20 +104,8 @@ def run_snakemake_killable(
     """Like :func:`run_snakemake`, bounded by ``timeout -s KILL`` (for runs whose jobs live
     outside this process tree, e.g. SLURM jobs): a hung run is killed, never waited on.
     Exit status 137 means the bound was hit."""
-    bindir = Path(sys.executable).parent
-    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
-    command = [
-        "timeout",
-        "-s",
-        "KILL",
-        str(timeout_s),
-        shutil.which("snakemake", path=str(bindir)) or "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        *args,
-    ]
+    command, env = snakemake_command(workdir, *args)
+    command = ["timeout", "-s", "KILL", str(timeout_s), *command]
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     if check and result.returncode != 0:
         raise AssertionError(
