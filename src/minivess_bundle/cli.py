@@ -267,6 +267,7 @@ def _selection(root: Path, files: list[Path], into: Path) -> Path:
 def cmd_bundle(args: argparse.Namespace) -> None:
     """Assemble the bag, its DVC metadata and the deterministic archive; print the digest."""
     import json
+    import os
     import shutil
 
     from .archive import write_archive
@@ -286,7 +287,7 @@ def cmd_bundle(args: argparse.Namespace) -> None:
             expected="at least one valid volume (see the reasons in the report)",
         )
     out_dir = Path(args.out_dir)
-    scratch = out_dir / f".select-{__import__('os').getpid()}"
+    scratch = out_dir / f".select-{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
     try:
         sections: dict[str, Path] = {}
