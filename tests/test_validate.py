@@ -346,7 +346,10 @@ def test_aggregate_lists_quarantined_volumes_with_reasons(tmp_path):
     assert result["policy"] == "quarantine"
     assert result["valid"] == ["mv01", "mv02"]
     assert result["quarantined"] == [
-        {"volume": "mv03", "reasons": ["label_values: mask values {0, 2}"]}
+        {
+            "volume": "mv03",
+            "reasons": ["label_values: mask values {0, 2} — expected a subset of {0, 1}"],
+        }
     ]
     summary = result["summary"]
     assert (summary["total"], summary["valid"], summary["invalid"]) == (3, 2, 1)

@@ -107,7 +107,7 @@ def test_zip_and_dir_sources_give_the_synthetic_bytes(synthetic_run, tmp_path):
     folder = tmp_path / "extracted"
     shutil.copytree(zipped / "results" / "staging", folder)
     by_dir = make_workdir(
-        tmp_path / "dir", volumes=["mv01", "mv02", "mv03"], source="dir", dir={"path": str(folder)}
+        tmp_path / "dir", volumes=TINY["volumes"], source="dir", dir={"path": str(folder)}
     )
     run_snakemake(by_dir, "--cores", "2", "results/renamed_inventory.json")
     assert _volume_digest(by_dir) == _volume_digest(workdir)
