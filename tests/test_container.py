@@ -32,22 +32,55 @@ RUN_BOUND_S = 600
 SHIPPED = ("Snakefile", "workflow", "config", "profiles", "envs", "src", "requirements")
 
 
+# The runtime settings .ci/podman.sh writes (runc, ulimits this machine allows): used when
+# the caller has not chosen a CONTAINERS_CONF, as in a plain `pytest` after `bash .ci/podman.sh`.
+_PODMAN_CONF = Path(os.environ.get("PODMAN_WORK", "/var/tmp/minivess-podman")) / "containers.conf"
+if not os.environ.get("CONTAINERS_CONF") and _PODMAN_CONF.is_file():
+    os.environ["CONTAINERS_CONF"] = str(_PODMAN_CONF)
+
+
 def _container_problem() -> str | None:
     """Why the container tests cannot run here, or None."""
     if shutil.which("podman") is None:
         return "podman not installed (CI: bash .ci/podman.sh)"
     try:
         exists = subprocess.run(["podman", "image", "exists", IMAGE], timeout=60)
+        if exists.returncode != 0:
+            return f"image {IMAGE} missing (build it: bash .ci/podman.sh)"
+        started = subprocess.run(
+            [
+                "podman",
+                "run",
+                "--rm",
+                "--pull=never",
+                "--entrypoint",
+                "/bin/sh",
+                IMAGE,
+                "-c",
+                "true",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     except subprocess.TimeoutExpired:
-        return "podman did not answer within 60 s"
-    if exists.returncode != 0:
-        return f"image {IMAGE} missing (build it: bash .ci/podman.sh)"
+        return "podman did not answer in time"
+    if started.returncode != 0:
+        last = (started.stderr.strip().splitlines() or ["?"])[-1]
+        return f"podman cannot start a container here ({last})"
     return None
 
 
 _PROBLEM = _container_problem()
-if _PROBLEM:
+# CI builds the image first (.ci/podman.sh): there a problem is a failure, not a skip.
+if _PROBLEM and not os.environ.get("CI"):
     pytestmark.append(pytest.mark.skip(reason=f"container unavailable: {_PROBLEM}"))
+
+
+@pytest.fixture(autouse=True)
+def _container_ready():
+    if _PROBLEM:
+        pytest.fail(f"container unavailable in CI: {_PROBLEM}")
 
 
 def _caller() -> tuple[int, int]:
