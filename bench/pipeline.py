@@ -58,6 +58,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
+from workflow_utils import make_workdir  # noqa: E402  (one config writer for tests and bench)
+
 SEED = 20230301
 # In-plane spacing near 1 um (output ~ input in-plane), modest Z; mv05 is a default
 # held-out (drift) volume.
@@ -94,20 +96,6 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> dict:
     exe = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
     command = [exe, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
     return timed(command, cwd=workdir, check=check)
-
-
-def make_workdir(path: Path, **overrides) -> Path:
-    import yaml
-
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            config[key].update(value)
-        else:
-            config[key] = value
-    (path / "config").mkdir(parents=True, exist_ok=True)
-    (path / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
 
 
 def make_release(root: Path, volumes: list[str]) -> None:
