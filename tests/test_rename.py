@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from minivess_bundle import fsio
-from minivess_bundle.errors import RenameError
+from minivess_bundle.errors import ConfigError, LoaderError, RenameError
 from minivess_bundle.fsio import sha256_file
 from minivess_bundle.rename import inventory, rename_volume
 from minivess_bundle.volumes import renamed_names, staging_names
@@ -44,6 +45,27 @@ def test_copy_that_differs_from_its_source_is_refused_and_removed(tmp_path, monk
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_copy_that_fills_the_disk_leaves_no_temporary_file_and_names_the_final_one(
+    tmp_path, monkeypatch
+):
+    import errno
+
+    source = tmp_path / "a.bin"
+    source.write_bytes(b"x" * 4096)
+    final = tmp_path / "out" / "a.bin"
+
+    def copy_half_then_fail(src, dst):  # what sendfile does on a full disk: no file name
+        Path(dst).write_bytes(b"x" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fsio.shutil, "copyfile", copy_half_then_fail)
+    with pytest.raises(OSError) as raised:
+        fsio.link_or_copy(source, final, allow_link=False)
+    assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, str(final))
+    assert raised.value.strerror == "No space left on device while writing"
+    assert list((tmp_path / "out").iterdir()) == []  # the half-written temporary is gone
+
+
 def test_missing_source_names_volume_and_file(tiny_staging, tmp_path):
     sources = _paths(tiny_staging, staging_names("mv39"))
     sources["label"].unlink()
@@ -62,3 +84,68 @@ def test_inventory_lists_pairs_with_hashes(tiny_staging, tmp_path):
     first = result["volumes"][0]
     assert first["label"]["path"] == "labelsTr/mv01.nii.gz"
     assert first["label"]["sha256"] == sha256_file(tiny_staging / "seg" / "mv01_y.nii.gz")
+
+
+# --- Names outside mvNN (issue #10) -------------------------------------------
+
+
+def _touch(root, *rels):
+    for rel in rels:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"\x1f\x8b" + rel.encode())
+
+
+@pytest.mark.parametrize(
+    ("image", "label"),
+    [("MV01", "mv01"), ("mv1", "mv01"), ("mv01 ", "mv01"), ("mv02", "Mv002")],
+)
+def test_inventory_calls_out_orphans_that_differ_only_in_case_spaces_or_padding(
+    tmp_path, image, label
+):
+    _touch(tmp_path, f"imagesTr/{image}.nii.gz", f"labelsTr/{label}.nii.gz")
+
+    with pytest.raises(LoaderError) as err:
+        inventory(tmp_path)
+
+    assert str(err.value) == (
+        f"loader: image {tmp_path / 'imagesTr' / image}.nii.gz has no label, label "
+        f"{tmp_path / 'labelsTr' / label}.nii.gz has no image; near misses (ids differ only in "
+        f"case, spaces or zero padding): image {image!r} vs label {label!r} — expected one "
+        f"labelsTr/<id>.nii.gz per imagesTr/<id>.nii.gz ({tmp_path})"
+    )
+
+
+def test_inventory_orphans_without_a_near_miss_get_no_hint(tmp_path):
+    _touch(tmp_path, "imagesTr/mv01.nii.gz", "labelsTr/mv10.nii.gz")
+
+    with pytest.raises(LoaderError) as err:
+        inventory(tmp_path)
+
+    assert "has no image" in str(err.value) and "near misses" not in str(err.value)
+
+
+def test_inventory_ignores_stray_files_and_lists_only_pairs(tmp_path):
+    _touch(
+        tmp_path,
+        "imagesTr/mv01.nii.gz",
+        "labelsTr/mv01.nii.gz",
+        "imagesTr/notes.txt",
+        "labelsTr/mv01.nii.gz.bak",
+        "metadata/notes.txt",
+    )
+
+    result = inventory(tmp_path)
+
+    assert result["count"] == 1
+    assert [sorted(v) for v in result["volumes"]] == [["id", "image", "label"]]
+
+
+@pytest.mark.parametrize("volume", ["../mv01", "mv1", "MV01", "mv100", "mv01 "])
+def test_rename_refuses_ids_outside_mvnn_and_writes_nothing(tiny_staging, tmp_path, volume):
+    sources = _paths(tiny_staging, staging_names("mv01"))
+    targets = {r: tmp_path / "results" / f"{r}.nii.gz" for r in ("image", "label", "metadata")}
+
+    with pytest.raises(ConfigError, match=rf"volume id {re.escape(repr(volume))} is not allowed"):
+        rename_volume(volume, sources, targets)
+
+    assert not (tmp_path / "results").exists()

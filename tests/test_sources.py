@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from minivess_bundle import fsio, nifti
-from minivess_bundle.errors import SourceError
+from minivess_bundle.errors import ConfigError, SourceError
 from minivess_bundle.sources import (
     fetch_from_dir,
     fetch_from_zip,
@@ -454,3 +454,123 @@ def test_fetch_from_dir_follows_a_symlink_that_stays_inside_the_source(tmp_path)
     assert (
         record["files"]["image"]["sha256"] == hashlib.sha256(files["raw/mv01.nii.gz"]).hexdigest()
     )
+
+
+# --- Names outside mvNN (issue #10) -------------------------------------------
+
+EXACT_NAMES = (
+    "the EBRAINS layout with names exactly raw/mvNN.nii.gz, seg/mvNN_y.nii.gz, "
+    "json/mvNN.json (lower case, two digits, no spaces): rename the files"
+)
+NEAR_MISSES = ["raw/mv1.nii.gz", "raw/MV01.nii.gz", "raw/mv01 .nii.gz", "raw/mv01.nii"]
+STRAYS = {
+    "notes.txt": b"top-level notes",
+    "raw/notes.txt": b"notes",
+    "raw/mv100.nii.gz": b"\x1f\x8b not a volume of the release",
+    "json/mv01.json.bak": b"{}",
+}
+
+
+def _source(kind: str, root: Path, files: dict[str, bytes]) -> Path:
+    """The release as a ZIP (under its top-level folder) or as an extracted folder."""
+    if kind == "zip":
+        return write_zip(root / "release.zip", files, prefix=PREFIX)
+    return write_tree(root / "ebrains", files)
+
+
+def _fetch(kind: str, source: Path, volume: str, staging: Path) -> dict:
+    return (fetch_from_zip if kind == "zip" else fetch_from_dir)(source, volume, staging)
+
+
+@pytest.mark.parametrize("kind", ["zip", "dir"])
+@pytest.mark.parametrize("near", NEAR_MISSES)
+def test_missing_volume_error_names_the_near_miss_found_instead(tmp_path, kind, near):
+    files = release_files()
+    files[near] = files.pop("raw/mv01.nii.gz")
+    source = _source(kind, tmp_path, files)
+    staging = tmp_path / "staging"
+
+    with pytest.raises(SourceError) as err:
+        _fetch(kind, source, "mv01", staging)
+
+    prefix = PREFIX if kind == "zip" else ""
+    missing = (
+        f"missing member {PREFIX}raw/mv01.nii.gz" if kind == "zip" else "missing raw/mv01.nii.gz"
+    )
+    path = source if kind == "zip" else source / "raw" / "mv01.nii.gz"
+    assert str(err.value) == (
+        f"mv01: fetch: {missing}; found near-miss name {prefix + near!r} — expected "
+        f"{EXACT_NAMES} ({path})"
+    )
+    assert not staging.exists() or all_files(staging) == []
+
+
+@pytest.mark.parametrize("kind", ["zip", "dir"])
+def test_stray_files_are_ignored_and_listed_once_by_the_licence_fetch(tmp_path, kind, caplog):
+    files = {**release_files(), **STRAYS}
+    source = _source(kind, tmp_path, files)
+    staging = tmp_path / "staging"
+
+    with caplog.at_level("WARNING", logger="minivess_bundle.sources"):
+        _fetch(kind, source, "mv01", staging)
+        assert caplog.messages == []  # a volume's fetch is not the place to list strays
+        (fetch_licence_from_zip if kind == "zip" else fetch_licence_from_dir)(source, staging)
+
+    assert all_files(staging) == [
+        EBRAINS_LICENCE,
+        "json/mv01.json",
+        "raw/mv01.nii.gz",
+        "seg/mv01_y.nii.gz",
+    ]
+    assert (staging / "raw" / "mv01.nii.gz").read_bytes() == files["raw/mv01.nii.gz"]
+    assert caplog.messages == [
+        f"{source}: ignoring 3 file(s) not named like a volume (raw/mvNN.nii.gz, "
+        "seg/mvNN_y.nii.gz, json/mvNN.json): 'json/mv01.json.bak', 'raw/mv100.nii.gz', "
+        "'raw/notes.txt'"
+    ]
+
+
+@pytest.mark.parametrize("kind", ["zip", "dir"])
+def test_near_miss_next_to_the_exact_name_is_warned_and_never_read(tmp_path, kind, caplog):
+    files = {**release_files(), "raw/MV01.nii.gz": b"\x1f\x8b an older copy?"}
+    source = _source(kind, tmp_path, files)
+    staging = tmp_path / "staging"
+
+    with caplog.at_level("WARNING", logger="minivess_bundle.sources"):
+        record = _fetch(kind, source, "mv01", staging)
+
+    assert (
+        record["files"]["image"]["sha256"] == hashlib.sha256(files["raw/mv01.nii.gz"]).hexdigest()
+    )
+    assert caplog.messages == [
+        "mv01: ignoring near-miss name(s) 'raw/MV01.nii.gz'; only the exact names "
+        "raw/mv01.nii.gz, seg/mv01_y.nii.gz, json/mv01.json are read"
+    ]
+
+
+@pytest.mark.parametrize("kind", ["zip", "dir"])
+@pytest.mark.parametrize("volume", ["../mv01", "mv1", "MV01", "mv100", "mv01 ", "mv01/../../x"])
+def test_volume_ids_outside_mvnn_are_refused_before_anything_is_written(tmp_path, kind, volume):
+    (tmp_path / "in").mkdir()
+    source = _source(kind, tmp_path / "in", release_files())
+    results = tmp_path / "results"
+    before = all_files(tmp_path)
+
+    with pytest.raises(ConfigError, match=r"volume id .* is not allowed — expected an id matching"):
+        _fetch(kind, source, volume, results / "staging")
+
+    assert all_files(tmp_path) == before
+    assert not results.exists()
+
+
+@pytest.mark.parametrize("evil", ["../mv01.nii.gz", "raw/../../mv01.nii.gz", "../results/x"])
+def test_zip_member_escaping_the_staging_folder_writes_nothing_anywhere(tmp_path, evil):
+    files = {**release_files(), evil: b"escape"}
+    (tmp_path / "in").mkdir()
+    archive = write_zip(tmp_path / "in" / "release.zip", files)
+    staging = tmp_path / "results" / "staging"
+
+    with pytest.raises(SourceError, match=r"has a '\.\.' component"):
+        fetch_from_zip(archive, "mv01", staging)
+
+    assert all_files(tmp_path) == ["in/release.zip"]

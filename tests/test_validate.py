@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -120,6 +121,22 @@ def _patch_header(path, **fields):
     path.write_bytes(gzip.compress(bytes(raw), mtime=0))
 
 
+def _flip_bytes(path, at=0.5, count=16):
+    """Corrupt a gzip file in the middle of its deflate stream (not a truncation)."""
+    data = bytearray(path.read_bytes())
+    start = int(len(data) * at)
+    for i in range(start, start + count):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def _with_infs():
+    image = np.full(SHAPE, 5.0, np.float32)
+    image[0, 0, :2] = np.inf
+    image[1, 0, :3] = -np.inf
+    return image
+
+
 def _mismatched_affine():
     affine = np.diag([*SPACING, 1.0])
     affine[:3, 3] = [0.5, 0.0, 0.0]
@@ -160,6 +177,35 @@ CORPUS = {
         lambda t: _pair(t, label=_good_arrays()[1].astype(np.int16)),
         "label_dtype",
     ),
+    # Issue #10's hostile and odd inputs (the focused tests below check the values).
+    "float_infs": (lambda t: _pair(t, image=_with_infs()), "finite"),
+    "corrupt_gzip": (lambda t: _flip_bytes(_pair(t)[0]), "opens"),
+    "negative_pixdim_without_sform": (
+        lambda t: _patch_header(
+            _pair(t)[0],
+            pixdim=[1, -SPACING[0], *SPACING[1:], 0, 0, 0, 0],
+            sform_code=0,
+            qform_code=1,
+        ),
+        "spacing_positive",
+    ),  # fmt: skip
+    "negative_pixdim_disagreeing_with_sform": (
+        lambda t: _patch_header(_pair(t)[0], pixdim=[1, -0.5, *SPACING[1:], 0, 0, 0, 0]),
+        "spacing_consistent",
+    ),
+    "nan_pixdim": (
+        lambda t: _patch_header(_pair(t)[0], pixdim=[1, np.nan, *SPACING[1:], 0, 0, 0, 0]),
+        "spacing_positive",
+    ),
+    "inf_pixdim": (
+        lambda t: _patch_header(_pair(t)[0], pixdim=[1, *SPACING[:2], np.inf, 0, 0, 0, 0]),
+        "spacing_positive",
+    ),
+    "scaled_image": (
+        lambda t: _patch_header(_pair(t)[0], scl_slope=2.0, scl_inter=10.0),
+        "image_dtype",
+    ),
+    "scaled_label": (lambda t: _patch_header(_pair(t)[1], scl_slope=2.0), "label_dtype"),
 }
 
 
@@ -368,3 +414,302 @@ def test_report_is_canonical_json_and_deterministic(tmp_path):
     b = write_report(tmp_path / "b.json", validate_volume("mv07", img, lbl, meta))
     assert a.read_bytes() == b.read_bytes()
     assert json.loads(a.read_text())["valid"] is True
+
+
+# --------------------------------------------------------------------------
+# Hostile and odd inputs (issue #10): each yields its named check with the
+# observed values, or, where the data is legitimate, is handled correctly.
+
+
+def _check(report, name, file=None):
+    return next(
+        c for c in report["checks"] if c["name"] == name and (file is None or c["file"] == file)
+    )
+
+
+def test_inf_and_minus_inf_fail_finite_with_their_count(tmp_path):
+    img, lbl, meta = _pair(tmp_path, image=_with_infs())
+    report = validate_volume("mv07", img, lbl, meta, {"image_dtype": ["uint16", "float32"]})
+    assert report["failed_checks"] == ["finite"]
+    assert _check(report, "finite")["observed"] == "5 voxels"  # 2 x +Inf, 3 x -Inf
+    assert (report["intensity"]["min"], report["intensity"]["max"]) == (5.0, 5.0)  # finite only
+    with pytest.raises(ValidationError) as info:
+        raise_if_invalid(report)
+    assert str(info.value) == (
+        f"mv07: validate: finite: non-finite image values: 5 voxels — expected no NaN or Inf "
+        f"voxels ({img})"
+    )
+
+
+@pytest.mark.parametrize("where", ["header", "data"])
+def test_corrupt_deflate_stream_fails_opens_as_a_corrupt_gzip(tmp_path, where):
+    if where == "header":  # small file: the first read decodes (and CRC-checks) it all
+        img, lbl, meta = _pair(tmp_path)
+    else:  # 512 KiB of noise: the header decodes, the data stream is bad
+        shape = (128, 128, 16)
+        image = np.random.default_rng(0).integers(0, 65535, shape, dtype=np.uint16)
+        label = np.zeros(shape, np.uint8)
+        label[60:64, 60:64] = 1
+        img, lbl, meta = _pair(tmp_path, image=image, label=label)
+    size = img.stat().st_size
+    _flip_bytes(img)
+    assert img.stat().st_size == size  # not a truncation
+    report = validate_volume("mv07", img, lbl, meta)
+    assert report["failed_checks"] == ["opens"]
+    opens = _check(report, "opens", "image")
+    assert opens["observed"].startswith("corrupt gzip stream ("), opens["observed"]
+    assert _check(report, "finite")["passed"] is None  # skipped, never computed on bad bytes
+
+
+def test_truncated_uncompressed_nii_is_refused_by_the_size_guard(tmp_path, monkeypatch):
+    img, lbl, meta = _pair(tmp_path)
+    nii = tmp_path / "mv07.nii"
+    raw = gzip.decompress(img.read_bytes())
+    nii.write_bytes(raw[:-100])  # 3936 bytes of header + data, 100 missing
+    allocations = []
+    monkeypatch.setattr(np, "empty", lambda *a, **k: allocations.append(a) or 1 / 0)
+    report = validate_volume("mv07", nii, lbl, meta)
+    assert report["failed_checks"] == ["opens"]
+    opens = _check(report, "opens", "image")
+    assert opens["observed"] == (
+        "header shape (16, 14, 8) uint16 needs 3936 bytes but the file of 3836 bytes can hold "
+        "at most 3836"
+    )
+    assert allocations == []
+    with pytest.raises(ValidationError, match=r"— expected a readable NIfTI-1 .*: a header that"):
+        raise_if_invalid(report)
+
+
+def _flipped_sform():
+    affine = np.diag([-SPACING[0], SPACING[1], -SPACING[2], 1.0])
+    affine[:3, 3] = [SPACING[0] * (SHAPE[0] - 1), 0.0, SPACING[2] * (SHAPE[2] - 1)]
+    return affine
+
+
+@pytest.mark.parametrize(
+    "flip",
+    [
+        {"affine": "flipped_sform"},  # negative x and z columns: an axis flip
+        {"pixdim": [-1, *SPACING, 0, 0, 0, 0], "sform_code": 0, "qform_code": 1},  # qfac -1
+        {"pixdim": [1, -SPACING[0], *SPACING[1:], 0, 0, 0, 0]},  # ANALYZE-style, sform agrees
+    ],
+    ids=["negative_sform_columns", "qfac_minus_1", "negative_pixdim_with_sform"],
+)
+def test_legitimate_axis_flips_pass_with_spacing_from_the_column_norms(tmp_path, flip):
+    if flip.get("affine"):
+        img, lbl, meta = _pair(tmp_path, affine=_flipped_sform())
+    else:
+        img, lbl, meta = _pair(tmp_path)
+        _patch_header(img, **flip)
+        _patch_header(lbl, **flip)
+    report = validate_volume("mv07", img, lbl, meta)
+    assert report["valid"], report["failed_checks"]
+    assert report["spacing"] == pytest.approx(list(SPACING), rel=1e-6)
+    consistent = _check(report, "spacing_consistent", "image")["observed"]
+    assert consistent["affine_column_norms"] == pytest.approx(list(SPACING), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("pixdim", "fields", "failed", "observed"),
+    [
+        ([-SPACING[0], *SPACING[1:]], {"sform_code": 0, "qform_code": 1}, "spacing_positive",
+         [-0.994, 0.994, 2.0]),  # no sform: nibabel cannot build the qform
+        ([-SPACING[0], *SPACING[1:]], {"sform_code": 0, "qform_code": 0}, "spacing_positive",
+         [-0.994, 0.994, 2.0]),  # no affine at all
+        ([-0.5, *SPACING[1:]], {}, "spacing_consistent",
+         {"pixdim": [0.5, 0.994, 2.0], "affine_column_norms": [0.994, 0.994, 2.0]}),
+        ([SPACING[0], 0.0, SPACING[2]], {}, "spacing_positive", [0.994, 0.0, 2.0]),
+        ([SPACING[0], -0.0, SPACING[2]], {}, "spacing_positive", [0.994, -0.0, 2.0]),
+    ],
+    ids=["negative_qform_only", "negative_no_affine", "negative_disagrees_with_sform", "zero",
+         "minus_zero"],
+)  # fmt: skip
+def test_bad_pixdim_fails_its_named_spacing_check_without_raising(
+    tmp_path, pixdim, fields, failed, observed
+):
+    img, lbl, meta = _pair(tmp_path)
+    _patch_header(img, pixdim=[1, *pixdim, 0, 0, 0, 0], **fields)
+    report = validate_volume("mv07", img, lbl, meta)
+    assert failed in report["failed_checks"]
+    check = _check(report, failed, "image")
+    assert check["observed"] == observed
+    assert "a negative pixdim only with an sform" in _check(report, "spacing_positive")["expected"]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_pixdim_fails_spacing_positive(tmp_path, bad):
+    img, lbl, meta = _pair(tmp_path)
+    _patch_header(img, pixdim=[1, *SPACING[:2], bad, 0, 0, 0, 0])
+    report = validate_volume("mv07", img, lbl, meta)
+    assert report["failed_checks"][0] == "spacing_positive"
+    observed = _check(report, "spacing_positive", "image")["observed"]
+    assert observed[:2] == [0.994, 0.994]
+    assert observed[2] != observed[2] if bad != bad else observed[2] == bad
+
+
+@pytest.mark.parametrize(
+    ("slope", "inter", "observed"),
+    [
+        (1.0, 0.0, None),  # the identity the release writes
+        (0.0, 0.0, None),  # NIfTI: 0 means "no scaling"
+        (np.nan, np.nan, None),  # nibabel's "unset"
+        (np.inf, 0.0, None),  # nibabel and nifti1_io read a non-finite slope as unset
+        (2.0, 10.0, "uint16 scaled by 2/10"),
+        (1.0, 5.0, "uint16 scaled by 1/5"),
+        (1.0, np.nan, "uint16 scaled by 1/nan"),  # nibabel refuses to read this file
+    ],
+)
+def test_scl_slope_inter_identity_or_unset_pass_real_scaling_fails_image_dtype(
+    tmp_path, slope, inter, observed
+):
+    img, lbl, meta = _pair(tmp_path)
+    _patch_header(img, scl_slope=slope, scl_inter=inter)
+    report = validate_volume("mv07", img, lbl, meta)
+    check = _check(report, "image_dtype")
+    if observed is None:
+        assert report["valid"], report["failed_checks"]
+        assert check["observed"] == "uint16"
+    else:
+        assert report["failed_checks"] == ["image_dtype"]
+        assert check["observed"] == observed
+        assert check["expected"] == "uint16 without scl_slope/scl_inter scaling"
+
+
+def test_scaled_label_fails_label_dtype_naming_the_scaling(tmp_path):
+    img, lbl, meta = _pair(tmp_path)
+    _patch_header(lbl, scl_slope=2.0, scl_inter=0.0)
+    report = validate_volume("mv07", img, lbl, meta)
+    assert report["failed_checks"] == ["label_dtype"]
+    assert _check(report, "label_dtype")["observed"] == "uint8 scaled by 2/0"
+
+
+def _write_big_endian(path, array, spacing=SPACING, kind="image", affine=None):
+    """``array`` as a big-endian NIfTI-1 (gzip), header fields as :func:`_write` gives them."""
+    img = nifti.make_image(array, spacing, nifti.minivess_header(kind))
+    if affine is not None:
+        img.set_sform(affine, code=2)
+    header = img.header.as_byteswapped(">")
+    header["scl_slope"], header["scl_inter"], header["vox_offset"] = 1.0, 0.0, 352
+    data = array.astype(array.dtype.newbyteorder(">")).tobytes(order="F")
+    path.write_bytes(gzip.compress(header.binaryblock + b"\0" * 4 + data, mtime=0))
+    return path
+
+
+def test_big_endian_label_reads_the_same_values(tmp_path):
+    image, label = _good_arrays()
+    img, lbl, meta = _pair(tmp_path)
+    little = validate_volume("mv07", img, lbl, meta)
+    _write_big_endian(img, image)
+    _write_big_endian(lbl, label, kind="label")
+    assert nib.load(lbl).header.endianness == ">"
+    big = validate_volume("mv07", img, lbl, meta)
+    assert big["valid"], big["failed_checks"]
+    for key in ("label_values", "foreground_fraction", "intensity", "shape", "spacing"):
+        assert big[key] == little[key], key
+    assert big["dtype"] == {"image": "uint16", "label": "uint8"}
+
+
+@pytest.mark.parametrize("spacing_um", ["native", (0.5, 0.7, 1.5)])
+def test_big_endian_pair_resamples_to_the_same_bytes(tmp_path, spacing_um):
+    from minivess_bundle.resample import resample_pair
+
+    image, label = _good_arrays()
+    outputs = {}
+    for order in ("little", "big"):
+        folder = tmp_path / order
+        folder.mkdir()
+        if order == "little":
+            img, lbl, _ = _pair(folder)
+        else:
+            img = _write_big_endian(folder / "mv07.nii.gz", image)
+            lbl = _write_big_endian(folder / "mv07_y.nii.gz", label, kind="label")
+        out = (folder / "out" / "img.nii.gz", folder / "out" / "lbl.nii.gz")
+        record = resample_pair("mv07", img, lbl, *out, spacing_um)
+        outputs[order] = [p.read_bytes() for p in out], record["output"]
+    assert outputs["big"] == outputs["little"]
+
+
+def test_negative_pixdim_with_sform_resamples_like_the_positive_one(tmp_path):
+    from minivess_bundle.resample import resample_pair
+
+    outputs = []
+    for flip in (False, True):
+        folder = tmp_path / str(flip)
+        folder.mkdir()
+        img, lbl, _ = _pair(folder)
+        if flip:
+            for path in (img, lbl):
+                _patch_header(path, pixdim=[1, -SPACING[0], *SPACING[1:], 0, 0, 0, 0])
+        out = (folder / "out" / "img.nii.gz", folder / "out" / "lbl.nii.gz")
+        resample_pair("mv07", img, lbl, *out, (0.5, 0.5, 1.0))
+        outputs.append([p.read_bytes() for p in out])
+    assert outputs[0] == outputs[1]
+    assert nib.load(tmp_path / "True" / "out" / "img.nii.gz").header.get_zooms() == (
+        pytest.approx((0.0005, 0.0005, 0.001))
+    )
+
+
+class _BoundedReads:
+    """Wrap validate's ``open`` for one path and record every read size asked for."""
+
+    def __init__(self, monkeypatch, path, cap):
+        import builtins
+
+        from minivess_bundle import validate
+
+        self.path, self.cap, self.sizes, self.opened = str(path), cap, [], 0
+        real_open = builtins.open
+        spy = self
+
+        class Handle:
+            def __init__(self, handle):
+                self.handle = handle
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.handle.close()
+
+            def fileno(self):
+                return self.handle.fileno()
+
+            def read(self, size=-1):
+                spy.sizes.append(size)
+                if size is None or size < 0 or size > spy.cap + 1:
+                    raise AssertionError(f"unbounded read({size}) of the json")
+                return self.handle.read(size)
+
+        def fake_open(file, *args, **kwargs):
+            handle = real_open(file, *args, **kwargs)
+            if str(file) != self.path:
+                return handle
+            self.opened += 1
+            return Handle(handle)
+
+        monkeypatch.setattr(validate, "open", fake_open, raising=False)
+
+
+def test_huge_single_line_json_is_refused_from_its_size_without_reading_it(tmp_path, monkeypatch):
+    img, lbl, meta = _pair(tmp_path)
+    meta.write_bytes(b'{"pad": "' + b"x" * 50_000_000 + b'"}')  # 50 MB, one line
+    reads = _BoundedReads(monkeypatch, meta, 1_000_000)
+    report = validate_volume("mv07", img, lbl, meta)
+    assert report["failed_checks"] == ["json_spacing_agrees"]
+    check = _check(report, "json_spacing_agrees")
+    assert check["observed"] == "json of 50000011 bytes"
+    assert check["expected"].endswith("a json of at most 1000000 bytes (max_json_bytes)")
+    assert reads.opened == 1 and reads.sizes == []  # opened to stat it, never read
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_json_without_a_size_is_read_only_up_to_the_cap(tmp_path, monkeypatch):
+    # /dev/zero reports size 0 and never ends, like a file growing after the size check.
+    img, lbl, meta = _pair(tmp_path)
+    reads = _BoundedReads(monkeypatch, "/dev/zero", 4096)
+    report = validate_volume("mv07", img, lbl, "/dev/zero", {"max_json_bytes": 4096})
+    assert report["failed_checks"] == ["json_spacing_agrees"]
+    check = _check(report, "json_spacing_agrees")
+    assert check["observed"] == "json of more than 4096 bytes"
+    assert check["expected"].endswith("a json of at most 4096 bytes (max_json_bytes)")
+    assert reads.sizes == [4097]

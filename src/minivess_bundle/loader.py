@@ -19,12 +19,15 @@ rather than a guess. Only ``*.nii.gz`` and ``*.nii`` files count, and hidden
 files (such as the ``.<name>.tmp-<pid>`` files of an interrupted write) are
 ignored. Every image must have a label and every label an image: an orphan is
 an error naming the file, never silently dropped, because a missing mask
-silently shrinks a training set. Ids are not required to be ``mvNN``, so other
-datasets load too; records are sorted by id (plain string order).
+silently shrinks a training set; where an orphan image and an orphan label
+differ only in case, spaces or zero padding (``MV01`` / ``mv01``, ``mv1`` /
+``mv01``, ``'mv01 '`` / ``mv01``) the error says so. Ids are not required to be
+``mvNN``, so other datasets load too; records are sorted by id (plain string order).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .errors import LoaderError
@@ -65,6 +68,23 @@ def nifti_stem(name: str) -> str | None:
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return None
+
+
+def _loose_id(volume_id: str) -> str:
+    """An id with case, whitespace and leading zeros of its numbers ignored (``MV1 `` = mv01)."""
+    text = "".join(volume_id.split()).lower()
+    return re.sub(r"\d+", lambda m: str(int(m[0])), text)
+
+
+def _near_miss_note(image_ids: list[str], label_ids: list[str]) -> str:
+    """``; near misses: 'MV01' vs 'mv01' ...`` for orphans that differ only loosely."""
+    labels: dict[str, list[str]] = {}
+    for label_id in label_ids:
+        labels.setdefault(_loose_id(label_id), []).append(label_id)
+    pairs = [f"image {i!r} vs label {j!r}" for i in image_ids for j in labels.get(_loose_id(i), [])]
+    if not pairs:
+        return ""
+    return f"; near misses (ids differ only in case, spaces or zero padding): {_listing(pairs)}"
 
 
 def _scan(folder: Path, suffix: str, what: str) -> dict[str, Path]:
@@ -153,8 +173,11 @@ def discover_nifti_pairs(data_dir: str | Path) -> list[dict[str, str]]:
     orphans += [f"label {labels[i]} has no image" for i in sorted(labels.keys() - images.keys())]
     if orphans:
         only = sorted(images.keys() ^ labels.keys())
+        note = _near_miss_note(
+            sorted(images.keys() - labels.keys()), sorted(labels.keys() - images.keys())
+        )
         raise LoaderError(
-            _listing(orphans),
+            _listing(orphans) + note,
             volume=only[0] if len(only) == 1 else None,
             path=root,
             expected=f"one {label_dir}/<id>{suffix}.nii.gz per {image_dir}/<id>.nii.gz",

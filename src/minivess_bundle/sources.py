@@ -25,6 +25,16 @@ A folder source is copied with :func:`minivess_bundle.fsio.link_or_copy`
 metadata the workflow must not touch), and a symlink in it that resolves outside
 the folder is refused.
 
+Names: only the exact names of the requested volume are ever read, so a stray
+file (``notes.txt``, ``mv100.nii.gz``) is ignored; the licence fetch, which runs
+once per run, logs a warning listing every file under ``raw/``, ``seg/``,
+``json/`` that is not named like a volume. A *near miss* of the requested
+volume's name, equal up to case, spaces, zero padding or ``.nii`` for
+``.nii.gz`` (``mv1.nii.gz``, ``MV01.nii.gz``, ``mv01 .nii.gz``), is named in the
+"missing" error when the exact name is absent and logged as a warning when it
+is present too. Files land only at ``<staging>/<staging_names(volume)>``, with
+``volume`` checked to be ``mvNN`` first.
+
 Each ``fetch_*`` function returns what it landed: the staging-relative path,
 size and sha256 of every file, plus the member name and CRC-32 for a ZIP, or
 the placement method (``"hardlink"`` / ``"copy"``) for a folder. No absolute
@@ -59,7 +69,77 @@ _LAYOUT_RE = re.compile(
     rf"(?:(?:{'|'.join(EBRAINS_FOLDERS)})/[^/]+|{re.escape(EBRAINS_LICENCE)})$"
 )
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
+#: Layout-relative names of a volume's files; anything else under raw/seg/json is ignored.
+_VOLUME_FILE_RE = re.compile(
+    r"^(?:raw/mv\d{2}\.nii\.gz|seg/mv\d{2}_y\.nii\.gz|json/mv\d{2}\.json)$"
+)
+#: A file name read loosely (lower case, spaces dropped): ``mv0*N``, ``_y``, extension.
+_LOOSE_NAME_RE = re.compile(r"mv0*(\d+)(_y)?\.(nii\.gz|nii|json)")
+#: Most names listed in one warning or error.
+_MAX_NAMES = 10
 _ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError)
+
+
+def _loose_key(rel: str) -> tuple[str, int, str, str] | None:
+    """``rel`` compared loosely: case, spaces, zero padding and .nii vs .nii.gz ignored."""
+    folder, _, base = rel.rpartition("/")
+    match = _LOOSE_NAME_RE.fullmatch("".join(base.split()).lower())
+    if match is None:
+        return None
+    kind = "json" if match[3] == "json" else "nifti"
+    return folder.lower(), int(match[1]), match[2] or "", kind
+
+
+def _near_misses(wanted: str, names: list[str]) -> list[str]:
+    """The names (layout-relative) that are ``wanted`` up to case, spaces, padding, suffix."""
+    key = _loose_key(wanted)
+    return [n for n in names if n != wanted and key is not None and _loose_key(n) == key]
+
+
+def _shown(names: list[str]) -> str:
+    more = len(names) - _MAX_NAMES
+    return ", ".join(repr(n) for n in names[:_MAX_NAMES]) + (
+        f" and {more} more" if more > 0 else ""
+    )
+
+
+#: What a "missing" error expects when near-miss names were found.
+_EXACT_NAMES = (
+    "the EBRAINS layout with names exactly raw/mvNN.nii.gz, seg/mvNN_y.nii.gz, "
+    "json/mvNN.json (lower case, two digits, no spaces): rename the files"
+)
+
+
+def _with_near_misses(check: str, near: list[str]) -> str:
+    """A "missing" error's text, naming the near-miss names found instead (if any)."""
+    if not near:
+        return check
+    return f"{check}; found near-miss name{'s' if len(near) > 1 else ''} {_shown(near)}"
+
+
+def _warn_near_misses(volume: str, wanted: dict[str, str], names: list[str]) -> None:
+    near = sorted({n for rel in wanted.values() for n in _near_misses(rel, names)})
+    if near:
+        log.warning(
+            "%s: ignoring near-miss name(s) %s; only the exact names %s are read",
+            volume,
+            _shown(near),
+            ", ".join(wanted.values()),
+        )
+
+
+def _warn_ignored(source: Path, names: list[str]) -> None:
+    """Warn once (from the licence fetch) about files that no volume will ever read."""
+    in_layout = (n for n in names if n.split("/", 1)[0] in EBRAINS_FOLDERS)
+    ignored = sorted(n for n in in_layout if not _VOLUME_FILE_RE.match(n))
+    if ignored:
+        log.warning(
+            "%s: ignoring %d file(s) not named like a volume "
+            "(raw/mvNN.nii.gz, seg/mvNN_y.nii.gz, json/mvNN.json): %s",
+            source,
+            len(ignored),
+            _shown(ignored),
+        )
 
 
 @contextlib.contextmanager
@@ -231,13 +311,24 @@ def _fetch_members(
                 missing.append(prefix + rel)
                 continue
             infos[key] = info
+        names = [
+            n[len(prefix) :] for n in archive.namelist() if n.startswith(prefix) and n[-1:] != "/"
+        ]
         if missing:
+            near = sorted({n for rel in wanted.values() for n in _near_misses(rel, names)})
             raise SourceError(
-                f"missing member{'s' if len(missing) > 1 else ''} {', '.join(missing)}",
+                _with_near_misses(
+                    f"missing member{'s' if len(missing) > 1 else ''} {', '.join(missing)}",
+                    [prefix + n for n in near],
+                ),
                 volume=volume,
                 path=zip_path,
-                expected="the EBRAINS layout",
+                expected=_EXACT_NAMES if near else "the EBRAINS layout",
             )
+        if volume is None:
+            _warn_ignored(zip_path, names)
+        else:
+            _warn_near_misses(volume, wanted, names)
         for info in infos.values():
             if info.flag_bits & 0x1:
                 raise SourceError(
@@ -319,13 +410,27 @@ def _fetch_files(
             continue
         if name not in missing:
             missing.append(name)
+    names = [
+        f"{folder}/{entry.name}"
+        for folder in EBRAINS_FOLDERS
+        if (source_dir / folder).is_dir()
+        for entry in sorted((source_dir / folder).iterdir())
+        if not entry.is_dir()
+    ]
     if missing:
+        near = sorted({n for rel in wanted.values() for n in _near_misses(rel, names)})
         raise SourceError(
-            f"missing {', '.join(missing)}",
+            _with_near_misses(f"missing {', '.join(missing)}", near),
             volume=volume,
             path=source_dir / missing[0] if len(missing) == 1 else source_dir,
-            expected="the EBRAINS layout raw/, seg/, json/ and the licence",
+            expected=_EXACT_NAMES
+            if near
+            else "the EBRAINS layout raw/, seg/, json/ and the licence",
         )
+    if volume is None:
+        _warn_ignored(source_dir, names)
+    else:
+        _warn_near_misses(volume, wanted, names)
     sources: dict[str, Path] = {}
     for key, rel in wanted.items():
         path = source_dir / rel

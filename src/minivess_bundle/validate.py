@@ -18,11 +18,15 @@ reported with ``passed: None``, "skipped"; the volume is then already invalid):
                               any data is allocated (one per file: ``file`` = image/label)
 ``is_3d``                     3 spatial dims; trailing singleton dims tolerated; 4-D/5-D
                               and CIFTI intents rejected (one per file)
-``image_dtype``               stored dtype, no scl_slope/inter scaling (default uint16)
-``label_dtype``               default uint8
-``spacing_positive``          pixdim and affine columns finite and > 0 (one per file)
-``spacing_consistent``        pixdim agrees with the affine's column norms (readers
-                              disagree otherwise: nibabel zooms vs MONAI/ITK affine)
+``image_dtype``               stored dtype, no scl_slope/inter scaling (default uint16;
+                              slope 0/NaN/Inf is "unset", 1/0 the identity: both pass)
+``label_dtype``               default uint8 (same scaling rule)
+``spacing_positive``          pixdim and affine columns finite and non-zero (one per file);
+                              a negative pixdim only with an sform (``sform_code`` > 0)
+                              to give the direction, as readers differ without one
+``spacing_consistent``        abs(pixdim) agrees with the affine's column norms (readers
+                              disagree otherwise: nibabel zooms vs MONAI/ITK affine);
+                              flipped axes (negative columns, qfac -1) are fine
 ``shape_bounds``              every axis and the voxel count within the modality's bounds
 ``spacing_bounds``            spacing (in the modality's units) within its bounds
 ``same_shape``                image and mask shapes equal
@@ -52,14 +56,18 @@ numbers (x, y, z), of 4 (x, y, z, t: first three), a NIfTI ``pixdim`` list of 8
 else from a sibling ``<key>_unit(s)``/``unit(s)``/``spacing_units`` string,
 else ``source_units``. OME-style ``PhysicalSizeX/Y/Z`` (+ ``PhysicalSizeXUnit``)
 is accepted too. A JSON without any of these passes ("no spacing in json"); a
-file that is missing, over 1 MB or not JSON fails.
+file that is missing, over ``max_json_bytes`` (1 MB) or not JSON fails; no more
+than ``max_json_bytes + 1`` bytes are ever read (a growing file or ``/dev/zero``
+included).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import math
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,7 +257,9 @@ def read_header(
         compressed = magic == b"\x1f\x8b"
         with _open_stream(path, compressed) as stream:
             raw = stream.read(NIFTI1_SIZEOF_HDR)
-    except OSError as exc:  # includes gzip.BadGzipFile
+    except gzip.BadGzipFile as exc:  # CRC/length mismatch, bad member header
+        raise error(f"corrupt gzip stream ({exc})", volume=volume, path=path) from exc
+    except OSError as exc:
         raise error(f"cannot read header ({exc})", volume=volume, path=path) from exc
     except (EOFError, ValueError) as exc:
         raise error(f"corrupt or truncated gzip stream ({exc})", volume=volume, path=path) from exc
@@ -359,6 +369,8 @@ def read_array(
         raise error(
             f"corrupt or truncated gzip stream ({exc})", volume=volume, path=info.path
         ) from exc
+    except gzip.BadGzipFile as exc:
+        raise error(f"corrupt gzip stream ({exc})", volume=volume, path=info.path) from exc
     except OSError as exc:
         raise error(f"cannot read data ({exc})", volume=volume, path=info.path) from exc
     except Exception as exc:  # isal_zlib.error
@@ -378,7 +390,11 @@ def read_array(
 
 
 def physical_affine(info: HeaderInfo, source_units: str, report_units: str) -> np.ndarray:
-    """The header's best affine (sform, else qform, else pixdim) in ``report_units``."""
+    """The header's best affine (sform, else qform, else pixdim) in ``report_units``.
+
+    Raises nibabel's ``HeaderDataError`` for a qform it cannot build (negative
+    pixdim without an sform); :func:`validate_volume` reports that as a failed check.
+    """
     import numpy as np
 
     _, interpreted = units_of_header(int(info.header["xyzt_units"]), source_units)
@@ -389,7 +405,7 @@ def physical_affine(info: HeaderInfo, source_units: str, report_units: str) -> n
 
 
 def header_spacing(info: HeaderInfo, source_units: str, report_units: str) -> list[float]:
-    """pixdim[1..3] in ``report_units``."""
+    """pixdim[1..3] in ``report_units``, signs kept (see ``spacing_positive``)."""
     _, interpreted = units_of_header(int(info.header["xyzt_units"]), source_units)
     scale = UNIT_UM[interpreted] / UNIT_UM[report_units]
     return [float(v) * scale for v in info.header["pixdim"][1:4]]
@@ -603,7 +619,15 @@ def _check_file(checks: _Checks, role: str, path: Path, volume: str) -> HeaderIn
     try:
         info = read_header(path, volume)
     except MinivessError as exc:
-        checks.add("opens", role, False, exc.check, "a readable NIfTI-1 .nii/.nii.gz file")
+        # Keep the reader's own expectation (e.g. "a header that matches the file").
+        expected = "a readable NIfTI-1 .nii/.nii.gz file"
+        checks.add(
+            "opens",
+            role,
+            False,
+            exc.check,
+            f"{expected}: {exc.expected}" if exc.expected else expected,
+        )
         checks.skip("is_3d", role, "file did not open", "3 spatial dims")
         return None
     checks.add("opens", role, True, "header ok", "a readable NIfTI-1 .nii/.nii.gz file")
@@ -624,6 +648,8 @@ def _load(checks: _Checks, role: str, info: HeaderInfo, volume: str) -> np.ndarr
         for item in checks.items:
             if item["name"] == "opens" and item["file"] == role:
                 item.update(passed=False, observed=exc.check)
+                if exc.expected:
+                    item["expected"] += f": {exc.expected}"
         return None
 
 
@@ -636,12 +662,11 @@ def _dtype_check(
         return
     dtype = info.dtype.newbyteorder("=").name
     slope, inter = float(info.header["scl_slope"]), float(info.header["scl_inter"])
-    # NIfTI: slope 0 or NaN means "no scaling"; otherwise readers apply slope/inter.
-    scaled = (
-        math.isfinite(slope)
-        and slope != 0.0
-        and (slope != 1.0 or (math.isfinite(inter) and inter != 0.0))
-    )
+    # NIfTI: slope 0 or NaN means "no scaling" (nibabel and nifti1_io treat Inf alike);
+    # otherwise readers apply slope/inter, so only exactly 1/0 is the identity (an
+    # inter of NaN with slope 1 makes nibabel refuse the file).
+    unset = not math.isfinite(slope) or slope == 0.0
+    scaled = not unset and (slope != 1.0 or inter != 0.0)
     observed = dtype + (f" scaled by {slope:g}/{inter:g}" if scaled else "")
     checks.add(name, role, dtype in allowed and not scaled, observed, expected)
 
@@ -667,6 +692,7 @@ def validate_volume(
          "checks": [{"name", "file", "path", "passed", "observed", "expected"}, ...],
          "rules": {effective rules}}
     """
+    import nibabel as nib
     import numpy as np
 
     rules = effective_rules(rules)
@@ -710,18 +736,29 @@ def validate_volume(
     if lbl is not None:
         report["dtype"]["label"] = lbl.dtype.newbyteorder("=").name
 
-    # Spacing: finite and positive, pixdim consistent with the affine.
+    # Spacing: finite and non-zero, pixdim consistent with the affine. A negative
+    # pixdim (an ANALYZE-style flip) is legitimate only where an sform gives the
+    # geometry: without one nibabel refuses to build the qform and readers differ.
     spacing: dict[str, list[float]] = {}
     for role, info in (("image", img), ("label", lbl)):
-        exp = "finite spacing > 0 on x, y, z (pixdim and affine)"
+        exp = (
+            "finite spacing > 0 on x, y, z (pixdim and affine); "
+            "a negative pixdim only with an sform"
+        )
         if info is None:
             checks.skip("spacing_positive", role, "file did not open", exp)
             continue
         pix = header_spacing(info, source_units, units)
-        norms = np.linalg.norm(physical_affine(info, source_units, units)[:3, :3], axis=0)
-        ok = all(math.isfinite(v) and v > 0 for v in [*pix, *norms.tolist()])
+        try:
+            norms = np.linalg.norm(physical_affine(info, source_units, units)[:3, :3], axis=0)
+        except nib.spatialimages.HeaderDataError:
+            norms = np.full(3, np.nan)
+        flip_ok = int(info.header["sform_code"]) > 0 or all(v > 0 for v in pix)
+        ok = flip_ok and all(math.isfinite(v) and v != 0 for v in pix)
+        ok = ok and all(math.isfinite(v) and v > 0 for v in norms.tolist())
         checks.add("spacing_positive", role, ok, [_r7(v) for v in pix], exp)
         if ok:
+            pix = [abs(v) for v in pix]
             spacing[role] = pix
             rel = float(np.max(np.abs(norms - np.asarray(pix)) / np.asarray(pix)))
             checks.add(
@@ -836,12 +873,21 @@ def _check_json(
         checks.add(name, "metadata", True, "no json given", exp)
         return
     path = Path(metadata_path)
+    cap = rules["max_json_bytes"]
+    too_big = exp + f"; a json of at most {cap} bytes (max_json_bytes)"
     try:
-        size = path.stat().st_size
-        if size > rules["max_json_bytes"]:
-            checks.add(name, "metadata", False, f"json of {size} bytes", exp + "; a json <= 1 MB")
+        # Never more than cap + 1 bytes in memory: the size is checked first, and the
+        # read is bounded too (a file that grows after the check, /dev/zero: size 0).
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > cap:
+                checks.add(name, "metadata", False, f"json of {size} bytes", too_big)
+                return
+            data = handle.read(cap + 1)
+        if len(data) > cap:
+            checks.add(name, "metadata", False, f"json of more than {cap} bytes", too_big)
             return
-        doc = json.loads(path.read_bytes().decode("utf-8"))
+        doc = json.loads(data.decode("utf-8"))
     except OSError as exc:
         checks.add(name, "metadata", False, f"cannot read json ({exc.strerror})", exp)
         return
