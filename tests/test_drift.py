@@ -426,3 +426,32 @@ def test_topology_variant_rewrites_only_the_label(tiny_staging, tmp_path):
     assert b"SYNTHETIC" in bytes(label.header["descrip"])  # the synthetic label survives
     assert entry["verification"]["cldice"] < 1.0
     assert Path(entry["files"]["label"]["drifted"]["path"]).name == "mv01.nii.gz"
+
+
+def _noise_unslabbed(array, sigma_fraction, seed):
+    """The noise transform as first written (one full-volume draw of each kind)."""
+    import math
+
+    rng = np.random.default_rng(seed)
+    lo, hi = metrics.robust_range(array)
+    span = max(hi - lo, 1.0)
+    sigma = sigma_fraction * span
+    sigma_poisson, sigma_gauss = sigma * math.sqrt(0.5), sigma * math.sqrt(0.5)
+    gain = sigma_poisson**2 / span
+    values = array.astype(np.float32) - np.float32(lo)
+    above = np.maximum(values, 0.0)
+    below = values - above
+    counts = rng.poisson(above.astype(np.float64) / gain)
+    values = (counts * gain).astype(np.float32) + below
+    values += rng.standard_normal(values.shape, dtype=np.float32) * np.float32(sigma_gauss)
+    values += np.float32(lo)
+    return np.clip(np.rint(values), 0, 65535).astype(array.dtype)
+
+
+@pytest.mark.parametrize("order", ["F", "C"])
+def test_slabbed_noise_draw_gives_the_bytes_of_one_full_volume_draw(synthetic, order):
+    image = np.asarray(synthetic[0][: drift.NOISE_SLAB * 3 + 5], order=order)  # ragged last slab
+    out, record = drift.NoiseDrift(0.8, seed=11)(image)
+    expected = _noise_unslabbed(image, record["parameters"]["sigma_fraction_of_range"], 11)
+    assert out.dtype == image.dtype
+    assert np.array_equal(out, expected)

@@ -38,6 +38,26 @@ def _flat_sample(array: np.ndarray, index: np.ndarray | None) -> np.ndarray:
     return flat if index is None else flat[index]
 
 
+def kolmogorov_sf(z: float) -> float:
+    """``P(K > z)`` of the Kolmogorov distribution, the limit law of ``sqrt(n) D_n``.
+
+    The two classical series (equal to :func:`scipy.special.kolmogorov` to ~1e-15):
+    ``2 sum (-1)^(k-1) exp(-2 k^2 z^2)`` for large z and the Jacobi-theta form
+    ``1 - sqrt(2 pi) / z sum exp(-(2k-1)^2 pi^2 / (8 z^2))`` for small z, where
+    each converges in a few terms. Plain math, so drift jobs need not import
+    :mod:`scipy.stats` (1.4 s, paid by every job).
+    """
+    if not z > 0:
+        return 1.0
+    if z < 1.0:
+        w = math.pi**2 / (8.0 * z * z)
+        total = sum(math.exp(-((2 * k - 1) ** 2) * w) for k in range(1, 20))
+        value = 1.0 - math.sqrt(2.0 * math.pi) / z * total
+    else:
+        value = 2.0 * sum((-1) ** (k - 1) * math.exp(-2.0 * k * k * z * z) for k in range(1, 20))
+    return min(max(value, 0.0), 1.0)
+
+
 def ks_test(
     a: np.ndarray, b: np.ndarray, max_samples: int = KS_MAX_SAMPLES, seed: int = 0
 ) -> dict[str, float]:
@@ -49,10 +69,12 @@ def ks_test(
     p-value 1. (With millions of voxels every shift would give p = 0; the fixed
     subsample keeps the p-value informative and the test fast.)
 
+    The statistic is :func:`scipy.stats.ks_2samp`'s (same algorithm); the p-value
+    is Smirnov's asymptotic one, :func:`kolmogorov_sf` of ``sqrt(n m / (n + m)) D``.
+
     Returns ``{"statistic", "pvalue", "n"}``, ``n`` the sample size per side.
     """
     import numpy as np
-    from scipy import stats
 
     rng = np.random.default_rng(seed)
 
@@ -63,21 +85,128 @@ def ks_test(
 
     index_a = index_for(a.size)
     index_b = index_a if a.size == b.size else index_for(b.size)
-    sample_a = _flat_sample(a, index_a).astype(np.float64)
-    sample_b = _flat_sample(b, index_b).astype(np.float64)
-    result = stats.ks_2samp(sample_a, sample_b, method="asymp")
+    sample_a = np.sort(_flat_sample(a, index_a).astype(np.float64))
+    sample_b = np.sort(_flat_sample(b, index_b).astype(np.float64))
+    n_a, n_b = sample_a.size, sample_b.size
+    if not n_a or not n_b:
+        raise ValueError("ks_test needs two non-empty arrays")
+    both = np.concatenate([sample_a, sample_b])
+    cdf_a = np.searchsorted(sample_a, both, side="right") / n_a
+    cdf_b = np.searchsorted(sample_b, both, side="right") / n_b
+    statistic = float(np.max(np.abs(cdf_a - cdf_b)))
+    effective_n = n_a * n_b / (n_a + n_b)
     return {
-        "statistic": float(result.statistic),
-        "pvalue": float(result.pvalue),
-        "n": int(min(sample_a.size, sample_b.size)),
+        "statistic": statistic,
+        "pvalue": kolmogorov_sf(math.sqrt(effective_n) * statistic),
+        "n": int(min(n_a, n_b)),
     }
 
 
+#: Elements per chunk of the streaming reductions (8 MiB of float64 temporaries).
+CHUNK_ELEMENTS = 1 << 20
+
+
+def _flat_chunks(array: np.ndarray, size: int = CHUNK_ELEMENTS):
+    """Consecutive pieces of ``array``'s elements in memory order (a view when contiguous)."""
+    flat = array.ravel(order="K")
+    for start in range(0, flat.size, size):
+        yield flat[start : start + size]
+
+
 def mean_std(array: np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation of all voxels, accumulated in float64."""
+    """Mean and standard deviation of all voxels, accumulated in float64.
+
+    Two passes over chunks: no float64 copy of the volume (``np.std`` makes two).
+    """
     import numpy as np
 
-    return float(np.mean(array, dtype=np.float64)), float(np.std(array, dtype=np.float64))
+    n = array.size
+    if n == 0:
+        return math.nan, math.nan
+    mean = float(np.mean(array, dtype=np.float64))
+    squares = 0.0
+    for chunk in _flat_chunks(array):
+        deviation = chunk.astype(np.float64) - mean
+        squares += float(np.dot(deviation, deviation))
+    return mean, math.sqrt(squares / n)
+
+
+def difference_std(a: np.ndarray, b: np.ndarray) -> float:
+    """Standard deviation of ``a - b`` in float64, chunk by chunk (no full-size temporaries)."""
+    import numpy as np
+
+    if a.shape != b.shape:
+        raise ValueError(f"difference_std needs arrays of one shape, got {a.shape} and {b.shape}")
+    n = a.size
+    if n == 0:
+        return math.nan
+    order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+    flat_a, flat_b = a.ravel(order=order), b.ravel(order=order)
+    total = squares = 0.0
+    shift = None
+    for start in range(0, n, CHUNK_ELEMENTS):
+        d = flat_a[start : start + CHUNK_ELEMENTS].astype(np.float64)
+        d -= flat_b[start : start + CHUNK_ELEMENTS]
+        if shift is None:
+            shift = float(d[0])  # shifted sums: no cancellation when the mean is large
+        d -= shift
+        total += float(d.sum())
+        squares += float(np.dot(d, d))
+    mean = total / n
+    return math.sqrt(max(squares / n - mean * mean, 0.0))
+
+
+def _small_int_histogram(array: np.ndarray) -> tuple[int, np.ndarray] | None:
+    """``(offset, counts)`` of an 8/16-bit integer array, counted chunk by chunk; else None."""
+    import numpy as np
+
+    if array.dtype.kind not in "ui" or array.dtype.itemsize > 2 or array.size == 0:
+        return None
+    info = np.iinfo(array.dtype)
+    counts = np.zeros(int(info.max) - int(info.min) + 1, dtype=np.int64)
+    for chunk in _flat_chunks(array):
+        values = chunk.astype(np.intp)
+        if info.min:
+            values -= int(info.min)
+        counts += np.bincount(values, minlength=counts.size)
+    return int(info.min), counts
+
+
+def _percentiles_from_histogram(offset: int, counts: np.ndarray, q: list[float]) -> list[float]:
+    """``np.percentile(data, q)`` (method "linear") from the data's histogram, exactly.
+
+    Same virtual index ``(n - 1) q / 100`` and the same two-sided lerp as numpy, on
+    the two order statistics the cumulative counts give.
+    """
+    import numpy as np
+
+    cumulative = np.cumsum(counts)
+    n = int(cumulative[-1])
+    out = []
+    for percent in q:
+        virtual = (n - 1) * (percent / 100)
+        below = math.floor(virtual)
+        gamma = virtual - below
+        above = min(below + 1, n - 1)
+        a = offset + int(np.searchsorted(cumulative, below, side="right"))
+        b = offset + int(np.searchsorted(cumulative, above, side="right"))
+        diff = b - a
+        out.append(float(b - diff * (1 - gamma)) if gamma >= 0.5 else float(a + diff * gamma))
+    return out
+
+
+def percentiles(array: np.ndarray, q: list[float]) -> list[float]:
+    """``np.percentile(array, q)`` as floats; 8/16-bit integers via a histogram.
+
+    The histogram gives numpy's exact values (tested) without sorting a copy of
+    the volume: ~10x faster, and a few MB instead of the volume's size.
+    """
+    import numpy as np
+
+    histogram = _small_int_histogram(array)
+    if histogram is not None:
+        return _percentiles_from_histogram(*histogram, q)
+    return [float(v) for v in np.percentile(array, q)]
 
 
 def robust_range(array: np.ndarray, low: float = 0.1, high: float = 99.9) -> tuple[float, float]:
@@ -86,13 +215,41 @@ def robust_range(array: np.ndarray, low: float = 0.1, high: float = 99.9) -> tup
     The drift types express strengths as fractions of this *dynamic range*
     (``high - low``), so hot pixels and empty corners do not set the scale.
     """
-    import numpy as np
-
-    lo, hi = np.percentile(array, [low, high])
-    return float(lo), float(hi)
+    lo, hi = percentiles(array, [low, high])
+    return lo, hi
 
 
 # --- noise -----------------------------------------------------------------------------------
+
+
+def _second_differences(
+    image: np.ndarray, mask: np.ndarray | None, axis: int, slab: int = 8
+) -> np.ndarray:
+    """Second differences along ``axis`` (background triples only with ``mask``), float32.
+
+    Built slab by slab along another axis, so the only full-size temporary is the
+    result itself.
+    """
+    import numpy as np
+
+    data = np.moveaxis(np.asarray(image), axis, 0)
+    background = None if mask is None else np.moveaxis(np.asarray(mask) == 0, axis, 0)
+    if data.shape[0] < 3:
+        return np.zeros(0, dtype=np.float32)
+    along = int(np.argmax(data.shape[1:])) + 1  # slab along the longest other axis
+    pieces = []
+    for start in range(0, data.shape[along], slab):
+        index = [slice(None)] * data.ndim
+        index[along] = slice(start, start + slab)
+        part = data[tuple(index)].astype(np.float32)
+        diff = part[:-2] + part[2:]
+        diff -= part[1:-1]
+        diff -= part[1:-1]
+        if background is not None:
+            bg = background[tuple(index)]
+            diff = diff[bg[:-2] & bg[1:-1] & bg[2:]]
+        pieces.append(diff.reshape(-1))
+    return np.concatenate(pieces)
 
 
 def noise_sigma(image: np.ndarray, mask: np.ndarray | None = None, axis: int = 0) -> float:
@@ -108,16 +265,15 @@ def noise_sigma(image: np.ndarray, mask: np.ndarray | None = None, axis: int = 0
     """
     import numpy as np
 
-    data = np.moveaxis(image.astype(np.float32), axis, 0)
-    diff = data[:-2] - 2.0 * data[1:-1] + data[2:]
-    del data
-    if mask is not None:
-        background = np.moveaxis(~(np.asarray(mask) > 0), axis, 0)
-        diff = diff[background[:-2] & background[1:-1] & background[2:]]
-    diff = diff.reshape(-1)
+    diff = _second_differences(image, mask, axis)
     if diff.size == 0:
         return 0.0
-    mad = float(np.median(np.abs(diff - np.median(diff))))
+    work = diff.copy()
+    centre = float(np.median(work, overwrite_input=True))
+    np.subtract(diff, np.float32(centre), out=work)
+    np.abs(work, out=work)
+    mad = float(np.median(work, overwrite_input=True))
+    del work
     sigma = _MAD_TO_SIGMA * mad if mad > 0 else float(np.std(diff, dtype=np.float64))
     return sigma / math.sqrt(6.0)
 
@@ -134,16 +290,16 @@ def snr_db(image: np.ndarray, mask: np.ndarray | None = None) -> float:
     """
     import numpy as np
 
-    data = image.astype(np.float32)
     if mask is not None and (mask > 0).any() and (mask == 0).any():
-        foreground = mask > 0
-        signal = float(data[foreground].mean(dtype=np.float64)) - float(
-            data[~foreground].mean(dtype=np.float64)
-        )
+        foreground = np.asarray(mask) > 0
+        n_fg = int(np.count_nonzero(foreground))
+        sum_all = float(np.sum(image, dtype=np.float64))
+        sum_fg = float(np.sum(image[foreground], dtype=np.float64))
+        signal = sum_fg / n_fg - (sum_all - sum_fg) / (image.size - n_fg)
     else:
-        p50, p99 = np.percentile(data, [50, 99])
-        signal = float(p99 - p50)
-    noise = noise_sigma(data, mask)
+        p50, p99 = percentiles(image, [50, 99])
+        signal = p99 - p50
+    noise = noise_sigma(image, mask)
     if noise == 0:
         return math.inf
     if signal <= 0:
@@ -165,23 +321,32 @@ def high_frequency_energy_fraction(image: np.ndarray, cutoff: float = HF_CUTOFF)
     exceeds ``cutoff``. Computed in voxel units, single-threaded (identical
     figures on any machine). Returns 0.0 for a constant image. Blur lowers it;
     added noise raises it; white noise gives ``1 - pi / 48 = 0.9346`` at 0.5.
+
+    The DCT is taken in place on one float32 copy; energies are summed in float64
+    slice by slice (no full-size float64 power array).
     """
     import numpy as np
     from scipy import fft
 
-    data = image.astype(np.float32)
+    data = np.array(image, dtype=np.float32, order="C")
     data -= np.float32(data.mean(dtype=np.float64))
-    power = fft.dctn(data, type=2, norm="ortho", workers=1).astype(np.float64) ** 2
+    coeffs = fft.dctn(data, type=2, norm="ortho", workers=1, overwrite_x=True)
     del data
-    radius2 = np.zeros(power.shape, dtype=np.float32)
-    for axis, n in enumerate(image.shape):
-        shape = [1] * image.ndim
+    n_first, *rest = coeffs.shape
+    radius2_rest = np.zeros(rest, dtype=np.float64)
+    for axis, n in enumerate(rest):
+        shape = [1] * len(rest)
         shape[axis] = n
-        radius2 = radius2 + ((np.arange(n) / n) ** 2).astype(np.float32).reshape(shape)
-    total = float(power.sum())
+        radius2_rest = radius2_rest + ((np.arange(n) / n) ** 2).reshape(shape)
+    radius2_first = (np.arange(n_first) / n_first) ** 2
+    total = high = 0.0
+    for k in range(n_first):  # contiguous slices of the C-ordered coefficients
+        power = coeffs[k].astype(np.float64) ** 2
+        total += float(power.sum())
+        high += float(power[radius2_rest + radius2_first[k] > cutoff**2].sum())
     if total <= 0:
         return 0.0
-    return float(power[radius2 > cutoff**2].sum() / total)
+    return high / total
 
 
 # --- topology --------------------------------------------------------------------------------

@@ -12,13 +12,14 @@ helpers here keep the header fields the real release uses (see
 from __future__ import annotations
 
 import gzip
+import hashlib
 import struct
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import NiftiError
-from .fsio import write_bytes_atomic
+from .fsio import atomic_path, write_bytes_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     import nibabel as nib
@@ -26,6 +27,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CODECS = ("isal", "zlib")
 NIFTI1_HEADER_BYTES = 348
+#: Raw bytes fed to the compressor per call by :class:`DeterministicGzipWriter`.
+GZIP_BLOCK = 1 << 20
+#: Uncompressed bytes per slab when :func:`write_nifti` streams an array.
+WRITE_SLAB_BYTES = 8 << 20
 
 
 def gzip_bytes(data: bytes, codec: str = "isal", level: int = 2) -> bytes:
@@ -128,8 +133,143 @@ def nifti_bytes(image: nib.Nifti1Image) -> bytes:
     return data
 
 
+class DeterministicGzipWriter:
+    """Gzip a byte stream into an open binary file, deterministically.
+
+    The gzip header has mtime 0 and no file name; input is fed to the compressor
+    in fixed :data:`GZIP_BLOCK` pieces, so the output depends only on the bytes
+    written, the codec and the level — not on how callers chunk their writes.
+    Tracks the sha256 and size of the compressed stream and the raw byte count.
+    """
+
+    def __init__(self, handle: BinaryIO, codec: str = "isal", level: int = 2) -> None:
+        if codec == "isal":
+            from isal import isal_zlib
+
+            if not 0 <= level <= 3:
+                raise ValueError(f"isal compression level must be 0..3, got {level}")
+            self._compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, 31)
+        elif codec == "zlib":
+            import zlib
+
+            if not 1 <= level <= 9:
+                raise ValueError(f"zlib compression level must be 1..9, got {level}")
+            self._compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+        else:
+            raise ValueError(f"unknown gzip codec {codec!r}; expected 'isal' or 'zlib'")
+        self._handle = handle
+        self._pending = bytearray()
+        self._sha = hashlib.sha256()
+        self.raw_bytes = 0
+        self.compressed_bytes = 0
+
+    def _emit(self, data: bytes) -> None:
+        if data:
+            self._handle.write(data)
+            self._sha.update(data)
+            self.compressed_bytes += len(data)
+
+    def write(self, data) -> None:
+        view = memoryview(data).cast("B")
+        self.raw_bytes += len(view)
+        pos = 0
+        if self._pending:
+            take = GZIP_BLOCK - len(self._pending)
+            self._pending += view[:take]
+            pos = take
+            if len(self._pending) < GZIP_BLOCK:
+                return
+            self._emit(self._compressor.compress(bytes(self._pending)))
+            self._pending.clear()
+        while len(view) - pos >= GZIP_BLOCK:
+            self._emit(self._compressor.compress(view[pos : pos + GZIP_BLOCK]))
+            pos += GZIP_BLOCK
+        self._pending += view[pos:]
+
+    def close(self) -> str:
+        """Flush the stream; returns the hex sha256 of all compressed bytes."""
+        if self._pending:
+            self._emit(self._compressor.compress(bytes(self._pending)))
+            self._pending.clear()
+        self._emit(self._compressor.flush())
+        return self._sha.hexdigest()
+
+
+def read_array(path: str | Path, volume: str | None = None) -> tuple[nib.Nifti1Image, np.ndarray]:
+    """``(image, array)`` of an unscaled NIfTI-1 file, the array a read-only view of its bytes.
+
+    One copy of the voxels in memory instead of nibabel's two (decompressed
+    bytes + array). Scaled files (``scl_slope`` not 0/1 or ``scl_inter`` not 0)
+    fall back to nibabel's scaled array.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    raw = read_raw_bytes(path, volume)
+    if len(raw) < NIFTI1_HEADER_BYTES:
+        raise NiftiError(
+            f"file holds {len(raw)} bytes",
+            volume=volume,
+            path=path,
+            expected=f"at least a {NIFTI1_HEADER_BYTES}-byte NIfTI-1 header",
+        )
+    try:
+        image = nib.Nifti1Image.from_bytes(raw)
+    except Exception as exc:  # nibabel raises several types for bad headers
+        raise NiftiError(f"not a readable NIfTI-1 file ({exc})", volume=volume, path=path) from exc
+    proxy = image.dataobj  # the offset, dtype, shape and scaling nibabel itself reads with
+    shape, dtype, offset = tuple(proxy.shape), np.dtype(proxy.dtype), int(proxy.offset)
+    count = int(np.prod(shape, dtype=np.int64))
+    scaled = float(proxy.slope) != 1.0 or float(proxy.inter) != 0.0
+    if scaled or getattr(proxy, "order", "F") != "F" or offset + count * dtype.itemsize > len(raw):
+        return image, np.asanyarray(proxy)
+    array = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
+    return image, array.reshape(shape, order="F")
+
+
+def _stream_header(image: nib.Nifti1Image, array: np.ndarray) -> bytes | None:
+    """The header bytes (up to the data) :func:`nifti_bytes` would write, or None when
+    the data needs nibabel's scaling (``array``'s dtype differs from the header's)."""
+    import io
+
+    import numpy as np
+
+    image.update_header()
+    header = image.header.copy()
+    if array.ndim < 2 or np.dtype(array.dtype).newbyteorder("=") != np.dtype(
+        header.get_data_dtype()
+    ).newbyteorder("="):
+        return None
+    header["scl_slope"], header["scl_inter"] = 1.0, 0.0  # see nifti_bytes
+    buffer = io.BytesIO()
+    header.write_to(buffer)
+    head = buffer.getvalue()
+    return head.ljust(int(header["vox_offset"]), b"\0")
+
+
 def write_nifti(
     path: str | Path, image: nib.Nifti1Image, codec: str = "isal", level: int = 2
 ) -> Path:
-    """Write ``image`` to ``path`` (``.nii.gz``) atomically and deterministically."""
-    return write_bytes_atomic(path, gzip_bytes(nifti_bytes(image), codec, level))
+    """Write ``image`` to ``path`` (``.nii.gz``) atomically and deterministically.
+
+    The bytes are :func:`nifti_bytes`'s, streamed: the header, then the array slab
+    by slab along its last axis through one :class:`DeterministicGzipWriter`, so no
+    serialised copy of the volume is ever held in memory.
+    """
+    import numpy as np
+
+    array = np.asanyarray(image.dataobj)
+    head = _stream_header(image, array)
+    if head is None:
+        return write_bytes_atomic(path, gzip_bytes(nifti_bytes(image), codec, level))
+    dtype = image.header.get_data_dtype()
+    per_slice = max(1, array[..., 0].nbytes) if array.shape[-1] else 1
+    step = max(1, WRITE_SLAB_BYTES // per_slice)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        writer = DeterministicGzipWriter(handle, codec, level)
+        writer.write(head)
+        for start in range(0, array.shape[-1], step):
+            slab = np.asarray(array[..., start : start + step], dtype=dtype)
+            writer.write(slab.tobytes(order="F"))
+        writer.close()
+    return Path(path)

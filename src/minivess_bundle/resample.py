@@ -29,14 +29,14 @@ which nibabel, SimpleITK and MONAI ``LoadImage`` report the same spacing.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from .errors import ResampleError
+from .nifti import GZIP_BLOCK, DeterministicGzipWriter
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -61,7 +61,6 @@ DEFAULT_SLAB_VOXELS = 1 << 23
 SLAB_MARGIN = {"nearest": 2, "linear": 2, "label_gaussian": 4, "bspline": 20}
 #: Bytes fed to the compressor per call: fixed, so the gzip stream (which for
 #: ISA-L depends on call boundaries) does not depend on the slab size.
-GZIP_BLOCK = 1 << 20
 #: Calibrated overheads for :func:`estimate_resample_mem_mb` (measured; see its docstring).
 BASE_MEM_MB = 150
 SLAB_BYTES_PER_VOXEL = 12
@@ -204,68 +203,6 @@ def _output_header(source: HeaderInfo, shape: Sequence[int], affine_mm: np.ndarr
 
 
 # ---------------------------------------------------------------- gzip streaming
-
-
-class DeterministicGzipWriter:
-    """Gzip a byte stream into an open binary file, deterministically.
-
-    The gzip header has mtime 0 and no file name; input is fed to the compressor
-    in fixed :data:`GZIP_BLOCK` pieces, so the output depends only on the bytes
-    written, the codec and the level — not on how callers chunk their writes.
-    Tracks the sha256 and size of the compressed stream and the raw byte count.
-    """
-
-    def __init__(self, handle: BinaryIO, codec: str = "isal", level: int = 2) -> None:
-        if codec == "isal":
-            from isal import isal_zlib
-
-            if not 0 <= level <= 3:
-                raise ValueError(f"isal compression level must be 0..3, got {level}")
-            self._compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, 31)
-        elif codec == "zlib":
-            import zlib
-
-            if not 1 <= level <= 9:
-                raise ValueError(f"zlib compression level must be 1..9, got {level}")
-            self._compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
-        else:
-            raise ValueError(f"unknown gzip codec {codec!r}; expected 'isal' or 'zlib'")
-        self._handle = handle
-        self._pending = bytearray()
-        self._sha = hashlib.sha256()
-        self.raw_bytes = 0
-        self.compressed_bytes = 0
-
-    def _emit(self, data: bytes) -> None:
-        if data:
-            self._handle.write(data)
-            self._sha.update(data)
-            self.compressed_bytes += len(data)
-
-    def write(self, data) -> None:
-        view = memoryview(data).cast("B")
-        self.raw_bytes += len(view)
-        pos = 0
-        if self._pending:
-            take = GZIP_BLOCK - len(self._pending)
-            self._pending += view[:take]
-            pos = take
-            if len(self._pending) < GZIP_BLOCK:
-                return
-            self._emit(self._compressor.compress(bytes(self._pending)))
-            self._pending.clear()
-        while len(view) - pos >= GZIP_BLOCK:
-            self._emit(self._compressor.compress(view[pos : pos + GZIP_BLOCK]))
-            pos += GZIP_BLOCK
-        self._pending += view[pos:]
-
-    def close(self) -> str:
-        """Flush the stream; returns the hex sha256 of all compressed bytes."""
-        if self._pending:
-            self._emit(self._compressor.compress(bytes(self._pending)))
-            self._pending.clear()
-        self._emit(self._compressor.flush())
-        return self._sha.hexdigest()
 
 
 # -------------------------------------------------------------------- resampling
@@ -596,6 +533,11 @@ def resample_pair(
                     path=info.path,
                     expected="more memory (see estimate_resample_mem_mb) or smaller slab_voxels",
                 ) from exc
+            except OSError as exc:
+                if exc.errno is None or exc.filename not in (None, str(tmp)):
+                    raise
+                # A write error (a full disk) names this file, not its sibling.
+                raise OSError(exc.errno, f"{exc.strerror} while writing", str(out)) from exc
     shape_in = list(img.spatial_shape)
     record = {
         "volume": volume,
