@@ -455,3 +455,18 @@ def test_slabbed_noise_draw_gives_the_bytes_of_one_full_volume_draw(synthetic, o
     expected = _noise_unslabbed(image, record["parameters"]["sigma_fraction_of_range"], 11)
     assert out.dtype == image.dtype
     assert np.array_equal(out, expected)
+
+
+def test_resolution_in_place_buffers_give_the_fresh_array_result(synthetic):
+    from scipy import ndimage
+
+    image = synthetic[0][:40, :36, :12]
+    out, record = drift.ResolutionDrift(0.6, seed=1)(image)
+    small = record["parameters"]["downsampled_shape"]
+    sigma = record["parameters"]["antialias_sigma_voxels"]
+    values = ndimage.gaussian_filter(image.astype(np.float32), sigma=sigma, mode="nearest")
+    zoom = dict(order=1, grid_mode=True, mode="nearest")
+    down = ndimage.zoom(values, [m / n for n, m in zip(image.shape, small, strict=True)], **zoom)
+    up = ndimage.zoom(down, [n / m for n, m in zip(image.shape, down.shape, strict=True)], **zoom)
+    assert list(down.shape) == small
+    assert np.array_equal(out, np.clip(np.rint(up), 0, 65535).astype(np.uint16))

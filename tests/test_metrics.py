@@ -229,3 +229,31 @@ def test_drift_image_jobs_do_not_import_scipy_stats():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("density", [0.05, 0.3, 0.7])
+def test_euler_characteristic_equals_skimage_euler_number(density):
+    from skimage.measure import euler_number
+
+    rng = np.random.default_rng(int(density * 100))
+    mask = rng.random((23, 17, 9)) < density
+    mask[0, :, :] = True  # touching the faces of the volume, too
+    assert metrics.euler_characteristic(mask) == euler_number(mask, connectivity=3)
+
+
+def test_euler_characteristic_of_known_shapes_and_the_real_mask():
+    from skimage.measure import euler_number
+
+    from minivess_bundle.nifti import read_nifti
+
+    ring = np.zeros((7, 7, 3), bool)
+    ring[1:6, 1:6, 1] = True
+    ring[2:5, 2:5, 1] = False
+    shell = np.zeros((5, 5, 5), bool)
+    shell[1:4, 1:4, 1:4] = True
+    shell[2, 2, 2] = False
+    assert metrics.euler_characteristic(tube()) == 1  # a ball-like solid
+    assert metrics.euler_characteristic(ring) == 0  # one loop
+    assert metrics.euler_characteristic(shell) == 2  # one cavity
+    real = np.asarray(read_nifti(REAL_MASK).dataobj)
+    assert metrics.euler_characteristic(real) == euler_number(real > 0, connectivity=3)

@@ -237,7 +237,8 @@ def _second_differences(
     if data.shape[0] < 3:
         return np.zeros(0, dtype=np.float32)
     along = int(np.argmax(data.shape[1:])) + 1  # slab along the longest other axis
-    pieces = []
+    out = np.empty((data.shape[0] - 2) * int(np.prod(data.shape[1:])), dtype=np.float32)
+    filled = 0
     for start in range(0, data.shape[along], slab):
         index = [slice(None)] * data.ndim
         index[along] = slice(start, start + slab)
@@ -248,8 +249,9 @@ def _second_differences(
         if background is not None:
             bg = background[tuple(index)]
             diff = diff[bg[:-2] & bg[1:-1] & bg[2:]]
-        pieces.append(diff.reshape(-1))
-    return np.concatenate(pieces)
+        out[filled : filled + diff.size] = diff.reshape(-1)
+        filled += diff.size
+    return out[:filled]
 
 
 def noise_sigma(image: np.ndarray, mask: np.ndarray | None = None, axis: int = 0) -> float:
@@ -268,13 +270,15 @@ def noise_sigma(image: np.ndarray, mask: np.ndarray | None = None, axis: int = 0
     diff = _second_differences(image, mask, axis)
     if diff.size == 0:
         return 0.0
-    work = diff.copy()
-    centre = float(np.median(work, overwrite_input=True))
-    np.subtract(diff, np.float32(centre), out=work)
-    np.abs(work, out=work)
-    mad = float(np.median(work, overwrite_input=True))
-    del work
-    sigma = _MAD_TO_SIGMA * mad if mad > 0 else float(np.std(diff, dtype=np.float64))
+    # In place (the medians only reorder): one full-size array, not three.
+    centre = float(np.median(diff, overwrite_input=True))
+    np.subtract(diff, np.float32(centre), out=diff)
+    np.abs(diff, out=diff)
+    mad = float(np.median(diff, overwrite_input=True))
+    if mad > 0:
+        sigma = _MAD_TO_SIGMA * mad
+    else:  # rare (quantised, nearly constant data): the differences again, for their std
+        sigma = float(np.std(_second_differences(image, mask, axis), dtype=np.float64))
     return sigma / math.sqrt(6.0)
 
 
@@ -358,6 +362,53 @@ def _binary(mask: np.ndarray) -> np.ndarray:
     return np.asarray(mask) > 0
 
 
+def euler_characteristic(mask: np.ndarray) -> int:
+    """Euler characteristic of a 3-D mask with 26-connected foreground (closed unit cubes).
+
+    ``V - E + F - C`` of the cubical complex the foreground voxels span, counted
+    plane by plane: equal to :func:`skimage.measure.euler_number` with
+    ``connectivity=3`` (tested), in memory of a few 2-D planes instead of 16 bytes
+    per voxel.
+    """
+    import numpy as np
+
+    binary = _binary(mask)
+    if binary.ndim != 3:
+        raise ValueError(f"euler_characteristic needs a 3-D mask, got {binary.ndim} dimensions")
+    nx, ny, nz = binary.shape
+
+    def pad(plane: np.ndarray) -> np.ndarray:
+        out = np.zeros((nx + 2, ny + 2), dtype=bool)
+        out[1:-1, 1:-1] = plane
+        return out
+
+    def corners(p: np.ndarray) -> int:  # lattice points touched by a padded footprint
+        return int(np.count_nonzero(p[:-1, :-1] | p[:-1, 1:] | p[1:, :-1] | p[1:, 1:]))
+
+    def x_edges(p: np.ndarray) -> int:  # edges along x in a lattice plane
+        return int(np.count_nonzero(p[1:-1, :-1] | p[1:-1, 1:]))
+
+    def y_edges(p: np.ndarray) -> int:
+        return int(np.count_nonzero(p[:-1, 1:-1] | p[1:, 1:-1]))
+
+    empty = np.zeros((nx, ny), dtype=bool)
+    vertices = edges = faces = cubes = 0
+    previous = empty
+    for k in range(nz + 1):
+        current = binary[:, :, k] if k < nz else empty
+        footprint = pad(previous | current)  # what touches lattice plane k
+        vertices += corners(footprint)
+        edges += x_edges(footprint) + y_edges(footprint)
+        faces += int(np.count_nonzero(footprint))  # z-normal faces in plane k
+        if k < nz:  # between lattice planes k and k+1: voxel plane k itself
+            inside = pad(current)
+            edges += corners(inside)  # z-directed edges
+            faces += x_edges(inside) + y_edges(inside)  # x- and y-normal faces
+            cubes += int(np.count_nonzero(current))
+        previous = current
+    return vertices - edges + faces - cubes
+
+
 def betti_numbers(mask: np.ndarray) -> dict[str, int]:
     """Betti numbers and Euler characteristic of a 3-D binary mask.
 
@@ -365,20 +416,21 @@ def betti_numbers(mask: np.ndarray) -> dict[str, int]:
     * ``betti2``: cavities — 6-connected background components that touch no face
       of the volume (the volume counts as surrounded by background, so every
       background region that reaches the border belongs to the one outside);
-    * ``euler``: :func:`skimage.measure.euler_number` with ``connectivity=3``
-      (26-connected foreground, 6-connected background, zero padding);
+    * ``euler``: :func:`euler_characteristic` (= :func:`skimage.measure.euler_number`
+      with ``connectivity=3``: 26-connected foreground, 6-connected background,
+      zero padding);
     * ``betti1``: independent loops (tunnels), ``betti0 + betti2 - euler``.
 
     About 2.5 s for a 512 x 512 x 106 MiniVess mask on one core.
     """
     import numpy as np
     from scipy import ndimage
-    from skimage.measure import euler_number
 
     binary = _binary(mask)
     if binary.ndim != 3:
         raise ValueError(f"betti_numbers needs a 3-D mask, got {binary.ndim} dimensions")
-    _, betti0 = ndimage.label(binary, structure=np.ones((3, 3, 3), dtype=bool))
+    labels, betti0 = ndimage.label(binary, structure=np.ones((3, 3, 3), dtype=bool))
+    del labels
     background, count = ndimage.label(~binary)  # default structure: 6-connected
     touching = np.zeros(count + 1, dtype=bool)
     for axis in range(3):
@@ -387,7 +439,7 @@ def betti_numbers(mask: np.ndarray) -> dict[str, int]:
     touching[0] = True  # label 0 is foreground
     betti2 = int(count - (touching.sum() - 1))
     del background
-    euler = int(euler_number(binary, connectivity=3))
+    euler = euler_characteristic(binary)
     return {
         "betti0": int(betti0),
         "betti1": int(betti0 + betti2 - euler),
