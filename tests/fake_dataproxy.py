@@ -4,13 +4,16 @@ Serves a folder in the EBRAINS layout on 127.0.0.1 (a free port):
 
 * ``GET /api/v1/datasets/<id>?limit=&marker=`` — the listing, paginated like the real API;
 * ``GET /api/v1/datasets/<id>/<name>`` — a 302 redirect to ``/store/<name>``, the "object store";
-* ``GET /store/<name>`` — the bytes, with ``Range`` support unless switched off.
+* ``GET /store/<name>`` — the bytes, with ``Range`` support unless switched off (a range
+  that starts at or past the end is answered 416, as object stores do).
 
 Faults are queued per object name and consumed one per request to the store, so
 "fail twice, then serve" is ``faults["raw/mv01.nii.gz"] = ["503", "reset"]``:
 ``500``/``503``/``429``/``404`` (``503:2`` adds ``Retry-After: 2``), ``reset`` (connection
 closed mid-body), ``truncate`` (short body with the full Content-Length),
 ``wrongbytes`` (one byte flipped), ``trickle`` (stalls past the client's read timeout).
+``throttle_bps`` (bytes per second, ``None`` = full speed) serves every store body slowly,
+in small pieces, so a test can act while a download is under way.
 Every request is recorded (path, headers) for assertions. Only ever binds loopback.
 """
 
@@ -40,6 +43,7 @@ class FakeDataProxy:
         self.listing_faults: list[str] = []
         self.requests: list[dict] = []
         self.trickle_seconds = 3.0
+        self.throttle_bps: float | None = None
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -159,6 +163,8 @@ class FakeDataProxy:
                 status, headers = 200, {}
                 if span.startswith("bytes=") and proxy.range_support:
                     start = int(span[6:].split("-")[0])
+                    if start >= len(data):  # as object stores answer (RFC 9110 15.5.17)
+                        return self.reply(416, b"", {"Content-Range": f"bytes */{len(data)}"})
                     status = 206
                     headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
                 body = data[start:]
@@ -183,6 +189,17 @@ class FakeDataProxy:
                     time.sleep(proxy.trickle_seconds)
                     self.close_connection = True
                     return
+                if proxy.throttle_bps:
+                    return self.slowly(body, proxy.throttle_bps)
                 self.wfile.write(body)
+
+            def slowly(self, body, bytes_per_s, piece=4096):
+                try:
+                    for start in range(0, len(body), piece):
+                        self.wfile.write(body[start : start + piece])
+                        self.wfile.flush()
+                        time.sleep(piece / bytes_per_s)
+                except (BrokenPipeError, ConnectionResetError):  # the client went away
+                    self.close_connection = True
 
         return Handler

@@ -213,6 +213,24 @@ def test_partial_file_resumes_with_a_range_request(proxy, tmp_path, release):
     assert records[0]["fetched"] == size - offset
 
 
+@pytest.mark.parametrize("bytes_ok", [True, False])
+def test_partial_file_at_full_length_is_checked_not_resumed(proxy, tmp_path, release, bytes_ok):
+    """A job killed between the last byte and the rename leaves a full-length part; asking
+    for the bytes after its end would be answered 416 (not retried)."""
+    listing_file(proxy, tmp_path)
+    data = (release / "raw/mv02.nii.gz").read_bytes()
+    part = tmp_path / "cache" / "raw" / ".mv02.nii.gz.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data if bytes_ok else data[:-1] + bytes([data[-1] ^ 0xFF]))
+    records = fetch(proxy, tmp_path, volume="mv02")
+    assert_volume_landed(tmp_path, release, "mv02")
+    requests = proxy.store_requests("raw/mv02.nii.gz")
+    if bytes_ok:  # verified as it is: no request at all
+        assert requests == [] and records[0]["fetched"] == 0
+    else:  # wrong bytes: fetched again from zero
+        assert [r["headers"].get("Range") for r in requests] == [None]
+
+
 def test_partial_file_restarts_when_the_server_ignores_ranges(proxy, tmp_path, release):
     listing_file(proxy, tmp_path)
     proxy.range_support = False

@@ -54,9 +54,9 @@ def test_copy_that_fills_the_disk_leaves_no_temporary_file_and_names_the_final_o
     source.write_bytes(b"x" * 4096)
     final = tmp_path / "out" / "a.bin"
 
-    def copy_half_then_fail(src, dst):  # what sendfile does on a full disk: no file name
+    def copy_half_then_fail(src, dst):  # as shutil.copyfile fails on a full disk
         Path(dst).write_bytes(b"x" * 1000)
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise OSError(errno.ENOSPC, "No space left on device", str(src), None, str(dst))
 
     monkeypatch.setattr(fsio.shutil, "copyfile", copy_half_then_fail)
     with pytest.raises(OSError) as raised:
@@ -64,6 +64,32 @@ def test_copy_that_fills_the_disk_leaves_no_temporary_file_and_names_the_final_o
     assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, str(final))
     assert raised.value.strerror == "No space left on device while writing"
     assert list((tmp_path / "out").iterdir()) == []  # the half-written temporary is gone
+    with pytest.raises(RenameError) as said:
+        rename_volume(
+            "mv01",
+            dict.fromkeys(("image", "label", "metadata"), source),
+            {r: tmp_path / "out" / f"{r}.bin" for r in ("image", "label", "metadata")},
+        )
+    image = tmp_path / "out" / "image.bin"
+    assert str(said.value) == (
+        f"mv01: rename: cannot place file: No space left on device while writing ({image})"
+    )
+
+
+def test_temporaries_left_by_killed_writers_are_removed_by_the_next_write(tmp_path):
+    final = tmp_path / "out" / "a.bin"
+    final.parent.mkdir()
+    stale = [final.with_name(f".a.bin.tmp-{pid}") for pid in (123, 4567)]
+    for path in stale:
+        path.write_bytes(b"half a file from a SIGKILLed job")
+    other = final.with_name(".b.bin.tmp-123")  # another output's: not ours to touch
+    other.write_bytes(b"x")
+    fsio.write_bytes_atomic(final, b"new")
+    assert sorted(p.name for p in final.parent.iterdir()) == [".b.bin.tmp-123", "a.bin"]
+    stale[0].write_bytes(b"again")
+    fsio.link_or_copy(other, final, allow_link=False)
+    assert sorted(p.name for p in final.parent.iterdir()) == [".b.bin.tmp-123", "a.bin"]
+    assert final.read_bytes() == b"x"
 
 
 def test_missing_source_names_volume_and_file(tiny_staging, tmp_path):

@@ -372,3 +372,27 @@ def test_a_failing_mask_leaves_neither_output_file(tmp_path):
     with pytest.raises(ResampleError, match=r"mask values \[0, 2\] — expected a subset of"):
         _run(tmp_path, img, lbl)
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("failing", ["img", "lbl"])
+def test_a_full_disk_names_the_file_that_could_not_be_written(tmp_path, monkeypatch, failing):
+    import errno
+
+    shape, spacing = (8, 8, 4), (1.0, 1.0, 2.0)
+    mask = np.zeros(shape, np.uint8)
+    mask[2:4, 2:4, :] = 1
+    img, lbl = _phantom(tmp_path, shape, spacing, mask)
+    real_write = nifti.DeterministicGzipWriter.write
+
+    def write(self, data):
+        if f".{failing}.nii.gz.tmp-" in self._handle.name:
+            raise OSError(errno.ENOSPC, "No space left on device")  # as write() raises it
+        real_write(self, data)
+
+    monkeypatch.setattr(nifti.DeterministicGzipWriter, "write", write)
+    with pytest.raises(OSError) as raised:
+        _run(tmp_path, img, lbl)
+    assert raised.value.errno == errno.ENOSPC
+    assert raised.value.strerror == "No space left on device while writing"  # said once
+    assert raised.value.filename == str(tmp_path / "out" / f"{failing}.nii.gz")
+    assert list((tmp_path / "out").iterdir()) == []

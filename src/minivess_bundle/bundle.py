@@ -53,7 +53,7 @@ from typing import Any
 
 from . import __version__
 from .errors import BundleError
-from .fsio import CHUNK, _fsync_dir, json_bytes, link_or_copy
+from .fsio import CHUNK, _fsync_dir, json_bytes, link_or_copy, remove_stale
 from .volumes import VOLUME_RE, staging_names
 
 log = logging.getLogger(__name__)
@@ -926,7 +926,8 @@ def assemble_bundle(
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / name
     tmp = out_dir / f".{name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    for pattern in (f".{name}.tmp-*", f".{name}.old-*"):  # left by a killed bundle job
+        remove_stale(out_dir, pattern)
     try:
         data = tmp / "data"
         data.mkdir(parents=True)

@@ -273,7 +273,7 @@ def cmd_bundle(args: argparse.Namespace) -> None:
     from .archive import write_archive
     from .bundle import assemble_bundle
     from .dvcmeta import write_dvc_metadata
-    from .fsio import write_json_atomic
+    from .fsio import remove_stale, write_json_atomic
 
     report = json.loads(Path(args.validation_report).read_text())
     valid, quarantined = report["valid"], report["quarantined"]
@@ -288,7 +288,7 @@ def cmd_bundle(args: argparse.Namespace) -> None:
         )
     out_dir = Path(args.out_dir)
     scratch = out_dir / f".select-{os.getpid()}"
-    shutil.rmtree(scratch, ignore_errors=True)
+    remove_stale(out_dir, ".select-*")  # this one, and any a killed bundle job left
     try:
         sections: dict[str, Path] = {}
         if args.raw:

@@ -416,8 +416,15 @@ def download_file(
     final.parent.mkdir(parents=True, exist_ok=True)
     url = url or object_url(settings, entry["name"])
     before = part.stat().st_size if part.exists() else 0
+    # A part already at full length was killed between its last byte and the rename:
+    # asking for the rest would be answered 416, so check it as it is.
+    complete = part.exists() and before >= entry["bytes"] and verify_file(part, entry) is None
+    if part.exists() and before >= entry["bytes"] and not complete:
+        part.unlink()  # full length but wrong bytes: never resume from them
+    if complete:
+        log.info("%s: partial file complete and verified, not fetched again", entry["name"])
     last = ""
-    for attempt in range(1, settings.max_attempts + 1):
+    for attempt in range(1, (0 if complete else settings.max_attempts) + 1):
         retry_after = None
         try:
             _stream_once(client, url, part, entry, attempt)

@@ -8,6 +8,7 @@ moved into place with ``os.replace`` (atomic on POSIX within one file system).
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -24,12 +25,41 @@ def temp_path_for(final: Path) -> Path:
     return final.with_name(f".{final.name}.tmp-{os.getpid()}")
 
 
+def remove_stale(folder: Path, pattern: str, keep: Path | None = None) -> list[Path]:
+    """Remove what killed writers left in ``folder`` (files or folders matching ``pattern``,
+    e.g. ``.name.tmp-*``), except ``keep``. Only one job writes a given output at a time
+    (Snakemake's DAG and lock), so another process's temporary of the same name is
+    garbage from a killed run, which would otherwise stay forever."""
+    removed = []
+    for stale in sorted(folder.glob(pattern)) if folder.is_dir() else []:
+        if stale == keep:
+            continue
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        removed.append(stale)
+    return removed
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _named(exc: BaseException, tmp: Path, final: Path) -> BaseException:
+    """A write error on ``tmp`` (or one that names no file, as ``write()``'s do) renamed
+    to say ``final`` (e.g. "No space left on device while writing (final)"); an error
+    that already names another file (an input, an inner output) is kept as it is."""
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return exc
+    if exc.filename not in (None, str(tmp)) and exc.filename2 != str(tmp):
+        return exc  # (shutil.copyfile names the source first, then the temporary)
+    return OSError(exc.errno, f"{exc.strerror or exc} while writing", str(final))
 
 
 @contextlib.contextmanager
@@ -41,23 +71,20 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(final)
+    remove_stale(final.parent, f".{glob.escape(final.name)}.tmp-*", keep=tmp)
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, final)
         _fsync_dir(final.parent)
-    except OSError as exc:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        if exc.filename == str(final):
+        named = _named(exc, tmp, final)
+        if named is exc:
             raise
-        # Name the final file, not the temporary one (e.g. "No space left on device").
-        raise OSError(exc.errno, f"{exc.strerror or exc} while writing", str(final)) from exc
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+        raise named from exc
 
 
 def write_bytes_atomic(final: str | Path, data: bytes) -> Path:
@@ -97,18 +124,15 @@ def link_or_copy(source: str | Path, final: str | Path, allow_link: bool = True)
     source, final = Path(source), Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(final)
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
+    remove_stale(final.parent, f".{glob.escape(final.name)}.tmp-*")
+    method = "copy"
     try:
-        if not allow_link:
-            raise OSError("links not wanted")
-        os.link(source, tmp)
-        method = "hardlink"
-    except OSError:
-        shutil.copyfile(source, tmp)
-        method = "copy"
-    try:
+        if allow_link:
+            with contextlib.suppress(OSError):  # another file system: copy instead
+                os.link(source, tmp)
+                method = "hardlink"
         if method == "copy":
+            shutil.copyfile(source, tmp)
             if tmp.stat().st_size != source.stat().st_size or sha256_file(tmp) != sha256_file(
                 source
             ):
@@ -116,8 +140,13 @@ def link_or_copy(source: str | Path, final: str | Path, allow_link: bool = True)
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
+        # A failed copy (a full disk) leaves nothing behind, and its error names the
+        # final file rather than the temporary one.
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        raise
+        named = _named(exc, tmp, final)
+        if named is exc:
+            raise
+        raise named from exc
     return method

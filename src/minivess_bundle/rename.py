@@ -33,7 +33,9 @@ def place_file(source: str | Path, target: str | Path, volume: str | None = None
     try:
         method = link_or_copy(source, target, allow_link=False)
     except OSError as exc:
-        raise RenameError(f"cannot place file: {exc}", volume=volume, path=target) from exc
+        # An error about the target is said once; one about another file keeps its name.
+        said = exc.strerror if exc.strerror and exc.filename == str(target) else exc
+        raise RenameError(f"cannot place file: {said}", volume=volume, path=target) from exc
     return {
         "source": source.name,
         "target": target.name,
