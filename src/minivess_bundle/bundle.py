@@ -287,7 +287,7 @@ def _place_tree(
 
 def _volume_of(name: str) -> str | None:
     stem = name.split(".", 1)[0]
-    return stem if VOLUME_RE.match(stem) else None
+    return stem if VOLUME_RE.fullmatch(stem) else None
 
 
 def dataset_description(

@@ -11,8 +11,10 @@ import re
 
 from .errors import ConfigError
 
-VOLUME_PATTERN = r"mv\d{2}"
-VOLUME_RE = re.compile(rf"^{VOLUME_PATTERN}$")
+#: ASCII digits only (``\d`` would take other scripts' digits); always matched whole
+#: (:meth:`re.Pattern.fullmatch`: ``$`` alone would let ``"mv01\n"`` through).
+VOLUME_PATTERN = r"mv[0-9]{2}"
+VOLUME_RE = re.compile(VOLUME_PATTERN)
 ALL_VOLUMES = tuple(f"mv{i:02d}" for i in range(1, 71))
 
 #: Name of the licence file in the EBRAINS release (kept verbatim in staging).
@@ -23,7 +25,7 @@ SYNTHETIC_LICENCE = "LICENCE-synthetic.txt"
 
 def check_volume_id(volume: str) -> str:
     """Return ``volume`` if it is ``mvNN``; raise :class:`ConfigError` otherwise."""
-    if not isinstance(volume, str) or not VOLUME_RE.match(volume):
+    if not isinstance(volume, str) or not VOLUME_RE.fullmatch(volume):
         raise ConfigError(
             f"volume id {volume!r} is not allowed", expected="an id matching mv\\d{2}, e.g. mv07"
         )
