@@ -27,7 +27,7 @@ def check_volume_id(volume: str) -> str:
     """Return ``volume`` if it is ``mvNN``; raise :class:`ConfigError` otherwise."""
     if not isinstance(volume, str) or not VOLUME_RE.fullmatch(volume):
         raise ConfigError(
-            f"volume id {volume!r} is not allowed", expected="an id matching mv\\d{2}, e.g. mv07"
+            f"volume id {volume!r} is not allowed", expected="mv and two ASCII digits, e.g. mv07"
         )
     return volume
 
