@@ -556,7 +556,7 @@ def test_volume_ids_outside_mvnn_are_refused_before_anything_is_written(tmp_path
     results = tmp_path / "results"
     before = all_files(tmp_path)
 
-    with pytest.raises(ConfigError, match=r"volume id .* is not allowed — expected an id matching"):
+    with pytest.raises(ConfigError, match=r"volume id .* not allowed — expected mv and two ASCII"):
         _fetch(kind, source, volume, results / "staging")
 
     assert all_files(tmp_path) == before
