@@ -11,11 +11,10 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_dataproxy import DATASET_ID, FakeDataProxy
+from fake_dataproxy import DATASET_ID, FakeDataProxy, write_release
 
 from minivess_bundle import ebrains
 from minivess_bundle.ebrains import ClientSettings, DownloadError
-from minivess_bundle.volumes import EBRAINS_LICENCE
 
 VOLUMES = ("mv01", "mv02", "mv03")
 #: Whole workflow, kept quick: native grid, no drift variants.
@@ -25,13 +24,7 @@ FAST_BUNDLE = {"resample": {"target_spacing_um": "native"}, "drift": {"enabled":
 @pytest.fixture(scope="module")
 def release(tmp_path_factory) -> Path:
     """A tiny release in the EBRAINS layout (synthetic volumes, a licence stand-in)."""
-    from minivess_bundle.synthetic import write_synthetic_volume
-
-    root = tmp_path_factory.mktemp("release")
-    for vol in VOLUMES:
-        write_synthetic_volume(root, vol, seed=3, size_xy=48, max_z=10)
-    (root / EBRAINS_LICENCE).write_bytes(b"%PDF-1.4 licence stand-in\n" * 50)
-    return root
+    return write_release(tmp_path_factory.mktemp("release"), VOLUMES, 48, 10)
 
 
 @pytest.fixture

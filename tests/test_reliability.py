@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import tree_digest
-from fake_dataproxy import FakeDataProxy
+from fake_dataproxy import FakeDataProxy, write_release
 from workflow_utils import (
     SNAKEMAKE_TIMEOUT_S,
     make_workdir,
@@ -27,8 +27,6 @@ from workflow_utils import (
     start_snakemake,
     wait_for,
 )
-
-from minivess_bundle.volumes import EBRAINS_LICENCE
 
 pytestmark = pytest.mark.workflow
 SMALL = {
@@ -203,13 +201,7 @@ TOKEN = f"tok-{secrets.token_hex(16)}"
 @pytest.fixture(scope="module")
 def release(tmp_path_factory) -> Path:
     """A tiny release in the EBRAINS layout (synthetic volumes, a licence stand-in)."""
-    from minivess_bundle.synthetic import write_synthetic_volume
-
-    root = tmp_path_factory.mktemp("release")
-    for vol in EBRAINS_VOLUMES:
-        write_synthetic_volume(root, vol, seed=3, size_xy=64, max_z=12)
-    (root / EBRAINS_LICENCE).write_bytes(b"%PDF-1.4 licence stand-in\n" * 50)
-    return root
+    return write_release(tmp_path_factory.mktemp("release"), EBRAINS_VOLUMES, 64, 12)
 
 
 @pytest.fixture(scope="module")
@@ -455,12 +447,7 @@ def test_read_only_source_folder_is_only_read_and_nothing_is_written_outside(tmp
     """chmod -R a-w (root ignores it for writing, so also a read-only bind mount where
     permitted): the build succeeds, the folder is unchanged to the nanosecond, and nothing
     appears outside the working directory (TMPDIR included)."""
-    from minivess_bundle.synthetic import write_synthetic_volume
-
-    source = tmp_path / "release"
-    for vol in DIR_VOLUMES:
-        write_synthetic_volume(source, vol, seed=3, size_xy=48, max_z=10)
-    (source / EBRAINS_LICENCE).write_bytes(b"%PDF-1.4 licence stand-in\n" * 50)
+    source = write_release(tmp_path / "release", DIR_VOLUMES, 48, 10)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     workdir = make_workdir(

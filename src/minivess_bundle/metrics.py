@@ -156,8 +156,12 @@ def difference_std(a: np.ndarray, b: np.ndarray) -> float:
     return math.sqrt(max(squares / n - mean * mean, 0.0))
 
 
-def _small_int_histogram(array: np.ndarray) -> tuple[int, np.ndarray] | None:
-    """``(offset, counts)`` of an 8/16-bit integer array, counted chunk by chunk; else None."""
+def small_int_histogram(array: np.ndarray) -> tuple[int, np.ndarray] | None:
+    """``(offset, counts)`` of an 8/16-bit integer array, counted chunk by chunk; else None.
+
+    ``counts[k]`` is the number of voxels equal to ``offset + k`` (``offset`` the dtype's
+    minimum); the temporaries stay a few MB whatever the volume's size.
+    """
     import numpy as np
 
     if array.dtype.kind not in "ui" or array.dtype.itemsize > 2 or array.size == 0:
@@ -203,7 +207,7 @@ def percentiles(array: np.ndarray, q: list[float]) -> list[float]:
     """
     import numpy as np
 
-    histogram = _small_int_histogram(array)
+    histogram = small_int_histogram(array)
     if histogram is not None:
         return _percentiles_from_histogram(*histogram, q)
     return [float(v) for v in np.percentile(array, q)]

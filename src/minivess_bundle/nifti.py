@@ -74,9 +74,13 @@ def read_raw_bytes(path: str | Path, volume: str | None = None) -> bytes:
 
 def read_nifti(path: str | Path, volume: str | None = None) -> nib.Nifti1Image:
     """Load a NIfTI-1 image fully into memory; errors name the file."""
+    return _parse_nifti(read_raw_bytes(path, volume), path, volume)
+
+
+def _parse_nifti(raw: bytes, path: str | Path, volume: str | None) -> nib.Nifti1Image:
+    """The image in uncompressed NIfTI-1 ``raw`` bytes; a named error when they are not one."""
     import nibabel as nib
 
-    raw = read_raw_bytes(path, volume)
     if len(raw) < NIFTI1_HEADER_BYTES:
         raise NiftiError(
             f"file holds {len(raw)} bytes",
@@ -202,21 +206,10 @@ def read_array(path: str | Path, volume: str | None = None) -> tuple[nib.Nifti1I
     bytes + array). Scaled files (``scl_slope`` not 0/1 or ``scl_inter`` not 0)
     fall back to nibabel's scaled array.
     """
-    import nibabel as nib
     import numpy as np
 
     raw = read_raw_bytes(path, volume)
-    if len(raw) < NIFTI1_HEADER_BYTES:
-        raise NiftiError(
-            f"file holds {len(raw)} bytes",
-            volume=volume,
-            path=path,
-            expected=f"at least a {NIFTI1_HEADER_BYTES}-byte NIfTI-1 header",
-        )
-    try:
-        image = nib.Nifti1Image.from_bytes(raw)
-    except Exception as exc:  # nibabel raises several types for bad headers
-        raise NiftiError(f"not a readable NIfTI-1 file ({exc})", volume=volume, path=path) from exc
+    image = _parse_nifti(raw, path, volume)
     proxy = image.dataobj  # the offset, dtype, shape and scaling nibabel itself reads with
     shape, dtype, offset = tuple(proxy.shape), np.dtype(proxy.dtype), int(proxy.offset)
     count = int(np.prod(shape, dtype=np.int64))

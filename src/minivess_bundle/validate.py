@@ -529,22 +529,19 @@ def intensity_stats(image: np.ndarray) -> dict[str, float | int | None]:
     """
     import numpy as np
 
+    from .metrics import small_int_histogram
+
     qs = (1.0, 50.0, 99.0)
-    flat = image.reshape(-1)
-    if flat.dtype.kind in "ui" and flat.dtype.itemsize <= 2:
-        bits = 8 * flat.dtype.itemsize
-        unsigned = flat.view(f"u{flat.dtype.itemsize}")
-        hist = np.bincount(unsigned, minlength=1 << bits)
-        values = np.arange(1 << bits, dtype=np.int64)
-        if flat.dtype.kind == "i":  # reorder two's complement: negatives first
-            half = 1 << (bits - 1)
-            hist = np.concatenate([hist[half:], hist[:half]])
-            values = values - half
+    histogram = small_int_histogram(image)
+    if histogram is not None:
+        offset, hist = histogram
+        values = np.arange(hist.size, dtype=np.int64) + offset
         nonzero = np.flatnonzero(hist)
         p1, p50, p99 = _percentiles_from_hist(hist, values, qs)
-        mean = float((hist * values).sum() / flat.size)
+        mean = float((hist * values).sum() / image.size)
         lo, hi = int(values[nonzero[0]]), int(values[nonzero[-1]])
         return {"min": lo, "max": hi, "mean": round(mean, 6), "p1": p1, "p50": p50, "p99": p99}
+    flat = image.reshape(-1)
     finite = flat[np.isfinite(flat)] if flat.dtype.kind == "f" else flat
     if finite.size == 0:
         return {"min": None, "max": None, "mean": None, "p1": None, "p50": None, "p99": None}
