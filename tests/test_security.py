@@ -38,6 +38,7 @@ UNQUOTED_PARAMS = {
     "epoch": ("bundle", "source_date_epoch"),  # the environment's value goes through int()
     "bytes": ("zip", "bytes"),
     "on_invalid": ("validate", "on_invalid"),
+    "quarantined": ("bundle", "quarantined"),
     "spacing": ("resample", "target_spacing_um"),  # "native" or three float() values
 }
 #: Wildcards used unquoted: each has a constraint in common.smk that admits no shell syntax.

@@ -219,14 +219,14 @@ def _release_with_bad_mask(out):
 
 def test_invalid_volume_is_quarantined_and_the_build_completes(tmp_path):
     release = _release_with_bad_mask(tmp_path / "release")
-    build = make_workdir(
-        tmp_path / "build",
-        volumes=["mv01", "mv02", "mv03"],
-        source="dir",
-        dir={"path": str(release)},
-        drift={"enabled": False},
-        resample={"target_spacing_um": "native"},
-    )
+    config = {
+        "volumes": ["mv01", "mv02", "mv03"],
+        "source": "dir",
+        "dir": {"path": str(release)},
+        "drift": {"enabled": False},
+        "resample": {"target_spacing_um": "native"},
+    }
+    build = make_workdir(tmp_path / "build", **config)
     run_snakemake(build, "--cores", "2", "all")
     bag = build / BUNDLE / "data"
     quarantine = json.dumps(json.loads((bag / "quarantine.json").read_text()))
@@ -235,7 +235,62 @@ def test_invalid_volume_is_quarantined_and_the_build_completes(tmp_path):
     dataset = json.loads((bag / "dataset.json").read_text())
     assert all("mv02" not in entry["image"] for entry in dataset["training"])
     assert not (bag / "processed" / "imagesTr" / "mv02.nii.gz").exists()
-    assert (bag / "raw" / "labelsTr" / "mv02.nii.gz").is_file()  # the original is kept as is
+    # bundle.quarantined: omit (the default) -- the refused volume ships nowhere
+    assert _volumes_in(bag) == {"mv01", "mv03"}
+    assert not (bag / "quarantine").exists()
+    # include: its untouched originals ship under quarantine/, still never under raw/
+    make_workdir(build, **config, bundle={"quarantined": "include"})
+    run_snakemake(build, "--cores", "2", "all")
+    assert _volumes_in(bag) == {"mv01", "mv02", "mv03"}
+    assert not any((bag / "raw").rglob("mv02*"))
+    assert sorted(p.relative_to(bag / "quarantine").as_posix() for p in bag.rglob("*mv02*")) == [
+        "imagesTr/mv02.nii.gz",
+        "labelsTr/mv02.nii.gz",
+        "metadata/mv02.json",
+    ]
+    release_file = release / "seg" / "mv02_y.nii.gz"
+    assert sha256_file(bag / "quarantine" / "labelsTr" / "mv02.nii.gz") == sha256_file(release_file)
+    assert "mask values {0, 1, 2}" in (bag / "quarantine.json").read_text()
+
+
+def _volumes_in(bag):
+    """The volume ids any payload file of the bag is named after."""
+    return {p.name.split(".")[0] for p in bag.rglob("mv[0-9][0-9]*") if p.is_file()}
+
+
+def _payload(bag):
+    return sorted(p.relative_to(bag).as_posix() for p in bag.rglob("*") if p.is_file())
+
+
+def test_shrinking_the_volume_list_leaves_no_stale_volume_in_the_bag(tmp_path):
+    """Rebuilt with fewer volumes, the bag holds exactly the declared ones (mv03's files
+    stay in results/renamed/ from the first run but are not declared any more)."""
+    config = {
+        **TINY,
+        "synthetic": {"size_xy": 32, "max_z": 8},
+        "volumes": ["mv01", "mv02", "mv03"],
+        "drift": {"enabled": False},
+    }
+    build = make_workdir(tmp_path, **config)
+    run_snakemake(build, "--cores", "2", "all")
+    bag = build / BUNDLE / "data"
+    assert _volumes_in(bag) == {"mv01", "mv02", "mv03"}
+    make_workdir(build, **{**config, "volumes": ["mv01", "mv02"]})
+    run_snakemake(build, "--cores", "2", "all")
+    assert (build / "results" / "renamed" / "imagesTr" / "mv03.nii.gz").is_file()
+    assert _volumes_in(bag) == {"mv01", "mv02"}
+    assert [p for p in _payload(bag) if p.startswith("raw/")] == [
+        "raw/imagesTr/mv01.nii.gz",
+        "raw/imagesTr/mv02.nii.gz",
+        "raw/labelsTr/mv01.nii.gz",
+        "raw/labelsTr/mv02.nii.gz",
+        "raw/metadata/LICENCE-synthetic.txt",
+        "raw/metadata/mv01.json",
+        "raw/metadata/mv02.json",
+    ]
+    manifest = (build / BUNDLE / "manifest-sha256.txt").read_text()
+    assert "mv03" not in manifest
+    assert json.loads((bag / "dataset.json").read_text())["numTraining"] == 2
 
 
 def test_invalid_volume_with_on_invalid_fail_stops_naming_volume_file_and_check(tmp_path):

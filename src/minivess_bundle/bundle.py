@@ -8,6 +8,8 @@
       raw/         renamed originals (imagesTr/labelsTr/metadata), bytes untouched
       processed/   validated + resampled imagesTr/labelsTr/metadata
       drift/       drift variants
+      quarantine/  only when asked: quarantined volumes' renamed files (reasons in
+                   quarantine.json, which is always written)
       dataset.json               nnU-Net v2 keys + MSD-style ``training`` list
       quarantine.json            volumes left out, with reasons
       <documents>                e.g. validation_report.json, drift_manifest.json
@@ -59,7 +61,7 @@ from .volumes import VOLUME_RE, staging_names
 log = logging.getLogger(__name__)
 
 BAG_PREFIX = "minivess-"
-SECTIONS = ("raw", "processed", "drift")
+SECTIONS = ("raw", "processed", "drift", "quarantine")
 ALGORITHMS = ("sha256", "sha512")
 BAGIT_TXT = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 GENERATED = (
@@ -365,7 +367,7 @@ def _auto_lineage(payload: Mapping[str, str], documents: Mapping[str, str]) -> d
     for rel, sha in payload.items():
         parts = rel.split("/")
         record: dict[str, Any] = {"file": rel, "sha256": sha, "parameters": {}}
-        if parts[0] == "raw":
+        if parts[0] in ("raw", "quarantine"):
             volume = _volume_of(parts[-1])
             role = {"imagesTr": "image", "labelsTr": "label", "metadata": "metadata"}.get(
                 parts[-2] if len(parts) > 2 else ""
@@ -879,6 +881,7 @@ def assemble_bundle(
     raw_dir: str | Path | None = None,
     processed_dir: str | Path | None = None,
     drift_dir: str | Path | None = None,
+    quarantine_dir: str | Path | None = None,
     documents: Mapping[str, str | Path] | None = None,
     quarantine: Mapping[str, str] | None = None,
     provenance: Mapping[str, Any] | None = None,
@@ -893,8 +896,9 @@ def assemble_bundle(
     shared inode, nor an edit in the bag the build's files. ``link=True``
     hardlinks instead, to save disk where that risk is accepted.
 
-    ``raw_dir``/``processed_dir``/``drift_dir`` are copied (hardlinked) to
-    ``data/raw|processed|drift``; ``None`` leaves the section out. ``documents``
+    ``raw_dir``/``processed_dir``/``drift_dir``/``quarantine_dir`` are copied
+    (hardlinked) to ``data/raw|processed|drift|quarantine``; ``None`` leaves the
+    section out (quarantined volumes' files only ever go to ``quarantine/``). ``documents``
     maps a file name in ``data/`` (e.g. ``"validation_report.json"``) to the file
     to place there. ``quarantine`` maps left-out volumes to their reason.
     ``provenance`` is described in :func:`provenance_record`. ``bag_info`` adds or
@@ -909,7 +913,12 @@ def assemble_bundle(
     documents = {str(k): Path(v) for k, v in (documents or {}).items()}
     quarantine = {str(k): str(v) for k, v in (quarantine or {}).items()}
     provenance = dict(provenance or {})
-    sources = {"raw": raw_dir, "processed": processed_dir, "drift": drift_dir}
+    sources = {
+        "raw": raw_dir,
+        "processed": processed_dir,
+        "drift": drift_dir,
+        "quarantine": quarantine_dir,
+    }
     sources = {k: Path(v) for k, v in sources.items() if v is not None}
     for doc, path in documents.items():
         if "/" in doc or doc.startswith(".") or doc in GENERATED or doc in SECTIONS:

@@ -253,152 +253,40 @@ def cmd_drift_set(args: argparse.Namespace) -> None:
     write_json_atomic(args.out, variant_dataset_json(args.type, args.set_level, entries))
 
 
-def _selection(root: Path, files: list[Path], into: Path) -> Path:
-    """A tree of hardlinks to exactly ``files`` (relative to ``root``): what a section holds."""
-    import os
+def _section(root: str, files: list[str]):
+    from .release import Section
 
-    for file in files:
-        target = into / file.relative_to(root)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.link(file, target)
-    return into
+    return Section(root, tuple(files)) if files else None
 
 
 def cmd_bundle(args: argparse.Namespace) -> None:
-    """Assemble the bag, its DVC metadata and the deterministic archive; print the digest."""
+    """Assemble the bag, its DVC metadata and the deterministic archive from the declared
+    files; print the digest."""
     import json
-    import os
-    import shutil
 
-    from .archive import write_archive
-    from .bundle import assemble_bundle
-    from .dvcmeta import write_dvc_metadata
-    from .fsio import remove_stale, write_json_atomic
+    from .release import ReleaseSpec, build_release
 
-    report = json.loads(Path(args.validation_report).read_text())
-    valid, quarantined = report["valid"], report["quarantined"]
-    if not valid:
-        from .errors import BundleError
-
-        raise BundleError(
-            f"no volume passed validation: all {len(quarantined)} are quarantined, so there is "
-            "nothing to vouch for",
-            path=args.validation_report,
-            expected="at least one valid volume (see the reasons in the report)",
-        )
-    out_dir = Path(args.out_dir)
-    scratch = out_dir / f".select-{os.getpid()}"
-    remove_stale(out_dir, ".select-*")  # this one, and any a killed bundle job left
-    try:
-        sections: dict[str, Path] = {}
-        if args.raw:
-            root = Path(args.raw)
-            sections["raw_dir"] = _selection(
-                root,
-                sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")),
-                scratch / "raw",
-            )
-        if args.processed:
-            root = Path(args.processed)
-            files = [
-                root / sub / f"{vol}{ext}"
-                for vol in valid
-                for sub, ext in (
-                    ("imagesTr", ".nii.gz"),
-                    ("labelsTr", ".nii.gz"),
-                    ("metadata", ".json"),
-                )
-            ]
-            sections["processed_dir"] = _selection(root, files, scratch / "processed")
-        documents = {"validation_report.json": args.validation_report}
-        lineage = []
-        if args.drift_manifest:
-            documents["drift_manifest.json"] = args.drift_manifest
-            manifest = json.loads(Path(args.drift_manifest).read_text())
-            root = Path(args.drift)
-            files = {
-                root / v["files"][role]["drifted"]["path"]
-                for v in manifest["variants"]
-                for role in ("image", "label")
-            }
-            files |= {
-                root / v["variant_id"].rsplit("/", 1)[0] / "dataset.json"
-                for v in manifest["variants"]
-            }
-            if files:
-                sections["drift_dir"] = _selection(root, sorted(files), scratch / "drift")
-            for v in manifest["variants"]:
-                for role in ("image", "label"):
-                    lineage.append(
-                        {
-                            "file": f"drift/{v['files'][role]['drifted']['path']}",
-                            "source": f"processed/{v['files'][role]['clean']['path']}",
-                            "source_sha256": v["files"][role]["clean"]["sha256"],
-                            "rule": "drift",
-                            "parameters": {
-                                "type": v["drift_type"],
-                                "level": v["level"],
-                                "severity": v["severity"],
-                                "seed": v["seed"],
-                                **v["parameters"],
-                            },
-                        }
-                    )
-        if args.processed and args.resample_records:
-            for vol in valid:
-                record = json.loads((Path(args.resample_records) / f"{vol}.json").read_text())
-                for role, sub in (("image", "imagesTr"), ("label", "labelsTr")):
-                    lineage.append(
-                        {
-                            "file": f"processed/{sub}/{vol}.nii.gz",
-                            "source": f"raw/{sub}/{vol}.nii.gz" if args.raw else None,
-                            "rule": "resample",
-                            "parameters": {
-                                "target_spacing": record.get("target_spacing"),
-                                "interpolator": record["interpolators"][role],
-                                "output": record["output"],
-                                "units": record.get("units"),
-                            },
-                        }
-                    )
-        provenance = {
-            "workflow_version": __version__,
-            "git_commit": args.git_commit or None,
-            "config": json.loads(args.config_json) if args.config_json else {},
-            "lock_file": args.lock or None,
-            "lineage": lineage,
-            "stages": json.loads(args.stages_json) if args.stages_json else {},
-        }
-        if args.listing:
-            provenance["ebrains_listing"] = args.listing
-        summary = assemble_bundle(
-            out_dir,
-            args.bundle_version,
-            **sections,
-            documents=documents,
-            quarantine={q["volume"]: "; ".join(q["reasons"]) for q in quarantined},
-            provenance=provenance,
-            source_date_epoch=args.source_date_epoch,
-        )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    bag = Path(summary["path"])
-    write_dvc_metadata(bag)
-    archive = out_dir / f"{bag.name}.tar"
-    sha = write_archive(bag, archive, args.source_date_epoch)
-    result = {
-        "name": bag.name,
-        "bag": bag.name,
-        "archive": archive.name,
-        "sha256": sha,
-        "manifest_digest": summary["digest"],
-        "files": summary["files"],
-        "bytes": summary["bytes"],
-        "volumes": summary["volumes"],
-        "quarantined": sorted(q["volume"] for q in quarantined),
-    }
-    write_json_atomic(args.summary, result)
-    print(f"bundle {archive} sha256 {sha}")
+    spec = ReleaseSpec(
+        out_dir=args.out_dir,
+        version=args.bundle_version,
+        source_date_epoch=args.source_date_epoch,
+        validation_report=args.validation_report,
+        summary=args.summary,
+        raw=_section(args.raw_root, args.raw),
+        processed=_section(args.processed_root, args.processed),
+        resample_records=tuple(args.resample_records),
+        drift=_section(args.drift_root, args.drift),
+        drift_manifest=args.drift_manifest,
+        quarantine=_section(args.quarantine_root, args.quarantine),
+        quarantined=args.quarantined,
+        listing=args.listing,
+        lock=args.lock,
+        git_commit=args.git_commit,
+        config=json.loads(args.config_json) if args.config_json else {},
+        stages=json.loads(args.stages_json) if args.stages_json else {},
+    )
+    result = build_release(spec)
+    print(f"bundle {Path(args.out_dir) / result['archive']} sha256 {result['sha256']}")
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
@@ -644,11 +532,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle-version", required=True)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--source-date-epoch", type=int, required=True)
-    p.add_argument("--raw", default="", help="the renamed tree (section raw/); empty: left out")
-    p.add_argument("--processed", default="", help="the processed tree; empty: left out")
-    p.add_argument("--resample-records", default="")
-    p.add_argument("--drift", default="")
+    for section, what in (
+        ("raw", "renamed files of the valid volumes and the licence"),
+        ("processed", "processed files of the valid volumes"),
+        ("drift", "drift variants and each set's dataset.json"),
+        ("quarantine", "renamed files of the quarantined volumes"),
+    ):
+        p.add_argument(f"--{section}", nargs="*", default=[], help=f"the {what}; none: left out")
+        p.add_argument(f"--{section}-root", default="", help=f"the folder --{section} lies in")
+    p.add_argument("--resample-records", nargs="*", default=[])
     p.add_argument("--drift-manifest", default="", help="empty: no drift section")
+    p.add_argument("--quarantined", choices=("omit", "include"), required=True)
     p.add_argument("--validation-report", required=True)
     p.add_argument("--listing", default="")
     p.add_argument("--lock", default="")

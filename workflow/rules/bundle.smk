@@ -7,15 +7,15 @@ checkpoint bundle:
     """Assemble the bag from exactly the declared inputs, archive it, print the digest."""
     input:
         unpack(bundle_inputs),
-        validation_report="results/validation_report.json",
+        validation_report=layout.VALIDATION_REPORT,
         lock=workflow.source_path("../../requirements/lock.txt"),
     output:
-        bag_manifest=f"{BUNDLE_DIR}/{BUNDLE_NAME}/manifest-sha256.txt",
-        bag_tagmanifest=f"{BUNDLE_DIR}/{BUNDLE_NAME}/tagmanifest-sha256.txt",
-        dvc=f"{BUNDLE_DIR}/{BUNDLE_NAME}.dvc",
-        archive=f"{BUNDLE_DIR}/{BUNDLE_NAME}.tar",
-        sha256=f"{BUNDLE_DIR}/{BUNDLE_NAME}.tar.sha256",
-        summary=f"{BUNDLE_DIR}/{BUNDLE_NAME}.json",
+        bag_manifest=BUNDLE["bag_manifest"],
+        bag_tagmanifest=BUNDLE["bag_tagmanifest"],
+        dvc=BUNDLE["dvc"],
+        archive=BUNDLE["archive"],
+        sha256=BUNDLE["sha256"],
+        summary=BUNDLE["summary"],
     log:
         "logs/bundle/bundle.log",
     benchmark:
@@ -31,21 +31,31 @@ checkpoint bundle:
         version=config["bundle"]["version"],
         out_dir=lambda wildcards, output: str(Path(output.archive).parent),
         epoch=SOURCE_DATE_EPOCH,
-        raw="results/renamed" if config["bundle"]["raw"] else "",
-        processed="results/processed" if config["bundle"]["processed"] else "",
-        records="results/resample",
-        drift="results/drift",
+        raw_root=section_root(layout.RENAMED_ROOT),
+        processed_root=section_root(layout.PROCESSED_ROOT),
+        drift_root=section_root(layout.DRIFT_ROOT),
+        quarantine_root=section_root(layout.RENAMED_ROOT),
+        quarantined=config["bundle"]["quarantined"],
+        raw=bundle_section("raw"),
+        processed=bundle_section("processed"),
+        records=bundle_section("records"),
+        drift=bundle_section("drift"),
+        quarantine=bundle_section("quarantine"),
         drift_manifest=bundle_drift_manifest,
-        listing="results/downloads/ebrains/listing.json" if SOURCE == "ebrains" else "",
+        listing=layout.EBRAINS_LISTING if SOURCE == "ebrains" else "",
         git_commit=GIT_COMMIT,
         config_json=json.dumps(config, sort_keys=True),
         stages_json=STAGES_JSON,
     shell:
         "minivess-bundle bundle --bundle-version {params.version} "
         "--out-dir {params.out_dir:q} --source-date-epoch {params.epoch} "
-        "--raw={params.raw:q} --processed={params.processed:q} "
-        "--resample-records {params.records:q} --drift {params.drift:q} "
+        "--raw-root {params.raw_root:q} --raw {params.raw:q} "
+        "--processed-root {params.processed_root:q} --processed {params.processed:q} "
+        "--resample-records {params.records:q} "
+        "--drift-root {params.drift_root:q} --drift {params.drift:q} "
         "--drift-manifest={params.drift_manifest:q} "
+        "--quarantine-root {params.quarantine_root:q} --quarantine {params.quarantine:q} "
+        "--quarantined {params.quarantined} "
         "--validation-report {input.validation_report:q} --listing={params.listing:q} "
         "--lock {input.lock:q} --git-commit={params.git_commit:q} "
         "--config-json {params.config_json:q} --stages-json {params.stages_json:q} "
@@ -58,7 +68,7 @@ rule verify_bundle:
     input:
         verify_inputs,
     output:
-        f"{BUNDLE_DIR}/{BUNDLE_NAME}.verified.txt",
+        BUNDLE["verified"],
     log:
         "logs/bundle/verify.log",
     conda:

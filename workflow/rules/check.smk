@@ -5,10 +5,10 @@
 rule train_smoke:
     """One epoch of a small 3-D UNet on patches of the bundle (CUDA when present)."""
     input:
-        bag=f"{BUNDLE_DIR}/{BUNDLE_NAME}/manifest-sha256.txt",
-        verified=f"{BUNDLE_DIR}/{BUNDLE_NAME}.verified.txt",
+        bag=BUNDLE["bag_manifest"],
+        verified=BUNDLE["verified"],
     output:
-        "results/check/smoke_metrics.json",
+        layout.CHECK_SMOKE,
     log:
         "logs/check/train_smoke.log",
     conda:
@@ -30,10 +30,10 @@ rule train_smoke:
 rule export_nnunet:
     """The bundle as an nnU-Net v2 raw dataset (hardlinks), checked against its rules."""
     input:
-        bag=f"{BUNDLE_DIR}/{BUNDLE_NAME}/manifest-sha256.txt",
-        verified=f"{BUNDLE_DIR}/{BUNDLE_NAME}.verified.txt",
+        bag=BUNDLE["bag_manifest"],
+        verified=BUNDLE["verified"],
     output:
-        "results/nnunet/Dataset501_MiniVess/dataset.json",
+        f"{layout.NNUNET_ROOT}/Dataset501_MiniVess/dataset.json",
     log:
         "logs/check/export_nnunet.log",
     conda:

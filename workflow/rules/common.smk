@@ -16,6 +16,8 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from minivess_bundle import layout  # noqa: E402
+from minivess_bundle.layout import staged, renamed, processed  # noqa: E402
 from minivess_bundle.volumes import (  # noqa: E402
     EBRAINS_LICENCE,
     SYNTHETIC_LICENCE,
@@ -48,7 +50,7 @@ def downloaded_zip():
         raise ValueError(
             f"config: zip.url must end in a plain *.zip file name, got {name!r}"
         )
-    return f"results/downloads/{name}"
+    return f"{layout.DOWNLOADS_ROOT}/{name}"
 
 
 def source_path():
@@ -79,24 +81,6 @@ def fetch_mem_mb(wildcards):
         return 256
     voxels = config["synthetic"]["size_xy"] ** 2 * config["synthetic"]["max_z"]
     return 300 + voxels * 40 // 2**20
-
-
-def staged(vol):
-    """One volume's files in the staging tree (EBRAINS layout)."""
-    return {
-        "image": f"results/staging/raw/{vol}.nii.gz",
-        "label": f"results/staging/seg/{vol}_y.nii.gz",
-        "metadata": f"results/staging/json/{vol}.json",
-    }
-
-
-def renamed(vol):
-    """One volume's files in the renamed tree (imagesTr/labelsTr/metadata)."""
-    return {
-        "image": f"results/renamed/imagesTr/{vol}.nii.gz",
-        "label": f"results/renamed/labelsTr/{vol}.nii.gz",
-        "metadata": f"results/renamed/metadata/{vol}.json",
-    }
 
 
 VALIDATION_RULES = json.dumps(
@@ -158,15 +142,7 @@ def valid_volumes():
 
 def processed_outputs(wildcards):
     """Processed files of every valid volume (quarantined ones are left out)."""
-    return [
-        path
-        for vol in valid_volumes()
-        for path in (
-            f"results/processed/imagesTr/{vol}.nii.gz",
-            f"results/processed/labelsTr/{vol}.nii.gz",
-            f"results/processed/metadata/{vol}.json",
-        )
-    ]
+    return [path for vol in valid_volumes() for path in processed(vol).values()]
 
 
 DRIFT = config["drift"]
@@ -226,14 +202,14 @@ def drift_mem_mb(wildcards, input):
 
 def drift_entries(wildcards):
     return [
-        f"results/drift_entries/{kind}/{level}/{vol}.json"
+        layout.fill(layout.DRIFT_ENTRY, drift=kind, level=level, vol=vol)
         for vol, kind, level in drift_jobs()
     ]
 
 
 def drift_set_entries(wildcards):
     return [
-        f"results/drift_entries/{kind}/{level}/{vol}.json"
+        layout.fill(layout.DRIFT_ENTRY, drift=kind, level=level, vol=vol)
         for vol, kind, level in drift_jobs()
         if kind == wildcards.drift and str(level) == wildcards.level
     ]
@@ -246,18 +222,20 @@ def drift_outputs(wildcards):
         return []
     sets = sorted({(kind, level) for _, kind, level in jobs})
     return [
-        "results/drift_manifest.json",
-        *(f"results/drift/{kind}/{level}/dataset.json" for kind, level in sets),
+        layout.DRIFT_MANIFEST,
         *(
-            f"results/drift/{kind}/{level}/{sub}/{vol}.nii.gz"
+            layout.fill(layout.DRIFT_SET, drift=kind, level=level)
+            for kind, level in sets
+        ),
+        *(
+            path
             for vol, kind, level in jobs
-            for sub in ("imagesTr", "labelsTr")
+            for path in layout.drift_variant(kind, level, vol).values()
         ),
     ]
 
 
-BUNDLE_DIR = "results/bundle"
-BUNDLE_NAME = f"minivess-{config['bundle']['version']}"
+BUNDLE = layout.bundle_files(config["bundle"]["version"])
 SOURCE_DATE_EPOCH = int(
     os.environ.get("SOURCE_DATE_EPOCH") or config["bundle"]["source_date_epoch"]
 )
@@ -294,27 +272,57 @@ STAGES_JSON = json.dumps(
 )
 
 
+def quarantined_volumes():
+    """Volumes the validation report left out (evaluated after the checkpoint)."""
+    valid = set(valid_volumes())
+    return [vol for vol in VOLUMES if vol not in valid]
+
+
 def bundle_inputs(wildcards):
-    """Everything the bag is made of (only valid volumes; drift when enabled)."""
-    inputs = {
-        "licence": f"results/renamed/metadata/{LICENCE}",
-        "renamed": [path for vol in VOLUMES for path in renamed(vol).values()],
-    }
-    if config["bundle"]["processed"]:
+    """Every file the bag is made of, per section: the release holds exactly these
+    (valid volumes only; quarantined ones under quarantine/ when bundle.quarantined
+    is include; drift when enabled)."""
+    bundle = config["bundle"]
+    valid = valid_volumes()
+    inputs = {"raw": [], "processed": [], "records": [], "drift": [], "quarantine": []}
+    if bundle["raw"]:
+        inputs["raw"] = [
+            layout.licence(LICENCE),
+            *(path for vol in valid for path in renamed(vol).values()),
+        ]
+    if bundle["processed"]:
         inputs["processed"] = processed_outputs(wildcards)
-        inputs["records"] = [f"results/resample/{vol}.json" for vol in valid_volumes()]
-    if config["bundle"]["drift"] and drift_jobs():
-        inputs["drift"] = drift_outputs(wildcards)
-        inputs["drift_manifest"] = "results/drift_manifest.json"
+        inputs["records"] = [
+            layout.fill(layout.RESAMPLE_RECORD, vol=vol) for vol in valid
+        ]
+    if bundle["drift"] and drift_jobs():
+        inputs["drift"] = [
+            p for p in drift_outputs(wildcards) if p != layout.DRIFT_MANIFEST
+        ]
+        inputs["drift_manifest"] = layout.DRIFT_MANIFEST
+    if bundle["quarantined"] == "include":
+        inputs["quarantine"] = [
+            path for vol in quarantined_volumes() for path in renamed(vol).values()
+        ]
     if SOURCE == "ebrains":
-        inputs["listing"] = "results/downloads/ebrains/listing.json"
+        inputs["listing"] = layout.EBRAINS_LISTING
     return inputs
+
+
+def bundle_section(name):
+    """A params function: the declared files of one bag section (the shell's file list)."""
+    return lambda wildcards: bundle_inputs(wildcards)[name]
+
+
+def section_root(root):
+    """A params function: the folder a section's declared files are relative to."""
+    return lambda wildcards: root
 
 
 def bundle_drift_manifest(wildcards):
     """The drift manifest when the bundle has a drift section, else ""."""
     if config["bundle"]["drift"] and drift_jobs():
-        return "results/drift_manifest.json"
+        return layout.DRIFT_MANIFEST
     return ""
 
 
@@ -323,12 +331,7 @@ def verify_inputs(wildcards):
     (listed after the bundle checkpoint, so the list is stable across runs): an edit,
     addition or removal in the bag makes the verification run again, and fail."""
     bag = Path(checkpoints.bundle.get().output.bag_manifest).parent
-    inputs = [
-        f"{BUNDLE_DIR}/{BUNDLE_NAME}.tar",
-        f"{BUNDLE_DIR}/{BUNDLE_NAME}.tar.sha256",
-        f"{BUNDLE_DIR}/{BUNDLE_NAME}/manifest-sha256.txt",
-        f"{BUNDLE_DIR}/{BUNDLE_NAME}.dvc",
-    ]
+    inputs = [BUNDLE[key] for key in ("archive", "sha256", "bag_manifest", "dvc")]
     return inputs + sorted(
         str(p) for p in bag.rglob("*") if p.is_file() and str(p) not in inputs
     )
@@ -336,7 +339,7 @@ def verify_inputs(wildcards):
 
 def report_drift_manifest(wildcards):
     """The drift manifest when there are variants to show, else ""."""
-    return "results/drift_manifest.json" if drift_jobs() else ""
+    return layout.DRIFT_MANIFEST if drift_jobs() else ""
 
 
 def report_inputs(wildcards):
@@ -353,23 +356,23 @@ def report_inputs(wildcards):
 def all_outputs():
     """Final targets of `all`, growing with the stages."""
     return [
-        f"results/renamed/metadata/{LICENCE}",
-        "results/renamed_inventory.json",
-        "results/validation_report.json",
+        layout.licence(LICENCE),
+        layout.INVENTORY,
+        layout.VALIDATION_REPORT,
         processed_outputs,
         drift_outputs,
-        f"{BUNDLE_DIR}/{BUNDLE_NAME}.verified.txt",
-        "results/report/dataset.png",
+        BUNDLE["verified"],
+        layout.REPORT_DATASET,
     ]
 
 
 def print_bundle_digest():
     """Say where the bundle is and its digest (at the end of a successful run)."""
-    summary = Path(BUNDLE_DIR) / f"{BUNDLE_NAME}.json"
+    summary = Path(BUNDLE["summary"])
     if summary.is_file():
         data = json.loads(summary.read_text())
         print(
-            f"minivess-bundle: {BUNDLE_DIR}/{data['archive']} sha256 {data['sha256']} "
+            f"minivess-bundle: {layout.BUNDLE_ROOT}/{data['archive']} sha256 {data['sha256']} "
             f"({data['volumes']} volumes, {data['files']} files, "
             f"{len(data['quarantined'])} quarantined)"
         )

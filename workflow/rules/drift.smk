@@ -5,14 +5,13 @@ job per (volume, type, level), each with its ground-truth manifest entry."""
 rule drift:
     """Make one drift variant of one resampled volume and record what was done."""
     input:
-        image="results/processed/imagesTr/{vol}.nii.gz",
-        label="results/processed/labelsTr/{vol}.nii.gz",
+        image=layout.PROCESSED["image"],
+        label=layout.PROCESSED["label"],
         # the checkpoint the reference split (params) is read from
-        report="results/validation_report.json",
+        report=layout.VALIDATION_REPORT,
     output:
-        image="results/drift/{drift}/{level}/imagesTr/{vol}.nii.gz",
-        label="results/drift/{drift}/{level}/labelsTr/{vol}.nii.gz",
-        entry="results/drift_entries/{drift}/{level}/{vol}.json",
+        **layout.DRIFT_VARIANT,
+        entry=layout.DRIFT_ENTRY,
     log:
         "logs/drift/{drift}/{level}/{vol}.log",
     benchmark:
@@ -28,6 +27,8 @@ rule drift:
         seed=config["seed"],
         drift_params=drift_params,
         reference_ids=drift_reference_ids,
+        clean_root=lambda wildcards, input: str(Path(input.image).parents[1]),
+        drift_root=lambda wildcards, output: str(Path(output.image).parents[3]),
         codec=config["compression"]["codec"],
         level=config["compression"]["level"],
     shell:
@@ -35,7 +36,7 @@ rule drift:
         "--drift-level {wildcards.level} --image {input.image:q} --label {input.label:q} "
         "--global-seed {params.seed} --params={params.drift_params:q} "
         "--reference-ids {params.reference_ids} "
-        "--clean-root results/processed --drift-root results/drift "
+        "--clean-root {params.clean_root:q} --drift-root {params.drift_root:q} "
         "--codec {params.codec} --level {params.level} --out-image {output.image:q} "
         "--out-label {output.label:q} --entry {output.entry:q} > {log:q} 2>&1"
 
@@ -45,7 +46,7 @@ rule drift_set:
     input:
         drift_set_entries,
     output:
-        "results/drift/{drift}/{level}/dataset.json",
+        layout.DRIFT_SET,
     log:
         "logs/drift/{drift}/{level}/dataset.log",
     conda:
@@ -65,7 +66,7 @@ rule drift_manifest:
     input:
         drift_entries,
     output:
-        "results/drift_manifest.json",
+        layout.DRIFT_MANIFEST,
     log:
         "logs/drift/manifest.log",
     conda:

@@ -9,7 +9,7 @@ if SOURCE != "ebrains":
         input:
             unpack(fetch_input),
         output:
-            **staged("{vol}"),
+            **layout.STAGED,
         log:
             "logs/fetch/{vol}.log",
         benchmark:
@@ -42,7 +42,7 @@ if SOURCE != "ebrains":
         input:
             unpack(fetch_input),
         output:
-            f"results/staging/{LICENCE}",
+            layout.licence(LICENCE, "staging"),
         log:
             "logs/fetch/licence.log",
         conda:
@@ -67,7 +67,7 @@ if SOURCE == "ebrains":
         listing as provenance (sizes and hashes every download is verified against).
         """
         output:
-            "results/downloads/ebrains/listing.json",
+            layout.EBRAINS_LISTING,
         log:
             "logs/fetch/ebrains_listing.log",
         conda:
@@ -93,9 +93,9 @@ if SOURCE == "ebrains":
     rule fetch_ebrains:
         """Download one volume (verified against the listing, resumable) into staging."""
         input:
-            listing="results/downloads/ebrains/listing.json",
+            listing=layout.EBRAINS_LISTING,
         output:
-            **staged("{vol}"),
+            **layout.STAGED,
         log:
             "logs/fetch/{vol}.log",
         benchmark:
@@ -125,9 +125,9 @@ if SOURCE == "ebrains":
     rule fetch_licence_ebrains:
         """Download the release's licence file into staging."""
         input:
-            listing="results/downloads/ebrains/listing.json",
+            listing=layout.EBRAINS_LISTING,
         output:
-            f"results/staging/{LICENCE}",
+            layout.licence(LICENCE, "staging"),
         log:
             "logs/fetch/licence.log",
         conda:

@@ -5,9 +5,9 @@
 rule rename:
     """Give one volume the names MONAI and nnU-Net expect (mask suffix _y dropped)."""
     input:
-        **staged("{vol}"),
+        **layout.STAGED,
     output:
-        **renamed("{vol}"),
+        **layout.RENAMED,
     log:
         "logs/rename/{vol}.log",
     benchmark:
@@ -29,9 +29,9 @@ rule rename:
 rule rename_licence:
     """Keep the licence beside the metadata, bytes untouched."""
     input:
-        f"results/staging/{LICENCE}",
+        layout.licence(LICENCE, "staging"),
     output:
-        f"results/renamed/metadata/{LICENCE}",
+        layout.licence(LICENCE),
     log:
         "logs/rename/licence.log",
     conda:
@@ -50,7 +50,7 @@ rule renamed_inventory:
     input:
         [path for vol in VOLUMES for path in renamed(vol).values()],
     output:
-        "results/renamed_inventory.json",
+        layout.INVENTORY,
     log:
         "logs/rename/inventory.log",
     conda:
@@ -60,5 +60,7 @@ rule renamed_inventory:
     resources:
         mem_mb=256,
         runtime=10,
+    params:
+        root=lambda wildcards, input: str(Path(input[0]).parents[1]),
     shell:
-        "minivess-bundle inventory results/renamed --out {output:q} > {log:q} 2>&1"
+        "minivess-bundle inventory {params.root:q} --out {output:q} > {log:q} 2>&1"

@@ -9,10 +9,10 @@ rule report_figures:
     """Draw every report figure in one job (one matplotlib start-up)."""
     input:
         unpack(report_inputs),
-        validation_report="results/validation_report.json",
+        validation_report=layout.VALIDATION_REPORT,
     output:
         mips=report(
-            directory("results/report/mip"),
+            directory(layout.REPORT_MIPS),
             patterns=["{name}.png"],
             category="Volumes",
             subcategory="MIP before / after resampling",
@@ -20,19 +20,19 @@ rule report_figures:
             labels={"volume": "{name}"},
         ),
         gallery=report(
-            "results/report/drift_gallery.png",
+            layout.REPORT_GALLERY,
             category="Drift variants",
             caption="../report/gallery.rst",
             labels={"figure": "gallery"},
         ),
         dataset=report(
-            "results/report/dataset.png",
+            layout.REPORT_DATASET,
             category="Dataset",
             caption="../report/dataset.rst",
             labels={"figure": "overview"},
         ),
         table=report(
-            "results/report/validation.html",
+            layout.REPORT_TABLE,
             category="Validation",
             caption="../report/validation.rst",
             labels={"table": "checks"},
@@ -47,10 +47,13 @@ rule report_figures:
         mem_mb=2048,
         runtime=30,
     params:
+        before=section_root(layout.RENAMED_ROOT),
+        after=section_root(layout.PROCESSED_ROOT),
+        drift=section_root(layout.DRIFT_ROOT),
         drift_manifest=report_drift_manifest,
     shell:
         "minivess-bundle report-figures --validation-report {input.validation_report:q} "
-        "--before results/renamed --after results/processed --drift results/drift "
+        "--before {params.before:q} --after {params.after:q} --drift {params.drift:q} "
         "--drift-manifest={params.drift_manifest:q} --mip-dir {output.mips:q} "
         "--gallery-png {output.gallery:q} --dataset-png {output.dataset:q} "
         "--table-html {output.table:q} > {log:q} 2>&1"

@@ -5,13 +5,13 @@ z-slabs streamed to deterministic gzip so memory stays bounded."""
 rule resample:
     """Resample one validated volume pair onto the target grid."""
     input:
-        image="results/renamed/imagesTr/{vol}.nii.gz",
-        label="results/renamed/labelsTr/{vol}.nii.gz",
-        report="results/validation/{vol}.json",
+        image=layout.RENAMED["image"],
+        label=layout.RENAMED["label"],
+        report=layout.VALIDATION,
     output:
-        image="results/processed/imagesTr/{vol}.nii.gz",
-        label="results/processed/labelsTr/{vol}.nii.gz",
-        record="results/resample/{vol}.json",
+        image=layout.PROCESSED["image"],
+        label=layout.PROCESSED["label"],
+        record=layout.RESAMPLE_RECORD,
     log:
         "logs/resample/{vol}.log",
     benchmark:
@@ -46,9 +46,9 @@ rule resample:
 rule processed_metadata:
     """Carry each valid volume's json into the processed tree, bytes untouched."""
     input:
-        "results/renamed/metadata/{vol}.json",
+        layout.RENAMED["metadata"],
     output:
-        "results/processed/metadata/{vol}.json",
+        layout.PROCESSED["metadata"],
     log:
         "logs/resample/{vol}_metadata.log",
     conda:

@@ -5,9 +5,9 @@ aggregate that decides which volumes go on (on_invalid: fail | quarantine)."""
 rule validate:
     """Check one renamed volume pair and its json; write its report."""
     input:
-        **renamed("{vol}"),
+        **layout.RENAMED,
     output:
-        "results/validation/{vol}.json",
+        layout.VALIDATION,
     log:
         "logs/validate/{vol}.log",
     benchmark:
@@ -31,9 +31,9 @@ rule validate:
 checkpoint validation_report:
     """Merge the per-volume reports; the volumes it lists as valid go on."""
     input:
-        expand("results/validation/{vol}.json", vol=VOLUMES),
+        expand(layout.VALIDATION, vol=VOLUMES),
     output:
-        "results/validation_report.json",
+        layout.VALIDATION_REPORT,
     log:
         "logs/validate/report.log",
     conda:
