@@ -23,6 +23,20 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/check.smk"
 
 
+# Tiny jobs (copies, merges of small JSON files, targets) run in the main process; under
+# profiles/slurm only per-volume heavy work and the bundle are submitted.
+localrules:
+    all,
+    check,
+    rename,
+    rename_licence,
+    renamed_inventory,
+    validation_report,
+    processed_metadata,
+    drift_set,
+    drift_manifest,
+
+
 onsuccess:
     print_bundle_digest()
 

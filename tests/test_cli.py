@@ -102,6 +102,12 @@ def test_disk_full_is_one_line_naming_the_final_file(tmp_path, capsys):
                 "64",
                 "--max-z",
                 "20",
+                "--seed",
+                "1",
+                "--codec",
+                "isal",
+                "--level",
+                "2",
                 "--out-image",
                 str(full / "raw" / "mv01.nii.gz"),
                 "--out-label",
@@ -119,3 +125,30 @@ def test_disk_full_is_one_line_naming_the_final_file(tmp_path, capsys):
         assert leftovers == []  # no temporary or partial file survives
     finally:
         subprocess.run(["umount", str(full)], check=True)
+
+
+def test_flags_the_rules_pass_from_config_have_no_default_of_their_own():
+    """The config schema is the only source of defaults: every flag a rule fills from
+    config/params is required by the CLI (or defaults to "nothing"), so a CLI default
+    can never disagree with the schema's (the CLI said --size-xy 512 where config said 128)."""
+    import re
+
+    from conftest import REPO
+
+    from minivess_bundle.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    checked = 0
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for shell in re.findall(r'"(minivess-bundle [^"]*(?:"\s*"[^"]*)*)"', smk.read_text()):
+            text = re.sub(r'"\s*"', "", shell)
+            command = text.split()[1]
+            actions = {o: a for a in commands[command]._actions for o in a.option_strings}
+            for flag in re.findall(r"(--[a-z-]+)[ =]\{(?:params|threads)", text):
+                action = actions[flag]
+                assert action.required or action.default in ("", [], None), (
+                    f"{smk.name}: {command} {flag} has its own default {action.default!r}"
+                )
+                checked += 1
+    assert checked >= 30

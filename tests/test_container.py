@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, tree_digest
-from workflow_utils import build_digest, make_workdir, run_snakemake
+from workflow_utils import build_digest, make_workdir, release_tree, run_snakemake
 
 pytestmark = [pytest.mark.container, pytest.mark.workflow]
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
@@ -217,7 +217,7 @@ def test_container_reads_a_local_zip_mounted_read_only(host_run, tmp_path):
     """The README's recipe: -v /local/dir:/data:ro and --config source=zip zip='{path: ...}'."""
     data = tmp_path / "data"
     data.mkdir()
-    staging = host_run / "results" / "staging"
+    staging = release_tree(host_run, tmp_path / "release")
     with zipfile.ZipFile(data / "minivess.zip", "w", zipfile.ZIP_DEFLATED) as archive:
         for file in sorted(staging.rglob("*")):
             rel = file.relative_to(staging).as_posix()

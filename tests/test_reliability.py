@@ -22,6 +22,7 @@ from fake_dataproxy import FakeDataProxy, write_release
 from workflow_utils import (
     SNAKEMAKE_TIMEOUT_S,
     make_workdir,
+    release_tree,
     run_snakemake,
     snakemake_command,
     start_snakemake,
@@ -386,7 +387,7 @@ def test_disk_full_names_the_file_keeps_earlier_outputs_and_a_rerun_completes(re
             assert not (workdir / named[1]).exists()
         # Earlier outputs are intact and nothing half-written is left behind.
         assert_every_final_file_is_whole(results)
-        assert len(final_files(results / "staging")) >= 3
+        assert len(final_files(results / "renamed")) >= 3
         leftovers = [
             p.relative_to(results).as_posix()
             for p in results.rglob(".*")
@@ -475,7 +476,7 @@ def test_read_only_source_folder_is_only_read_and_nothing_is_written_outside(tmp
         assert _snapshot(source) == before
         assert sorted(p.name for p in tmp_path.iterdir()) == ["release", "tmp", "work"]
         assert list(scratch.iterdir()) == []
-        staging = workdir / "results" / "staging"
+        staging = release_tree(workdir, tmp_path / "arrived")
         for part in ("raw", "seg", "json"):  # the bytes arrived untouched
             assert tree_digest(staging / part) == tree_digest(source / part)
         verdict = (workdir / "results" / "bundle" / "minivess-0.1.0.verified.txt").read_text()

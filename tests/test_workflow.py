@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import zipfile
 
 import pytest
 from conftest import tree_digest
-from workflow_utils import make_workdir, run_snakemake
+from workflow_utils import make_workdir, release_tree, run_snakemake
 
 from minivess_bundle.fsio import sha256_file
 
@@ -38,13 +36,11 @@ def test_synthetic_build_lands_every_renamed_file(synthetic_run):
     for vol in TINY["volumes"]:
         for rel in (f"imagesTr/{vol}.nii.gz", f"labelsTr/{vol}.nii.gz", f"metadata/{vol}.json"):
             assert (renamed / rel).is_file(), rel
-        staged_label = workdir / "results" / "staging" / "seg" / f"{vol}_y.nii.gz"
-        renamed_label = renamed / "labelsTr" / f"{vol}.nii.gz"
-        assert staged_label.read_bytes() == renamed_label.read_bytes()
-        assert not os.path.samefile(staged_label, renamed_label)  # own inode: see rename.py
         assert (workdir / "logs" / "fetch" / f"{vol}.log").is_file()
         assert (workdir / "benchmarks" / "fetch" / f"{vol}.tsv").is_file()
     assert (renamed / "metadata" / "LICENCE-synthetic.txt").read_text().startswith("SYNTHETIC")
+    staging = workdir / "results" / "staging"
+    assert not [p for p in staging.rglob("*") if p.is_file()]  # temp(): removed once renamed
     meta = json.loads((renamed / "metadata" / "mv39.json").read_text())
     assert meta["synthetic"] is True and meta["shape"] == [16, 16, 5]
 
@@ -94,7 +90,8 @@ def _volume_digest(workdir):
 
 def test_zip_and_dir_sources_give_the_synthetic_bytes(synthetic_run, tmp_path):
     workdir, _ = synthetic_run
-    archive = _ebrains_zip(workdir / "results" / "staging", tmp_path / EBRAINS_ZIP)
+    release = release_tree(workdir, tmp_path / "release")
+    archive = _ebrains_zip(release, tmp_path / EBRAINS_ZIP)
     zipped = make_workdir(
         tmp_path / "zip", volumes=TINY["volumes"], source="zip", zip={"path": str(archive)}
     )
@@ -105,7 +102,7 @@ def test_zip_and_dir_sources_give_the_synthetic_bytes(synthetic_run, tmp_path):
     assert licence.read_bytes().startswith(b"%PDF")
 
     folder = tmp_path / "extracted"
-    shutil.copytree(zipped / "results" / "staging", folder)
+    release_tree(zipped, folder)
     by_dir = make_workdir(
         tmp_path / "dir", volumes=TINY["volumes"], source="dir", dir={"path": str(folder)}
     )
@@ -116,7 +113,7 @@ def test_zip_and_dir_sources_give_the_synthetic_bytes(synthetic_run, tmp_path):
 def test_corrupt_zip_member_fails_naming_it_and_leaves_no_partial_file(synthetic_run, tmp_path):
     workdir, _ = synthetic_run
     archive = tmp_path / EBRAINS_ZIP
-    staging = workdir / "results" / "staging"
+    staging = release_tree(workdir, tmp_path / "release")
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as out:
         for file in sorted(staging.rglob("*")):
             rel = file.relative_to(staging).as_posix()
@@ -269,14 +266,15 @@ def test_shrinking_the_volume_list_leaves_no_stale_volume_in_the_bag(tmp_path):
         **TINY,
         "synthetic": {"size_xy": 32, "max_z": 8},
         "volumes": ["mv01", "mv02", "mv03"],
-        "drift": {"enabled": False},
     }
     build = make_workdir(tmp_path, **config)
-    run_snakemake(build, "--cores", "2", "all")
+    no_drift = ("--config", "drift={enabled: false}")  # nested values typed by the schema
+    run_snakemake(build, "--cores", "2", "all", *no_drift)
+    assert not (build / "results" / "drift").exists()
     bag = build / BUNDLE / "data"
     assert _volumes_in(bag) == {"mv01", "mv02", "mv03"}
     make_workdir(build, **{**config, "volumes": ["mv01", "mv02"]})
-    run_snakemake(build, "--cores", "2", "all")
+    run_snakemake(build, "--cores", "2", "all", *no_drift)
     assert (build / "results" / "renamed" / "imagesTr" / "mv03.nii.gz").is_file()
     assert _volumes_in(bag) == {"mv01", "mv02"}
     assert [p for p in _payload(bag) if p.startswith("raw/")] == [
@@ -309,3 +307,74 @@ def test_invalid_volume_with_on_invalid_fail_stops_naming_volume_file_and_check(
     assert "results/renamed/labelsTr/mv02.nii.gz" in log
     assert not (build / "results" / "validation" / "mv02.json").exists()
     assert not (build / BUNDLE).exists()
+
+
+def test_editing_a_dir_source_file_refetches_that_volume_only(tmp_path):
+    """The dir source's three files per volume are inputs: an edited file re-fetches its
+    volume (and only it), and the new bytes reach the bag. Staging is temporary."""
+    from minivess_bundle.synthetic import write_synthetic_licence, write_synthetic_volume
+
+    release = tmp_path / "release"
+    for vol in ("mv01", "mv02"):
+        write_synthetic_volume(release, vol, seed=3, size_xy=32, max_z=8)
+    write_synthetic_licence(release)
+    (release / "Licence (CCBY-NC-SA).pdf").write_bytes(b"%PDF-1.4 licence stand-in\n")
+    config = {
+        "volumes": ["mv01", "mv02"],
+        "source": "dir",
+        "dir": {"path": str(release)},
+        "drift": {"enabled": False},
+        "resample": {"target_spacing_um": "native"},
+    }
+    build = make_workdir(tmp_path / "build", **config)
+    run_snakemake(build, "--cores", "2", "all")
+    assert not [p for p in (build / "results" / "staging").rglob("*") if p.is_file()]
+    renamed = build / "results" / "renamed" / "metadata"
+    before = {vol: (renamed / f"{vol}.json").stat().st_mtime_ns for vol in ("mv01", "mv02")}
+    edited = json.loads((release / "json" / "mv02.json").read_text()) | {"edited": True}
+    (release / "json" / "mv02.json").write_text(json.dumps(edited))
+    result = run_snakemake(build, "--cores", "2", "all")
+    assert "fetch" in result.stdout + result.stderr
+    assert json.loads((renamed / "mv02.json").read_text())["edited"] is True
+    assert (renamed / "mv01.json").stat().st_mtime_ns == before["mv01"]
+    bag_json = build / BUNDLE / "data" / "raw" / "metadata" / "mv02.json"
+    assert sha256_file(bag_json) == sha256_file(release / "json" / "mv02.json")
+
+
+def test_a_huge_header_cannot_make_a_job_ask_for_huge_memory(tmp_path):
+    """mv02's image header claims 30000^3 uint16 voxels in a 1 KiB-of-data file: the
+    validate job asks for what the file can hold (not 309 TB), then refuses the file."""
+    import gzip
+    import re
+
+    import nibabel as nib
+    import numpy as np
+
+    from minivess_bundle.synthetic import write_synthetic_volume
+
+    release = tmp_path / "release"
+    for vol in ("mv01", "mv02"):
+        write_synthetic_volume(release, vol, seed=3, size_xy=64, max_z=12)
+    (release / "Licence (CCBY-NC-SA).pdf").write_bytes(b"%PDF-1.4 licence stand-in\n")
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.uint16)
+    header.set_data_shape((30000, 30000, 30000))
+    header["vox_offset"] = 352
+    lying = header.binaryblock + b"\0" * 4 + bytes(1024)
+    (release / "raw" / "mv02.nii.gz").write_bytes(gzip.compress(lying, mtime=0))
+    build = make_workdir(
+        tmp_path / "build",
+        volumes=["mv01", "mv02"],
+        source="dir",
+        dir={"path": str(release)},
+        drift={"enabled": False},
+    )
+    run_snakemake(build, "--cores", "2", "--until", "rename")
+    plan = run_snakemake(build, "--cores", "2", "-n", "all").stdout
+    block = re.search(r"rule validate:\n(?:    .*\n)*?    wildcards: vol=mv02\n(?:    .*\n)*", plan)
+    assert block, plan[-3000:]
+    mem_mb = int(re.search(r"mem_mb=(\d+)", block.group(0)).group(1))
+    assert 300 < mem_mb < 2000  # the header alone: 308,990,778 MB
+    run_snakemake(build, "--cores", "2", "all")
+    report = json.loads((build / "results" / "validation_report.json").read_text())
+    assert [q["volume"] for q in report["quarantined"]] == ["mv02"]

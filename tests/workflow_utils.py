@@ -114,3 +114,19 @@ def run_snakemake_killable(
             f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
         )
     return result
+
+
+def release_tree(workdir: Path, into: Path) -> Path:
+    """The EBRAINS-layout release (raw/, seg/, json/) a build's volumes came from, rebuilt
+    from ``results/renamed/`` (staging is temporary; rename keeps the bytes untouched)."""
+    from minivess_bundle.layout import RENAMED_ROOT
+    from minivess_bundle.volumes import renamed_names, staging_names
+
+    renamed = workdir / RENAMED_ROOT
+    for image in sorted((renamed / "imagesTr").glob("mv[0-9][0-9].nii.gz")):
+        vol = image.name.split(".")[0]
+        for role, rel in renamed_names(vol).items():
+            target = into / staging_names(vol)[role]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(renamed / rel, target)
+    return into

@@ -33,10 +33,12 @@ def _add_compression(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--codec",
         choices=("isal", "zlib"),
-        default="isal",
+        required=True,
         help="gzip implementation for written NIfTI files",
     )
-    parser.add_argument("--level", type=int, default=2, help="gzip level (isal 0..3, zlib 1..9)")
+    parser.add_argument(
+        "--level", type=int, required=True, help="gzip level (isal 0..3, zlib 1..9)"
+    )
 
 
 def _log_record(record: dict) -> None:
@@ -403,9 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("volume", type=_volume)
     p.add_argument("--source", choices=("synthetic", "zip", "dir"), required=True)
     p.add_argument("--source-path", default="", help="the EBRAINS ZIP (zip) or folder (dir)")
-    p.add_argument("--seed", type=int, default=20230301)
-    p.add_argument("--size-xy", type=int, default=512)
-    p.add_argument("--max-z", type=int, default=110)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--size-xy", type=int, required=True)
+    p.add_argument("--max-z", type=int, required=True)
     _add_compression(p)
     for role in ("image", "label", "metadata"):
         p.add_argument(f"--out-{role}", required=True)
@@ -418,12 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fetch_licence)
 
     def ebrains_options(p: argparse.ArgumentParser) -> None:
-        from .ebrains import DEFAULT_API_BASE, DEFAULT_DATASET_ID
 
-        p.add_argument("--api-base", default=DEFAULT_API_BASE)
-        p.add_argument("--dataset-id", default=DEFAULT_DATASET_ID)
+        p.add_argument("--api-base", required=True)
+        p.add_argument("--dataset-id", required=True)
         p.add_argument("--ca-bundle", default="", help="extra CA bundle (PEM) to trust")
-        p.add_argument("--max-attempts", type=int, default=8, help="per file, all causes")
+        p.add_argument("--max-attempts", type=int, required=True, help="per file, all causes")
 
     p = sub.add_parser("ebrains-list", help=cmd_ebrains_list.__doc__)
     ebrains_options(p)
@@ -451,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     ebrains_options(p)
     p.add_argument("url")
     p.add_argument("--out", required=True)
-    p.add_argument("--bytes", type=int, default=0, help="expected size (0: from HEAD)")
+    p.add_argument("--bytes", type=int, required=True, help="expected size (0: from HEAD)")
     p.add_argument("--md5", default="", help="expected MD5, if known")
     p.set_defaults(func=cmd_download_url)
 
@@ -468,13 +469,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", required=True)
     p.add_argument("--metadata", default=None)
     p.add_argument("--rules", default="", help="validation rules as JSON (see validate.py)")
-    p.add_argument("--on-invalid", choices=("fail", "quarantine"), default="fail")
+    p.add_argument("--on-invalid", choices=("fail", "quarantine"), required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("validation-report", help=cmd_validation_report.__doc__)
     p.add_argument("reports", nargs="+")
-    p.add_argument("--on-invalid", choices=("fail", "quarantine"), default="fail")
+    p.add_argument("--on-invalid", choices=("fail", "quarantine"), required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_validation_report)
 
@@ -485,14 +486,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--spacing",
         nargs="+",
-        default=["native"],
+        required=True,
         help="target spacing in um (x y z, or one value), or 'native'",
     )
-    p.add_argument("--image-interpolator", choices=("linear", "bspline"), default="linear")
-    p.add_argument("--label-interpolator", choices=("nearest", "label_gaussian"), default="nearest")
-    p.add_argument("--max-output-voxels", type=int, default=0)
-    p.add_argument("--source-units", choices=("um", "mm", "nm", "m"), default="um")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--image-interpolator", choices=("linear", "bspline"), required=True)
+    p.add_argument("--label-interpolator", choices=("nearest", "label_gaussian"), required=True)
+    p.add_argument("--max-output-voxels", type=int, required=True, help="0: no limit")
+    p.add_argument("--source-units", choices=("um", "mm", "nm", "m"), required=True)
+    p.add_argument("--threads", type=int, required=True)
     _add_compression(p)
     p.add_argument("--out-image", required=True)
     p.add_argument("--out-label", required=True)
@@ -505,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drift-level", type=int, required=True, help="1..5 (gradual: batch k)")
     p.add_argument("--image", required=True)
     p.add_argument("--label", required=True)
-    p.add_argument("--global-seed", type=int, default=20230301)
+    p.add_argument("--global-seed", type=int, required=True)
     p.add_argument("--params", default="", help="explicit drift parameters as JSON")
     p.add_argument("--reference-ids", nargs="*", default=[])
     p.add_argument("--clean-root", default="")
@@ -573,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="a bundle folder (or any layout the loader reads)")
     p.add_argument("--out", required=True)
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, required=True)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.set_defaults(func=cmd_train_smoke)
 

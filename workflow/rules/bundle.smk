@@ -25,7 +25,7 @@ checkpoint bundle:
     container:
         CONTAINER
     resources:
-        mem_mb=1024,
+        mem_mb=fixed_mem_mb(1024),
         runtime=120,
     params:
         version=config["bundle"]["version"],
@@ -76,7 +76,7 @@ rule verify_bundle:
     container:
         CONTAINER
     resources:
-        mem_mb=512,
+        mem_mb=fixed_mem_mb(512),
         runtime=60,
     params:
         archive=lambda wildcards, output: output[0].removesuffix(".verified.txt")

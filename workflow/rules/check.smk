@@ -17,7 +17,7 @@ rule train_smoke:
         CONTAINER
     threads: 2
     resources:
-        mem_mb=8000,
+        mem_mb=fixed_mem_mb(8000),
         runtime=60,
     params:
         bag=lambda wildcards, input: str(Path(input.bag).parent),
@@ -41,7 +41,7 @@ rule export_nnunet:
     container:
         CONTAINER
     resources:
-        mem_mb=1024,
+        mem_mb=fixed_mem_mb(1024),
         runtime=30,
     params:
         bag=lambda wildcards, input: str(Path(input.bag).parent),

@@ -12,19 +12,25 @@ import sys
 from urllib.parse import urlsplit
 from pathlib import Path
 
+import yaml
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from minivess_bundle import layout  # noqa: E402
+from minivess_bundle import layout, resources  # noqa: E402
+from minivess_bundle.config import coerce as coerce_config  # noqa: E402
 from minivess_bundle.layout import staged, renamed, processed  # noqa: E402
 from minivess_bundle.volumes import (  # noqa: E402
     EBRAINS_LICENCE,
     SYNTHETIC_LICENCE,
     VOLUME_PATTERN,
     resolve_volumes,
+    staging_names,
 )
 
+# Values given as --config key='{a: false}' arrive as strings: typed from the schema first.
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+config.update(coerce_config(config, yaml.safe_load(SCHEMA.read_text())))
 validate(config, schema="../schemas/config.schema.yaml")
 
 VOLUMES = resolve_volumes(config["volumes"])
@@ -68,19 +74,34 @@ def source_path():
 
 
 def fetch_input(wildcards):
-    """The source a fetch job reads: the ZIP itself (so a new ZIP re-fetches)."""
+    """The source files a fetch job reads, so that a changed source re-fetches: the ZIP
+    itself, or the volume's three files in the dir source (those that exist: a missing
+    one is reported by the job itself, naming it)."""
     if SOURCE == "zip":
         return {"archive": source_path()}
+    if SOURCE == "dir" and hasattr(wildcards, "vol"):
+        files = {
+            role: os.path.join(source_path(), name)
+            for role, name in staging_names(wildcards.vol).items()
+        }
+        return {role: path for role, path in files.items() if os.path.isfile(path)}
+    if SOURCE == "dir":
+        licence = os.path.join(source_path(), EBRAINS_LICENCE)
+        return {"licence": licence} if os.path.isfile(licence) else {}
     return {}
 
 
-def fetch_mem_mb(wildcards):
+#: Staged files are temporary: rename keeps the bytes, so staging is no extra copy.
+STAGED_TEMP = {role: temp(path) for role, path in layout.STAGED.items()}
+
+
+def fetch_mem_mb(wildcards, attempt):
     """Memory of one fetch job: synthetic generation holds ~40 bytes per voxel
     (mask, float image, noise); zip/dir stream in 1 MiB chunks."""
     if SOURCE != "synthetic":
-        return 256
-    voxels = config["synthetic"]["size_xy"] ** 2 * config["synthetic"]["max_z"]
-    return 300 + voxels * 40 // 2**20
+        return resources.for_attempt(256, attempt)
+    size = config["synthetic"]
+    return resources.synthetic_mem_mb(size["size_xy"], size["max_z"], attempt)
 
 
 VALIDATION_RULES = json.dumps(
@@ -103,28 +124,25 @@ RESAMPLE_SPACING = (
 )
 
 
-def validate_mem_mb(wildcards, input):
-    """Validation holds image and mask (plus float statistics) in memory: from the headers."""
-    from minivess_bundle.validate import read_header
-
-    try:
-        voxels = read_header(input.image, check_size=False).n_voxels
-    except Exception:  # not there yet or unreadable: the job itself reports it
-        return 2048
-    return 300 + voxels * 12 // 2**20
+def fixed_mem_mb(mem_mb):
+    """A resource function: ``mem_mb`` on the first attempt, more on each retry."""
+    return lambda wildcards, attempt: resources.for_attempt(mem_mb, attempt)
 
 
-def resample_mem_mb(wildcards, input):
-    """Peak memory of one resample job, estimated from the image header."""
-    from minivess_bundle.resample import estimate_resample_mem_mb
+def validate_mem_mb(wildcards, input, attempt):
+    """Validation holds image and mask (plus float statistics): from the header, for at
+    most the voxels the file can hold (an untrusted header cannot inflate it)."""
+    return resources.per_voxel_mem_mb("validate", input.image, attempt)
 
-    spacing = config["resample"]["target_spacing_um"]
-    try:
-        return estimate_resample_mem_mb(
-            input.image, spacing, config["validate"]["source_units"]
-        )
-    except Exception:  # not there yet or unreadable: the job itself reports it
-        return 4096
+
+def resample_mem_mb(wildcards, input, attempt):
+    """Peak memory of one resample job, estimated from the image header (clamped)."""
+    return resources.resample_mem_mb(
+        input.image,
+        config["resample"]["target_spacing_um"],
+        config["validate"]["source_units"],
+        attempt,
+    )
 
 
 @functools.lru_cache(maxsize=4)
@@ -189,15 +207,9 @@ def drift_reference_ids(wildcards):
     return [vol for vol in valid_volumes() if vol not in held_out]
 
 
-def drift_mem_mb(wildcards, input):
-    """A drift job holds the image, a float copy and the mask: from the header."""
-    from minivess_bundle.validate import read_header
-
-    try:
-        voxels = read_header(input.image, check_size=False).n_voxels
-    except Exception:  # not there yet: the job itself reports problems
-        return 4096
-    return 400 + voxels * 16 // 2**20
+def drift_mem_mb(wildcards, input, attempt):
+    """A drift job holds the image, a float copy and the mask: from the header (clamped)."""
+    return resources.per_voxel_mem_mb("drift", input.image, attempt)
 
 
 def drift_entries(wildcards):

@@ -4,12 +4,15 @@ source-agnostic."""
 
 if SOURCE != "ebrains":
 
+    localrules:
+        fetch_licence,
+
     rule fetch:
         """Land one volume from the synthetic generator, the local ZIP or a folder."""
         input:
             unpack(fetch_input),
         output:
-            **layout.STAGED,
+            **STAGED_TEMP,
         log:
             "logs/fetch/{vol}.log",
         benchmark:
@@ -42,7 +45,7 @@ if SOURCE != "ebrains":
         input:
             unpack(fetch_input),
         output:
-            layout.licence(LICENCE, "staging"),
+            temp(layout.licence(LICENCE, "staging")),
         log:
             "logs/fetch/licence.log",
         conda:
@@ -61,6 +64,10 @@ if SOURCE != "ebrains":
 
 
 if SOURCE == "ebrains":
+
+    localrules:
+        ebrains_listing,
+        fetch_licence_ebrains,
 
     rule ebrains_listing:
         """List the EBRAINS dataset, check every requested volume is complete, keep the
@@ -95,7 +102,7 @@ if SOURCE == "ebrains":
         input:
             listing=layout.EBRAINS_LISTING,
         output:
-            **layout.STAGED,
+            **STAGED_TEMP,
         log:
             "logs/fetch/{vol}.log",
         benchmark:
@@ -127,7 +134,7 @@ if SOURCE == "ebrains":
         input:
             listing=layout.EBRAINS_LISTING,
         output:
-            layout.licence(LICENCE, "staging"),
+            temp(layout.licence(LICENCE, "staging")),
         log:
             "logs/fetch/licence.log",
         conda:

@@ -44,7 +44,7 @@ rule report_figures:
     container:
         CONTAINER
     resources:
-        mem_mb=2048,
+        mem_mb=fixed_mem_mb(2048),
         runtime=30,
     params:
         before=section_root(layout.RENAMED_ROOT),

@@ -1,0 +1,77 @@
+"""Memory to ask a scheduler for, per job, from the files it will read.
+
+An estimate starts from the NIfTI header, but a header is untrusted input: a
+file whose header claims 30000^3 voxels must not make a job ask SLURM for 300 TB.
+Every estimate is therefore computed for at most the voxels the file on disk can
+plausibly hold (:func:`plausible_voxels`: a gzip stream expands at most
+:data:`~minivess_bundle.validate.MAX_DEFLATE_RATIO`:1, a ``.nii`` holds its size),
+and a job retried after running out of memory asks for more each attempt
+(:func:`for_attempt`). A file that is missing or unreadable gets a fixed
+fallback; the job itself then reports the problem.
+
+Light imports only: the workflow calls these while it builds the DAG.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+#: Each retry asks for this much more than the first attempt (1.0, 1.5, 2.0, ...).
+ATTEMPT_GROWTH = 0.5
+#: What a job asks for when its input cannot be read yet (MiB).
+FALLBACK_MB = 2048
+#: Interpreter + numpy + nibabel (+ SimpleITK where loaded), MiB.
+BASE_MB = {"validate": 300, "drift": 400, "fetch": 300}
+#: Bytes held per voxel: validate (image, mask and float statistics), drift (image,
+#: a float copy and the mask), synthetic generation (mask, float image, noise).
+BYTES_PER_VOXEL = {"validate": 12, "drift": 16, "fetch": 40}
+
+
+def for_attempt(mem_mb: int | float, attempt: int = 1) -> int:
+    """``mem_mb`` grown for retry ``attempt`` (1 = first run)."""
+    return int(math.ceil(mem_mb * (1 + ATTEMPT_GROWTH * (max(1, int(attempt)) - 1))))
+
+
+def plausible_voxels(path: str | Path) -> tuple[int, int]:
+    """``(voxels the header claims, voxels the file can plausibly hold)`` for a NIfTI file."""
+    from .validate import MAX_DEFLATE_RATIO, read_header
+
+    info = read_header(path, check_size=False)
+    capacity = (
+        info.file_bytes * MAX_DEFLATE_RATIO + (1 << 16) if info.compressed else info.file_bytes
+    )
+    most = max(0, capacity - info.vox_offset) // info.dtype.itemsize
+    return info.n_voxels, min(info.n_voxels, most)
+
+
+def per_voxel_mem_mb(stage: str, path: str | Path, attempt: int = 1) -> int:
+    """Memory of a job holding ``BYTES_PER_VOXEL[stage]`` per voxel of the file at ``path``."""
+    try:
+        _, voxels = plausible_voxels(path)
+    except Exception:  # not there yet or unreadable: the job itself reports it
+        return for_attempt(FALLBACK_MB, attempt)
+    return for_attempt(BASE_MB[stage] + voxels * BYTES_PER_VOXEL[stage] / 2**20, attempt)
+
+
+def resample_mem_mb(
+    path: str | Path, spacing_um, source_units: str, attempt: int = 1, fallback: int = 4096
+) -> int:
+    """Peak memory of one resample job (:func:`~minivess_bundle.resample.
+    estimate_resample_mem_mb`), its per-voxel part scaled down when the header claims
+    more voxels than the file can hold."""
+    from .resample import BASE_MEM_MB, estimate_resample_mem_mb
+
+    try:
+        claimed, voxels = plausible_voxels(path)
+        estimate = estimate_resample_mem_mb(path, spacing_um, source_units)
+    except Exception:  # not there yet or unreadable: the job itself reports it
+        return for_attempt(fallback, attempt)
+    scale = voxels / claimed if claimed else 1.0
+    return for_attempt(BASE_MEM_MB + (estimate - BASE_MEM_MB) * scale, attempt)
+
+
+def synthetic_mem_mb(size_xy: int, max_z: int, attempt: int = 1) -> int:
+    """Memory of generating one synthetic volume of at most ``size_xy^2 * max_z`` voxels."""
+    voxels = size_xy**2 * max_z
+    return for_attempt(BASE_MB["fetch"] + voxels * BYTES_PER_VOXEL["fetch"] / 2**20, attempt)
