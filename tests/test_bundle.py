@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from bundle_utils import SDE, build, make_inputs
 from conftest import tree_digest
@@ -115,10 +116,36 @@ def test_dataset_json_has_nnunet_v2_keys_and_msd_training_paths_that_resolve(bag
         "images": ["processed/imagesTr/mv02.nii.gz"],
         "label": "processed/labelsTr/mv02.nii.gz",
     }
+    # These tiny inputs carry the release's convention: um numbers, xyzt_units 0.
     assert dataset["spacing"] == {"mv01": [1.0, 1.0, 2.0], "mv02": [1.0, 1.0, 2.0]}
-    assert dataset["units"]["spacing"] == "micrometre"
+    assert dataset["spacing_unit"] == "um" and dataset["units"]["spacing"] == "micrometre"
+    assert dataset["spacing_um"] == dataset["spacing"]
     assert dataset["units"]["header_xyzt_units"] == [0]
     assert [v["shape"] for v in dataset["volumes"]] == [[6, 5, 3], [6, 5, 3]]
+
+
+def test_dataset_json_labels_mm_headers_as_mm_and_gives_micrometres_apart(inputs, tmp_path):
+    """Processed files declare mm (xyzt_units 2, 0.001 = 1 um), as resample writes them."""
+    import nibabel as nib
+
+    for path in sorted((inputs["processed"]).glob("*/*.nii.gz")):
+        image = nib.load(path)
+        image = nib.Nifti1Image(
+            np.asarray(image.dataobj), np.diag([0.001, 0.001, 0.002, 1]), image.header
+        )
+        image.header.set_zooms((0.001, 0.001, 0.002))
+        image.header.set_xyzt_units(xyz="mm")
+        nib.save(image, path)
+    bag = Path(build(inputs, tmp_path / "out")["path"])
+    dataset = json.loads((bag / "data/dataset.json").read_text())
+    assert dataset["spacing"]["mv01"] == [0.001, 0.001, 0.002]  # what MONAI/nnU-Net read
+    assert dataset["spacing_unit"] == "mm" and dataset["units"]["spacing"] == "millimetre"
+    assert dataset["spacing_um"]["mv01"] == [1.0, 1.0, 2.0]
+    assert dataset["units"]["spacing_um"] == "micrometre"
+    assert dataset["units"]["header_xyzt_units"] == [2]
+    assert dataset["volumes"][0]["spacing_unit"] == "mm"
+    sheet = (bag / "data/README.md").read_text()
+    assert "| mv01 | 6 × 5 × 3 | 1 × 1 × 2 |" in sheet and "spacing (µm)" in sheet
 
 
 def test_loader_finds_the_processed_pairs_in_the_bag(bag):

@@ -94,10 +94,16 @@ CITATION = f"{DATASET['authors']} {DATASET['title']}. {DATASET['journal']}. doi:
 RO_CRATE_PROFILE = "https://w3id.org/ro/crate/1.2"
 PROCESS_RUN_PROFILE = "https://w3id.org/ro/wfrun/process/0.5"
 LABELS = {"background": 0, "vessel": 1}
+#: NIfTI ``xyzt_units`` spatial code -> (unit the header values are in, micrometres per unit).
+#: 0 (unknown) is the MiniVess release's convention: micrometre numbers, no unit named.
+HEADER_UNITS = {0: ("um", 1.0), 1: ("m", 1e6), 2: ("mm", 1e3), 3: ("um", 1.0)}
+UNIT_NAMES = {"um": "micrometre", "mm": "millimetre", "m": "metre"}
 UNITS_NOTE = (
-    "Voxel spacing is in micrometres. MiniVess stores micrometre values in pixdim with "
-    "NIfTI xyzt_units = 0 (unknown); header_xyzt_units lists the codes found in the "
-    "headers of this section (0 = unknown, values are micrometres; 3 = micrometres declared)."
+    "`spacing` holds the header values as MONAI, nnU-Net and SimpleITK read them, in "
+    "`spacing_unit`; `spacing_um` gives the same spacing in micrometres. Processed files "
+    "declare millimetres (NIfTI xyzt_units = 2, so 0.001 = 1 µm); the raw release stores "
+    "micrometre numbers with xyzt_units = 0 (unknown). header_xyzt_units lists the codes "
+    "found in this section's headers."
 )
 
 
@@ -317,7 +323,15 @@ def dataset_description(
                 path=label,
                 expected="one grid per pair",
             )
-        codes.update((head_i["xyzt_units"], head_l["xyzt_units"]))
+        codes.update((head_i["xyzt_units"] & 0x07, head_l["xyzt_units"] & 0x07))
+        unit, um_per_unit = HEADER_UNITS.get(head_i["xyzt_units"] & 0x07, (None, None))
+        if unit is None:
+            raise BundleError(
+                f"spatial unit code {head_i['xyzt_units'] & 0x07} is not a length unit",
+                volume=pair["id"],
+                path=image,
+                expected="xyzt_units 0 (MiniVess um), 1 (m), 2 (mm) or 3 (um)",
+            )
         training.append({"image": f"./{image}", "label": f"./{label}"})
         files[pair["id"]] = {"images": [image], "label": label}
         volumes.append(
@@ -325,11 +339,17 @@ def dataset_description(
                 "id": pair["id"],
                 "shape": head_i["shape"],
                 "spacing": head_i["spacing"],
+                "spacing_unit": unit,
+                "spacing_um": [round(z * um_per_unit, 6) for z in head_i["spacing"]],
                 "image_dtype": head_i["dtype"],
                 "label_dtype": head_l["dtype"],
                 "synthetic": head_i["descrip"].startswith("SYNTHETIC"),
             }
         )
+    units = sorted({v["spacing_unit"] for v in volumes})
+    unit_name = {0: "none (no volumes)", 1: units[0] if units else ""}.get(
+        len(units), "mixed (see volumes[].spacing_unit)"
+    )
     return {
         "name": DATASET["name"],
         "description": f"{DATASET['name']} {version}: two-photon microscopy of rodent "
@@ -349,9 +369,11 @@ def dataset_description(
         "dataset": files,
         "section": section,
         "spacing": {v["id"]: v["spacing"] for v in volumes},
-        "spacing_unit": "um",
+        "spacing_unit": unit_name,
+        "spacing_um": {v["id"]: v["spacing_um"] for v in volumes},
         "units": {
-            "spacing": "micrometre",
+            "spacing": UNIT_NAMES.get(unit_name, unit_name),
+            "spacing_um": "micrometre",
             "header_xyzt_units": sorted(codes),
             "decision": UNITS_NOTE,
         },
@@ -559,7 +581,11 @@ def datasheet(
     if dataset:
         vols = dataset["volumes"]
         vrows = [
-            [v["id"], " × ".join(map(str, v["shape"])), " × ".join(f"{s:g}" for s in v["spacing"])]
+            [
+                v["id"],
+                " × ".join(map(str, v["shape"])),
+                " × ".join(f"{s:g}" for s in v["spacing_um"]),
+            ]
             for v in vols
         ]
         out.append(
