@@ -12,7 +12,7 @@
       quarantine.json            volumes left out, with reasons
       <documents>                e.g. validation_report.json, drift_manifest.json
       provenance.json            versions, config, locked packages, per-file lineage
-      ro-crate-metadata.json     RO-Crate 1.2, one CreateAction per stage
+      ro-crate-metadata.json     RO-Crate 1.3, one CreateAction per stage
       LICENCE.txt  README.md     attribution and the datasheet
 
 Every section is optional (``None`` leaves it out). Files of the sections and the
@@ -91,7 +91,7 @@ DATASET = {
 DOI_URL = f"https://doi.org/{DATASET['doi']}"
 EBRAINS_URL = f"https://search.kg.ebrains.eu/instances/{DATASET['ebrains_id']}"
 CITATION = f"{DATASET['authors']} {DATASET['title']}. {DATASET['journal']}. doi:{DATASET['doi']}"
-RO_CRATE_PROFILE = "https://w3id.org/ro/crate/1.2"
+RO_CRATE_PROFILE = "https://w3id.org/ro/crate/1.3"
 PROCESS_RUN_PROFILE = "https://w3id.org/ro/wfrun/process/0.5"
 LABELS = {"background": 0, "vessel": 1}
 #: NIfTI ``xyzt_units`` spatial code -> (unit the header values are in, micrometres per unit).
@@ -545,7 +545,7 @@ def datasheet(
     out.append(
         "## What\n\nTwo-photon microscopy volumes of rodent cerebrovasculature with binary "
         "vessel masks (NIfTI-1, `.nii.gz`), packaged as a BagIt 1.0 bag with checksums "
-        f"(sha256 + sha512), an RO-Crate 1.2 description and DVC 3 metadata. Bagging date "
+        f"(sha256 + sha512), an RO-Crate 1.3 description and DVC 3 metadata. Bagging date "
         f"{date} (from `SOURCE_DATE_EPOCH`).\n"
     )
     out.append(
@@ -632,6 +632,26 @@ def datasheet(
 
 
 NIFTI_FORMAT = "https://nifti.nimh.nih.gov/nifti-1/"
+AGENT_ID = "#build"
+#: Where minivess-bundle is described (its package metadata's project URL).
+SOFTWARE_URL = "https://pypi.org/project/minivess-bundle/"
+_DESCRIPTIONS = (
+    ("raw/imagesTr/", "two-photon image as released (renamed, bytes untouched)"),
+    ("raw/labelsTr/", "vessel mask as released (renamed, bytes untouched)"),
+    ("raw/metadata/", "per-volume acquisition metadata as released"),
+    ("processed/imagesTr/", "validated image resampled onto the target grid"),
+    ("processed/labelsTr/", "validated vessel mask resampled onto the image's grid"),
+    ("processed/metadata/", "per-volume metadata of a processed volume"),
+    ("drift/", "drift variant (a controlled distribution shift) of a processed volume"),
+)
+
+
+def _describe(rel: str) -> str:
+    """A one-line description of payload file ``rel`` from where it lives."""
+    for prefix, text in _DESCRIPTIONS:
+        if rel.startswith(prefix):
+            return text[0].upper() + text[1:]
+    return f"Bundle document {rel}"
 
 
 def _encoding(rel: str) -> str | list:
@@ -652,18 +672,28 @@ def ro_crate(
     files: Mapping[str, tuple[int, str]],
     documents: list[str],
     synthetic: bool,
+    end_time: str | None = None,
 ) -> dict[str, Any]:
-    """RO-Crate 1.2 metadata for ``data/`` (``{rel: (size, sha256)}`` of every payload file).
+    """RO-Crate 1.3 metadata for ``data/`` (``{rel: (size, sha256)}`` of every payload file).
 
-    One File entity per file, one Dataset per folder (linked by ``hasPart``), and
-    a CreateAction per stage in the Process Run Crate 0.5 style: ``instrument``
-    is minivess-bundle, ``object`` the stage's inputs, ``result`` its outputs.
-    No start or end times: the crate carries no wall-clock time.
+    One File entity per file and one Dataset per folder (linked by ``hasPart``),
+    each with a ``description`` (and files an ``encodingFormat``), and a
+    CreateAction per stage as the Process Run Crate 0.5 profile describes it:
+    ``instrument`` is minivess-bundle (a SoftwareApplication with ``url`` and
+    ``version``), ``object`` the stage's inputs, ``result`` its outputs, ``agent``
+    the build, ``endTime`` the release time ``end_time`` (ISO 8601 from
+    ``SOURCE_DATE_EPOCH``, never the wall clock; default: ``date``). The root
+    claims the Process Run Crate profile through a Profile entity. Valid at the
+    REQUIRED level of roc-validator's ro-crate-1.3 profile (tested offline).
     """
     from urllib.parse import quote
 
     def ref(rel: str) -> dict[str, str]:
         return {"@id": quote(rel, safe="/")}
+
+    def one(values: list) -> list | dict:
+        """A single value stays a single value (RO-Crate 1.3's compacted JSON-LD)."""
+        return values[0] if len(values) == 1 else values
 
     graph: list[dict[str, Any]] = []
     folders: dict[str, list[str]] = {"./": []}
@@ -683,6 +713,7 @@ def ro_crate(
                 "@id": quote(rel, safe="/"),
                 "@type": "File",
                 "name": parts[-1],
+                "description": _describe(rel),
                 "contentSize": str(size),
                 "sha256": sha,
                 "encodingFormat": _encoding(rel),
@@ -696,7 +727,8 @@ def ro_crate(
                 "@id": quote(folder, safe="/"),
                 "@type": "Dataset",
                 "name": folder.rstrip("/"),
-                "hasPart": [ref(p) for p in parts],
+                "description": f"Folder {folder} of the bundle's payload ({len(parts)} entries)",
+                "hasPart": one([ref(p) for p in parts]),
             }
         )
 
@@ -727,9 +759,12 @@ def ro_crate(
                 "@id": f"#action-{stage}",
                 "@type": "CreateAction",
                 "name": f"{stage}: {description}",
+                "description": f"minivess-bundle stage {stage}: {description}",
                 "instrument": tool,
-                "object": obj,
-                "result": result,
+                "agent": {"@id": AGENT_ID},
+                "endTime": end_time or date,
+                "object": one(obj),
+                "result": one(result),
                 "actionStatus": {"@id": "http://schema.org/CompletedActionStatus"},
             }
         )
@@ -739,6 +774,8 @@ def ro_crate(
             "@type": "CreativeWork",
             "conformsTo": {"@id": RO_CRATE_PROFILE},
             "about": {"@id": "./"},
+            "name": "RO-Crate metadata descriptor",
+            "description": "RO-Crate metadata descriptor of this bundle",
         },
         {
             "@id": "./",
@@ -759,15 +796,31 @@ def ro_crate(
         },
         {
             "@id": PROCESS_RUN_PROFILE,
-            "@type": "CreativeWork",
+            "@type": ["CreativeWork", "Profile"],
             "name": "Process Run Crate",
             "version": "0.5",
+            "description": "Workflow Run RO-Crate profile for the execution of one or more "
+            "tools (here: the workflow's stages), each a CreateAction",
+        },
+        {
+            "@id": "http://schema.org/CompletedActionStatus",
+            "@type": "ActionStatusType",
+            "name": "Completed",
+            "description": "The stage ran to completion",
+        },
+        {
+            "@id": AGENT_ID,
+            "@type": "Organization",
+            "name": "minivess-bundle build",
+            "description": "Whoever ran the minivess-bundle workflow that built this bundle "
+            "(no user or host name is recorded, so that builds are byte-reproducible)",
         },
         {
             "@id": DATASET["licence_url"],
             "@type": "CreativeWork",
             "name": DATASET["licence"],
             "identifier": "CC-BY-NC-SA-4.0",
+            "description": "Creative Commons Attribution-NonCommercial-ShareAlike 4.0",
         },
         {
             "@id": DOI_URL,
@@ -780,17 +833,22 @@ def ro_crate(
             "@id": EBRAINS_URL,
             "@type": "CreativeWork",
             "name": f"MiniVess on EBRAINS ({DATASET['ebrains_id']})",
+            "description": "The released MiniVess dataset this bundle is based on",
             "license": {"@id": DATASET["licence_url"]},
         },
         {
             "@id": NIFTI_FORMAT,
             "@type": "WebPage",
             "name": "NIfTI-1 data format (gzip-compressed, .nii.gz)",
+            "description": "Neuroimaging Informatics Technology Initiative file format",
         },
         {
             "@id": "#minivess-bundle",
             "@type": "SoftwareApplication",
             "name": "minivess-bundle",
+            "description": "The Snakemake workflow and Python package that built this bundle",
+            "url": SOFTWARE_URL,
+            "version": __version__,
             "softwareVersion": __version__,
         },
     ]
@@ -1010,7 +1068,8 @@ def assemble_bundle(
         )
         _write(data / "README.md", readme.encode())
         files = {rel: (digests(rel)[0], digests(rel)[1]["sha256"]) for rel in payload_now()}
-        crate = ro_crate(name, version, date, files, sorted(documents), synthetic)
+        end_time = dt.datetime.fromtimestamp(source_date_epoch, dt.UTC).isoformat()
+        crate = ro_crate(name, version, date, files, sorted(documents), synthetic, end_time)
         _write(data / "ro-crate-metadata.json", json_bytes(crate))
 
         rels = payload_now()
