@@ -40,9 +40,9 @@ def test_bagit_python_validates_the_bag_with_both_algorithms(bag):
     checked.validate()  # raises BagValidationError on any problem
     assert checked.version_info == (1, 0)
     assert sorted(checked.algorithms) == ["sha256", "sha512"]
-    assert len(checked.payload_entries()) == len(payload_files(bag)) == 22
+    assert len(checked.payload_entries()) == len(payload_files(bag)) == 23
     assert checked.info["Payload-Oxum"] == (
-        f"{sum((bag / 'data' / p).stat().st_size for p in payload_files(bag))}.22"
+        f"{sum((bag / 'data' / p).stat().st_size for p in payload_files(bag))}.23"
     )
 
 
@@ -341,3 +341,35 @@ EXPLAINED_RECOMMENDED = {
     "ro-crate-1.3_89.0",
     "ro-crate-1.3_90.1",
 }
+
+
+def test_croissant_validates_and_iterates_with_mlcroissant_and_a_pair_opens(inputs, tmp_path):
+    from validator_utils import need
+
+    mlc = need("mlcroissant")
+    import nibabel as nib
+
+    variant = {"variant_id": "intensity-l1-mv01", "volume": "mv01", "drift_type": "intensity"}
+    fsio.write_json_atomic(inputs["drift_manifest"], {"variants": [dict(variant, severity=0.2)]})
+    bag = Path(build(inputs, tmp_path / "out")["path"])
+    metadata = json.loads((bag / "data/croissant.json").read_text())
+    assert "http://mlcommons.org/croissant/1.1" in metadata["conformsTo"]
+    assert metadata["rai:personalSensitiveInformation"].startswith("None")
+    shas = {f["@id"]: f["sha256"] for f in metadata["distribution"] if "sha256" in f}
+    assert shas["processed/imagesTr/mv02.nii.gz"] == fsio.sha256_file(
+        bag / "data/processed/imagesTr/mv02.nii.gz"
+    )
+    assert set(shas) == set(payload_files(bag)) - {"croissant.json", "ro-crate-metadata.json"}
+    dataset = mlc.Dataset(jsonld=str(bag / "data/croissant.json"))  # validates on load
+    pairs = list(dataset.records("training_pairs"))
+    assert [p["training_pairs/image"].decode() for p in pairs] == [
+        "./processed/imagesTr/mv01.nii.gz",
+        "./processed/imagesTr/mv02.nii.gz",
+    ]
+    image = nib.load(bag / "data" / pairs[1]["training_pairs/image"].decode())
+    label = nib.load(bag / "data" / pairs[1]["training_pairs/label"].decode())
+    assert image.shape == label.shape == (6, 5, 3)
+    assert set(np.unique(np.asarray(label.dataobj))) <= {0, 1}
+    (drift,) = list(dataset.records("drift_variants"))
+    assert drift["drift_variants/volume"] == b"mv01"
+    assert drift["drift_variants/severity"] == pytest.approx(0.2)

@@ -13,6 +13,7 @@
       <documents>                e.g. validation_report.json, drift_manifest.json
       provenance.json            versions, config, locked packages, per-file lineage
       ro-crate-metadata.json     RO-Crate 1.3, one CreateAction per stage
+      croissant.json             Croissant 1.1 with RAI fields, sha256s, record sets
       LICENCE.txt  README.md     attribution and the datasheet
 
 Every section is optional (``None`` leaves it out). Files of the sections and the
@@ -52,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .croissant import croissant_metadata
 from .errors import BundleError
 from .fsio import CHUNK, _fsync_dir, json_bytes, link_or_copy, remove_stale
 from .volumes import VOLUME_RE, staging_names
@@ -67,6 +69,7 @@ GENERATED = (
     "quarantine.json",
     "provenance.json",
     "ro-crate-metadata.json",
+    "croissant.json",
     "LICENCE.txt",
     "README.md",
 )
@@ -1067,6 +1070,23 @@ def assemble_bundle(
             (provenance.get("config") or {}).get("source"),
         )
         _write(data / "README.md", readme.encode())
+        files = {rel: (digests(rel)[0], digests(rel)[1]["sha256"]) for rel in payload_now()}
+        # Croissant 1.1 (MLCommons) describes the same payload for ML tooling.
+        croissant = croissant_metadata(
+            name=name,
+            version=version,
+            date=date,
+            description=f"MiniVess {version}: two-photon microscopy volumes of rodent "
+            "cerebrovasculature with vessel masks, packaged by minivess-bundle"
+            + (" (SYNTHETIC stand-in, no measured data)" if synthetic else ""),
+            licence_url=DATASET["licence_url"],
+            citation=CITATION,
+            url=DOI_URL,
+            creators=["Charissa Poon", "Petteri Teikari"],
+            files=files,
+            dataset=dataset,
+        )
+        _write(data / "croissant.json", json_bytes(croissant))
         files = {rel: (digests(rel)[0], digests(rel)[1]["sha256"]) for rel in payload_now()}
         end_time = dt.datetime.fromtimestamp(source_date_epoch, dt.UTC).isoformat()
         crate = ro_crate(name, version, date, files, sorted(documents), synthetic, end_time)
