@@ -44,7 +44,7 @@ def test_headers_have_sde_mtime_root_owner_normalised_modes_sorted_names_no_pax(
         assert header[257:265] == b"ustar  \x00"  # GNU magic
     files = [m.name for m in members if m.isreg()]
     on_disk = sorted(p.relative_to(bag.parent).as_posix() for p in bag.rglob("*") if p.is_file())
-    assert files == on_disk and len([f for f in files if "/data/" in f]) == 22
+    assert files == on_disk and len([f for f in files if "/data/" in f]) == 23
 
 
 def test_assembling_twice_from_other_paths_cwd_and_umask_gives_the_same_sha256(

@@ -49,7 +49,7 @@ def test_intact_folder_and_archive_pass_with_their_digests(bundle):
     assert folder.ok, folder.problems
     manifest = (bundle / "minivess-0.1.0" / "manifest-sha256.txt").read_bytes()
     assert folder.digest == hashlib.sha256(manifest).hexdigest()
-    assert (folder.payload_files, folder.digest_of) == (22, "manifest-sha256.txt")
+    assert (folder.payload_files, folder.digest_of) == (23, "manifest-sha256.txt")
     # whole bag + 3 parts + dvc.lock (download out, process dep+out, drift dep+out)
     assert len(folder.dvc_checked) == 1 + 3 + 5
 
@@ -89,7 +89,7 @@ def test_deleted_file_is_named_missing_by_verify_and_by_bagit(bundle):
     (bag / "data/raw/metadata/mv01.json").unlink()
     problems = verify_bundle(bag).problems
     assert "missing file data/raw/metadata/mv01.json (listed in manifest-sha256.txt)" in problems
-    assert any(p.startswith("Payload-Oxum ") and p.endswith(".21") for p in problems)
+    assert any(p.startswith("Payload-Oxum ") and p.endswith(".22") for p in problems)
     assert "data/raw/metadata/mv01.json" in bagit_errors(bag)
 
 

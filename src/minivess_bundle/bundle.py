@@ -14,7 +14,8 @@
       quarantine.json            volumes left out, with reasons
       <documents>                e.g. validation_report.json, drift_manifest.json
       provenance.json            versions, config, locked packages, per-file lineage
-      ro-crate-metadata.json     RO-Crate 1.2, one CreateAction per stage
+      ro-crate-metadata.json     RO-Crate 1.3, one CreateAction per stage
+      croissant.json             Croissant 1.1 with RAI fields, sha256s, record sets
       LICENCE.txt  README.md     attribution and the datasheet
 
 Every section is optional (``None`` leaves it out). Files of the sections and the
@@ -54,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .croissant import croissant_metadata
 from .errors import BundleError
 from .fsio import CHUNK, _fsync_dir, json_bytes, link_or_copy, remove_stale
 from .volumes import VOLUME_RE, staging_names
@@ -69,6 +71,7 @@ GENERATED = (
     "quarantine.json",
     "provenance.json",
     "ro-crate-metadata.json",
+    "croissant.json",
     "LICENCE.txt",
     "README.md",
 )
@@ -93,13 +96,19 @@ DATASET = {
 DOI_URL = f"https://doi.org/{DATASET['doi']}"
 EBRAINS_URL = f"https://search.kg.ebrains.eu/instances/{DATASET['ebrains_id']}"
 CITATION = f"{DATASET['authors']} {DATASET['title']}. {DATASET['journal']}. doi:{DATASET['doi']}"
-RO_CRATE_PROFILE = "https://w3id.org/ro/crate/1.2"
+RO_CRATE_PROFILE = "https://w3id.org/ro/crate/1.3"
 PROCESS_RUN_PROFILE = "https://w3id.org/ro/wfrun/process/0.5"
 LABELS = {"background": 0, "vessel": 1}
+#: NIfTI ``xyzt_units`` spatial code -> (unit the header values are in, micrometres per unit).
+#: 0 (unknown) is the MiniVess release's convention: micrometre numbers, no unit named.
+HEADER_UNITS = {0: ("um", 1.0), 1: ("m", 1e6), 2: ("mm", 1e3), 3: ("um", 1.0)}
+UNIT_NAMES = {"um": "micrometre", "mm": "millimetre", "m": "metre"}
 UNITS_NOTE = (
-    "Voxel spacing is in micrometres. MiniVess stores micrometre values in pixdim with "
-    "NIfTI xyzt_units = 0 (unknown); header_xyzt_units lists the codes found in the "
-    "headers of this section (0 = unknown, values are micrometres; 3 = micrometres declared)."
+    "`spacing` holds the header values as MONAI, nnU-Net and SimpleITK read them, in "
+    "`spacing_unit`; `spacing_um` gives the same spacing in micrometres. Processed files "
+    "declare millimetres (NIfTI xyzt_units = 2, so 0.001 = 1 µm); the raw release stores "
+    "micrometre numbers with xyzt_units = 0 (unknown). header_xyzt_units lists the codes "
+    "found in this section's headers."
 )
 
 
@@ -319,7 +328,15 @@ def dataset_description(
                 path=label,
                 expected="one grid per pair",
             )
-        codes.update((head_i["xyzt_units"], head_l["xyzt_units"]))
+        codes.update((head_i["xyzt_units"] & 0x07, head_l["xyzt_units"] & 0x07))
+        unit, um_per_unit = HEADER_UNITS.get(head_i["xyzt_units"] & 0x07, (None, None))
+        if unit is None:
+            raise BundleError(
+                f"spatial unit code {head_i['xyzt_units'] & 0x07} is not a length unit",
+                volume=pair["id"],
+                path=image,
+                expected="xyzt_units 0 (MiniVess um), 1 (m), 2 (mm) or 3 (um)",
+            )
         training.append({"image": f"./{image}", "label": f"./{label}"})
         files[pair["id"]] = {"images": [image], "label": label}
         volumes.append(
@@ -327,11 +344,17 @@ def dataset_description(
                 "id": pair["id"],
                 "shape": head_i["shape"],
                 "spacing": head_i["spacing"],
+                "spacing_unit": unit,
+                "spacing_um": [round(z * um_per_unit, 6) for z in head_i["spacing"]],
                 "image_dtype": head_i["dtype"],
                 "label_dtype": head_l["dtype"],
                 "synthetic": head_i["descrip"].startswith("SYNTHETIC"),
             }
         )
+    units = sorted({v["spacing_unit"] for v in volumes})
+    unit_name = {0: "none (no volumes)", 1: units[0] if units else ""}.get(
+        len(units), "mixed (see volumes[].spacing_unit)"
+    )
     return {
         "name": DATASET["name"],
         "description": f"{DATASET['name']} {version}: two-photon microscopy of rodent "
@@ -351,9 +374,11 @@ def dataset_description(
         "dataset": files,
         "section": section,
         "spacing": {v["id"]: v["spacing"] for v in volumes},
-        "spacing_unit": "um",
+        "spacing_unit": unit_name,
+        "spacing_um": {v["id"]: v["spacing_um"] for v in volumes},
         "units": {
-            "spacing": "micrometre",
+            "spacing": UNIT_NAMES.get(unit_name, unit_name),
+            "spacing_um": "micrometre",
             "header_xyzt_units": sorted(codes),
             "decision": UNITS_NOTE,
         },
@@ -525,7 +550,7 @@ def datasheet(
     out.append(
         "## What\n\nTwo-photon microscopy volumes of rodent cerebrovasculature with binary "
         "vessel masks (NIfTI-1, `.nii.gz`), packaged as a BagIt 1.0 bag with checksums "
-        f"(sha256 + sha512), an RO-Crate 1.2 description and DVC 3 metadata. Bagging date "
+        f"(sha256 + sha512), an RO-Crate 1.3 description and DVC 3 metadata. Bagging date "
         f"{date} (from `SOURCE_DATE_EPOCH`).\n"
     )
     out.append(
@@ -561,7 +586,11 @@ def datasheet(
     if dataset:
         vols = dataset["volumes"]
         vrows = [
-            [v["id"], " × ".join(map(str, v["shape"])), " × ".join(f"{s:g}" for s in v["spacing"])]
+            [
+                v["id"],
+                " × ".join(map(str, v["shape"])),
+                " × ".join(f"{s:g}" for s in v["spacing_um"]),
+            ]
             for v in vols
         ]
         out.append(
@@ -608,6 +637,26 @@ def datasheet(
 
 
 NIFTI_FORMAT = "https://nifti.nimh.nih.gov/nifti-1/"
+AGENT_ID = "#build"
+#: Where minivess-bundle is described (its package metadata's project URL).
+SOFTWARE_URL = "https://pypi.org/project/minivess-bundle/"
+_DESCRIPTIONS = (
+    ("raw/imagesTr/", "two-photon image as released (renamed, bytes untouched)"),
+    ("raw/labelsTr/", "vessel mask as released (renamed, bytes untouched)"),
+    ("raw/metadata/", "per-volume acquisition metadata as released"),
+    ("processed/imagesTr/", "validated image resampled onto the target grid"),
+    ("processed/labelsTr/", "validated vessel mask resampled onto the image's grid"),
+    ("processed/metadata/", "per-volume metadata of a processed volume"),
+    ("drift/", "drift variant (a controlled distribution shift) of a processed volume"),
+)
+
+
+def _describe(rel: str) -> str:
+    """A one-line description of payload file ``rel`` from where it lives."""
+    for prefix, text in _DESCRIPTIONS:
+        if rel.startswith(prefix):
+            return text[0].upper() + text[1:]
+    return f"Bundle document {rel}"
 
 
 def _encoding(rel: str) -> str | list:
@@ -628,18 +677,28 @@ def ro_crate(
     files: Mapping[str, tuple[int, str]],
     documents: list[str],
     synthetic: bool,
+    end_time: str | None = None,
 ) -> dict[str, Any]:
-    """RO-Crate 1.2 metadata for ``data/`` (``{rel: (size, sha256)}`` of every payload file).
+    """RO-Crate 1.3 metadata for ``data/`` (``{rel: (size, sha256)}`` of every payload file).
 
-    One File entity per file, one Dataset per folder (linked by ``hasPart``), and
-    a CreateAction per stage in the Process Run Crate 0.5 style: ``instrument``
-    is minivess-bundle, ``object`` the stage's inputs, ``result`` its outputs.
-    No start or end times: the crate carries no wall-clock time.
+    One File entity per file and one Dataset per folder (linked by ``hasPart``),
+    each with a ``description`` (and files an ``encodingFormat``), and a
+    CreateAction per stage as the Process Run Crate 0.5 profile describes it:
+    ``instrument`` is minivess-bundle (a SoftwareApplication with ``url`` and
+    ``version``), ``object`` the stage's inputs, ``result`` its outputs, ``agent``
+    the build, ``endTime`` the release time ``end_time`` (ISO 8601 from
+    ``SOURCE_DATE_EPOCH``, never the wall clock; default: ``date``). The root
+    claims the Process Run Crate profile through a Profile entity. Valid at the
+    REQUIRED level of roc-validator's ro-crate-1.3 profile (tested offline).
     """
     from urllib.parse import quote
 
     def ref(rel: str) -> dict[str, str]:
         return {"@id": quote(rel, safe="/")}
+
+    def one(values: list) -> list | dict:
+        """A single value stays a single value (RO-Crate 1.3's compacted JSON-LD)."""
+        return values[0] if len(values) == 1 else values
 
     graph: list[dict[str, Any]] = []
     folders: dict[str, list[str]] = {"./": []}
@@ -659,6 +718,7 @@ def ro_crate(
                 "@id": quote(rel, safe="/"),
                 "@type": "File",
                 "name": parts[-1],
+                "description": _describe(rel),
                 "contentSize": str(size),
                 "sha256": sha,
                 "encodingFormat": _encoding(rel),
@@ -672,7 +732,8 @@ def ro_crate(
                 "@id": quote(folder, safe="/"),
                 "@type": "Dataset",
                 "name": folder.rstrip("/"),
-                "hasPart": [ref(p) for p in parts],
+                "description": f"Folder {folder} of the bundle's payload ({len(parts)} entries)",
+                "hasPart": one([ref(p) for p in parts]),
             }
         )
 
@@ -703,9 +764,12 @@ def ro_crate(
                 "@id": f"#action-{stage}",
                 "@type": "CreateAction",
                 "name": f"{stage}: {description}",
+                "description": f"minivess-bundle stage {stage}: {description}",
                 "instrument": tool,
-                "object": obj,
-                "result": result,
+                "agent": {"@id": AGENT_ID},
+                "endTime": end_time or date,
+                "object": one(obj),
+                "result": one(result),
                 "actionStatus": {"@id": "http://schema.org/CompletedActionStatus"},
             }
         )
@@ -715,6 +779,8 @@ def ro_crate(
             "@type": "CreativeWork",
             "conformsTo": {"@id": RO_CRATE_PROFILE},
             "about": {"@id": "./"},
+            "name": "RO-Crate metadata descriptor",
+            "description": "RO-Crate metadata descriptor of this bundle",
         },
         {
             "@id": "./",
@@ -735,15 +801,31 @@ def ro_crate(
         },
         {
             "@id": PROCESS_RUN_PROFILE,
-            "@type": "CreativeWork",
+            "@type": ["CreativeWork", "Profile"],
             "name": "Process Run Crate",
             "version": "0.5",
+            "description": "Workflow Run RO-Crate profile for the execution of one or more "
+            "tools (here: the workflow's stages), each a CreateAction",
+        },
+        {
+            "@id": "http://schema.org/CompletedActionStatus",
+            "@type": "ActionStatusType",
+            "name": "Completed",
+            "description": "The stage ran to completion",
+        },
+        {
+            "@id": AGENT_ID,
+            "@type": "Organization",
+            "name": "minivess-bundle build",
+            "description": "Whoever ran the minivess-bundle workflow that built this bundle "
+            "(no user or host name is recorded, so that builds are byte-reproducible)",
         },
         {
             "@id": DATASET["licence_url"],
             "@type": "CreativeWork",
             "name": DATASET["licence"],
             "identifier": "CC-BY-NC-SA-4.0",
+            "description": "Creative Commons Attribution-NonCommercial-ShareAlike 4.0",
         },
         {
             "@id": DOI_URL,
@@ -756,17 +838,22 @@ def ro_crate(
             "@id": EBRAINS_URL,
             "@type": "CreativeWork",
             "name": f"MiniVess on EBRAINS ({DATASET['ebrains_id']})",
+            "description": "The released MiniVess dataset this bundle is based on",
             "license": {"@id": DATASET["licence_url"]},
         },
         {
             "@id": NIFTI_FORMAT,
             "@type": "WebPage",
             "name": "NIfTI-1 data format (gzip-compressed, .nii.gz)",
+            "description": "Neuroimaging Informatics Technology Initiative file format",
         },
         {
             "@id": "#minivess-bundle",
             "@type": "SoftwareApplication",
             "name": "minivess-bundle",
+            "description": "The Snakemake workflow and Python package that built this bundle",
+            "url": SOFTWARE_URL,
+            "version": __version__,
             "softwareVersion": __version__,
         },
     ]
@@ -993,7 +1080,25 @@ def assemble_bundle(
         )
         _write(data / "README.md", readme.encode())
         files = {rel: (digests(rel)[0], digests(rel)[1]["sha256"]) for rel in payload_now()}
-        crate = ro_crate(name, version, date, files, sorted(documents), synthetic)
+        # Croissant 1.1 (MLCommons) describes the same payload for ML tooling.
+        croissant = croissant_metadata(
+            name=name,
+            version=version,
+            date=date,
+            description=f"MiniVess {version}: two-photon microscopy volumes of rodent "
+            "cerebrovasculature with vessel masks, packaged by minivess-bundle"
+            + (" (SYNTHETIC stand-in, no measured data)" if synthetic else ""),
+            licence_url=DATASET["licence_url"],
+            citation=CITATION,
+            url=DOI_URL,
+            creators=["Charissa Poon", "Petteri Teikari"],
+            files=files,
+            dataset=dataset,
+        )
+        _write(data / "croissant.json", json_bytes(croissant))
+        files = {rel: (digests(rel)[0], digests(rel)[1]["sha256"]) for rel in payload_now()}
+        end_time = dt.datetime.fromtimestamp(source_date_epoch, dt.UTC).isoformat()
+        crate = ro_crate(name, version, date, files, sorted(documents), synthetic, end_time)
         _write(data / "ro-crate-metadata.json", json_bytes(crate))
 
         rels = payload_now()
