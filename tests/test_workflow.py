@@ -195,34 +195,40 @@ def test_check_target_trains_one_epoch_and_exports_to_nnunet(synthetic_run):
     assert check_nnunet_dataset(dataset) == []
 
 
+def _small_release(out, volumes=("mv01", "mv02", "mv03")):
+    """A small release folder (EBRAINS layout) whose volumes pass validation, with the
+    licence file, and the config of a fast dir-source build of it."""
+    from minivess_bundle.synthetic import write_synthetic_volume
+
+    for vol in volumes:
+        write_synthetic_volume(out, vol, seed=3, size_xy=64, max_z=12)
+    (out / "Licence (CCBY-NC-SA).pdf").write_bytes(b"%PDF-1.4 licence stand-in\n")
+    return out, {
+        "volumes": list(volumes),
+        "source": "dir",
+        "dir": {"path": str(out)},
+        "drift": {"enabled": False},
+        "resample": {"target_spacing_um": "native"},
+    }
+
+
 def _release_with_bad_mask(out):
-    """A small release (EBRAINS layout, volumes that pass validation) whose mv02 mask
-    holds the value 2."""
+    """A small release whose mv02 mask holds the value 2 (and its build config)."""
     import numpy as np
 
     from minivess_bundle.nifti import read_nifti, write_nifti
-    from minivess_bundle.synthetic import write_synthetic_volume
 
-    for vol in ("mv01", "mv02", "mv03"):
-        write_synthetic_volume(out, vol, seed=3, size_xy=64, max_z=12)
+    out, config = _small_release(out)
     mask_path = out / "seg" / "mv02_y.nii.gz"
     image = read_nifti(mask_path)
     data = np.asarray(image.dataobj).copy()
     data.flat[0] = 2
     write_nifti(mask_path, image.__class__(data, image.affine, image.header))
-    (out / "Licence (CCBY-NC-SA).pdf").write_bytes(b"%PDF-1.4 licence stand-in\n")
-    return out
+    return out, config
 
 
 def test_invalid_volume_is_quarantined_and_the_build_completes(tmp_path):
-    release = _release_with_bad_mask(tmp_path / "release")
-    config = {
-        "volumes": ["mv01", "mv02", "mv03"],
-        "source": "dir",
-        "dir": {"path": str(release)},
-        "drift": {"enabled": False},
-        "resample": {"target_spacing_um": "native"},
-    }
+    release, config = _release_with_bad_mask(tmp_path / "release")
     build = make_workdir(tmp_path / "build", **config)
     run_snakemake(build, "--cores", "2", "all")
     bag = build / BUNDLE / "data"
@@ -292,14 +298,8 @@ def test_shrinking_the_volume_list_leaves_no_stale_volume_in_the_bag(tmp_path):
 
 
 def test_invalid_volume_with_on_invalid_fail_stops_naming_volume_file_and_check(tmp_path):
-    release = _release_with_bad_mask(tmp_path / "release")
-    build = make_workdir(
-        tmp_path / "build",
-        volumes=["mv01", "mv02", "mv03"],
-        source="dir",
-        dir={"path": str(release)},
-        validate={"on_invalid": "fail"},
-    )
+    _, config = _release_with_bad_mask(tmp_path / "release")
+    build = make_workdir(tmp_path / "build", **config, validate={"on_invalid": "fail"})
     result = run_snakemake(build, "--cores", "2", "--keep-going", "all", check=False)
     assert result.returncode != 0
     log = (build / "logs" / "validate" / "mv02.log").read_text()
@@ -312,20 +312,7 @@ def test_invalid_volume_with_on_invalid_fail_stops_naming_volume_file_and_check(
 def test_editing_a_dir_source_file_refetches_that_volume_only(tmp_path):
     """The dir source's three files per volume are inputs: an edited file re-fetches its
     volume (and only it), and the new bytes reach the bag. Staging is temporary."""
-    from minivess_bundle.synthetic import write_synthetic_licence, write_synthetic_volume
-
-    release = tmp_path / "release"
-    for vol in ("mv01", "mv02"):
-        write_synthetic_volume(release, vol, seed=3, size_xy=32, max_z=8)
-    write_synthetic_licence(release)
-    (release / "Licence (CCBY-NC-SA).pdf").write_bytes(b"%PDF-1.4 licence stand-in\n")
-    config = {
-        "volumes": ["mv01", "mv02"],
-        "source": "dir",
-        "dir": {"path": str(release)},
-        "drift": {"enabled": False},
-        "resample": {"target_spacing_um": "native"},
-    }
+    release, config = _small_release(tmp_path / "release", ("mv01", "mv02"))
     build = make_workdir(tmp_path / "build", **config)
     run_snakemake(build, "--cores", "2", "all")
     assert not [p for p in (build / "results" / "staging").rglob("*") if p.is_file()]
@@ -350,27 +337,17 @@ def test_a_huge_header_cannot_make_a_job_ask_for_huge_memory(tmp_path):
     import nibabel as nib
     import numpy as np
 
-    from minivess_bundle.synthetic import write_synthetic_volume
-
-    release = tmp_path / "release"
-    for vol in ("mv01", "mv02"):
-        write_synthetic_volume(release, vol, seed=3, size_xy=64, max_z=12)
-    (release / "Licence (CCBY-NC-SA).pdf").write_bytes(b"%PDF-1.4 licence stand-in\n")
+    release, config = _small_release(tmp_path / "release", ("mv01", "mv02"))
     header = nib.Nifti1Header()
     header.set_data_dtype(np.uint16)
     header.set_data_shape((30000, 30000, 30000))
     header["vox_offset"] = 352
     lying = header.binaryblock + b"\0" * 4 + bytes(1024)
     (release / "raw" / "mv02.nii.gz").write_bytes(gzip.compress(lying, mtime=0))
-    build = make_workdir(
-        tmp_path / "build",
-        volumes=["mv01", "mv02"],
-        source="dir",
-        dir={"path": str(release)},
-        drift={"enabled": False},
-    )
+    build = make_workdir(tmp_path / "build", **{**config, "resample": {}})
     run_snakemake(build, "--cores", "2", "--until", "rename")
-    plan = run_snakemake(build, "--cores", "2", "-n", "all").stdout
+    result = run_snakemake(build, "--cores", "2", "-n", "all")
+    plan = result.stdout + result.stderr
     block = re.search(r"rule validate:\n(?:    .*\n)*?    wildcards: vol=mv02\n(?:    .*\n)*", plan)
     assert block, plan[-3000:]
     mem_mb = int(re.search(r"mem_mb=(\d+)", block.group(0)).group(1))
