@@ -222,7 +222,7 @@ def test_drift_image_jobs_do_not_import_scipy_stats():
         "from minivess_bundle import drift\n"
         "x = np.random.default_rng(0).integers(0, 999, (20, 20, 6)).astype(np.uint16)\n"
         "for kind in ('intensity', 'noise', 'attenuation', 'pmt'):\n"
-        "    out, rec = drift.apply_drift(x, kind, 0.6, 1, return_record=True)\n"
+        "    out, rec = drift.apply_drift(x, kind, 0.6, 1, return_record=True, spacing=(1, 1, 2))\n"
         "    drift.verification_figures(kind, x, out, record=rec, mask=(x > 500))\n"
         "print(sorted(m for m in sys.modules if m.startswith('scipy.stats')))\n"
     )

@@ -42,7 +42,7 @@ UNQUOTED_PARAMS = {
     "spacing": ("resample", "target_spacing_um"),  # "native" or three float() values
 }
 #: Wildcards used unquoted: each has a constraint in common.smk that admits no shell syntax.
-WILDCARD_CONSTRAINTS = {"vol": "VOLUME_PATTERN", "drift": '"[a-z]+"', "level": 'r"\\d"'}
+WILDCARD_CONSTRAINTS = {"vol": "VOLUME_PATTERN", "drift": '"|".join(KINDS)', "level": 'r"\\d"'}
 
 
 def _shell_strings(text: str) -> list[str]:

@@ -211,25 +211,26 @@ def cmd_drift(args: argparse.Namespace) -> None:
     """Make one drift variant of one resampled volume and write its manifest entry."""
     import json
 
-    from .drift import generate_drift_variant
+    from .drift import Compression, VariantFiles, VariantSpec, generate_drift_variant
     from .fsio import write_json_atomic
 
-    entry = generate_drift_variant(
+    spec = VariantSpec(
         args.volume,
+        args.type,
+        args.drift_level,
+        args.global_seed,
+        json.loads(args.params) if args.params else {},
+        tuple(args.reference_ids),
+    )
+    files = VariantFiles(
         args.image,
         args.label,
         args.out_image,
         args.out_label,
-        args.type,
-        level=args.drift_level,
-        global_seed=args.global_seed,
-        params=json.loads(args.params) if args.params else None,
-        reference_ids=args.reference_ids,
-        codec=args.codec,
-        compression_level=args.level,
-        clean_root=args.clean_root or None,
-        drift_root=args.drift_root or None,
+        args.clean_root or None,
+        args.drift_root or None,
     )
+    entry = generate_drift_variant(spec, files, Compression(args.codec, args.level))
     write_json_atomic(args.entry, entry)
     log.info(
         "%s: %s level %s, severity %s", args.volume, args.type, args.drift_level, entry["severity"]
@@ -500,9 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", default="", help="write what was done as JSON here")
     p.set_defaults(func=cmd_resample)
 
+    from .drift.kinds import KINDS
+
     p = sub.add_parser("drift", help=cmd_drift.__doc__)
     p.add_argument("volume", type=_volume)
-    p.add_argument("--type", required=True)
+    p.add_argument("--type", required=True, choices=KINDS)
     p.add_argument("--drift-level", type=int, required=True, help="1..5 (gradual: batch k)")
     p.add_argument("--image", required=True)
     p.add_argument("--label", required=True)

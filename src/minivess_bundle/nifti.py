@@ -266,3 +266,18 @@ def write_nifti(
             writer.write(slab.tobytes(order="F"))
         writer.close()
     return Path(path)
+
+
+#: Micrometres per NIfTI ``xyzt_units`` spatial code; 0 (unknown) is the MiniVess
+#: release's convention: plain micrometre numbers.
+_UM_PER_XYZT_UNIT = {0: 1.0, 1: 1e6, 2: 1e3, 3: 1.0}
+
+
+def spacing_um(header: nib.Nifti1Header) -> tuple[float, float, float]:
+    """The voxel size in micrometres, the one way every stage reads it.
+
+    Release headers hold micrometre numbers with ``xyzt_units = 0``; processed
+    headers hold millimetres with ``xyzt_units = 2`` (pixdim 0.001 for 1 um).
+    """
+    scale = _UM_PER_XYZT_UNIT[int(header["xyzt_units"]) & 7]
+    return tuple(float(z) * scale for z in header.get_zooms()[:3])

@@ -20,6 +20,12 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from minivess_bundle import layout, resources  # noqa: E402
 from minivess_bundle.config import coerce as coerce_config  # noqa: E402
 from minivess_bundle.layout import staged, renamed, processed  # noqa: E402
+from minivess_bundle.drift.kinds import KINDS  # noqa: E402
+from minivess_bundle.drift.plan import (  # noqa: E402
+    drift_volumes as plan_drift_volumes,
+    plan_jobs,
+    reference_volumes,
+)
 from minivess_bundle.volumes import (  # noqa: E402
     EBRAINS_LICENCE,
     SYNTHETIC_LICENCE,
@@ -42,7 +48,7 @@ ENV = "../../envs/minivess.yaml"
 
 wildcard_constraints:
     vol=VOLUME_PATTERN,
-    drift="[a-z]+",
+    drift="|".join(KINDS),
     level=r"\d",
 
 
@@ -168,43 +174,27 @@ DRIFT = config["drift"]
 
 def drift_volumes():
     """Held-out volumes the drift variants are made of (after validation)."""
-    valid = valid_volumes()
-    if DRIFT["volumes"] != "auto":
-        return [vol for vol in DRIFT["volumes"] if vol in valid]
-    held_out = [vol for vol in valid if int(vol[2:]) % 10 == 5]
-    return held_out or valid[-1:]
+    return plan_drift_volumes(valid_volumes(), DRIFT)
 
 
 def drift_jobs():
-    """(volume, type, level) of every variant; gradual levels are batch numbers 1..n."""
-    if not DRIFT["enabled"]:
-        return []
-    volumes = drift_volumes()
-    jobs = []
-    for kind in DRIFT["types"]:
-        if kind == "gradual":
-            batches = min(DRIFT["gradual"]["n_batches"], len(volumes))
-            jobs += [
-                (vol, kind, i * batches // len(volumes) + 1)
-                for i, vol in enumerate(volumes)
-            ]
-        else:
-            jobs += [(vol, kind, level) for vol in volumes for level in DRIFT["levels"]]
-    return jobs
+    """(volume, kind, level) of every variant (drift.plan.plan_jobs)."""
+    return [
+        (job.volume, job.kind, job.level) for job in plan_jobs(valid_volumes(), DRIFT)
+    ]
 
 
 def drift_params(wildcards):
-    """Explicit parameters of one drift job (gradual: base type and batch count)."""
-    if wildcards.drift != "gradual":
-        return ""
-    batches = min(DRIFT["gradual"]["n_batches"], len(drift_volumes()))
-    return json.dumps({**DRIFT["gradual"], "n_batches": batches}, sort_keys=True)
+    """Explicit parameters of one drift job as JSON (gradual: base kind and batches)."""
+    for job in plan_jobs(valid_volumes(), DRIFT):
+        if job.kind == wildcards.drift and job.params:
+            return json.dumps(job.params, sort_keys=True)
+    return ""
 
 
 def drift_reference_ids(wildcards):
     """Valid volumes left clean: the reference split a detector compares against."""
-    held_out = set(drift_volumes())
-    return [vol for vol in valid_volumes() if vol not in held_out]
+    return reference_volumes(valid_volumes(), DRIFT)
 
 
 def drift_mem_mb(wildcards, input, attempt):

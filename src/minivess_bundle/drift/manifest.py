@@ -1,0 +1,188 @@
+"""The DriftManifest: every variant's entry, its schema (a data file) and the per-kind summary.
+
+The schema lives in ``minivess_bundle/data/drift_manifest.schema.json`` (JSON Schema
+draft 2020-12). The summary gives, per kind, its primary figure averaged per level;
+writing a manifest whose kind is not strictly monotone over its levels, or shows no
+change at some level, is refused with a named error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import DriftError
+from .base import EXPECTED_SIGNALS, LEVELS
+from .kinds import KINDS, TRANSFORMS
+from .verify import UNCHANGED, figure
+
+MANIFEST_VERSION = 2
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "data" / "drift_manifest.schema.json"
+
+
+@functools.cache
+def manifest_schema() -> dict[str, Any]:
+    """The manifest's JSON Schema, read from the package's data file."""
+    return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+
+
+def validate_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Check ``manifest`` against its schema; :class:`DriftError` names the first bad field."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(manifest_schema())
+    errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.absolute_path) or "(root)"
+        more = f" ({len(errors) - 1} more errors)" if len(errors) > 1 else ""
+        raise DriftError(
+            f"manifest field {where}: {first.message}",
+            expected="a manifest matching drift_manifest.schema.json" + more,
+        )
+    unknown = {v["drift_type"] for v in manifest["variants"]} - set(KINDS)
+    if unknown:
+        raise DriftError(f"manifest kinds {sorted(unknown)} are not known", expected=str(KINDS))
+    return manifest
+
+
+def primary_figure(entry: dict[str, Any]) -> tuple[str, str]:
+    """(figure, direction) of an entry's kind (gradual: its base kind's)."""
+    kind = entry["drift_type"]
+    if kind == "gradual":
+        kind = entry["parameters"]["base"]
+    return TRANSFORMS[kind].primary
+
+
+def _sort_key(entry: dict[str, Any]) -> tuple:
+    return (entry["drift_type"], entry["severity"], entry["level"] or 0, entry["volume"])
+
+
+def summarise(variants: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per kind: the mean |primary figure| per level, and whether it is strictly ordered
+    in the expected direction (``monotonic``) and changed at every level (``nonzero``)."""
+    grouped: dict[str, dict[tuple, list[float]]] = {}
+    figures: dict[str, tuple[str, str]] = {}
+    for entry in variants:
+        kind = entry["drift_type"]
+        figures[kind] = primary_figure(entry)
+        value = entry["verification"].get(figures[kind][0])
+        key = (entry["severity"], entry["level"])
+        grouped.setdefault(kind, {}).setdefault(key, []).append(
+            abs(value) if value is not None else float("nan")
+        )
+    summary = {}
+    for kind, (name, direction) in sorted(figures.items()):
+        levels = sorted(grouped[kind].items())
+        means = [sum(v) / len(v) for _, v in levels]
+        pairs = list(zip(means, means[1:], strict=False))
+        ordered = all((b > a) if direction == "increasing" else (b < a) for a, b in pairs)
+        nonzero = all(abs(m - UNCHANGED[direction]) > 1e-9 for m in means)
+        summary[kind] = {
+            "figure": name,
+            "direction": direction,
+            "by_level": {
+                str(level): figure(m) for ((_, level), _), m in zip(levels, means, strict=True)
+            },
+            "monotonic": bool(ordered and means),
+            "nonzero": bool(nonzero and means),
+        }
+    return summary
+
+
+def check_summary(summary: dict[str, Any]) -> None:
+    """Refuse a kind whose primary figure is not strictly monotone or shows no change."""
+    for kind, row in sorted(summary.items()):
+        if not (row["monotonic"] and row["nonzero"]):
+            raise DriftError(
+                f"{kind}: {row['figure']} by level {row['by_level']} is not "
+                f"{'strictly ' + row['direction'] if not row['monotonic'] else 'non-zero'}",
+                expected=f"a {row['direction']}, non-zero primary figure over the levels",
+            )
+
+
+@dataclass
+class DriftManifest:
+    """All variants of a drift run (``drift_manifest.json``), validated by its schema."""
+
+    global_seed: int
+    variants: list[dict[str, Any]] = field(default_factory=list)
+    levels: dict[str, float] = field(default_factory=lambda: {str(k): v for k, v in LEVELS.items()})
+    manifest_version: int = MANIFEST_VERSION
+
+    def __post_init__(self) -> None:
+        self.variants = sorted(self.variants, key=_sort_key)
+
+    def to_dict(self) -> dict[str, Any]:
+        seen = set()
+        for entry in self.variants:
+            if entry["variant_id"] in seen:
+                raise DriftError(f"variant {entry['variant_id']} appears twice in the manifest")
+            seen.add(entry["variant_id"])
+        return validate_manifest(
+            {
+                "manifest_version": self.manifest_version,
+                "generator": {"module": "minivess_bundle.drift", "package_version": __version__},
+                "global_seed": self.global_seed,
+                "levels": dict(self.levels),
+                "drift_types": list(KINDS),
+                "expected_signals": list(EXPECTED_SIGNALS),
+                "variants": list(self.variants),
+                "summary": summarise(self.variants),
+            }
+        )
+
+    def to_json(self) -> str:
+        """Canonical JSON text (sorted keys, 2-space indent, trailing newline)."""
+        from ..fsio import json_bytes
+
+        return json_bytes(self.to_dict()).decode()
+
+    @classmethod
+    def from_json(cls, text: str) -> DriftManifest:
+        data = validate_manifest(json.loads(text))
+        return cls(
+            global_seed=data["global_seed"],
+            variants=data["variants"],
+            levels=data["levels"],
+            manifest_version=data["manifest_version"],
+        )
+
+    def write(self, path: str | Path) -> Path:
+        """Write :meth:`to_json` to ``path`` atomically."""
+        from ..fsio import write_bytes_atomic
+
+        return write_bytes_atomic(path, self.to_json().encode())
+
+    @classmethod
+    def read(cls, path: str | Path) -> DriftManifest:
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def merge_manifest_entries(paths: Sequence[str | Path], check: bool = True) -> dict[str, Any]:
+    """Merge per-job entry files into one validated manifest dict (one global seed).
+
+    With ``check`` (the workflow's manifest step) a kind whose summary is not strictly
+    monotone and non-zero over its levels is refused (:func:`check_summary`).
+    """
+    entries = []
+    for path in paths:
+        try:
+            entries.append(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise DriftError(f"cannot read manifest entry ({exc})", path=path) from exc
+    seeds = {e.get("seed_source", {}).get("global_seed") for e in entries}
+    if len(seeds) > 1:
+        raise DriftError(
+            f"entries come from several global seeds {sorted(map(str, seeds))}",
+            expected="one global seed per manifest",
+        )
+    manifest = DriftManifest(global_seed=seeds.pop() if seeds else 0, variants=entries).to_dict()
+    if check:
+        check_summary(manifest["summary"])
+    return manifest

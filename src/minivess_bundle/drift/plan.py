@@ -1,0 +1,102 @@
+"""The drift plan: which volumes are drifted, which stay clean, and every (volume, kind, level) job.
+
+The one owner of the plan: ``workflow/rules/common.smk``, :func:`generate_drifted_dataset`
+and the bench call these functions. ``drift_config`` is the config's ``drift:`` block;
+missing keys take the schema's defaults (:data:`DEFAULTS`, pinned to
+``workflow/schemas/config.schema.yaml`` by a test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+#: The config schema's defaults of the ``drift:`` block.
+DEFAULTS: dict = {
+    "enabled": True,
+    "volumes": "auto",
+    "types": [
+        "intensity",
+        "noise",
+        "resolution",
+        "topology",
+        "covariate",
+        "attenuation",
+        "pmt",
+        "motion",
+        "bleaching",
+        "stripes",
+        "saturation",
+        "depth_blur",
+        "annotation",
+        "gradual",
+    ],
+    "levels": [1, 3, 5],
+    "gradual": {"base": "intensity", "n_batches": 3, "max_severity": 1.0},
+}
+
+
+@dataclass(frozen=True)
+class DriftJob:
+    """One drift variant: a volume, a kind, a level (gradual: the batch number) and parameters."""
+
+    volume: str
+    kind: str
+    level: int
+    params: dict = field(default_factory=dict, hash=False, compare=True)
+
+
+def with_defaults(drift_config: Mapping) -> dict:
+    """``drift_config`` with the schema's defaults filled in (gradual merged key by key)."""
+    merged = {**DEFAULTS, **dict(drift_config)}
+    merged["gradual"] = {**DEFAULTS["gradual"], **dict(drift_config.get("gradual", {}))}
+    return merged
+
+
+def drift_volumes(valid: Sequence[str], drift_config: Mapping) -> list[str]:
+    """Held-out valid volumes the variants are made of.
+
+    ``volumes: auto`` takes the valid mv05, mv15, ..., mv65 (else the last valid one);
+    a list keeps its valid members in the order given.
+    """
+    chosen = with_defaults(drift_config)["volumes"]
+    if chosen != "auto":
+        return [vol for vol in chosen if vol in valid]
+    held_out = [vol for vol in valid if int(vol[2:]) % 10 == 5]
+    return held_out or list(valid)[-1:]
+
+
+def reference_volumes(valid: Sequence[str], drift_config: Mapping) -> list[str]:
+    """Valid volumes left clean: the reference split a detector compares against."""
+    held_out = set(drift_volumes(valid, drift_config))
+    return [vol for vol in valid if vol not in held_out]
+
+
+def gradual_batches(n_volumes: int, n_batches: int) -> list[int]:
+    """Batch (1..b) of each of ``n_volumes`` ordered volumes, ``b = min(n_batches, n_volumes)``."""
+    batches = min(n_batches, n_volumes)
+    return [i * batches // n_volumes + 1 for i in range(n_volumes)]
+
+
+def plan_jobs(valid: Sequence[str], drift_config: Mapping) -> list[DriftJob]:
+    """Every drift job; empty when drift is disabled or no volume is held out.
+
+    Gradual drift splits the drift volumes into ``min(n_batches, volumes)`` ordered,
+    contiguous batches (batch k has severity ``max_severity * k / batches``).
+    """
+    config = with_defaults(drift_config)
+    volumes = drift_volumes(valid, config)
+    if not config["enabled"] or not volumes:
+        return []
+    jobs = []
+    for kind in config["types"]:
+        if kind == "gradual":
+            gradual = config["gradual"]
+            batches = gradual_batches(len(volumes), int(gradual["n_batches"]))
+            params = {**gradual, "n_batches": max(batches)}
+            jobs += [DriftJob(v, kind, b, params) for v, b in zip(volumes, batches, strict=True)]
+        else:
+            jobs += [
+                DriftJob(v, kind, int(level), {}) for v in volumes for level in config["levels"]
+            ]
+    return jobs

@@ -1,0 +1,363 @@
+"""One drift variant on disk (one Snakemake job) and a whole drifted dataset.
+
+A variant reads a clean (image, label) pair, applies one kind at one level with the
+(volume, kind) stream's seed, writes the file the kind targets (deterministic gzip,
+atomic), copies the other byte for byte, verifies the result (a severity > 0 that
+shows no change in its primary figure is an error) and returns its manifest entry.
+Spacing is read in micrometres by :func:`minivess_bundle.nifti.spacing_um`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import DriftError
+from .base import check_severity, derive_seed, severity_for_level
+from .kinds import check_kind, gradual_severities, make_drift
+from .manifest import DriftManifest
+from .plan import plan_jobs, reference_volumes, with_defaults
+from .verify import check_changed, round_figures
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """What to make: a volume, a kind, a level (gradual: batch k) and explicit parameters."""
+
+    volume: str
+    kind: str
+    level: int
+    global_seed: int = 0
+    params: Mapping[str, Any] = field(default_factory=dict)
+    reference_ids: Sequence[str] = ()
+
+    def severity(self) -> float:
+        if self.kind != "gradual":
+            return severity_for_level(self.level)
+        n = int(self.params.get("n_batches", 3))
+        if (
+            isinstance(self.level, bool)
+            or not isinstance(self.level, int)
+            or not 1 <= self.level <= n
+        ):
+            raise DriftError(
+                f"gradual batch {self.level!r}", volume=self.volume, expected=f"a batch in 1..{n}"
+            )
+        return gradual_severities(n, self.params.get("max_severity", 1.0))[self.level - 1]
+
+    def base(self) -> tuple[str, dict[str, Any]]:
+        """The single-volume kind and its parameters (gradual: its base's)."""
+        params = dict(self.params)
+        if self.kind != "gradual":
+            return check_kind(self.kind), params
+        for key in ("n_batches", "max_severity"):
+            params.pop(key, None)
+        return check_kind(params.pop("base", "intensity"), allow_gradual=False), params
+
+
+@dataclass(frozen=True)
+class VariantFiles:
+    """The clean pair read and the drifted pair written; paths in the entry are relative
+    to ``clean_root`` / ``drift_root`` when given."""
+
+    image: str | Path
+    label: str | Path
+    out_image: str | Path
+    out_label: str | Path
+    clean_root: str | Path | None = None
+    drift_root: str | Path | None = None
+
+
+@dataclass(frozen=True)
+class Compression:
+    codec: str = "isal"
+    level: int = 2
+
+
+def variant_id(kind: str, level: int, volume: str) -> str:
+    """``<kind>/<level>/<volume>``."""
+    return f"{kind}/{level}/{volume}"
+
+
+def _path_text(path: str | Path, root: str | Path | None) -> str:
+    path = Path(path)
+    if root is not None:
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path.as_posix() if not path.is_absolute() else path.name
+
+
+def _drifted_image(clean, array, note: str, spacing_factors=None):
+    """``array`` with ``clean``'s header and affine (voxel sizes scaled by ``spacing_factors``)."""
+    import nibabel as nib
+    import numpy as np
+
+    affine = np.array(clean.affine, dtype=np.float64)
+    zooms = [float(z) for z in clean.header.get_zooms()[:3]]
+    if spacing_factors is not None:
+        affine[:3, :3] = affine[:3, :3] * np.asarray(spacing_factors, dtype=np.float64)
+        zooms = [z * f for z, f in zip(zooms, spacing_factors, strict=True)]
+    image = nib.Nifti1Image(array, affine, header=clean.header.copy())
+    image.header.set_data_dtype(array.dtype)
+    image.set_sform(affine, code=int(clean.header["sform_code"]))
+    qform_code = int(clean.header["qform_code"])
+    image.set_qform(affine if qform_code else None, code=qform_code)
+    image.header.set_zooms(zooms)
+    image.header.set_slope_inter(1.0, 0.0)
+    old = bytes(clean.header["descrip"]).rstrip(b"\0").decode("ascii", "replace")
+    image.header["descrip"] = ((old + "; " if old else "") + note)[:79].encode("ascii", "replace")
+    return image
+
+
+def _apply(spec: VariantSpec, files: VariantFiles, seed: int, severity: float):
+    """Load the pair, apply the kind; (clean images, arrays, drift, drifted, record, figures)."""
+    from ..metrics import skeleton as skeletonise
+    from ..metrics import topology_summary
+    from ..nifti import read_array, spacing_um
+
+    kind, params = spec.base()
+    images = dict(
+        zip(
+            ("image", "label"),
+            (read_array(files.image, spec.volume), read_array(files.label, spec.volume)),
+            strict=True,
+        )
+    )
+    arrays = {role: pair[1] for role, pair in images.items()}
+    spacing = spacing_um(images["image"][0].header)
+    drift = make_drift(kind, severity, seed, **params)
+    role = "label" if drift.target == "label" else "image"
+    context: dict[str, Any] = {
+        "spacing": spacing,
+        "mask": arrays["label"],
+        "volume": spec.volume,
+        "where": str(files.label if role == "label" else files.image),
+    }
+    if kind == "topology":
+        context["skeleton"] = skeletonise(arrays["label"])
+    drifted, record = drift(arrays[role], **context)
+    extra = {}
+    if drift.target == "label":
+        extra = {
+            "clean_skeleton": context.get("skeleton"),
+            "clean_topology": topology_summary(arrays["label"]) if kind == "topology" else None,
+        }
+    figures = round_figures(
+        drift.figures(arrays[role], drifted, record, mask=arrays["label"], spacing=spacing, **extra)
+    )
+    check_changed(spec.kind, severity, figures, drift.primary, spec.volume, context["where"])
+    return images, drift, drifted, record, figures
+
+
+def _write(spec, files, compression, images, drift, drifted, severity) -> None:
+    from ..fsio import link_or_copy
+    from ..nifti import write_nifti
+
+    note = f"drift {spec.kind} s={severity:.3f}"
+    outs = {"image": files.out_image, "label": files.out_label}
+    sources = {"image": files.image, "label": files.label}
+    if drift.target == "header":
+        factors = drift.factors if severity > 0 else None
+        for role in ("image", "label"):
+            image = _drifted_image(images[role][0], images[role][1], note, factors)
+            write_nifti(outs[role], image, compression.codec, compression.level)
+        return
+    role = drift.target
+    write_nifti(
+        outs[role],
+        _drifted_image(images[role][0], drifted, note),
+        compression.codec,
+        compression.level,
+    )
+    other = "label" if role == "image" else "image"
+    # A copy, not a hardlink: Snakemake touches outputs (see minivess_bundle.rename).
+    link_or_copy(sources[other], outs[other], allow_link=False)
+
+
+def _files_entry(files: VariantFiles) -> dict[str, Any]:
+    from ..fsio import sha256_file
+
+    entry = {}
+    for role, source, out in (
+        ("image", files.image, files.out_image),
+        ("label", files.label, files.out_label),
+    ):
+        clean_sha, drifted_sha = sha256_file(source), sha256_file(out)
+        entry[role] = {
+            "clean": {"path": _path_text(source, files.clean_root), "sha256": clean_sha},
+            "drifted": {"path": _path_text(out, files.drift_root), "sha256": drifted_sha},
+            "modified": clean_sha != drifted_sha,
+        }
+    return entry
+
+
+def _json_ready(value: Any) -> Any:
+    """Parameters as plain JSON values (tuples to lists, numpy scalars to Python)."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        return value.item()
+    return value
+
+
+def generate_drift_variant(
+    spec: VariantSpec, files: VariantFiles, compression: Compression = Compression()
+) -> dict[str, Any]:
+    """Make one drift variant of one volume and return its manifest entry.
+
+    The seed is :func:`derive_seed` (global seed, volume, kind): shared by all levels
+    of the pair, so levels are nested.
+    """
+    from ..volumes import check_volume_id
+
+    check_volume_id(spec.volume)
+    check_kind(spec.kind)
+    severity = check_severity(spec.severity())
+    seed = derive_seed(spec.global_seed, spec.volume, spec.kind)
+    images, drift, drifted, record, figures = _apply(spec, files, seed, severity)
+    _write(spec, files, compression, images, drift, drifted, severity)
+    parameters = dict(record["parameters"])
+    if spec.kind == "gradual":
+        parameters = {
+            "base": drift.name,
+            "batch": spec.level,
+            "n_batches": int(spec.params.get("n_batches", 3)),
+            "max_severity": spec.params.get("max_severity", 1.0),
+            "base_parameters": parameters,
+        }
+    log.info(
+        "%s: drift %s level %s severity %.3f seed %d",
+        spec.volume,
+        spec.kind,
+        spec.level,
+        severity,
+        seed,
+    )
+    return {
+        "variant_id": variant_id(spec.kind, spec.level, spec.volume),
+        "volume": spec.volume,
+        "drift_type": spec.kind,
+        "level": spec.level,
+        "severity": severity,
+        "seed": seed,
+        "seed_source": {
+            "global_seed": int(spec.global_seed),
+            "volume": spec.volume,
+            "drift_type": spec.kind,
+        },
+        "target": drift.target,
+        "parameters": _json_ready(parameters),
+        "expected_signal": drift.expected_signal,
+        "files": _files_entry(files),
+        "verification": figures,
+        "reference_split_ids": sorted(spec.reference_ids),
+    }
+
+
+def variant_dataset_json(kind: str, level_dir: str, entries: Sequence[dict]) -> dict:
+    """The ``dataset.json`` of one variant set (MONAI/MSD ``training`` list + nnU-Net keys)."""
+    volumes = sorted(e["volume"] for e in entries)
+    return {
+        "name": f"MiniVess-drift-{kind}-{level_dir}",
+        "description": f"MiniVess drift variant set: {kind}, level {level_dir}; "
+        "ground truth in drift_manifest.json",
+        "channel_names": {"0": "two-photon"},
+        "labels": {"background": 0, "vessel": 1},
+        "file_ending": ".nii.gz",
+        "numTraining": len(volumes),
+        "training": [
+            {"image": f"./imagesTr/{v}.nii.gz", "label": f"./labelsTr/{v}.nii.gz"} for v in volumes
+        ],
+        "drift": {
+            "type": kind,
+            "level": level_dir,
+            "severities": sorted({e["severity"] for e in entries}),
+        },
+    }
+
+
+_CONFIG_KEYS = {
+    "global_seed",
+    "volumes",
+    "types",
+    "levels",
+    "gradual",
+    "enabled",
+    "reference_ids",
+    "codec",
+    "compression_level",
+}
+
+
+def generate_drifted_dataset(
+    source_dir: str | Path, output_dir: str | Path, drift_config: Mapping[str, Any]
+) -> DriftManifest:
+    """Write every planned drift variant of the volumes in ``source_dir`` (any layout
+    :func:`minivess_bundle.loader.discover_nifti_pairs` reads) to
+    ``output_dir/<kind>/<level>/{imagesTr,labelsTr}/``, a ``dataset.json`` per set and
+    ``output_dir/drift_manifest.json``. The jobs are :func:`plan_jobs`'s (schema defaults;
+    ``volumes`` default: every volume found); extra keys ``global_seed`` (0),
+    ``reference_ids`` (default: the volumes not drifted), ``codec``, ``compression_level``.
+    """
+    from ..fsio import write_json_atomic
+    from ..loader import discover_nifti_pairs
+
+    unknown = set(drift_config) - _CONFIG_KEYS
+    if unknown:
+        raise DriftError(
+            f"unknown drift config keys {sorted(unknown)}",
+            expected=f"keys in {sorted(_CONFIG_KEYS)}",
+        )
+    output_dir = Path(output_dir)
+    pairs = {p["id"]: p for p in discover_nifti_pairs(source_dir)}
+    config = with_defaults({"volumes": sorted(pairs), **drift_config})
+    missing = (
+        [v for v in config["volumes"] if v not in pairs] if config["volumes"] != "auto" else []
+    )
+    if missing:
+        raise DriftError(f"volumes {missing} are not in the source", path=source_dir)
+    for kind in config["types"]:
+        check_kind(kind)
+    reference = drift_config.get("reference_ids", reference_volumes(sorted(pairs), config))
+    compression = Compression(config.get("codec", "isal"), int(config.get("compression_level", 2)))
+    entries: dict[tuple[str, int], list[dict]] = {}
+    for job in plan_jobs(sorted(pairs), config):
+        base = output_dir / job.kind / str(job.level)
+        spec = VariantSpec(
+            job.volume,
+            job.kind,
+            job.level,
+            int(config.get("global_seed", 0)),
+            job.params,
+            reference,
+        )
+        files = VariantFiles(
+            pairs[job.volume]["image"],
+            pairs[job.volume]["label"],
+            base / "imagesTr" / f"{job.volume}.nii.gz",
+            base / "labelsTr" / f"{job.volume}.nii.gz",
+            source_dir,
+            output_dir,
+        )
+        entries.setdefault((job.kind, job.level), []).append(
+            generate_drift_variant(spec, files, compression)
+        )
+    for (kind, level), members in sorted(entries.items()):
+        write_json_atomic(
+            output_dir / kind / str(level) / "dataset.json",
+            variant_dataset_json(kind, str(level), members),
+        )
+    manifest = DriftManifest(
+        int(config.get("global_seed", 0)), [e for members in entries.values() for e in members]
+    )
+    manifest.write(output_dir / "drift_manifest.json")
+    return manifest

@@ -1,0 +1,183 @@
+"""Verification figures: what proves a variant is what it claims, measured on the arrays.
+
+Each kind in :mod:`.kinds` picks its figures from here and names one *primary* figure
+that orders its levels. :func:`check_changed` refuses a variant with severity > 0
+whose primary figure shows no change from the clean volume.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import DriftError
+
+
+def figure(value: float) -> float | None:
+    """A figure for the manifest: 6 significant digits; ``None`` when not finite."""
+    value = float(value)
+    return float(f"{value:.6g}") if math.isfinite(value) else None
+
+
+def round_figures(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: round_figures(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [round_figures(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, int | str):
+        return value
+    return figure(value)
+
+
+def image_figures(clean, drifted) -> dict[str, Any]:
+    """KS statistic and p-value of intensities vs the clean volume, mean and sd shift."""
+    from ..metrics import ks_test, mean_std
+
+    ks = ks_test(clean, drifted)
+    mean_0, std_0 = mean_std(clean)
+    mean_1, std_1 = mean_std(drifted)
+    return {
+        "ks_statistic": ks["statistic"],
+        "ks_pvalue": ks["pvalue"],
+        "ks_samples": ks["n"],
+        "mean_before": mean_0,
+        "mean_after": mean_1,
+        "mean_shift": mean_1 - mean_0,
+        "std_before": std_0,
+        "std_after": std_1,
+        "std_ratio": std_1 / std_0 if std_0 else math.nan,
+        "std_change": std_1 / std_0 - 1.0 if std_0 else math.nan,
+    }
+
+
+def z_step_um(spacing: Sequence[float] | None, axis: int, kind: str) -> float:
+    """The slice step in um; a drift along depth refuses to guess it."""
+    if spacing is None:
+        raise DriftError(f"{kind} drift needs the voxel spacing in um", expected="spacing=")
+    step = float(spacing[axis])
+    if not 0.01 <= step <= 1000:
+        raise DriftError(
+            f"{kind} drift: z step {step} um is implausible",
+            expected="a spacing in um (0.01 .. 1000)",
+        )
+    return step
+
+
+def slice_means(array, axis: int):
+    import numpy as np
+
+    other = tuple(a for a in range(array.ndim) if a != axis)
+    return array.mean(axis=other, dtype=np.float64)
+
+
+def depth_fit(clean, drifted, dark: float, axis: int, step: float) -> dict[str, float]:
+    """Least-squares change of inverse attenuation length from slice means above ``dark``."""
+    import numpy as np
+
+    m0 = slice_means(clean, axis) - dark
+    m1 = slice_means(drifted, axis) - dark
+    depth = np.arange(m0.size) * step
+    good = (m0 > 0) & (m1 > 0)
+    measured = math.nan
+    if good.sum() >= 2 and depth[good].any():
+        log_ratio = np.log(m1[good] / m0[good])
+        measured = -float((depth[good] * log_ratio).sum() / (depth[good] ** 2).sum())
+    return {
+        "measured_delta_inverse_length_per_um": measured,
+        "slice_mean_ratio_deepest": float(m1[-1] / m0[-1]) if m0[-1] > 0 else math.nan,
+    }
+
+
+def last_slice_ratio(clean, drifted, dark: float, axis: int) -> float:
+    m0 = slice_means(clean, axis) - dark
+    m1 = slice_means(drifted, axis) - dark
+    return float(m1[-1] / m0[-1]) if m0[-1] > 0 else math.nan
+
+
+def fitted_gain(clean, drifted, k: int, axis: int) -> float:
+    import numpy as np
+
+    x = np.take(clean, k, axis=axis).astype(np.float64).ravel()
+    y = np.take(drifted, k, axis=axis).astype(np.float64).ravel()
+    var = x.var()
+    return float(((x - x.mean()) * (y - y.mean())).mean() / var) if var else math.nan
+
+
+def topology_figures(clean, drifted, clean_skeleton=None, clean_topology=None) -> dict[str, Any]:
+    """Betti-0/1/2, Euler characteristic and foreground before/after; clDice to the clean mask."""
+    from .. import metrics
+
+    before = clean_topology or metrics.topology_summary(clean)
+    after = metrics.topology_summary(drifted)
+    figures: dict[str, Any] = {}
+    for key in ("betti0", "betti1", "betti2", "euler", "foreground_fraction"):
+        figures[f"{key}_before"] = before[key]
+        figures[f"{key}_after"] = after[key]
+    figures["cldice"] = metrics.cldice(drifted, clean, skeleton_b=clean_skeleton)
+    return figures
+
+
+def annotation_figures(clean, drifted) -> dict[str, Any]:
+    """Dice to the clean mask, foreground before/after and components per megavoxel."""
+    import numpy as np
+
+    from ..morphology import count_components
+
+    a, b = clean > 0, drifted > 0
+    total = int(a.sum()) + int(b.sum())
+    per_mvox = 1e6 / a.size
+    return {
+        "dice": 2.0 * int(np.count_nonzero(a & b)) / total if total else 1.0,
+        "foreground_fraction_before": float(a.mean()),
+        "foreground_fraction_after": float(b.mean()),
+        "components_per_megavoxel_before": count_components(a)[0] * per_mvox,
+        "components_per_megavoxel_after": count_components(b)[0] * per_mvox,
+    }
+
+
+def spacing_figures(clean, drifted, record, spacing) -> dict[str, Any]:
+    """Spacing (um) before/after, its relative change, and whether the voxels are identical."""
+    import numpy as np
+
+    params = record.get("parameters", {})
+    before = list(params.get("spacing_um_before", spacing or []))
+    after = list(params.get("spacing_um_after", before))
+    relative = [(a - b) / b for a, b in zip(after, before, strict=True)]
+    return {
+        "spacing_um_before": before,
+        "spacing_um_after": after,
+        "spacing_relative_delta": relative,
+        "spacing_max_abs_relative_delta": max((abs(r) for r in relative), default=0.0),
+        "voxels_identical": bool(
+            clean.shape == drifted.shape
+            and clean.dtype == drifted.dtype
+            and np.array_equal(clean, drifted)
+        ),
+    }
+
+
+#: The value of each primary figure for an unchanged volume.
+UNCHANGED = {"increasing": 0.0, "decreasing": 1.0}
+
+
+def check_changed(
+    kind: str,
+    severity: float,
+    figures: dict,
+    primary: tuple[str, str],
+    volume: str = "",
+    where: str = "",
+) -> None:
+    """A variant of severity > 0 must change its primary figure; else a named error."""
+    name, direction = primary
+    value = figures.get(name)
+    if severity <= 0:
+        return
+    if value is None or abs(abs(value) - UNCHANGED[direction]) < 1e-9:
+        raise DriftError(
+            f"{kind} severity {severity:g}: primary figure {name} = {value} shows no change",
+            volume=volume or None,
+            path=where or None,
+            expected=f"{name} {'above 0' if direction == 'increasing' else 'below 1'}",
+        )
