@@ -1,7 +1,8 @@
 """The one-shot container (Containerfile): a build in the image equals the host's, and its
 files belong to the calling user.
 
-Needs podman and the image (`bash .ci/podman.sh` builds it; CI does). Elsewhere skipped.
+Needs podman and the image (`bash .ci/podman.sh` builds it; CI does). Elsewhere skipped; under
+CI a missing podman or image fails.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, tree_digest
+from conftest import REPO, tree_digest, unavailable
 from workflow_utils import build_digest, make_workdir, run_snakemake
 
 pytestmark = [pytest.mark.container, pytest.mark.workflow]
@@ -72,15 +73,13 @@ def _container_problem() -> str | None:
 
 
 _PROBLEM = _container_problem()
-# CI builds the image first (.ci/podman.sh): there a problem is a failure, not a skip.
-if _PROBLEM and not os.environ.get("CI"):
-    pytestmark.append(pytest.mark.skip(reason=f"container unavailable: {_PROBLEM}"))
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _container_ready():
+    """CI builds the image first (.ci/podman.sh): there a problem is a failure, not a skip."""
     if _PROBLEM:
-        pytest.fail(f"container unavailable in CI: {_PROBLEM}")
+        unavailable(f"container unavailable: {_PROBLEM}")
 
 
 def _caller() -> tuple[int, int]:
@@ -150,7 +149,7 @@ def _shipped_digest_here() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def image_matches_the_working_tree():
+def image_matches_the_working_tree(_container_ready):
     """The image must hold this tree's workflow and package, else comparing digests is moot."""
     inside, here = _shipped_digest_in_image(), _shipped_digest_here()
     if inside != here:
@@ -158,9 +157,7 @@ def image_matches_the_working_tree():
         message = (
             f"image {IMAGE} is stale ({', '.join(changed[:5])}...); rebuild: bash .ci/podman.sh"
         )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(message)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REAL_MASK, tree_digest
+from conftest import REAL_MASK, require, tree_digest
 
 from minivess_bundle import drift, metrics
 from minivess_bundle.errors import DriftError
@@ -196,7 +196,7 @@ def test_gradual_batches_have_linear_severities_and_monotonic_statistics(synthet
 
 
 def test_torch_tensor_in_gives_torch_tensor_out_with_numpy_bytes(synthetic):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     image, _, _ = synthetic
     expected = drift.apply_drift(image, "noise", 0.6, seed=5)
     out = drift.apply_drift(torch.from_numpy(image), "noise", 0.6, seed=5)

@@ -702,8 +702,11 @@ def test_huge_single_line_json_is_refused_from_its_size_without_reading_it(tmp_p
     assert reads.opened == 1 and reads.sizes == []  # opened to stat it, never read
 
 
-@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
 def test_json_without_a_size_is_read_only_up_to_the_cap(tmp_path, monkeypatch):
+    if not Path("/dev/zero").exists():
+        from conftest import unavailable
+
+        unavailable("needs /dev/zero")
     # /dev/zero reports size 0 and never ends, like a file growing after the size check.
     img, lbl, meta = _pair(tmp_path)
     reads = _BoundedReads(monkeypatch, "/dev/zero", 4096)

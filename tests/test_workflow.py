@@ -8,7 +8,7 @@ import shutil
 import zipfile
 
 import pytest
-from conftest import tree_digest
+from conftest import require, tree_digest
 from workflow_utils import make_workdir, run_snakemake
 
 from minivess_bundle.fsio import sha256_file
@@ -181,8 +181,8 @@ def test_report_html_holds_the_figures(synthetic_run, tmp_path):
 
 
 def test_check_target_trains_one_epoch_and_exports_to_nnunet(synthetic_run):
-    pytest.importorskip("torch")
-    pytest.importorskip("monai")
+    require("torch", hint="the train extra")
+    require("monai", hint="the train extra")
     from minivess_bundle.nnunet import check_nnunet_dataset
 
     workdir, _ = synthetic_run
