@@ -45,7 +45,7 @@ def _container_problem() -> str | None:
     if shutil.which("podman") is None:
         return "podman not installed (CI: bash .ci/podman.sh)"
     try:
-        exists = subprocess.run(["podman", "image", "exists", IMAGE], timeout=60)
+        exists = subprocess.run(["podman", "image", "exists", IMAGE], timeout=RUN_BOUND_S)
         if exists.returncode != 0:
             return f"image {IMAGE} missing (build it: bash .ci/podman.sh)"
         started = subprocess.run(
@@ -62,7 +62,7 @@ def _container_problem() -> str | None:
             ],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=RUN_BOUND_S,
         )
     except subprocess.TimeoutExpired:
         return "podman did not answer in time"
@@ -129,7 +129,7 @@ def _shipped_digest_in_image() -> dict[str, str]:
         ["podman", "run", "--rm", "--pull=never", "--entrypoint", "/bin/sh", IMAGE, "-c", script],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=RUN_BOUND_S,
         check=True,
     )
     digests = (line.split(None, 1) for line in result.stdout.splitlines())
