@@ -371,6 +371,9 @@ def cmd_bundle(args: argparse.Namespace) -> None:
         }
         if args.listing:
             provenance["ebrains_listing"] = args.listing
+        from .provenance_env import container_image  # issue #19: the image id, or None
+
+        provenance["stages"]["container"] = container_image()
         summary = assemble_bundle(
             out_dir,
             args.bundle_version,
