@@ -88,7 +88,9 @@ def _caller() -> tuple[int, int]:
     return (1000, 1000) if os.geteuid() == 0 else (os.getuid(), os.getgid())
 
 
-def podman_run(results: Path, *args: str, volumes: tuple[str, ...] = ()):
+def podman_run(
+    results: Path, *args: str, volumes: tuple[str, ...] = (), options: tuple[str, ...] = ()
+):
     """``podman run --rm`` of the image's entrypoint with ``results`` as /results, as the
     caller's uid:gid (rootless podman: --userns=keep-id), bounded by ``timeout -s KILL``."""
     uid, gid = _caller()
@@ -113,6 +115,7 @@ def podman_run(results: Path, *args: str, volumes: tuple[str, ...] = ()):
         "-v",
         f"{results}:/results",
         *mounts,
+        *options,
         IMAGE,
         *args,
     ]
@@ -240,3 +243,44 @@ def test_container_reads_a_local_zip_mounted_read_only(host_run, tmp_path):
         assert tree_digest(results / "results" / "renamed" / layout) == tree_digest(
             host_run / "results" / "renamed" / layout
         )
+
+
+def _image_id() -> str:
+    return subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{.Id}}", IMAGE],
+        capture_output=True,
+        text=True,
+        timeout=RUN_BOUND_S,
+        check=True,
+    ).stdout.strip()
+
+
+def test_privileged_container_records_its_image_id_in_the_provenance(host_run, tmp_path):
+    """Podman exposes the image in /run/.containerenv to --privileged containers; the bundle
+    records it (provenance stages.container) and it equals `podman image inspect`'s id.
+    Unprivileged (the test above) nothing is recorded, so that build equals the host's."""
+    import json
+
+    workdir = make_workdir(tmp_path / "privileged", **TINY)
+    result = podman_run(workdir, "--cores", "2", "all", options=("--privileged",))
+    assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    data = "results/bundle/minivess-0.1.0/data"
+    recorded = json.loads((workdir / data / "provenance.json").read_text())["stages"]["container"]
+    assert recorded["imageid"] == _image_id()
+    assert recorded["image"] == IMAGE
+    assert recorded["engine"].startswith("podman-")
+    host = json.loads((host_run / data / "provenance.json").read_text())
+    assert host["stages"]["container"] is None
+    for section in ("raw", "processed"):  # the same bytes, only the provenance says more
+        assert tree_digest(workdir / data / section) == tree_digest(host_run / data / section)
+
+
+def test_two_no_cache_builds_of_the_image_have_the_same_id():
+    """`.ci/podman.sh` (REPRODUCE=1, the default in CI) builds the Containerfile twice without
+    cache and fails unless the image ids are equal; here: it did, for this image."""
+    record = _PODMAN_CONF.parent / "reproducible.txt"
+    if not record.is_file():
+        unavailable(f"no {record}: run REPRODUCE=1 bash .ci/podman.sh")
+    first, second = record.read_text().split()
+    assert first == second
+    assert first == _image_id()
