@@ -30,6 +30,7 @@ SLURM_ARGS = (
     "2",
 )
 RUN_BOUND_S = 480
+PROBE_S = 120  # bounds a hung controller; a busy one answers late, not never
 
 
 def _slurm_problem() -> str | None:
@@ -39,13 +40,16 @@ def _slurm_problem() -> str | None:
             return f"{tool} not installed (CI: bash .ci/slurm.sh up)"
     try:
         states = subprocess.run(
-            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=PROBE_S
         )
         accounting = subprocess.run(
-            ["sacct", "-n", "-X", "-S", "now-1minutes"], capture_output=True, text=True, timeout=15
+            ["sacct", "-n", "-X", "-S", "now-1minutes"],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_S,
         )
     except subprocess.TimeoutExpired:
-        return "sinfo/sacct did not answer within 15 s"
+        return f"sinfo/sacct did not answer within {PROBE_S} s"
     if states.returncode != 0 or not re.search(r"^(idle|mixed|allocated)$", states.stdout, re.M):
         return f"no SLURM node up (sinfo: {states.stdout.strip() or states.stderr.strip()})"
     if accounting.returncode != 0:
@@ -87,7 +91,7 @@ def _sacct_jobs(run_id: str) -> list[dict[str, str]]:
         ],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=PROBE_S,
         check=True,
     )
     keys = ("id", "name", "comment", "state")
@@ -116,7 +120,7 @@ def _comment(rule: str, wildcards: str) -> str:
 
 
 def _cancel(run_id: str) -> None:
-    subprocess.run(["scancel", "--name", run_id], capture_output=True, timeout=30)
+    subprocess.run(["scancel", "--name", run_id], capture_output=True, timeout=PROBE_S)
 
 
 @pytest.fixture(scope="module")
