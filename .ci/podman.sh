@@ -5,7 +5,11 @@
 # Environment: TAG (default localhost/minivess-bundle:<version from pyproject.toml>),
 #   BASE (default localhost/debian:bookworm-slim), EXTRAS (default workflow),
 #   CA (host CA bundle handed to pip during the build), MIRROR/SECMIRROR (apt mirrors),
-#   PODMAN_WORK (default /var/tmp/minivess-podman: containers.conf and scratch).
+#   PODMAN_WORK (default /var/tmp/minivess-podman: containers.conf and scratch),
+#   SOURCE_DATE_EPOCH (default: the commit's time) fixes every timestamp in the image,
+#   REPRODUCE (default 1 when CI is set): build a second time, both without cache, and fail
+#   unless both image ids are equal; the ids go to $PODMAN_WORK/reproducible.txt, which
+#   tests/test_container.py checks.
 # Afterwards, run podman with CONTAINERS_CONF=$PODMAN_WORK/containers.conf (.ci/run does),
 # so that the tests use the same runtime settings.
 set -euo pipefail
@@ -21,6 +25,8 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SECMIRROR=${SECMIRROR:-$(awk '/^URIs:/ && $2 ~ /security/ {print $2; exit}' $SRC 2>/dev/null || true)}
 SECMIRROR=${SECMIRROR:-http://deb.debian.org/debian-security}
 CA=${CA:-/etc/ssl/certs/ca-certificates.crt}
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
+REPRODUCE=${REPRODUCE:-${CI:+1}}
 T0=$(date +%s)
 log() { echo "[podman.sh +$(($(date +%s) - T0))s] $*"; }
 mkdir -p "$WORK"
@@ -66,8 +72,31 @@ CAARGS=()
 # The OCI source label: the origin's URL when it is a public one (not a local path).
 SOURCE=$(git remote get-url origin 2>/dev/null || true)
 case "$SOURCE" in https://*) ;; *) SOURCE="" ;; esac
-podman build --pull=never "${CAARGS[@]}" --build-arg BASE="$BASE" --build-arg EXTRAS="$EXTRAS" \
-  --build-arg VERSION="$VERSION" --build-arg SOURCE="$SOURCE" \
-  --build-arg GIT_COMMIT="$(git rev-parse HEAD 2>/dev/null || true)" -t "$TAG" -f Containerfile .
-log "image $TAG built"
+# --timestamp: the created time and every file's mtime in the new layers are
+# SOURCE_DATE_EPOCH, so the same tree gives the same image id (see Containerfile).
+build() {
+  podman build --pull=never "${CAARGS[@]}" --timestamp "$SOURCE_DATE_EPOCH" "$@" \
+    --build-arg SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH" \
+    --build-arg BASE="$BASE" --build-arg EXTRAS="$EXTRAS" \
+    --build-arg VERSION="$VERSION" --build-arg SOURCE="$SOURCE" \
+    --build-arg GIT_COMMIT="$(git rev-parse HEAD 2>/dev/null || true)" -f Containerfile .
+}
+if [ "${REPRODUCE:-}" = 1 ]; then
+  build --no-cache -t "$TAG"
+  log "image $TAG built (no cache)"
+  build --no-cache -t "$TAG-rebuild"
+  log "image $TAG-rebuild built (no cache)"
+  FIRST=$(podman image inspect --format '{{.Id}}' "$TAG")
+  SECOND=$(podman image inspect --format '{{.Id}}' "$TAG-rebuild")
+  podman rmi "$TAG-rebuild" >/dev/null
+  echo "$FIRST $SECOND" >"$WORK/reproducible.txt"
+  if [ "$FIRST" != "$SECOND" ]; then
+    echo "two no-cache builds differ: $FIRST vs $SECOND (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)" >&2
+    exit 1
+  fi
+  log "reproducible: two no-cache builds give image id $FIRST"
+else
+  build -t "$TAG"
+  log "image $TAG built"
+fi
 podman image inspect --format '{{.Id}} {{.Size}} bytes' "$TAG"

@@ -2,7 +2,9 @@
 
 Serves a folder in the EBRAINS layout on 127.0.0.1 (a free port):
 
-* ``GET /api/v1/datasets/<id>?limit=&marker=`` — the listing, paginated like the real API;
+* ``GET /api/v1/datasets/<id>?limit=&marker=`` — the listing, paginated like the real API
+  (names after ``marker``, at most ``limit``; ``page_cap`` caps a page below the client's
+  ``limit`` as real object stores do; ``ignore_marker`` serves the first page again and again);
 * ``GET /api/v1/datasets/<id>/<name>`` — a 302 redirect to ``/store/<name>``, the "object store";
 * ``GET /store/<name>`` — the bytes, with ``Range`` support unless switched off (a range
   that starts at or past the end is answered 416, as object stores do).
@@ -56,6 +58,8 @@ class FakeDataProxy:
         self.requests: list[dict] = []
         self.trickle_seconds = 3.0
         self.throttle_bps: float | None = None
+        self.page_cap: int | None = None
+        self.ignore_marker = False
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -107,7 +111,9 @@ class FakeDataProxy:
                 url = urlsplit(self.path)
                 path = unquote(url.path)
                 with proxy.lock:
-                    proxy.requests.append({"path": path, "headers": dict(self.headers)})
+                    proxy.requests.append(
+                        {"path": path, "query": url.query, "headers": dict(self.headers)}
+                    )
                 prefix = f"/api/v1/datasets/{proxy.dataset_id}"
                 if path == prefix:
                     return self.listing(parse_qs(url.query))
@@ -148,7 +154,9 @@ class FakeDataProxy:
                 if fault:
                     return self.reply(int(fault), b"listing fault")
                 limit = int(query.get("limit", ["50"])[0])
-                marker = query.get("marker", [""])[0]
+                if proxy.page_cap is not None:
+                    limit = min(limit, proxy.page_cap)
+                marker = "" if proxy.ignore_marker else query.get("marker", [""])[0]
                 names = [n for n in proxy.names() if n not in proxy.hidden and n > marker]
                 page = [proxy.entry(n) for n in names[:limit]]
                 body = json.dumps(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from bundle_utils import SDE, build, make_inputs
-from conftest import tree_digest
+from conftest import require_tool, tree_digest
 
 from minivess_bundle.archive import write_archive
 from minivess_bundle.errors import BundleError
@@ -97,8 +97,7 @@ def test_gzip_variant_has_mtime_zero_no_name_and_wraps_the_same_tar(bag, tmp_pat
 
 
 def test_system_tar_extracts_the_bags_exact_bytes(bag, tmp_path):
-    if not shutil.which("tar"):
-        pytest.skip("no tar on PATH")
+    require_tool("tar")
     write_archive(bag, tmp_path / "minivess-0.1.0.tar", SDE)
     (tmp_path / "x").mkdir()
     subprocess.run(["tar", "-xf", "../minivess-0.1.0.tar"], cwd=tmp_path / "x", check=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bundle_utils import SDE, build, make_inputs
-from conftest import tree_digest
+from conftest import require, tree_digest
 
 from minivess_bundle import __version__, fsio
 from minivess_bundle.bundle import parse_bag_info, parse_manifest
@@ -35,7 +35,7 @@ def payload_files(bag: Path) -> list[str]:
 
 
 def test_bagit_python_validates_the_bag_with_both_algorithms(bag):
-    bagit = pytest.importorskip("bagit")
+    bagit = require("bagit")
     checked = bagit.Bag(str(bag))
     checked.validate()  # raises BagValidationError on any problem
     assert checked.version_info == (1, 0)
@@ -190,7 +190,7 @@ def test_explicit_lineage_overrides_the_default_record(inputs, tmp_path):
 
 
 def test_ro_crate_parses_with_rocrate_and_names_every_payload_file(bag):
-    rocrate = pytest.importorskip("rocrate.rocrate")
+    rocrate = require("rocrate.rocrate")
     crate = rocrate.ROCrate(str(bag / "data"))
     described = {e.id for e in crate.get_entities() if "File" in e.type}
     expected = set(payload_files(bag)) - {"ro-crate-metadata.json"}
@@ -302,8 +302,8 @@ def test_quarantined_volumes_are_listed_with_reasons_and_left_out_of_dataset_jso
 
 
 def test_the_ebrains_licence_name_with_spaces_survives_bagit_and_ro_crate(inputs, tmp_path):
-    bagit = pytest.importorskip("bagit")
-    rocrate = pytest.importorskip("rocrate.rocrate")
+    bagit = require("bagit")
+    rocrate = require("rocrate.rocrate")
     pdf = tmp_path / "in" / "Licence (CCBY-NC-SA).pdf"
     pdf.write_bytes(b"%PDF-1.4 licence")
     bag = Path(build(inputs, tmp_path / "out", documents={pdf.name: pdf})["path"])

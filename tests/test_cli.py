@@ -83,14 +83,14 @@ def test_disk_full_is_one_line_naming_the_final_file(tmp_path, capsys):
     import os
     import shutil
 
-    import pytest
+    from conftest import unavailable
 
     if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a tmpfs needs root")
+        unavailable("mounting a tmpfs needs root")
     full = tmp_path / "full"
     full.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)]).returncode:
-        pytest.skip("this machine does not allow mounting a tmpfs")
+        unavailable("this machine does not allow mounting a tmpfs")
     try:
         code = main(
             [

@@ -9,16 +9,26 @@ from pathlib import Path
 
 import pytest
 from bundle_utils import build, dvc_env, dvc_exe, make_inputs, run_dvc
-from conftest import tree_digest
+from conftest import require, tree_digest, unavailable
 
 from minivess_bundle.dvcmeta import dir_hash, file_md5, write_dvc_metadata
 
-needs_dvc = pytest.mark.skipif(dvc_exe() is None, reason="the dvc CLI is not installed")
+
+@pytest.fixture
+def dvc_cli() -> str:
+    """The dvc CLI (the test extra installs it); missing -> fail in CI, skip elsewhere."""
+    exe = dvc_exe()
+    if exe is None:
+        unavailable("the dvc CLI is not installed (pip install -e '.[test]')")
+    return exe
+
+
+needs_dvc = pytest.mark.usefixtures("dvc_cli")
 
 
 def dvc_data_build(path: Path, name: str = "md5"):
     """(meta, hash value, listing) of ``path`` as dvc-data computes them."""
-    pytest.importorskip("dvc_data")
+    require("dvc_data")
     from dvc_data.hashfile.build import build as dvc_build
     from dvc_data.hashfile.db import HashFileDB
     from dvc_objects.fs.local import LocalFileSystem

@@ -45,8 +45,10 @@ def settings_for(proxy, **overrides) -> ClientSettings:
     values = {
         "api_base": proxy.api_base,
         "dataset_id": DATASET_ID,
-        "read_timeout_s": 1.0,
-        "connect_timeout_s": 2.0,
+        # Generous: a loaded machine must not turn a slow answer into a retry the test counts.
+        # Only the trickle fault lowers the read timeout, to 1 s (its stall lasts 2.5 s).
+        "read_timeout_s": 10.0,
+        "connect_timeout_s": 10.0,
         "max_attempts": 4,
         "backoff_base_s": 0.01,
     }
@@ -72,10 +74,40 @@ def test_listing_follows_pagination_and_is_saved_sorted(proxy, tmp_path, release
     names = [o["name"] for o in saved["objects"]]
     assert names == proxy.names() and len(names) == 10
     listing_calls = [r for r in proxy.requests if r["path"].endswith(DATASET_ID)]
-    assert len(listing_calls) == 3  # 4 + 4 + 2 (short page ends it)
+    assert len(listing_calls) == 4  # 4 + 4 + 2 + 0 (only the empty page ends it)
     first = saved["objects"][0]
     assert set(first) == {"name", "bytes", "hash", "last_modified"}
     assert first["bytes"] == (release / first["name"]).stat().st_size
+
+
+def listing_queries(proxy) -> list[str]:
+    return [r["query"] for r in proxy.requests if r["path"].endswith(DATASET_ID)]
+
+
+def test_listing_continues_past_pages_the_server_caps_below_the_limit(proxy, tmp_path):
+    proxy.page_cap = 2  # the client asks for 4; a real store may cap lower
+    saved = json.loads(listing_file(proxy, tmp_path).read_text())
+    assert [o["name"] for o in saved["objects"]] == proxy.names()
+    assert saved["count"] == 10
+    queries = listing_queries(proxy)
+    assert len(queries) == 6  # 2 + 2 + 2 + 2 + 2 + 0
+    assert queries[0] == "limit=4"
+    assert queries[-1] == "limit=4&marker=seg%2Fmv03_y.nii.gz"
+
+
+def test_listing_whose_last_page_holds_exactly_limit_objects_is_complete(proxy, tmp_path):
+    ebrains.fetch_listing(tmp_path / "listing.json", VOLUMES, settings_for(proxy), page_size=5)
+    saved = json.loads((tmp_path / "listing.json").read_text())
+    assert [o["name"] for o in saved["objects"]] == proxy.names()  # 5 + 5, then empty
+    assert len(listing_queries(proxy)) == 3
+
+
+def test_listing_stops_on_a_repeated_marker_naming_it(proxy, tmp_path):
+    proxy.ignore_marker = True  # the first page again and again
+    with pytest.raises(DownloadError, match=r"repeated the marker 'json/mv03.json'"):
+        listing_file(proxy, tmp_path)
+    assert len(listing_queries(proxy)) == 2
+    assert not (tmp_path / "listing.json").exists()
 
 
 def test_listing_missing_objects_names_each_of_them(proxy, tmp_path):
@@ -135,7 +167,7 @@ def test_transient_fault_is_retried_and_the_file_ends_verified(
 ):
     proxy.trickle_seconds = 2.5
     proxy.faults["raw/mv01.nii.gz"] = [fault, fault]
-    fetch(proxy, tmp_path)
+    fetch(proxy, tmp_path, **({"read_timeout_s": 1.0} if fault == "trickle" else {}))
     assert_volume_landed(tmp_path, release)
     assert len(proxy.store_requests("raw/mv01.nii.gz")) == 3
     assert len(no_real_sleep) == 2
@@ -262,6 +294,7 @@ def test_workflow_with_ebrains_source_builds_what_the_dir_source_builds(release,
     from workflow_utils import make_workdir, run_snakemake
 
     with FakeDataProxy(release) as proxy:
+        proxy.page_cap = 2  # pages shorter than the client's limit, as real stores serve
         proxy.faults["raw/mv02.nii.gz"] = ["503:0", "reset"]
         web = make_workdir(
             tmp_path / "web",

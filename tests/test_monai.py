@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import require
 
-torch = pytest.importorskip("torch")
-monai = pytest.importorskip("monai")
+torch = require("torch", hint="the train extra")
+monai = require("monai", hint="the train extra")
 
 import numpy as np  # noqa: E402
 from consumer_utils import make_bundle, write_blob_layout, write_synthetic_layout  # noqa: E402

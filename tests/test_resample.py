@@ -166,7 +166,9 @@ def test_field_of_view_corner_direction_and_feature_position_are_preserved(tmp_p
 
 
 def test_nibabel_simpleitk_and_monai_report_the_same_spacing(tmp_path):
-    pytest.importorskip("monai", reason="MONAI comes with the train extra")
+    from conftest import require
+
+    require("monai", hint="MONAI comes with the train extra")
     from monai.transforms import LoadImage
 
     mask = _sphere()

@@ -166,10 +166,15 @@ CORPUS = {
         "json_spacing_agrees",
     ),
     "empty_mask": (lambda t: _pair(t, label=np.zeros(SHAPE, np.uint8)), "foreground_fraction"),
-    "non_json_metadata": (lambda t: _pair(t, json_doc=b"{not json"), "json_spacing_agrees"),
+    "non_json_metadata": (lambda t: _pair(t, json_doc=b"{not json"), "json_readable"),
+    "non_utf8_metadata": (lambda t: _pair(t, json_doc=b'{"a": "\xff"}'), "json_readable"),
     "oversized_json": (
         lambda t: _pair(t, json_doc={"pad": "x" * 1_100_000}),
-        "json_spacing_agrees",
+        "json_readable",
+    ),
+    "text_file_named_nii_gz": (
+        lambda t: _pair(t)[0].write_bytes(b"<html>503 Service Unavailable</html>\n" * 7),
+        "opens",
     ),
     "mm_spacing_for_microscopy": (lambda t: _pair(t, units=2), "spacing_bounds"),
     "wrong_image_dtype": (lambda t: _pair(t, image=np.ones(SHAPE, np.int32)), "image_dtype"),
@@ -695,21 +700,294 @@ def test_huge_single_line_json_is_refused_from_its_size_without_reading_it(tmp_p
     meta.write_bytes(b'{"pad": "' + b"x" * 50_000_000 + b'"}')  # 50 MB, one line
     reads = _BoundedReads(monkeypatch, meta, 1_000_000)
     report = validate_volume("mv07", img, lbl, meta)
-    assert report["failed_checks"] == ["json_spacing_agrees"]
-    check = _check(report, "json_spacing_agrees")
+    assert report["failed_checks"] == ["json_readable"]
+    check = _check(report, "json_readable")
     assert check["observed"] == "json of 50000011 bytes"
-    assert check["expected"].endswith("a json of at most 1000000 bytes (max_json_bytes)")
+    assert check["expected"].endswith("JSON document of at most 1000000 bytes (max_json_bytes)")
     assert reads.opened == 1 and reads.sizes == []  # opened to stat it, never read
 
 
-@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
 def test_json_without_a_size_is_read_only_up_to_the_cap(tmp_path, monkeypatch):
+    if not Path("/dev/zero").exists():
+        from conftest import unavailable
+
+        unavailable("needs /dev/zero")
     # /dev/zero reports size 0 and never ends, like a file growing after the size check.
     img, lbl, meta = _pair(tmp_path)
     reads = _BoundedReads(monkeypatch, "/dev/zero", 4096)
     report = validate_volume("mv07", img, lbl, "/dev/zero", {"max_json_bytes": 4096})
-    assert report["failed_checks"] == ["json_spacing_agrees"]
-    check = _check(report, "json_spacing_agrees")
+    assert report["failed_checks"] == ["json_readable"]
+    check = _check(report, "json_readable")
     assert check["observed"] == "json of more than 4096 bytes"
-    assert check["expected"].endswith("a json of at most 4096 bytes (max_json_bytes)")
+    assert check["expected"].endswith("JSON document of at most 4096 bytes (max_json_bytes)")
     assert reads.sizes == [4097]
+
+
+# --- clearer messages (issue #19) -------------------------------------------------------------
+
+
+def _message(report) -> str:
+    with pytest.raises(ValidationError) as info:
+        raise_if_invalid(report)
+    return str(info.value)
+
+
+def test_unparsable_json_is_its_own_check_not_a_spacing_disagreement(tmp_path):
+    img, lbl, meta = _pair(tmp_path, json_doc=b"{not json")
+    report = validate_volume("mv07", img, lbl, meta)
+    assert report["failed_checks"] == ["json_readable"]
+    assert _check(report, "json_spacing_agrees")["passed"] is None  # skipped, not failed
+    assert _message(report) == (
+        "mv07: validate: json_readable: unreadable json: not JSON (Expecting property name "
+        "enclosed in double quotes: line 1 column 2 (char 1)) — expected a readable UTF-8 JSON "
+        f"document of at most 1000000 bytes (max_json_bytes) ({meta})"
+    )
+    assert "within 0.02" not in _message(report)
+    meta.write_bytes(b'{"voxel_size_um": "\xff"}')
+    bad_utf8 = validate_volume("mv07", img, lbl, meta)
+    assert _check(bad_utf8, "json_readable")["observed"] == (
+        "not UTF-8 (invalid start byte at byte 19)"
+    )
+
+
+def test_readable_json_passes_json_readable_with_its_size(tmp_path):
+    img, lbl, meta = _pair(tmp_path)
+    report = validate_volume("mv07", img, lbl, meta)
+    check = _check(report, "json_readable")
+    assert check["passed"] is True
+    assert check["observed"] == f"{meta.stat().st_size} bytes of JSON"
+
+
+def test_text_file_named_nii_gz_says_not_gzip_not_nifti(tmp_path):
+    img, lbl, meta = _pair(tmp_path)
+    img.write_bytes(b"x" * 250)  # what the issue saw: "file holds 250 header bytes"
+    report = validate_volume("mv07", img, lbl, meta)
+    assert report["failed_checks"] == ["opens"]
+    assert _message(report) == (
+        "mv07: validate: opens: cannot open not gzip / not NIfTI: the 250-byte file starts "
+        "b'xxxxxxxxxxxxxxxx', not with the gzip magic 1f 8b — expected a readable NIfTI-1 "
+        f".nii/.nii.gz file: a gzip-compressed NIfTI-1 file (.nii.gz) ({img})"
+    )
+    img.write_bytes(b"<html>" + b"x" * 5000)  # long enough for a header: same wording
+    assert _check(validate_volume("mv07", img, lbl, meta), "opens", "image")["observed"].startswith(
+        "not gzip / not NIfTI: the 5006-byte file starts b'<html>"
+    )
+
+
+def test_short_files_say_not_nifti_with_their_size(tmp_path):
+    img, lbl, meta = _pair(tmp_path)
+    short_gz = tmp_path / "short.nii.gz"
+    short_gz.write_bytes(gzip.compress(b"y" * 250, mtime=0))
+    short_nii = tmp_path / "short.nii"
+    short_nii.write_bytes(b"y" * 100)
+    observed = [
+        _check(validate_volume("mv07", path, lbl, meta), "opens", "image")["observed"]
+        for path in (short_gz, short_nii)
+    ]
+    assert observed == [
+        "not NIfTI: the decompressed file holds only 250 bytes, less than a header",
+        "not NIfTI: the file holds only 100 bytes, less than a header",
+    ]
+
+
+def test_same_affine_difference_is_given_with_its_unit(tmp_path):
+    CORPUS["affine_mismatch"][0](tmp_path)
+    report = validate_volume(
+        "mv07", tmp_path / "mv07.nii.gz", tmp_path / "mv07_y.nii.gz", tmp_path / "mv07.json"
+    )
+    assert report["failed_checks"] == ["same_affine"]
+    check = _check(report, "same_affine")
+    assert check["observed"] == "0.5 um (largest element difference)"
+    assert check["expected"] == (
+        "physical affines equal within 0.0001 x the smallest voxel size (9.94e-05 um)"
+    )
+    assert "image/mask affines differ by 0.5 um (largest element difference) — expected" in (
+        _message(report)
+    )
+
+
+# --- every tolerance at its boundary: just inside passes, just outside fails ------------------
+
+
+def _shifted(ratio):
+    return [v * ratio for v in SPACING]
+
+
+@pytest.mark.parametrize(
+    ("ratio", "passes"),
+    [(1.0199, True), (0.9801, True), (1.0201, False), (0.9799, False)],
+)
+def test_json_spacing_tolerance_boundary(tmp_path, ratio, passes):
+    """Default json_spacing_tolerance 0.02 (relative): 1.99 % passes, 2.01 % fails."""
+    img, lbl, meta = _pair(tmp_path, json_doc={"voxel_size_um": _shifted(ratio)})
+    report = validate_volume("mv07", img, lbl, meta)
+    assert _check(report, "json_spacing_agrees")["passed"] is passes
+    assert report["valid"] is passes
+
+
+def _offset_label(tmp_path, offset_um):
+    """A pair whose mask's affine is translated by ``offset_um`` along x."""
+    img, lbl, meta = _pair(tmp_path)
+    affine = np.diag([*SPACING, 1.0])
+    affine[0, 3] = offset_um
+    _write(lbl, _good_arrays()[1], kind="label", affine=affine)
+    return img, lbl, meta
+
+
+@pytest.mark.parametrize(("factor", "passes"), [(0.99, True), (1.01, False)])
+def test_affine_tolerance_boundary_for_same_affine(tmp_path, factor, passes):
+    """Default affine_tolerance 1e-4 x the smallest voxel (0.994 um): 9.94e-05 um allowed."""
+    report = validate_volume("mv07", *_offset_label(tmp_path, factor * 1e-4 * 0.994))
+    assert _check(report, "same_affine")["passed"] is passes
+    assert report["failed_checks"] == ([] if passes else ["same_affine"])
+
+
+@pytest.mark.parametrize(("relative", "passes"), [(0.9e-4, True), (1.1e-4, False)])
+def test_affine_tolerance_boundary_for_spacing_consistent(tmp_path, relative, passes):
+    """pixdim vs the affine's column norms, relative, to the same affine_tolerance 1e-4."""
+    img, lbl, meta = _pair(tmp_path)
+    pixdim = [1, SPACING[0] * (1 + relative), *SPACING[1:], 0, 0, 0, 0]
+    _patch_header(img, pixdim=pixdim)
+    report = validate_volume("mv07", img, lbl, meta)
+    check = _check(report, "spacing_consistent", "image")
+    assert check["passed"] is passes
+    assert report["failed_checks"] == ([] if passes else ["spacing_consistent"])
+
+
+FG_SHAPE = (20, 10, 10)  # 2000 voxels: 2 = 0.001 and 1000 = 0.5 exactly
+
+
+def _label_with(count):
+    label = np.zeros(FG_SHAPE, np.uint8)
+    label.reshape(-1)[:count] = 1
+    return label
+
+
+@pytest.mark.parametrize(("count", "passes"), [(2, True), (1, False), (1000, True), (1001, False)])
+def test_foreground_fraction_bounds_are_inclusive_at_the_defaults(tmp_path, count, passes):
+    """Microscopy default [0.001, 0.5]: 2/2000 and 1000/2000 pass, 1/2000 and 1001/2000 fail."""
+    image = _good_arrays(FG_SHAPE)[0]
+    img, lbl, meta = _pair(tmp_path, image=image, label=_label_with(count))
+    report = validate_volume("mv07", img, lbl, meta)
+    assert report["foreground_fraction"] == count / 2000
+    assert _check(report, "foreground_fraction")["passed"] is passes
+    assert report["valid"] is passes
+
+
+@pytest.mark.parametrize(
+    ("modality", "units", "axis", "passes"),
+    [
+        ("microscopy", 0, 0.05, True),
+        ("microscopy", 0, 0.0499, False),
+        ("microscopy", 0, 20.0, True),
+        ("microscopy", 0, 20.01, False),
+        ("mri", 2, 0.1, True),
+        ("mri", 2, 0.0999, False),
+        ("mri", 2, 10.0, True),
+        ("mri", 2, 10.01, False),
+    ],
+)
+def test_spacing_bounds_per_modality_at_their_boundaries(tmp_path, modality, units, axis, passes):
+    """microscopy 0.05..20 um, mri 0.1..10 mm (inclusive), on one axis."""
+    spacing = (axis, 1.0, 1.0)
+    img, lbl, meta = _pair(tmp_path, spacing=spacing, units=units, json_doc={})
+    report = validate_volume("mv07", img, lbl, meta, {"modality": modality})
+    assert _check(report, "spacing_bounds")["passed"] is passes
+    assert report["failed_checks"] == ([] if passes else ["spacing_bounds"])
+
+
+@pytest.mark.parametrize(
+    ("shape", "passes"),
+    [((4, 4, 4), True), ((3, 4, 4), False), ((4096, 4, 4), True), ((4097, 4, 4), False)],
+)
+def test_shape_bounds_per_axis_at_their_boundaries(tmp_path, shape, passes):
+    """Microscopy 4..4096 voxels per axis (inclusive)."""
+    image = np.full(shape, 100, np.uint16)
+    label = np.zeros(shape, np.uint8)
+    label[:, :2, :] = 1  # a foreground share inside 0.001..0.5
+    img, lbl, meta = _pair(tmp_path, image=image, label=label, json_doc={})
+    report = validate_volume("mv07", img, lbl, meta)
+    assert _check(report, "shape_bounds")["passed"] is passes
+    assert ("shape_bounds" in report["failed_checks"]) is not passes
+
+
+@pytest.mark.parametrize(("slack", "passes"), [(0, True), (-1, False)])
+def test_max_voxels_is_inclusive(tmp_path, slack, passes):
+    img, lbl, meta = _pair(tmp_path)
+    report = validate_volume("mv07", img, lbl, meta, {"max_voxels": int(np.prod(SHAPE)) + slack})
+    assert _check(report, "shape_bounds")["passed"] is passes
+
+
+@pytest.mark.parametrize(("extra", "passes"), [(0, True), (1, False)])
+def test_max_json_bytes_is_inclusive(tmp_path, extra, passes):
+    img, lbl, meta = _pair(tmp_path)
+    cap = meta.stat().st_size
+    meta.write_bytes(meta.read_bytes() + b" " * extra)  # trailing space: still valid JSON
+    report = validate_volume("mv07", img, lbl, meta, {"max_json_bytes": cap})
+    assert _check(report, "json_readable")["passed"] is passes
+
+
+@pytest.mark.parametrize(
+    ("modality", "image_dtype", "label_dtype", "passes"),
+    [
+        ("microscopy", np.uint16, np.uint8, True),
+        ("microscopy", np.int16, np.uint8, False),
+        ("microscopy", np.uint8, np.uint8, False),
+        ("microscopy", np.float32, np.uint8, False),
+        ("microscopy", np.uint16, np.uint16, False),
+        ("microscopy", np.uint16, np.int8, False),
+        ("mri", np.int16, np.uint8, True),
+        ("mri", np.float32, np.uint8, True),
+        ("mri", np.int32, np.uint8, False),
+    ],
+)
+def test_dtypes_allowed_per_modality(tmp_path, modality, image_dtype, label_dtype, passes):
+    image, label = _good_arrays()
+    spacing = (1.0, 1.0, 1.2) if modality == "mri" else SPACING
+    img, lbl, meta = _pair(
+        tmp_path,
+        image=image.astype(image_dtype),
+        label=label.astype(label_dtype),
+        spacing=spacing,
+        units=2 if modality == "mri" else 0,
+        json_doc={},
+    )
+    report = validate_volume("mv07", img, lbl, meta, {"modality": modality})
+    dtype_checks = {"image_dtype", "label_dtype"} & set(report["failed_checks"])
+    assert (not dtype_checks) is passes, report["failed_checks"]
+    assert report["valid"] is passes
+
+
+@pytest.mark.parametrize(("values", "passes"), [((0, 1), True), ((0, 1, 2), False)])
+def test_label_values_must_be_a_subset_of_0_and_1(tmp_path, values, passes):
+    label = _good_arrays()[1]
+    label[0, 0, 0] = values[-1] if values[-1] == 2 else label[0, 0, 0]
+    img, lbl, meta = _pair(tmp_path, label=label)
+    report = validate_volume("mv07", img, lbl, meta)
+    assert report["label_values"] == list(values)
+    assert _check(report, "label_values")["passed"] is passes
+
+
+@pytest.mark.parametrize(("margin", "passes"), [(0, True), (1, False)])
+def test_deflate_ratio_guard_boundary(tmp_path, margin, passes):
+    """A .nii.gz header may claim at most file_bytes x 1032 + 64 KiB of data (deflate's
+    limit); a claim one row past that is refused before anything is read."""
+    MAX_DEFLATE_RATIO = 1032  # noqa: N806 (pinned here: a changed module constant must fail)
+
+    img, lbl, meta = _pair(tmp_path)
+    raw = bytearray(gzip.decompress(img.read_bytes()))
+    # Stored (level 0) deflate: the file's size does not depend on the header's bytes.
+    size = len(gzip.compress(bytes(raw), compresslevel=0, mtime=0))
+    limit = size * MAX_DEFLATE_RATIO + (1 << 16)
+    x = (limit - 352) // (2 * 64) + margin  # uint16: need = 352 + 2 * 64 * x
+    header = nib.Nifti1Header(bytes(raw[:348]), check=False)
+    header["dim"] = [3, x, 64, 1, 1, 1, 1, 1]
+    raw[:348] = header.binaryblock
+    img.write_bytes(gzip.compress(bytes(raw), compresslevel=0, mtime=0))
+    assert img.stat().st_size == size
+    assert (352 + 2 * 64 * x <= limit) is passes
+    report = validate_volume("mv07", img, lbl, meta)
+    opens = _check(report, "opens", "image")
+    # Inside: the header is accepted (the data is never loaded: the shape is out of bounds).
+    assert opens["passed"] is passes
+    assert ("can hold at most" in str(opens["observed"])) is not passes, opens["observed"]

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 from bundle_utils import SDE, build, make_inputs
+from conftest import require
 
 from minivess_bundle.archive import write_archive
 from minivess_bundle.dvcmeta import write_dvc_metadata
 from minivess_bundle.errors import BundleError
 from minivess_bundle.verify import verdict, verify_bundle
 
-bagit = pytest.importorskip("bagit")
+bagit = require("bagit")
 
 
 @pytest.fixture

@@ -70,14 +70,25 @@ def start_snakemake(workdir: Path, *args: str) -> subprocess.Popen:
     )
 
 
-def wait_for(predicate, timeout_s: float = 120.0, interval_s: float = 0.05) -> None:
-    """Poll ``predicate`` until it is true; fail the test after ``timeout_s``."""
+def wait_for(
+    predicate,
+    process: subprocess.Popen | None = None,
+    timeout_s: float = SNAKEMAKE_TIMEOUT_S,
+    interval_s: float = 0.05,
+) -> None:
+    """Poll ``predicate`` until it is true.
+
+    Load-proof: the deadline is a generous bound on a hang (that of a whole snakemake run),
+    never the expected duration; what ends the wait early is an event: ``process`` exiting
+    before the condition holds fails at once, naming its exit status."""
     import time
 
     deadline = time.monotonic() + timeout_s
     while not predicate():
+        if process is not None and process.poll() is not None and not predicate():
+            raise AssertionError(f"the process exited ({process.returncode}) before the condition")
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
+            raise AssertionError(f"condition not met within {timeout_s} s (a hang)")
         time.sleep(interval_s)
 
 

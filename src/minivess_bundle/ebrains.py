@@ -3,7 +3,7 @@
 Why each piece:
 
 * **listing** — the data-proxy lists a dataset's objects (name, bytes, hash,
-  last_modified) page by page (``limit``/``marker``). The listing is saved as
+  last_modified) page by page (``limit``/``marker``, until an empty page). The listing is saved as
   provenance and is what every byte is checked against.
 * **verified** — each file streams to ``<cache>/<name>.part``; its size must equal
   the listing's ``bytes`` and, when the listing hash is an MD5 (32 hex digits),
@@ -191,10 +191,16 @@ def _get_json(client: httpx.Client, url: str, params: dict, settings: ClientSett
 def list_objects(
     client: httpx.Client, settings: ClientSettings, page_size: int = PAGE_SIZE
 ) -> list[dict[str, Any]]:
-    """Every object of the dataset, following ``marker`` pagination to a short page."""
+    """Every object of the dataset, following ``marker`` pagination to an EMPTY page.
+
+    A short page does not end the listing: object stores cap pages below the client's
+    ``limit`` (Swift at 10 000, some proxies far lower), so only an empty page does. A marker
+    seen twice (a server that ignores it) is an error naming it, never an endless loop.
+    """
     url = settings.dataset_url()
     objects: list[dict[str, Any]] = []
     marker = None
+    seen: set[str] = set()
     while True:
         params: dict[str, Any] = {"limit": page_size}
         if marker:
@@ -213,9 +219,15 @@ def list_objects(
                 }
             )
         log.info("listing: page of %d objects (marker %s)", len(batch), marker or "-")
-        if len(batch) < page_size:
+        if not batch:
             break
-        marker = batch[-1]["name"]
+        marker = str(batch[-1]["name"])
+        if marker in seen:
+            raise DownloadError(
+                f"listing of {url} repeated the marker {marker!r} (the server ignores it)",
+                expected="each page to start after the previous page's last name",
+            )
+        seen.add(marker)
     return sorted(objects, key=lambda o: o["name"])
 
 

@@ -167,6 +167,7 @@ def build_release(spec: ReleaseSpec) -> dict[str, Any]:
     from .bundle import assemble_bundle
     from .dvcmeta import write_dvc_metadata
     from .fsio import remove_stale, write_json_atomic
+    from .provenance_env import container_image
 
     if spec.quarantined not in QUARANTINE_POLICIES:
         raise BundleError(
@@ -209,7 +210,8 @@ def build_release(spec: ReleaseSpec) -> dict[str, Any]:
             "config": spec.config,
             "lock_file": spec.lock or None,
             "lineage": lineage,
-            "stages": spec.stages,
+            # the image id when built inside the project's container (None elsewhere)
+            "stages": {**spec.stages, "container": container_image()},
             **spec.extra_provenance,
         }
         if spec.listing:

@@ -35,6 +35,9 @@ reported with ``passed: None``, "skipped"; the volume is then already invalid):
 ``label_values``              mask values a subset of {0, 1}
 ``finite``                    no NaN/Inf in the image (float images only can fail)
 ``foreground_fraction``       mask foreground share within ``foreground_fraction``
+``json_readable``             the per-volume JSON can be read: at most ``max_json_bytes``,
+                              UTF-8, parses as JSON (its own check, so an unparsable
+                              file is never reported as a spacing disagreement)
 ``json_spacing_agrees``       the per-volume JSON's spacing, where it gives one, equals
                               the header's to ``json_spacing_tolerance`` (relative)
 ============================  ==========================================================
@@ -154,6 +157,7 @@ CHECK_PHRASES = {
     "label_values": "mask values",
     "finite": "non-finite image values:",
     "foreground_fraction": "foreground fraction",
+    "json_readable": "unreadable json:",
     "json_spacing_agrees": "json spacing",
 }
 
@@ -265,9 +269,19 @@ def read_header(
         raise error(f"corrupt or truncated gzip stream ({exc})", volume=volume, path=path) from exc
     except Exception as exc:  # isal_zlib.error and friends
         raise error(f"corrupt gzip stream ({exc})", volume=volume, path=path) from exc
+    if not compressed and path.name.endswith(".gz"):
+        # A text file, an HTML error page or a .nii saved under a .nii.gz name.
+        raise error(
+            f"not gzip / not NIfTI: the {file_bytes}-byte file starts {raw[:16]!r}, "
+            "not with the gzip magic 1f 8b",
+            volume=volume,
+            path=path,
+            expected="a gzip-compressed NIfTI-1 file (.nii.gz)",
+        )
     if len(raw) < NIFTI1_SIZEOF_HDR:
         raise error(
-            f"file holds {len(raw)} header bytes",
+            f"not NIfTI: the {'decompressed ' if compressed else ''}file holds only "
+            f"{len(raw)} bytes, less than a header",
             volume=volume,
             path=path,
             expected=f"a {NIFTI1_SIZEOF_HDR}-byte NIfTI-1 header",
@@ -808,7 +822,9 @@ def validate_volume(
         b = physical_affine(lbl, source_units, units)
         diff = float(np.max(np.abs(a - b)))
         allowed = tol * min(spacing["image"])
-        checks.add("same_affine", "pair", diff <= allowed, round(diff, 9), exp)
+        exp += f" ({allowed:.6g} {units})"
+        observed = f"{diff:.6g} {units} (largest element difference)"
+        checks.add("same_affine", "pair", diff <= allowed, observed, exp)
     else:
         checks.skip("same_affine", "pair", "no valid affine", exp)
 
@@ -866,31 +882,37 @@ def _check_json(
     units = rules["units"]
     exp = f"the header's spacing within {tol:g} (relative), where the json gives one"
     name = "json_spacing_agrees"
+    cap = rules["max_json_bytes"]
+    readable = f"a readable UTF-8 JSON document of at most {cap} bytes (max_json_bytes)"
     if metadata_path is None:
+        checks.add("json_readable", "metadata", True, "no json given", readable)
         checks.add(name, "metadata", True, "no json given", exp)
         return
     path = Path(metadata_path)
-    cap = rules["max_json_bytes"]
-    too_big = exp + f"; a json of at most {cap} bytes (max_json_bytes)"
+    problem = None
     try:
         # Never more than cap + 1 bytes in memory: the size is checked first, and the
         # read is bounded too (a file that grows after the check, /dev/zero: size 0).
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
-            if size > cap:
-                checks.add(name, "metadata", False, f"json of {size} bytes", too_big)
-                return
-            data = handle.read(cap + 1)
-        if len(data) > cap:
-            checks.add(name, "metadata", False, f"json of more than {cap} bytes", too_big)
-            return
-        doc = json.loads(data.decode("utf-8"))
+            data = b"" if size > cap else handle.read(cap + 1)
+        if size > cap:
+            problem = f"json of {size} bytes"
+        elif len(data) > cap:
+            problem = f"json of more than {cap} bytes"
+        else:
+            doc = json.loads(data.decode("utf-8"))
     except OSError as exc:
-        checks.add(name, "metadata", False, f"cannot read json ({exc.strerror})", exp)
+        problem = f"cannot read json ({exc.strerror})"
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 ({exc.reason} at byte {exc.start})"
+    except json.JSONDecodeError as exc:
+        problem = f"not JSON ({exc})"
+    if problem is not None:
+        checks.add("json_readable", "metadata", False, problem, readable)
+        checks.skip(name, "metadata", "json not readable (see json_readable)", exp)
         return
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        checks.add(name, "metadata", False, f"not JSON ({exc})", exp + "; a UTF-8 JSON document")
-        return
+    checks.add("json_readable", "metadata", True, f"{len(data)} bytes of JSON", readable)
     hit = find_json_spacing(doc)
     if hit is None:
         checks.add(name, "metadata", True, "no spacing in json", exp)
