@@ -98,12 +98,10 @@ def cmd_fetch_licence(args: argparse.Namespace) -> None:
 def _ebrains_settings(args: argparse.Namespace):
     from .ebrains import ClientSettings
 
-    return ClientSettings(
-        api_base=args.api_base,
-        dataset_id=args.dataset_id,
-        ca_bundle=args.ca_bundle,
-        max_attempts=args.max_attempts,
+    dataset = (
+        {"api_base": args.api_base, "dataset_id": args.dataset_id} if "api_base" in args else {}
     )
+    return ClientSettings(**dataset, ca_bundle=args.ca_bundle, max_attempts=args.max_attempts)
 
 
 def cmd_ebrains_list(args: argparse.Namespace) -> None:
@@ -420,10 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_fetch_licence)
 
-    def ebrains_options(p: argparse.ArgumentParser) -> None:
-
-        p.add_argument("--api-base", required=True)
-        p.add_argument("--dataset-id", required=True)
+    def ebrains_options(p: argparse.ArgumentParser, dataset: bool = True) -> None:
+        if dataset:  # download-url fetches a plain URL: no data-proxy, no dataset
+            p.add_argument("--api-base", required=True)
+            p.add_argument("--dataset-id", required=True)
         p.add_argument("--ca-bundle", default="", help="extra CA bundle (PEM) to trust")
         p.add_argument("--max-attempts", type=int, required=True, help="per file, all causes")
 
@@ -450,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ebrains_licence)
 
     p = sub.add_parser("download-url", help=cmd_download_url.__doc__)
-    ebrains_options(p)
+    ebrains_options(p, dataset=False)
     p.add_argument("url")
     p.add_argument("--out", required=True)
     p.add_argument("--bytes", type=int, required=True, help="expected size (0: from HEAD)")
