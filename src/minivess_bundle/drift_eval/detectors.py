@@ -110,7 +110,7 @@ def median_bandwidth(d2: np.ndarray) -> float:
 
     n = d2.shape[0]
     upper = d2[np.triu_indices(n, k=1)]
-    sigma = float(np.sqrt(np.median(upper))) if upper.size else 1.0
+    sigma = float(np.median(np.sqrt(upper))) if upper.size else 1.0
     return sigma if sigma > 0 else 1.0
 
 

@@ -218,6 +218,11 @@ def collect_units(
     return units, harm
 
 
+def within_tolerance(rate: float, alpha: float, tolerance: float) -> bool:
+    """``|rate - alpha| <= tolerance`` (inclusive, with float slack)."""
+    return abs(float(rate) - float(alpha)) <= float(tolerance) + 1e-12
+
+
 def calibrated_p(null: list[float], observed: float) -> float:
     """``(1 + #{null >= observed}) / (1 + len(null))`` (ties count against rejection)."""
     exceed = sum(1 for value in null if value >= observed - 1e-12)
@@ -332,7 +337,7 @@ def evaluate(
                     "repetitions": reps,
                     "fpr": round(rate, 6),
                     "fpr_uncalibrated": round(hits[name][1] / reps, 6),
-                    "within_tolerance": abs(rate - alpha) <= float(cfg["fpr_tolerance"]) + 1e-12,
+                    "within_tolerance": within_tolerance(rate, alpha, cfg["fpr_tolerance"]),
                 }
             )
         log.info("controls n=%s done", n)
