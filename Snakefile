@@ -21,6 +21,7 @@ include: "workflow/rules/drift.smk"
 include: "workflow/rules/bundle.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/check.smk"
+include: "workflow/rules/drift_eval.smk"
 
 
 # Tiny jobs (copies, merges of small JSON files, targets) run in the main process; under

@@ -348,7 +348,12 @@ def cmd_train_smoke(args: argparse.Namespace) -> None:
     from .train_smoke import train_smoke
 
     metrics = train_smoke(
-        args.data, args.out, epochs=args.epochs, seed=args.seed, device=args.device
+        args.data,
+        args.out,
+        epochs=args.epochs,
+        seed=args.seed,
+        device=args.device,
+        model_out=args.model_out or None,
     )
     log.info(
         "loss %s -> %s, validation Dice %s, clDice %s on %s",
@@ -357,6 +362,32 @@ def cmd_train_smoke(args: argparse.Namespace) -> None:
         metrics["validation"]["dice"],
         metrics["validation"]["cldice"],
         metrics["device"],
+    )
+
+
+def cmd_drift_eval(args: argparse.Namespace) -> None:
+    """Score drift detectors against the bundle's drift manifest (power, false alarms, harm)."""
+    import json
+
+    from .drift_eval.protocol import run_drift_eval
+
+    result = run_drift_eval(
+        args.bundle,
+        args.out,
+        model_path=args.model or None,
+        config=json.loads(args.config) if args.config else None,
+        seed=args.seed,
+        figures={"power": args.power_png, "fpr": args.fpr_png, "difficulty": args.difficulty_png},
+    )
+    worst = max(result["false_positive_rate"], key=lambda r: r["fpr"])
+    log.info(
+        "%d power rows, %d controls rows (highest FPR %.2f: %s at n=%d), %d harm labels",
+        len(result["results"]),
+        len(result["false_positive_rate"]),
+        worst["fpr"],
+        worst["detector"],
+        worst["n"],
+        len(result["harm"]["variants"]),
     )
 
 
@@ -577,7 +608,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--model-out", default="", help="also save the trained weights here")
     p.set_defaults(func=cmd_train_smoke)
+
+    p = sub.add_parser("drift-eval", help=cmd_drift_eval.__doc__)
+    p.add_argument("bundle", help="the verified bag folder")
+    p.add_argument("--model", default="", help="the check target's model (smoke_model.pt)")
+    p.add_argument("--out", required=True, help="drift_eval.json")
+    p.add_argument("--config", default="", help="the drift_eval config block as JSON")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--power-png", default="")
+    p.add_argument("--fpr-png", default="")
+    p.add_argument("--difficulty-png", default="")
+    p.set_defaults(func=cmd_drift_eval)
 
     p = sub.add_parser("export-nnunet", help=cmd_export_nnunet.__doc__)
     p.add_argument("bundle")

@@ -19,6 +19,7 @@ drift                  ``results/drift/{drift}/{level}/{imagesTr,labelsTr}/``,
 bundle                 ``results/bundle/minivess-<version>{/,.tar,.dvc,...}``
 report                 ``results/report/``
 check                  ``results/check/``, ``results/nnunet/``
+drift_eval             ``results/drift_eval/`` (detector power, false alarms, harm, figures)
 =====================  ==================================================================
 """
 
@@ -67,6 +68,13 @@ REPORT_DATASET = f"{REPORT_ROOT}/dataset.png"
 REPORT_TABLE = f"{REPORT_ROOT}/validation.html"
 
 CHECK_SMOKE = f"{RESULTS}/check/smoke_metrics.json"
+CHECK_MODEL = f"{RESULTS}/check/smoke_model.pt"
+
+DRIFT_EVAL_ROOT = f"{RESULTS}/drift_eval"
+DRIFT_EVAL = f"{DRIFT_EVAL_ROOT}/drift_eval.json"
+DRIFT_EVAL_POWER_PNG = f"{DRIFT_EVAL_ROOT}/power_curves.png"
+DRIFT_EVAL_FPR_PNG = f"{DRIFT_EVAL_ROOT}/false_alarms.png"
+DRIFT_EVAL_DIFFICULTY_PNG = f"{DRIFT_EVAL_ROOT}/difficulty.png"
 NNUNET_ROOT = f"{RESULTS}/nnunet"
 
 

@@ -179,6 +179,49 @@ def validate(
     }
 
 
+def save_model(
+    model: torch.nn.Module,
+    out: str | Path,
+    channels: Sequence[int],
+    strides: Sequence[int],
+    num_res_units: int,
+    seed: int,
+) -> None:
+    """Write the weights and the architecture (``torch.save``, atomic): :func:`load_model`."""
+    import io
+
+    import torch
+
+    from .fsio import write_bytes_atomic
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save(
+        {
+            "architecture": {
+                "channels": [int(c) for c in channels],
+                "strides": [int(s) for s in strides],
+                "num_res_units": int(num_res_units),
+            },
+            "normalisation": {"percentiles": list(PERCENTILES), "range": [0.0, 1.0]},
+            "seed": int(seed),
+            "state_dict": state,
+        },
+        buffer,
+    )
+    write_bytes_atomic(out, buffer.getvalue())
+
+
+def load_model(path: str | Path, device: str = "cpu") -> torch.nn.Module:
+    """The UNet :func:`save_model` wrote, in eval mode on ``device``."""
+    import torch
+
+    saved = torch.load(Path(path), map_location="cpu", weights_only=True)
+    model = build_model(**saved["architecture"])
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval()
+
+
 def train_smoke(
     data_path: str | Path,
     out_json: str | Path,
@@ -199,6 +242,7 @@ def train_smoke(
     max_steps: int | None = None,
     max_val_volumes: int | None = 2,
     sw_overlap: float = SW_OVERLAP,
+    model_out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train a small UNet for ``epochs`` on ``data_path`` and write ``out_json``.
 
@@ -215,7 +259,9 @@ def train_smoke(
     (``None``: all of them): sliding-window inference over whole volumes costs
     seconds per volume on a CPU, and a smoke test needs a finite figure, not a
     benchmark. With a single volume nothing is held out and validation runs on
-    the training volume (``data.validated_on`` says so). Returns the metrics written.
+    the training volume (``data.validated_on`` says so). ``model_out``, when given,
+    receives the trained weights (:func:`save_model`; the drift evaluation's BBSD and
+    harm labels use them). Returns the metrics written.
     """
     import monai
     import numpy as np
@@ -353,6 +399,8 @@ def train_smoke(
             }
         },
     }
+    if model_out is not None:
+        save_model(model, model_out, channels, strides, num_res_units, seed)
     write_json_atomic(out_json, metrics)
     log.info(
         "smoke: %d steps on %s, loss %.4f -> %.4f, val Dice %.3f clDice %.3f, %.1f s",

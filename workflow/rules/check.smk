@@ -8,7 +8,8 @@ rule train_smoke:
         bag=BUNDLE["bag_manifest"],
         verified=BUNDLE["verified"],
     output:
-        layout.CHECK_SMOKE,
+        metrics=layout.CHECK_SMOKE,
+        model=layout.CHECK_MODEL,
     log:
         "logs/check/train_smoke.log",
     conda:
@@ -23,8 +24,8 @@ rule train_smoke:
         bag=lambda wildcards, input: str(Path(input.bag).parent),
         seed=config["seed"],
     shell:
-        "minivess-bundle train-smoke {params.bag:q} --out {output:q} --seed {params.seed} "
-        "> {log:q} 2>&1"
+        "minivess-bundle train-smoke {params.bag:q} --out {output.metrics:q} "
+        "--model-out {output.model:q} --seed {params.seed} > {log:q} 2>&1"
 
 
 rule export_nnunet:
@@ -54,5 +55,5 @@ rule export_nnunet:
 rule check:
     """Everything that proves the bundle usable: verified, trains, exports to nnU-Net."""
     input:
-        rules.train_smoke.output,
+        rules.train_smoke.output.metrics,
         rules.export_nnunet.output,

@@ -238,6 +238,7 @@ def drift_outputs(wildcards):
 
 
 BUNDLE = layout.bundle_files(config["bundle"]["version"])
+DRIFT_EVAL_CONFIG = json.dumps(config["drift_eval"], sort_keys=True)
 SOURCE_DATE_EPOCH = int(
     os.environ.get("SOURCE_DATE_EPOCH") or config["bundle"]["source_date_epoch"]
 )

@@ -1,0 +1,555 @@
+"""The protocol: sample sizes, repetitions, seeds, the calibrated null, power and false alarms.
+
+For every sample size ``n`` (units = patches, see :mod:`.sets`) and repetition ``r``, a
+reference is drawn (every patch of ``len(reference) - h`` reference volumes, ``h`` the
+number of held-out volumes) and a test sample is formed: for each (kind, level, fraction)
+in the manifest, and for the **controls** (clean held-out units only). Every random draw
+has its own seed derived from (global seed, purpose, kind, level, fraction, n, r), so
+results do not depend on order, core count or which detectors run.
+
+**Calibrated null.** Patches of one volume are not independent draws: a held-out volume
+differs from the reference pool as a whole, so a detector's own p-value (which assumes
+independent rows) flags clean held-out data far too often. The null distribution of each
+detector's statistic is therefore drawn the way the test is formed, from the reference
+alone: ``null_draws`` times, ``h`` reference volumes play the held-out ones (pseudo-test of
+``n`` units) and the other ``len(reference) - h`` are the reference. The calibrated
+p-value is ``(1 + #{null >= observed}) / (1 + null_draws)``; a test rejects at
+``p <= alpha``. Under exchangeable volumes this is an exact level-``alpha`` test; the
+controls measure it. Both calibrated and uncalibrated rates are recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..fsio import write_json_atomic
+from . import features as feat
+from .detectors import (
+    Outcome,
+    c2st,
+    ks_bonferroni,
+    mmd_permutation,
+    plugin_from_config,
+    squared_distances,
+)
+from .sets import (
+    DriftEvalError,
+    Plan,
+    cut_patch,
+    derive_seed,
+    draw_units,
+    patch_corners,
+    read_checked,
+    read_plan,
+    round_half_up,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+DEFAULTS: dict[str, Any] = {
+    "detectors": ["ks", "mmd", "c2st", "bbsd"],
+    "patch": [32, 32, 8],
+    "patches_per_volume": 8,
+    "sample_sizes": [1, 2, 5, 10, 20],
+    "fractions": [0.1, 0.5, 1.0],
+    "repetitions": 10,
+    "control_repetitions": 100,
+    "null_draws": 199,
+    "permutations": 100,
+    "alpha": 0.05,
+    "fpr_tolerance": 0.05,
+    "difficulty": {"detector": "ks", "n": 5, "fraction": 1.0, "low": [0.05, 0.5], "high": 0.9},
+    "harm": True,
+    "harm_crop": [64, 64, 32],
+    "device": "auto",
+    "plugins": [],
+}
+REPRESENTATION = {"ks": "features", "mmd": "embedding", "c2st": "features", "bbsd": "softmax"}
+DESCRIPTION = {
+    "ks": "univariate KS per intensity/texture feature (13), Bonferroni",
+    "mmd": "Gaussian-kernel MMD (median heuristic), permutation p, on a seeded "
+    "random projection of 8x8x4 block means of log1p intensities",
+    "c2st": "classifier two-sample test: L2 logistic regression on the 13 features, "
+    "balanced halves, held-out accuracy, binomial p",
+    "bbsd": "BBSD: KS per softmax summary of the check model (4), Bonferroni",
+}
+
+
+def schema() -> dict[str, Any]:
+    """The JSON schema of ``drift_eval.json`` (the package's ``data/drift_eval.schema.json``)."""
+    text = resources.files("minivess_bundle").joinpath("data/drift_eval.schema.json").read_text()
+    return json.loads(text)
+
+
+def validate_result(result: dict[str, Any]) -> dict[str, Any]:
+    """Check ``result`` against :func:`schema`; a :class:`DriftEvalError` names the field."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(result), key=lambda e: list(e.absolute_path))
+    if errors:
+        where = "/".join(str(p) for p in errors[0].absolute_path) or "(root)"
+        raise DriftEvalError(
+            f"result field {where}: {errors[0].message}",
+            expected="a result matching drift_eval.schema.json",
+        )
+    return result
+
+
+def resolve_config(config: dict[str, Any] | None) -> dict[str, Any]:
+    """The defaults overlaid with ``config``; unknown keys are errors."""
+    merged = json.loads(json.dumps(DEFAULTS))
+    for key, value in (config or {}).items():
+        if key not in DEFAULTS:
+            raise DriftEvalError(
+                f"config key drift_eval.{key}", expected=f"one of {sorted(DEFAULTS)}"
+            )
+        if isinstance(value, dict) and isinstance(merged[key], dict):
+            merged[key].update(value)
+        else:
+            merged[key] = value
+    unknown = [d for d in merged["detectors"] if d not in REPRESENTATION]
+    if unknown:
+        raise DriftEvalError(
+            f"config drift_eval.detectors {unknown}", expected=f"some of {sorted(REPRESENTATION)}"
+        )
+    return merged
+
+
+class Units:
+    """Every patch of the evaluation, with its representations, indexed by unit number."""
+
+    def __init__(self) -> None:
+        self.patches: list[Any] = []
+        self.scales: list[tuple[float, float]] = []
+        self.features: list[Any] = []
+        self.embeddings: list[Any] = []
+        #: ("clean", vol) or (kind, level, vol) -> unit indices
+        self.of: dict[tuple, list[int]] = {}
+
+    def add(self, key: tuple, patches: list[Any], scale: tuple[float, float], projection) -> None:
+        start = len(self.patches)
+        for patch in patches:
+            self.patches.append(patch)
+            self.scales.append(scale)
+            self.features.append(feat.intensity_features(patch))
+            self.embeddings.append(feat.embedding(patch, projection))
+        self.of[key] = list(range(start, len(self.patches)))
+
+
+def collect_units(
+    plan: Plan, cfg: dict[str, Any], seed: int, model: Any, device: str
+) -> tuple[Units, dict[str, Any]]:
+    """Cut every patch (clean and drifted) and, with a model, score harm on the way."""
+    from .harm import segment_scores, volume_scale
+
+    patch = tuple(int(p) for p in cfg["patch"])
+    projection = feat.projection_matrix(derive_seed(seed, "drift_eval/projection"))
+    units = Units()
+    corners: dict[str, list] = {}
+    harm: dict[str, Any] = {"clean": {}, "variants": []}
+    want_harm = bool(cfg["harm"]) and model is not None
+    crop = [int(c) for c in cfg["harm_crop"]]
+    clean_cache: dict[str, Any] = {}
+
+    def cut(vol: str, array) -> list:
+        if vol not in corners:
+            if any(s < p for s, p in zip(array.shape, patch, strict=True)):
+                log.warning(
+                    "%s: shape %s is smaller than the patch %s: edge-padded",
+                    vol,
+                    array.shape,
+                    patch,
+                )
+            corners[vol] = patch_corners(
+                array.shape,
+                patch,
+                int(cfg["patches_per_volume"]),
+                derive_seed(seed, "drift_eval/patch", vol),
+            )
+        return [cut_patch(array, c, patch) for c in corners[vol]]
+
+    for vol in plan.reference + plan.held_out:
+        files = plan.clean[vol]
+        array = read_checked(files["image"], files.get("image_sha256"), vol)
+        units.add(("clean", vol), cut(vol, array), volume_scale(array), projection)
+        if want_harm and vol in plan.held_out:
+            label = read_checked(files["label"], files.get("label_sha256"), vol)
+            harm["clean"][vol] = segment_scores(model, array, label, crop, device)
+            clean_cache[vol] = label
+        log.info("%s: %d patches", vol, len(corners[vol]))
+    for kind, level in plan.groups:
+        for vol, files in sorted(plan.variants[(kind, level)].items()):
+            clean_units = units.of[("clean", vol)]
+            if files["same_image"]:
+                units.of[(kind, level, vol)] = clean_units
+                array = None
+            else:
+                array = read_checked(files["image"], files["image_sha256"], vol)
+                units.add((kind, level, vol), cut(vol, array), volume_scale(array), projection)
+            if want_harm:
+                if array is None:
+                    array = read_checked(plan.clean[vol]["image"], None, vol)
+                label = read_checked(files["label"], files["label_sha256"], vol)
+                scores = segment_scores(model, array, label, crop, device)
+                clean = harm["clean"][vol]
+                harm["variants"].append(
+                    {
+                        "kind": kind,
+                        "level": level,
+                        "volume": vol,
+                        "severity": files["severity"],
+                        "clean": {k: clean[k] for k in ("dice", "cldice")},
+                        "drifted": {k: scores[k] for k in ("dice", "cldice")},
+                        "dice_drop": round(clean["dice"] - scores["dice"], 6),
+                        "cldice_drop": round(clean["cldice"] - scores["cldice"], 6),
+                    }
+                )
+            log.info("%s %s/%s: patches cut", vol, kind, level)
+    return units, harm
+
+
+def within_tolerance(rate: float, alpha: float, tolerance: float) -> bool:
+    """``|rate - alpha| <= tolerance`` (inclusive, with float slack)."""
+    return abs(float(rate) - float(alpha)) <= float(tolerance) + 1e-12
+
+
+def calibrated_p(null: list[float], observed: float) -> float:
+    """``(1 + #{null >= observed}) / (1 + len(null))`` (ties count against rejection)."""
+    exceed = sum(1 for value in null if value >= observed - 1e-12)
+    return (1 + exceed) / (1 + len(null))
+
+
+def make_detectors(
+    cfg: dict[str, Any], reps: dict[str, Any], unit_paths: list[str] | None
+) -> dict[str, Callable[[list[int], list[int], Any], Outcome]]:
+    """name -> detector on (reference unit indices, test unit indices, rng)."""
+    import numpy as np
+
+    detectors: dict[str, Callable] = {}
+    for name in cfg["detectors"]:
+        rows = reps[REPRESENTATION[name]]
+        if name in ("ks", "bbsd"):
+            detectors[name] = lambda r, t, rng, rows=rows: ks_bonferroni(rows[r], rows[t])
+        elif name == "mmd":
+            d2 = squared_distances(rows)
+
+            def mmd(r, t, rng, rows=rows, d2=d2):
+                idx = np.asarray(list(r) + list(t))
+                return mmd_permutation(
+                    rows[r], rows[t], rng, int(cfg["permutations"]), d2=d2[np.ix_(idx, idx)]
+                )
+
+            detectors[name] = mmd
+        elif name == "c2st":
+            detectors[name] = lambda r, t, rng, rows=rows: c2st(rows[r], rows[t], rng)
+    for entry in cfg["plugins"]:
+        plugin = plugin_from_config(entry)
+        paths = unit_paths or []
+        detectors[entry["name"]] = lambda r, t, rng, f=plugin, p=paths: f(
+            [p[i] for i in r], [p[i] for i in t]
+        )
+    return detectors
+
+
+def evaluate(
+    plan: Plan,
+    units: Units,
+    detectors: dict[str, Callable],
+    cfg: dict[str, Any],
+    seed: int,
+) -> dict[str, Any]:
+    """Null draws, controls and tests for every (detector, group, fraction, n)."""
+    import numpy as np
+
+    alpha = float(cfg["alpha"])
+    reference, held_out = plan.reference, plan.held_out
+    h = min(len(held_out), len(reference) - 1)
+    keep = len(reference) - h
+
+    def units_of(vols, key=None):
+        return {v: units.of[("clean", v) if key is None else (*key, v)] for v in vols}
+
+    clean_units = units_of(reference + held_out)
+
+    def reference_units(rng, vols) -> list[int]:
+        chosen = [vols[i] for i in sorted(rng.choice(len(vols), size=keep, replace=False))]
+        return [u for v in chosen for u in clean_units[v]]
+
+    def run_all(ref, test, *parts):
+        out = {}
+        for name, detect in detectors.items():
+            rng = np.random.default_rng(derive_seed(seed, "drift_eval/detector", name, *parts))
+            out[name] = detect(ref, test, rng)
+        return out
+
+    nulls: dict[tuple[str, int], list[float]] = {}
+    for n in cfg["sample_sizes"]:
+        stats: dict[str, list[float]] = {name: [] for name in detectors}
+        for b in range(int(cfg["null_draws"])):
+            rng = np.random.default_rng(derive_seed(seed, "drift_eval/null", n, b))
+            order = list(rng.permutation(len(reference)))
+            pseudo_held = [reference[i] for i in sorted(order[:h])]
+            pseudo_ref = [reference[i] for i in sorted(order[h:])]
+            ref = [u for v in pseudo_ref for u in clean_units[v]]
+            test = draw_units(pseudo_held, clean_units, int(n), rng)
+            for name, outcome in run_all(ref, test, "null", n, b).items():
+                stats[name].append(outcome.statistic)
+        for name in detectors:
+            nulls[(name, int(n))] = stats[name]
+        log.info("null n=%s: %d draws", n, cfg["null_draws"])
+
+    def score(outcomes, n) -> dict[str, tuple[bool, bool]]:
+        return {
+            name: (
+                calibrated_p(nulls[(name, int(n))], o.statistic) <= alpha,
+                o.p_value <= alpha,
+            )
+            for name, o in outcomes.items()
+        }
+
+    fpr = []
+    for n in cfg["sample_sizes"]:
+        hits = {name: [0, 0] for name in detectors}
+        reps = int(cfg["control_repetitions"])
+        for r in range(reps):
+            rng = np.random.default_rng(derive_seed(seed, "drift_eval/control", n, r))
+            ref = reference_units(rng, reference)
+            test = draw_units(held_out, clean_units, int(n), rng)
+            for name, (cal, raw) in score(run_all(ref, test, "control", n, r), n).items():
+                hits[name][0] += cal
+                hits[name][1] += raw
+        for name in detectors:
+            rate = hits[name][0] / reps
+            fpr.append(
+                {
+                    "detector": name,
+                    "n": int(n),
+                    "repetitions": reps,
+                    "fpr": round(rate, 6),
+                    "fpr_uncalibrated": round(hits[name][1] / reps, 6),
+                    "within_tolerance": within_tolerance(rate, alpha, cfg["fpr_tolerance"]),
+                }
+            )
+        log.info("controls n=%s done", n)
+
+    results = []
+    for kind, level in plan.groups:
+        variants = plan.variants[(kind, level)]
+        drifted_units = units_of(sorted(variants), (kind, level))
+        severity = sorted({v["severity"] for v in variants.values()})
+        for fraction in cfg["fractions"]:
+            for n in cfg["sample_sizes"]:
+                k = round_half_up(float(fraction) * int(n))
+                hits = {name: [0, 0] for name in detectors}
+                reps = int(cfg["repetitions"])
+                for r in range(reps):
+                    rng = np.random.default_rng(
+                        derive_seed(seed, "drift_eval/test", kind, level, fraction, n, r)
+                    )
+                    ref = reference_units(rng, reference)
+                    test = draw_units(sorted(variants), drifted_units, k, rng) if k else []
+                    test += draw_units(held_out, clean_units, int(n) - k, rng) if n - k else []
+                    outcomes = run_all(ref, test, "test", kind, level, fraction, n, r)
+                    for name, (cal, raw) in score(outcomes, n).items():
+                        hits[name][0] += cal
+                        hits[name][1] += raw
+                for name in detectors:
+                    results.append(
+                        {
+                            "detector": name,
+                            "kind": kind,
+                            "level": int(level),
+                            "severity": severity[0] if len(severity) == 1 else severity,
+                            "fraction": float(fraction),
+                            "n": int(n),
+                            "drifted_units": k,
+                            "repetitions": reps,
+                            "power": round(hits[name][0] / reps, 6),
+                            "power_uncalibrated": round(hits[name][1] / reps, 6),
+                        }
+                    )
+        log.info("%s/%s done", kind, level)
+    return {"results": results, "false_positive_rate": fpr}
+
+
+def difficulty(results: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
+    """Per kind: power by level of the difficulty detector at (n, fraction), vs the target."""
+    spec = cfg["difficulty"]
+    low_lo, low_hi = (float(v) for v in spec["low"])
+    high = float(spec["high"])
+    kinds: dict[str, Any] = {}
+    for row in results:
+        if (
+            row["detector"] == spec["detector"]
+            and row["n"] == int(spec["n"])
+            and math.isclose(row["fraction"], float(spec["fraction"]))
+        ):
+            kinds.setdefault(row["kind"], {})[str(row["level"])] = row["power"]
+    out = {}
+    for kind, by_level in sorted(kinds.items()):
+        levels = sorted(by_level, key=int)
+        first, last = by_level[levels[0]], by_level[levels[-1]]
+        needs = []
+        if first > low_hi:
+            needs.append(
+                f"level {levels[0]} is too easy (power {first:.2f} > {low_hi}): "
+                "a smaller severity at the low end"
+            )
+        if first < low_lo:
+            needs.append(f"level {levels[0]} power {first:.2f} < {low_lo}")
+        if last < high:
+            needs.append(
+                f"level {levels[-1]} is too subtle (power {last:.2f} < {high}): "
+                "a larger severity at the high end"
+            )
+        out[kind] = {
+            "power_by_level": by_level,
+            "meets_target": not needs,
+            "needs": "; ".join(needs) if needs else "nothing",
+        }
+    return {
+        "detector": spec["detector"],
+        "n": int(spec["n"]),
+        "fraction": float(spec["fraction"]),
+        "target": {"lowest_level_power": [low_lo, low_hi], "highest_level_power_min": high},
+        "kinds": out,
+    }
+
+
+def summarise_harm(harm: dict[str, Any]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for row in harm["variants"]:
+        groups.setdefault((row["kind"], row["level"]), []).append(row)
+    return [
+        {
+            "kind": kind,
+            "level": level,
+            "volumes": len(rows),
+            "mean_dice_drop": round(sum(r["dice_drop"] for r in rows) / len(rows), 6),
+            "mean_cldice_drop": round(sum(r["cldice_drop"] for r in rows) / len(rows), 6),
+        }
+        for (kind, level), rows in sorted(groups.items())
+    ]
+
+
+def write_unit_files(units: Units, folder: Path) -> list[str]:
+    """Each unit as ``unit-<i>.npy`` (float32 patch, x/y/z) for plug-in detectors."""
+    import numpy as np
+
+    paths = []
+    for i, patch in enumerate(units.patches):
+        path = folder / f"unit-{i:05d}.npy"
+        np.save(path, np.asarray(patch, dtype=np.float32))
+        paths.append(str(path))
+    return paths
+
+
+def run_drift_eval(
+    bag: str | Path,
+    out_json: str | Path,
+    model_path: str | Path | None = None,
+    config: dict[str, Any] | None = None,
+    seed: int = 0,
+    figures: dict[str, str | Path] | None = None,
+) -> dict[str, Any]:
+    """Evaluate every configured detector on the bundle ``bag``; write ``out_json``.
+
+    ``model_path`` is the ``check`` target's saved UNet (:func:`train_smoke.save_model`);
+    without it BBSD and harm labels are left out. ``figures`` maps ``power``, ``fpr`` and
+    ``difficulty`` to PNG paths. Returns the result written.
+    """
+    import numpy as np
+
+    cfg = resolve_config(config)
+    plan = read_plan(bag)
+    model, device = None, "none"
+    needs_model = "bbsd" in cfg["detectors"] or bool(cfg["harm"])
+    if needs_model:
+        if model_path is None:
+            raise DriftEvalError(
+                "no model for BBSD / harm labels",
+                expected="the check target's model (results/check/smoke_model.pt), "
+                "or drift_eval.detectors without bbsd and drift_eval.harm false",
+            )
+        from ..train_smoke import load_model, select_device
+
+        device = select_device(cfg["device"])
+        model = load_model(model_path, device)
+    units, harm = collect_units(plan, cfg, int(seed), model, device)
+    reps: dict[str, Any] = {
+        "features": np.asarray(units.features),
+        "embedding": np.asarray(units.embeddings),
+    }
+    if "bbsd" in cfg["detectors"]:
+        from .harm import softmax_features
+
+        reps["softmax"] = softmax_features(model, np.asarray(units.patches), units.scales, device)
+    out_dir = Path(out_json).parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".units-", dir=out_dir) as tmp:
+        paths = write_unit_files(units, Path(tmp)) if cfg["plugins"] else None
+        detectors = make_detectors(cfg, reps, paths)
+        scored = evaluate(plan, units, detectors, cfg, int(seed))
+    result = {
+        "schema_version": SCHEMA_VERSION,
+        "generator": {"module": __name__, "package_version": __version__},
+        "bundle": {
+            "name": Path(bag).name,
+            "reference": plan.reference,
+            "held_out": plan.held_out,
+            "sets": [
+                {"kind": k, "level": lv, "volumes": sorted(plan.variants[(k, lv)])}
+                for k, lv in plan.groups
+            ],
+        },
+        "design": {
+            "seed": int(seed),
+            "config": cfg,
+            "sample_unit": (
+                f"one patch of {cfg['patch']} voxels (x, y, z) of a processed volume; "
+                f"{cfg['patches_per_volume']} seeded positions per volume, shared by its "
+                "drift variants; a sample of n units spreads over the held-out volumes "
+                "round-robin; floor(fraction * n + 1/2) units are drifted"
+            ),
+            "reference": "every patch of len(reference) - len(held_out) reference volumes, "
+            "drawn per repetition",
+            "calibration": "null of each statistic from pseudo-splits of the reference "
+            "volumes, p = (1 + #{null >= observed}) / (1 + null_draws)",
+            "detectors": {
+                name: {
+                    "representation": REPRESENTATION.get(name, "unit files (.npy)"),
+                    "description": DESCRIPTION.get(name, "plug-in"),
+                }
+                for name in detectors
+            },
+            "feature_names": list(feat.FEATURE_NAMES),
+            "units": len(units.patches),
+            "device": device,
+        },
+        **scored,
+        "difficulty": difficulty(scored["results"], cfg),
+        "harm": {
+            "enabled": bool(cfg["harm"]) and model is not None,
+            "crop": [int(c) for c in cfg["harm_crop"]],
+            "clean": harm["clean"],
+            "variants": harm["variants"],
+            "by_set": summarise_harm(harm),
+        },
+    }
+    validate_result(result)
+    write_json_atomic(out_json, result)
+    if figures:
+        from .figures import draw_all
+
+        draw_all(result, figures)
+    return result

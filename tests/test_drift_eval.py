@@ -1,0 +1,358 @@
+"""Drift evaluation: detectors against known results, planted shifts, calibrated nulls,
+sample formation, the plug-in interface and the result schema (small arrays, fast)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import ks_2samp, kstest
+
+from minivess_bundle.drift_eval import detectors as det
+from minivess_bundle.drift_eval import protocol, sets
+from minivess_bundle.drift_eval.sets import DriftEvalError
+
+ALPHA = 0.05
+
+
+def mean_shift_p_value(reference: list[str], test: list[str]) -> float:
+    """A plug-in detector for the tests: Welch t-test on the unit files' means."""
+    from scipy.stats import ttest_ind
+
+    ref = [float(np.load(p).mean()) for p in reference]
+    tst = [float(np.load(p).mean()) for p in test]
+    return float(ttest_ind(ref, tst, equal_var=False).pvalue)
+
+
+def test_ks_statistics_and_asymptotic_p_equal_scipy_ks_2samp():
+    rng = np.random.default_rng(1)
+    ref, test = rng.normal(size=(300, 4)), rng.normal(0.3, 1.2, size=(17, 4))
+    d = det.ks_statistics(ref, test)
+    p = det.ks_pvalues(d, 300, 17)
+    for j in range(4):
+        expected = ks_2samp(ref[:, j], test[:, j], method="asymp")
+        assert d[j] == pytest.approx(expected.statistic, abs=1e-12)
+        assert p[j] == pytest.approx(expected.pvalue, rel=1e-9)
+
+
+def test_ks_bonferroni_multiplies_the_smallest_p_by_the_column_count():
+    rng = np.random.default_rng(2)
+    ref, test = rng.normal(size=(200, 5)), rng.normal(size=(30, 5))
+    test[:, 3] += 0.8
+    smallest = min(ks_2samp(ref[:, j], test[:, j], method="asymp").pvalue for j in range(5))
+    outcome = det.ks_bonferroni(ref, test)
+    assert outcome.p_value == pytest.approx(min(1.0, 5 * smallest), rel=1e-9)
+    assert outcome.statistic == pytest.approx(-math.log10(smallest), rel=1e-9)
+
+
+def test_mmd_of_two_point_samples_equals_the_hand_computed_value():
+    # X = {0, 1}, Y = {2, 3}, sigma 1: (1 + e^-1/2) - (2 e^-2 + e^-9/2 + e^-1/2) / 2
+    expected = (1 + math.exp(-0.5)) - (2 * math.exp(-2) + math.exp(-4.5) + math.exp(-0.5)) / 2
+    outcome = det.mmd_permutation(
+        np.array([[0.0], [1.0]]), np.array([[2.0], [3.0]]), np.random.default_rng(0), 10, 1.0
+    )
+    assert outcome.statistic == pytest.approx(expected, abs=1e-12)
+    assert expected == pytest.approx(1.162376, abs=1e-6)
+
+
+def test_median_heuristic_is_the_median_pairwise_distance():
+    d2 = det.squared_distances(np.array([[0.0], [1.0], [2.0], [3.0]]))
+    assert det.median_bandwidth(d2) == pytest.approx(1.5)  # distances 1,1,1,2,2,3
+
+
+def test_mmd_permutation_p_value_is_uniform_under_the_null():
+    rng = np.random.default_rng(3)
+    pvalues = [
+        det.mmd_permutation(rng.normal(size=(30, 3)), rng.normal(size=(10, 3)), rng, 99).p_value
+        for _ in range(300)
+    ]
+    assert kstest(pvalues, "uniform").pvalue > 0.01
+    assert 0.02 <= np.mean(np.asarray(pvalues) <= ALPHA) <= 0.09
+
+
+def test_c2st_binomial_p_value_counts_held_out_correct_predictions():
+    rng = np.random.default_rng(4)
+    far = det.c2st(rng.normal(size=(100, 3)), rng.normal(5.0, 1.0, size=(20, 3)), rng)
+    assert far.statistic == 1.0
+    assert far.p_value == pytest.approx(0.5**20)  # 20 of 20 held-out predictions right
+    assert det.c2st(rng.normal(size=(100, 3)), rng.normal(size=(1, 3)), rng).p_value == 1.0
+
+
+def _power(detect, shift: float, n: int = 20, reps: int = 40, seed: int = 5) -> float:
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(reps):
+        ref = rng.normal(size=(200, 6))
+        test = rng.normal(size=(n, 6))
+        test[:, 0] += shift
+        hits += detect(ref, test, rng).p_value <= ALPHA
+    return hits / reps
+
+
+DETECTORS = {
+    "ks": lambda r, t, rng: det.ks_bonferroni(r, t),
+    "mmd": lambda r, t, rng: det.mmd_permutation(r, t, rng, 99),
+    "c2st": lambda r, t, rng: det.c2st(r, t, rng),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_each_detector_finds_a_planted_shift_with_power_at_least_0_9(name):
+    assert _power(DETECTORS[name], shift=3.0) >= 0.9
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_each_detector_keeps_its_false_positive_rate_on_a_null_within_alpha_plus_0_05(name):
+    assert _power(DETECTORS[name], shift=0.0, reps=100) <= ALPHA + 0.05
+
+
+def _bbsd_model():
+    import torch
+
+    model = torch.nn.Conv3d(1, 2, kernel_size=1)
+    with torch.no_grad():
+        model.weight[:] = torch.tensor([0.0, 10.0]).view(2, 1, 1, 1, 1)
+        model.bias[:] = torch.tensor([0.0, -5.0])
+    return model.eval()
+
+
+def test_bbsd_finds_a_planted_brightening_in_the_models_softmax_and_keeps_its_null():
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("torch")
+    from minivess_bundle.drift_eval.harm import softmax_features
+
+    model = _bbsd_model()
+    rng = np.random.default_rng(6)
+
+    def rows(count, gain):
+        patches = rng.uniform(0.0, 0.45, size=(count, 8, 8, 4)) * gain
+        return softmax_features(model, patches, [(0.0, 1.0)] * count, "cpu")
+
+    reference = rows(200, 1.0)
+    planted = np.mean(
+        [det.ks_bonferroni(reference, rows(10, 1.6)).p_value <= ALPHA for _ in range(20)]
+    )
+    null = np.mean(
+        [det.ks_bonferroni(reference, rows(10, 1.0)).p_value <= ALPHA for _ in range(100)]
+    )
+    assert planted >= 0.9
+    assert null <= ALPHA + 0.05
+
+
+def test_round_half_up_decides_the_drifted_unit_count_at_its_boundaries():
+    assert sets.round_half_up(0.1 * 1) == 0
+    assert sets.round_half_up(0.5 * 1) == 1
+    assert sets.round_half_up(0.49) == 0
+    assert sets.round_half_up(0.1 * 5) == 1
+    assert sets.round_half_up(0.1 * 20) == 2
+
+
+def test_units_spread_over_volumes_round_robin_without_reusing_a_patch():
+    units_of = {"mv05": [0, 1, 2], "mv15": [3, 4, 5]}
+    chosen = sets.draw_units(["mv05", "mv15"], units_of, 6, np.random.default_rng(0))
+    assert sorted(chosen) == [0, 1, 2, 3, 4, 5]
+    assert sum(u < 3 for u in chosen[:2]) == 1  # the first two come from different volumes
+
+
+def test_derived_seeds_depend_on_every_part_and_nothing_else():
+    a = sets.derive_seed(1, "drift_eval/test", "noise", 1, 0.5, 5, 0)
+    assert a == sets.derive_seed(1, "drift_eval/test", "noise", 1, 0.5, 5, 0)
+    assert a != sets.derive_seed(1, "drift_eval/test", "noise", 1, 0.5, 5, 1)
+    assert a != sets.derive_seed(2, "drift_eval/test", "noise", 1, 0.5, 5, 0)
+
+
+def test_the_calibrated_null_holds_alpha_where_clustered_patches_fool_the_plain_test():
+    """Patches of one volume share its offset: the plain KS flags clean held-out data,
+    the pseudo-split null does not."""
+    rng = np.random.default_rng(7)
+    reference = [f"mv{i:02d}" for i in range(1, 41)]
+    held_out = ["mv45", "mv55", "mv65"]
+    units = protocol.Units()
+    rows = []
+    for vol in reference + held_out:
+        offset = rng.normal(0.0, 1.0, size=3)
+        start = len(rows)
+        rows += list(offset + 0.1 * rng.normal(size=(6, 3)))
+        units.of[("clean", vol)] = list(range(start, len(rows)))
+    plan = sets.Plan(bag=Path("."), reference=reference, held_out=held_out)
+    table = np.asarray(rows)
+    cfg = protocol.resolve_config(
+        {"sample_sizes": [20], "control_repetitions": 100, "null_draws": 99, "detectors": ["ks"]}
+    )
+    detectors = {"ks": lambda r, t, g: det.ks_bonferroni(table[r], table[t])}
+    scored = protocol.evaluate(plan, units, detectors, cfg, seed=1)
+    (row,) = scored["false_positive_rate"]
+    assert row["fpr_uncalibrated"] > 0.3
+    assert row["fpr"] <= ALPHA + 0.05
+    assert scored["results"] == []
+
+
+@pytest.mark.parametrize(
+    ("rate", "within"), [(0.10, True), (0.0, True), (0.1001, False), (0.0, True)]
+)
+def test_false_positive_tolerance_is_alpha_plus_minus_0_05_inclusive(rate, within):
+    assert protocol.within_tolerance(rate, 0.05, 0.05) is within
+
+
+def test_calibrated_p_counts_ties_against_rejection():
+    assert protocol.calibrated_p([1.0, 2.0, 3.0], 3.0) == pytest.approx(2 / 4)
+    assert protocol.calibrated_p([1.0, 2.0, 3.0], 3.5) == pytest.approx(1 / 4)
+
+
+def _unit_files(tmp_path: Path, shift: float, count: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        path = tmp_path / f"u{seed}-{i}.npy"
+        np.save(path, rng.normal(shift, 1.0, size=(4, 4, 2)).astype(np.float32))
+        paths.append(str(path))
+    return paths
+
+
+def test_a_python_plugin_gets_file_lists_and_its_p_value_is_used(tmp_path):
+    detect = det.plugin_from_config(
+        {"name": "mine", "python": "test_drift_eval:mean_shift_p_value"}
+    )
+    ref = _unit_files(tmp_path, 0.0, 30, 1)
+    far = detect(ref, _unit_files(tmp_path, 2.0, 10, 2))
+    near = detect(ref, _unit_files(tmp_path, 0.0, 10, 3))
+    assert far.p_value < 1e-6 < near.p_value
+    assert far.statistic == pytest.approx(-math.log10(far.p_value))
+
+
+COMMAND = (
+    f"{sys.executable} -c "
+    "'import sys, numpy as np; from scipy.stats import ttest_ind; "
+    "r=[np.load(p.strip()).mean() for p in open(sys.argv[1])]; "
+    "t=[np.load(p.strip()).mean() for p in open(sys.argv[2])]; "
+    "print(ttest_ind(r, t, equal_var=False).pvalue)' {reference} {test}"
+)
+
+
+def test_a_command_plugin_reads_the_two_lists_and_prints_a_p_value(tmp_path):
+    detect = det.plugin_from_config({"name": "cmd", "command": COMMAND})
+    ref = _unit_files(tmp_path, 0.0, 30, 1)
+    test = _unit_files(tmp_path, 2.0, 10, 2)
+    assert detect(ref, test).p_value == pytest.approx(mean_shift_p_value(ref, test), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"name": "x", "command": "echo {test}"}, "both {reference} and {test}"),
+        ({"name": "x", "python": "nosuchmodule_xyz:f"}, "an importable function"),
+        ({"name": "x"}, "a 'python' or a 'command' key"),
+    ],
+)
+def test_a_misconfigured_plugin_fails_with_one_line_naming_it(entry, message):
+    with pytest.raises(DriftEvalError, match=message) as info:
+        det.plugin_from_config(entry)
+    assert "\n" not in str(info.value)
+
+
+def test_a_plugin_that_prints_no_p_value_or_fails_is_named(tmp_path):
+    ref = _unit_files(tmp_path, 0.0, 3, 1)
+    bad = det.plugin_from_config({"name": "words", "command": "echo yes {reference} {test}"})
+    with pytest.raises(DriftEvalError, match="plug-in 'words' returned"):
+        bad(ref, ref)
+    failing = det.plugin_from_config(
+        {
+            "name": "boom",
+            "command": f"{sys.executable} -c 'import sys; sys.exit(3)' {{reference}} {{test}}",
+        }
+    )
+    with pytest.raises(DriftEvalError, match="plug-in 'boom' exited 3"):
+        failing(ref, ref)
+
+
+def _fake_bag(tmp_path: Path, tamper: bool = False) -> Path:
+    data = tmp_path / "bag" / "data"
+    image = data / "processed" / "imagesTr" / "mv05.nii.gz"
+    drifted = data / "drift" / "noise" / "1" / "imagesTr" / "mv05.nii.gz"
+    for path in (image, drifted):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"clean" if path == image else b"drifted")
+    digest = hashlib.sha256(b"drifted").hexdigest()
+    entry = {
+        "volume": "mv05",
+        "drift_type": "noise",
+        "level": 1,
+        "severity": 0.2,
+        "reference_split_ids": ["mv01", "mv02"],
+        "files": {
+            kind: {
+                "clean": {"path": f"{folder}/mv05.nii.gz", "sha256": "0" * 64},
+                "drifted": {"path": f"noise/1/{folder}/mv05.nii.gz", "sha256": digest},
+            }
+            for kind, folder in (("image", "imagesTr"), ("label", "labelsTr"))
+        },
+    }
+    if tamper:
+        drifted.write_bytes(b"edited")
+    (data / "drift_manifest.json").write_text(json.dumps({"variants": [entry]}))
+    return tmp_path / "bag"
+
+
+def test_the_plan_is_read_from_the_manifest_as_data(tmp_path):
+    plan = sets.read_plan(_fake_bag(tmp_path))
+    assert plan.reference == ["mv01", "mv02"]
+    assert plan.held_out == ["mv05"]
+    assert plan.groups == [("noise", 1)]
+    assert plan.variants[("noise", 1)]["mv05"]["severity"] == 0.2
+
+
+def test_a_drifted_file_that_differs_from_the_manifest_is_one_line_naming_volume_and_file(
+    tmp_path,
+):
+    plan = sets.read_plan(_fake_bag(tmp_path, tamper=True))
+    files = plan.variants[("noise", 1)]["mv05"]
+    with pytest.raises(DriftEvalError) as info:
+        sets.read_checked(files["image"], files["image_sha256"], "mv05")
+    text = str(info.value)
+    assert text.startswith("mv05: drift_eval: sha256 ")
+    assert "noise/1/imagesTr/mv05.nii.gz" in text and "\n" not in text
+
+
+def test_unknown_config_keys_and_detectors_are_refused():
+    with pytest.raises(DriftEvalError, match="drift_eval.reps"):
+        protocol.resolve_config({"reps": 3})
+    with pytest.raises(DriftEvalError, match="detectors"):
+        protocol.resolve_config({"detectors": ["ks", "lsdd"]})
+
+
+def test_the_schema_refuses_a_power_outside_0_1():
+    row = {
+        "detector": "ks",
+        "kind": "noise",
+        "level": 1,
+        "severity": 0.2,
+        "fraction": 1.0,
+        "n": 5,
+        "drifted_units": 5,
+        "repetitions": 5,
+        "power": 1.2,
+        "power_uncalibrated": 1.0,
+    }
+    result = {"results": [row]}
+    with pytest.raises(DriftEvalError, match="result field"):
+        protocol.validate_result(result)
+
+
+def test_features_see_gain_noise_and_blur_on_a_patch():
+    from minivess_bundle.drift_eval.features import FEATURE_NAMES, intensity_features
+
+    rng = np.random.default_rng(8)
+    patch = rng.poisson(100, size=(32, 32, 8)).astype(np.float32)
+    base = dict(zip(FEATURE_NAMES, intensity_features(patch), strict=True))
+    gained = dict(zip(FEATURE_NAMES, intensity_features(patch * 2), strict=True))
+    assert gained["q50"] == pytest.approx(2 * base["q50"])
+    assert gained["gradient_energy"] == pytest.approx(base["gradient_energy"], rel=1e-6)
+    blurred = (patch + np.roll(patch, 1, 0) + np.roll(patch, 1, 1) + np.roll(patch, 1, (0, 1))) / 4
+    low = dict(zip(FEATURE_NAMES, intensity_features(blurred), strict=True))
+    assert low["high_frequency_fraction"] < 0.5 * base["high_frequency_fraction"]

@@ -1,0 +1,76 @@
+"""`snakemake drift_eval` end to end on tiny synthetic volumes (needs the train extra)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from workflow_utils import make_workdir, run_snakemake
+
+pytestmark = pytest.mark.workflow
+
+TINY = {
+    "synthetic": {"size_xy": 24, "max_z": 8},
+    "volumes": ["mv01", "mv02", "mv03", "mv04", "mv05"],
+    # tiny synthetic volumes are mostly vessel: let them all through validation
+    "validate": {"foreground_fraction": [0.001, 0.95]},
+    "drift": {"levels": [1], "types": ["noise", "topology"]},
+    "drift_eval": {
+        "patch": [8, 8, 4],
+        "patches_per_volume": 4,
+        "sample_sizes": [2, 4],
+        "fractions": [0.5, 1.0],
+        "repetitions": 3,
+        "control_repetitions": 10,
+        "null_draws": 19,
+        "permutations": 19,
+        "harm_crop": [16, 16, 8],
+        "device": "cpu",
+    },
+}
+
+
+def test_drift_eval_target_scores_every_detector_on_every_manifest_set(tmp_path):
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("torch")
+        pytest.importorskip("monai")
+    from minivess_bundle.drift_eval.protocol import validate_result
+
+    workdir = make_workdir(tmp_path, **TINY)
+    run_snakemake(workdir, "--cores", "2", "drift_eval")
+    result = json.loads((workdir / "results/drift_eval/drift_eval.json").read_text())
+    validate_result(result)
+    manifest = json.loads(
+        (workdir / "results/bundle/minivess-0.1.0/data/drift_manifest.json").read_text()
+    )
+    assert result["bundle"]["reference"] == ["mv01", "mv02", "mv03", "mv04"]
+    assert result["bundle"]["held_out"] == ["mv05"]
+    sets = {(s["kind"], s["level"]) for s in result["bundle"]["sets"]}
+    assert sets == {(v["drift_type"], v["level"]) for v in manifest["variants"]}
+    detectors = ["bbsd", "c2st", "ks", "mmd"]
+    assert sorted(result["design"]["detectors"]) == detectors
+    # one row per (detector, set, fraction, n); drifted units = floor(f n + 1/2)
+    assert len(result["results"]) == len(detectors) * len(sets) * 2 * 2
+    for row in result["results"]:
+        assert row["drifted_units"] == int(row["fraction"] * row["n"] + 0.5)
+        assert row["repetitions"] == 3 and 0 <= row["power"] <= 1
+    assert {(r["detector"], r["n"]) for r in result["false_positive_rate"]} == {
+        (d, n) for d in detectors for n in (2, 4)
+    }
+    for row in result["false_positive_rate"]:
+        assert row["within_tolerance"] == (abs(row["fpr"] - 0.05) <= 0.05 + 1e-12)
+    # harm: one label per variant, drop = clean - drifted on the same crop
+    harm = result["harm"]
+    assert len(harm["variants"]) == len(manifest["variants"])
+    for row in harm["variants"]:
+        clean = harm["clean"][row["volume"]]
+        assert row["clean"] == {"dice": clean["dice"], "cldice": clean["cldice"]}
+        assert row["dice_drop"] == pytest.approx(clean["dice"] - row["drifted"]["dice"], abs=2e-6)
+    noise = [r for r in harm["variants"] if r["kind"] == "noise"]
+    topology = [r for r in harm["variants"] if r["kind"] == "topology"]
+    assert noise and topology
+    assert result["difficulty"]["detector"] == "ks"
+    for name in ("power_curves.png", "false_alarms.png", "difficulty.png"):
+        data = (workdir / "results/drift_eval" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000

@@ -1,0 +1,58 @@
+"""Drift evaluation: score drift detectors against the verified bundle's drift manifest.
+Not part of `all`: `snakemake --cores 2 drift_eval` (BBSD and harm labels use the model
+the `check` target trains: torch/MONAI from the `train` extra)."""
+
+
+rule drift_eval_score:
+    """Power, false alarms and harm of every detector on every drift set of the bundle."""
+    input:
+        bag=BUNDLE["bag_manifest"],
+        verified=BUNDLE["verified"],
+        model=layout.CHECK_MODEL,
+    output:
+        result=layout.DRIFT_EVAL,
+        power=report(
+            layout.DRIFT_EVAL_POWER_PNG,
+            category="Drift evaluation",
+            caption="../report/drift_eval_power.rst",
+            labels={"figure": "power curves"},
+        ),
+        fpr=report(
+            layout.DRIFT_EVAL_FPR_PNG,
+            category="Drift evaluation",
+            caption="../report/drift_eval_fpr.rst",
+            labels={"figure": "false alarms"},
+        ),
+        difficulty=report(
+            layout.DRIFT_EVAL_DIFFICULTY_PNG,
+            category="Drift evaluation",
+            caption="../report/drift_eval_difficulty.rst",
+            labels={"figure": "difficulty"},
+        ),
+    log:
+        "logs/drift_eval/drift_eval.log",
+    benchmark:
+        "benchmarks/drift_eval/drift_eval.tsv"
+    conda:
+        "../../envs/train.yaml"
+    container:
+        CONTAINER
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        bag=lambda wildcards, input: str(Path(input.bag).parent),
+        seed=config["seed"],
+        config=DRIFT_EVAL_CONFIG,
+    shell:
+        "minivess-bundle drift-eval {params.bag:q} --model {input.model:q} "
+        "--out {output.result:q} --config {params.config:q} --seed {params.seed} "
+        "--power-png {output.power:q} --fpr-png {output.fpr:q} "
+        "--difficulty-png {output.difficulty:q} > {log:q} 2>&1"
+
+
+rule drift_eval:
+    """The drift evaluation's result and figures."""
+    input:
+        rules.drift_eval_score.output,
