@@ -451,7 +451,7 @@ def rule_table(workdir: Path) -> list[dict]:
 
 
 def uncompressed(path: Path) -> int:
-    from minivess_bundle.validate import read_header
+    from minivess_bundle.nifti import read_header
 
     if not path.is_file():
         return 0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from minivess_bundle import resources
-from minivess_bundle.validate import MAX_DEFLATE_RATIO
+from minivess_bundle.nifti import MAX_DEFLATE_RATIO
 
 
 def _lying_file(path, shape=(30000, 30000, 30000)):

@@ -41,9 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import gzip
 import hashlib
-import io
 import json
 import logging
 import os
@@ -242,22 +240,14 @@ def redact_paths(value: Any) -> Any:
 
 
 def read_header(path: str | Path) -> dict[str, Any]:
-    """Shape, spacing, dtype, ``xyzt_units`` and ``descrip`` of a NIfTI-1 file (header only)."""
-    import nibabel as nib
+    """Shape, spacing, dtype, ``xyzt_units`` and ``descrip`` of a NIfTI-1 file (header only,
+    through :func:`~minivess_bundle.nifti.read_header`)."""
+    from .nifti import read_header as read_nifti_header
 
-    path = Path(path)
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as handle:
-            raw = handle.read(348)
-        header = nib.Nifti1Header.from_fileobj(io.BytesIO(raw), check=False)
-    except Exception as exc:  # gzip, OSError and nibabel's own errors
-        raise BundleError(f"cannot read NIfTI header ({exc})", path=path.name) from exc
-    shape = [int(n) for n in header.get_data_shape()]
-    zooms = header.get_zooms()
+    header = read_nifti_header(Path(path), error=BundleError, check_size=False).header
     return {
-        "shape": shape,
-        "spacing": [round(float(z), 6) for z in zooms[:3]],
+        "shape": [int(n) for n in header.get_data_shape()],
+        "spacing": [round(float(z), 6) for z in header.get_zooms()[:3]],
         "dtype": header.get_data_dtype().name,
         "xyzt_units": int(header["xyzt_units"]),
         "descrip": header["descrip"].item().decode("latin-1").strip("\x00 "),

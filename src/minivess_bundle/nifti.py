@@ -13,17 +13,22 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
+import math
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from .errors import NiftiError
+from .errors import MinivessError, NiftiError, ValidationError
 from .fsio import atomic_path, write_bytes_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     import nibabel as nib
     import numpy as np
+
+log = logging.getLogger(__name__)
 
 CODECS = ("isal", "zlib")
 NIFTI1_HEADER_BYTES = 348
@@ -281,3 +286,216 @@ def spacing_um(header: nib.Nifti1Header) -> tuple[float, float, float]:
     """
     scale = _UM_PER_XYZT_UNIT[int(header["xyzt_units"]) & 7]
     return tuple(float(z) * scale for z in header.get_zooms()[:3])
+
+
+# ------------------------------------------------------------------- guarded reads
+# The one header reader every stage uses on untrusted files: the header is checked
+# against the file before anything is allocated (validate, resample, the memory
+# estimates), and the voxels are streamed into one preallocated array.
+
+#: Deflate cannot expand more than ~1032:1; a header needing more than this many
+#: bytes per compressed byte is lying or the file is truncated.
+MAX_DEFLATE_RATIO = 1032
+NIFTI1_SIZEOF_HDR = NIFTI1_HEADER_BYTES
+_READ_CHUNK = 16 << 20
+_CIFTI_INTENTS = range(3000, 3100)
+
+
+@dataclass
+class HeaderInfo:
+    """A NIfTI-1 header read without touching the data, and what it needs from the file."""
+
+    path: Path
+    header: nib.Nifti1Header
+    compressed: bool
+    file_bytes: int
+    shape: tuple[int, ...]  # all dims the header declares (x, y, z, t, ...)
+    dtype: np.dtype  # stored dtype with the header's byte order
+    vox_offset: int
+    data_bytes: int
+
+    @property
+    def spatial_shape(self) -> tuple[int, int, int]:
+        """(x, y, z); only meaningful when :func:`spatial_problem` is None."""
+        dims = list(self.shape[:3]) + [1] * (3 - len(self.shape[:3]))
+        return (int(dims[0]), int(dims[1]), int(dims[2]))
+
+    @property
+    def n_voxels(self) -> int:
+        return math.prod(self.shape)
+
+
+def _open_stream(path: Path, compressed: bool):
+    if compressed:
+        from isal import igzip
+
+        return igzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def read_header(
+    path: str | Path,
+    volume: str | None = None,
+    error: type[MinivessError] = ValidationError,
+    check_size: bool = True,
+) -> HeaderInfo:
+    """Read and sanity-check a NIfTI-1 header; nothing beyond the header is decompressed.
+
+    Refuses (with ``error``) a file whose header is not single-file NIfTI-1, whose
+    dims or datatype are invalid, or whose declared data cannot fit in the file:
+    a ``.nii`` shorter than ``vox_offset + data`` or a gzip stream that would have
+    to expand more than :data:`MAX_DEFLATE_RATIO`:1 — so a header claiming a huge
+    shape is rejected before anything is allocated. ``check_size=False`` skips
+    that test (for estimates from a header alone).
+    """
+    import nibabel as nib
+    import numpy as np
+
+    path = Path(path)
+    try:
+        file_bytes = path.stat().st_size
+        with open(path, "rb") as handle:
+            magic = handle.read(2)
+        compressed = magic == b"\x1f\x8b"
+        with _open_stream(path, compressed) as stream:
+            raw = stream.read(NIFTI1_SIZEOF_HDR)
+    except gzip.BadGzipFile as exc:  # CRC/length mismatch, bad member header
+        raise error(f"corrupt gzip stream ({exc})", volume=volume, path=path) from exc
+    except OSError as exc:
+        raise error(f"cannot read header ({exc})", volume=volume, path=path) from exc
+    except (EOFError, ValueError) as exc:
+        raise error(f"corrupt or truncated gzip stream ({exc})", volume=volume, path=path) from exc
+    except Exception as exc:  # isal_zlib.error and friends
+        raise error(f"corrupt gzip stream ({exc})", volume=volume, path=path) from exc
+    if not compressed and path.name.endswith(".gz"):
+        # A text file, an HTML error page or a .nii saved under a .nii.gz name.
+        raise error(
+            f"not gzip / not NIfTI: the {file_bytes}-byte file starts {raw[:16]!r}, "
+            "not with the gzip magic 1f 8b",
+            volume=volume,
+            path=path,
+            expected="a gzip-compressed NIfTI-1 file (.nii.gz)",
+        )
+    if len(raw) < NIFTI1_SIZEOF_HDR:
+        raise error(
+            f"not NIfTI: the {'decompressed ' if compressed else ''}file holds only "
+            f"{len(raw)} bytes, less than a header",
+            volume=volume,
+            path=path,
+            expected=f"a {NIFTI1_SIZEOF_HDR}-byte NIfTI-1 header",
+        )
+    endian = None
+    for candidate in "<>":
+        size = struct.unpack(candidate + "i", raw[:4])[0]
+        if size == NIFTI1_SIZEOF_HDR:
+            endian = candidate
+        elif size == 540:
+            raise error(
+                "NIfTI-2 header (CIFTI-2 or a >2^15 dim file)",
+                volume=volume,
+                path=path,
+                expected="a NIfTI-1 single-file volume",
+            )
+    if endian is None or raw[344:348] != b"n+1\x00":
+        raise error(
+            f"not a NIfTI-1 single-file header (sizeof_hdr/magic {raw[:4].hex()}/{raw[344:348]!r})",
+            volume=volume,
+            path=path,
+            expected="sizeof_hdr 348 and magic 'n+1'",
+        )
+    header = nib.Nifti1Header(raw, endianness=endian, check=False)
+    dim = [int(d) for d in header["dim"]]
+    ndim = dim[0]
+    if not 1 <= ndim <= 7 or any(d < 1 for d in dim[1 : ndim + 1]):
+        raise error(f"invalid header dims {dim}", volume=volume, path=path)
+    try:
+        dtype = header.get_data_dtype()
+    except Exception as exc:
+        raise error(
+            f"unknown datatype code {int(header['datatype'])}", volume=volume, path=path
+        ) from exc
+    if dtype.hasobject or dtype.itemsize == 0:
+        raise error(f"unsupported datatype {dtype}", volume=volume, path=path)
+    vox_offset = float(header["vox_offset"])
+    if vox_offset < 352 or vox_offset != int(vox_offset):
+        raise error(
+            f"vox_offset {vox_offset}", volume=volume, path=path, expected="an integer >= 352"
+        )
+    shape = tuple(dim[1 : ndim + 1])
+    data_bytes = math.prod(shape) * dtype.itemsize
+    need = int(vox_offset) + data_bytes
+    limit = file_bytes * MAX_DEFLATE_RATIO + (1 << 16) if compressed else file_bytes
+    if check_size and need > limit:
+        raise error(
+            f"header shape {shape} {np.dtype(dtype).name} needs {need} bytes but the "
+            f"{'gzip ' if compressed else ''}file of {file_bytes} bytes can hold at most {limit}",
+            volume=volume,
+            path=path,
+            expected="a header that matches the file (truncated file or corrupt header)",
+        )
+    return HeaderInfo(
+        path, header, compressed, file_bytes, shape, dtype, int(vox_offset), data_bytes
+    )
+
+
+def spatial_problem(info: HeaderInfo) -> str | None:
+    """Why the header is not a 3-D volume (None when it is; trailing 1s are fine)."""
+    intent = int(info.header["intent_code"])
+    if intent in _CIFTI_INTENTS:
+        return f"CIFTI intent code {intent}"
+    if len(info.shape) < 3:
+        return f"{len(info.shape)}-D shape {list(info.shape)}"
+    if any(d != 1 for d in info.shape[3:]):
+        return f"{len(info.shape)}-D shape {list(info.shape)}"
+    return None
+
+
+def read_voxels(
+    info: HeaderInfo, volume: str | None = None, error: type[MinivessError] = ValidationError
+) -> np.ndarray:
+    """The data of a 3-D header as a native-endian array indexed ``[z, y, x]``.
+
+    Streams the file into one preallocated array (16 MiB at a time), so peak
+    memory is the array plus a chunk; reads the stream to its end so a truncated
+    or corrupt gzip member (CRC, length) is detected. Trailing singleton dims
+    are dropped; extra bytes after the data are ignored (and logged).
+    """
+    import numpy as np
+
+    x, y, z = info.spatial_shape
+    array = np.empty((z, y, x), dtype=info.dtype.newbyteorder("="))
+    view = memoryview(array.reshape(-1).view(np.uint8))
+    try:
+        with _open_stream(info.path, info.compressed) as stream:
+            skipped = len(stream.read(info.vox_offset))
+            filled = 0
+            while filled < len(view) and skipped == info.vox_offset:
+                got = stream.readinto(view[filled : filled + _READ_CHUNK])
+                if not got:
+                    break
+                filled += got
+            trailing = 0
+            while chunk := stream.read(_READ_CHUNK):
+                trailing += len(chunk)
+    except (EOFError, ValueError) as exc:
+        raise error(
+            f"corrupt or truncated gzip stream ({exc})", volume=volume, path=info.path
+        ) from exc
+    except gzip.BadGzipFile as exc:
+        raise error(f"corrupt gzip stream ({exc})", volume=volume, path=info.path) from exc
+    except OSError as exc:
+        raise error(f"cannot read data ({exc})", volume=volume, path=info.path) from exc
+    except Exception as exc:  # isal_zlib.error
+        raise error(f"corrupt gzip stream ({exc})", volume=volume, path=info.path) from exc
+    if skipped + filled < info.vox_offset + info.data_bytes:
+        raise error(
+            f"file ends after {skipped + filled} bytes of data",
+            volume=volume,
+            path=info.path,
+            expected=f"{info.vox_offset + info.data_bytes} bytes (truncated file)",
+        )
+    if trailing:
+        log.info("%s: %d bytes after the voxel data ignored", info.path, trailing)
+    if not info.dtype.isnative:
+        array.byteswap(inplace=True)  # the bytes were the file's order; no copy
+    return array

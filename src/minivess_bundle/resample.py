@@ -41,7 +41,7 @@ from .nifti import GZIP_BLOCK, DeterministicGzipWriter
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from .validate import HeaderInfo
+    from .nifti import HeaderInfo
 
 log = logging.getLogger(__name__)
 
@@ -307,9 +307,9 @@ def _resample_one(
     """
     import numpy as np
 
-    from .validate import read_array
+    from .nifti import read_voxels
 
-    array = read_array(info, volume, error=ResampleError)
+    array = read_voxels(info, volume, error=ResampleError)
     is_image = role == "image"
     out_dtype = np.dtype("<u2") if is_image else np.dtype("u1")
     if not is_image:
@@ -392,7 +392,7 @@ def _read_pair(
     """Headers of both files, the spacing in um and the affine in um; named errors."""
     import numpy as np
 
-    from .validate import read_header, spatial_problem
+    from .nifti import read_header, spatial_problem
 
     infos = []
     for path in (image_path, label_path):
@@ -606,7 +606,7 @@ def estimate_resample_mem_mb(
     """
     import numpy as np
 
-    from .validate import read_header
+    from .nifti import read_header
 
     info = read_header(image_path, error=ResampleError, check_size=False)
     norms = np.linalg.norm(np.asarray(info.header.get_best_affine())[:3, :3], axis=0)

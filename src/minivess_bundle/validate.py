@@ -66,20 +66,23 @@ included).
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import math
 import os
-import struct
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, MinivessError, ValidationError
+from .nifti import (  # noqa: F401  (read_header, MAX_DEFLATE_RATIO: part of this module's API)
+    MAX_DEFLATE_RATIO,
+    HeaderInfo,
+    read_header,
+    read_voxels,
+    spatial_problem,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    import nibabel as nib
     import numpy as np
 
 log = logging.getLogger(__name__)
@@ -134,12 +137,6 @@ JSON_SPACING_KEYS = (
     "pixelsize",
     "zooms",
 )
-#: Deflate cannot expand more than ~1032:1; a header needing more than this many
-#: bytes per compressed byte is lying or the file is truncated.
-MAX_DEFLATE_RATIO = 1032
-NIFTI1_SIZEOF_HDR = 348
-_READ_CHUNK = 16 << 20
-_CIFTI_INTENTS = range(3000, 3100)
 _LABEL_VALUE_LIMIT = 20
 
 #: Human phrase per check, for the one-line error of :func:`raise_if_invalid`.
@@ -201,206 +198,6 @@ def units_of_header(xyzt_units: int, source_units: str) -> tuple[str, str]:
 
 
 # ------------------------------------------------------------------- guarded reads
-
-
-@dataclass
-class HeaderInfo:
-    """A NIfTI-1 header read without touching the data, and what it needs from the file."""
-
-    path: Path
-    header: nib.Nifti1Header
-    compressed: bool
-    file_bytes: int
-    shape: tuple[int, ...]  # all dims the header declares (x, y, z, t, ...)
-    dtype: np.dtype  # stored dtype with the header's byte order
-    vox_offset: int
-    data_bytes: int
-
-    @property
-    def spatial_shape(self) -> tuple[int, int, int]:
-        """(x, y, z); only meaningful when :func:`spatial_problem` is None."""
-        dims = list(self.shape[:3]) + [1] * (3 - len(self.shape[:3]))
-        return (int(dims[0]), int(dims[1]), int(dims[2]))
-
-    @property
-    def n_voxels(self) -> int:
-        return math.prod(self.shape)
-
-
-def _open_stream(path: Path, compressed: bool):
-    if compressed:
-        from isal import igzip
-
-        return igzip.open(path, "rb")
-    return open(path, "rb")
-
-
-def read_header(
-    path: str | Path,
-    volume: str | None = None,
-    error: type[MinivessError] = ValidationError,
-    check_size: bool = True,
-) -> HeaderInfo:
-    """Read and sanity-check a NIfTI-1 header; nothing beyond the header is decompressed.
-
-    Refuses (with ``error``) a file whose header is not single-file NIfTI-1, whose
-    dims or datatype are invalid, or whose declared data cannot fit in the file:
-    a ``.nii`` shorter than ``vox_offset + data`` or a gzip stream that would have
-    to expand more than :data:`MAX_DEFLATE_RATIO`:1 — so a header claiming a huge
-    shape is rejected before anything is allocated. ``check_size=False`` skips
-    that test (for estimates from a header alone).
-    """
-    import nibabel as nib
-    import numpy as np
-
-    path = Path(path)
-    try:
-        file_bytes = path.stat().st_size
-        with open(path, "rb") as handle:
-            magic = handle.read(2)
-        compressed = magic == b"\x1f\x8b"
-        with _open_stream(path, compressed) as stream:
-            raw = stream.read(NIFTI1_SIZEOF_HDR)
-    except gzip.BadGzipFile as exc:  # CRC/length mismatch, bad member header
-        raise error(f"corrupt gzip stream ({exc})", volume=volume, path=path) from exc
-    except OSError as exc:
-        raise error(f"cannot read header ({exc})", volume=volume, path=path) from exc
-    except (EOFError, ValueError) as exc:
-        raise error(f"corrupt or truncated gzip stream ({exc})", volume=volume, path=path) from exc
-    except Exception as exc:  # isal_zlib.error and friends
-        raise error(f"corrupt gzip stream ({exc})", volume=volume, path=path) from exc
-    if not compressed and path.name.endswith(".gz"):
-        # A text file, an HTML error page or a .nii saved under a .nii.gz name.
-        raise error(
-            f"not gzip / not NIfTI: the {file_bytes}-byte file starts {raw[:16]!r}, "
-            "not with the gzip magic 1f 8b",
-            volume=volume,
-            path=path,
-            expected="a gzip-compressed NIfTI-1 file (.nii.gz)",
-        )
-    if len(raw) < NIFTI1_SIZEOF_HDR:
-        raise error(
-            f"not NIfTI: the {'decompressed ' if compressed else ''}file holds only "
-            f"{len(raw)} bytes, less than a header",
-            volume=volume,
-            path=path,
-            expected=f"a {NIFTI1_SIZEOF_HDR}-byte NIfTI-1 header",
-        )
-    endian = None
-    for candidate in "<>":
-        size = struct.unpack(candidate + "i", raw[:4])[0]
-        if size == NIFTI1_SIZEOF_HDR:
-            endian = candidate
-        elif size == 540:
-            raise error(
-                "NIfTI-2 header (CIFTI-2 or a >2^15 dim file)",
-                volume=volume,
-                path=path,
-                expected="a NIfTI-1 single-file volume",
-            )
-    if endian is None or raw[344:348] != b"n+1\x00":
-        raise error(
-            f"not a NIfTI-1 single-file header (sizeof_hdr/magic {raw[:4].hex()}/{raw[344:348]!r})",
-            volume=volume,
-            path=path,
-            expected="sizeof_hdr 348 and magic 'n+1'",
-        )
-    header = nib.Nifti1Header(raw, endianness=endian, check=False)
-    dim = [int(d) for d in header["dim"]]
-    ndim = dim[0]
-    if not 1 <= ndim <= 7 or any(d < 1 for d in dim[1 : ndim + 1]):
-        raise error(f"invalid header dims {dim}", volume=volume, path=path)
-    try:
-        dtype = header.get_data_dtype()
-    except Exception as exc:
-        raise error(
-            f"unknown datatype code {int(header['datatype'])}", volume=volume, path=path
-        ) from exc
-    if dtype.hasobject or dtype.itemsize == 0:
-        raise error(f"unsupported datatype {dtype}", volume=volume, path=path)
-    vox_offset = float(header["vox_offset"])
-    if vox_offset < 352 or vox_offset != int(vox_offset):
-        raise error(
-            f"vox_offset {vox_offset}", volume=volume, path=path, expected="an integer >= 352"
-        )
-    shape = tuple(dim[1 : ndim + 1])
-    data_bytes = math.prod(shape) * dtype.itemsize
-    need = int(vox_offset) + data_bytes
-    limit = file_bytes * MAX_DEFLATE_RATIO + (1 << 16) if compressed else file_bytes
-    if check_size and need > limit:
-        raise error(
-            f"header shape {shape} {np.dtype(dtype).name} needs {need} bytes but the "
-            f"{'gzip ' if compressed else ''}file of {file_bytes} bytes can hold at most {limit}",
-            volume=volume,
-            path=path,
-            expected="a header that matches the file (truncated file or corrupt header)",
-        )
-    return HeaderInfo(
-        path, header, compressed, file_bytes, shape, dtype, int(vox_offset), data_bytes
-    )
-
-
-def spatial_problem(info: HeaderInfo) -> str | None:
-    """Why the header is not a 3-D volume (None when it is; trailing 1s are fine)."""
-    intent = int(info.header["intent_code"])
-    if intent in _CIFTI_INTENTS:
-        return f"CIFTI intent code {intent}"
-    if len(info.shape) < 3:
-        return f"{len(info.shape)}-D shape {list(info.shape)}"
-    if any(d != 1 for d in info.shape[3:]):
-        return f"{len(info.shape)}-D shape {list(info.shape)}"
-    return None
-
-
-def read_array(
-    info: HeaderInfo, volume: str | None = None, error: type[MinivessError] = ValidationError
-) -> np.ndarray:
-    """The data of a 3-D header as a native-endian array indexed ``[z, y, x]``.
-
-    Streams the file into one preallocated array (16 MiB at a time), so peak
-    memory is the array plus a chunk; reads the stream to its end so a truncated
-    or corrupt gzip member (CRC, length) is detected. Trailing singleton dims
-    are dropped; extra bytes after the data are ignored (and logged).
-    """
-    import numpy as np
-
-    x, y, z = info.spatial_shape
-    array = np.empty((z, y, x), dtype=info.dtype.newbyteorder("="))
-    view = memoryview(array.reshape(-1).view(np.uint8))
-    try:
-        with _open_stream(info.path, info.compressed) as stream:
-            skipped = len(stream.read(info.vox_offset))
-            filled = 0
-            while filled < len(view) and skipped == info.vox_offset:
-                got = stream.readinto(view[filled : filled + _READ_CHUNK])
-                if not got:
-                    break
-                filled += got
-            trailing = 0
-            while chunk := stream.read(_READ_CHUNK):
-                trailing += len(chunk)
-    except (EOFError, ValueError) as exc:
-        raise error(
-            f"corrupt or truncated gzip stream ({exc})", volume=volume, path=info.path
-        ) from exc
-    except gzip.BadGzipFile as exc:
-        raise error(f"corrupt gzip stream ({exc})", volume=volume, path=info.path) from exc
-    except OSError as exc:
-        raise error(f"cannot read data ({exc})", volume=volume, path=info.path) from exc
-    except Exception as exc:  # isal_zlib.error
-        raise error(f"corrupt gzip stream ({exc})", volume=volume, path=info.path) from exc
-    if skipped + filled < info.vox_offset + info.data_bytes:
-        raise error(
-            f"file ends after {skipped + filled} bytes of data",
-            volume=volume,
-            path=info.path,
-            expected=f"{info.vox_offset + info.data_bytes} bytes (truncated file)",
-        )
-    if trailing:
-        log.info("%s: %d bytes after the voxel data ignored", info.path, trailing)
-    if not info.dtype.isnative:
-        array.byteswap(inplace=True)  # the bytes were the file's order; no copy
-    return array
 
 
 def physical_affine(info: HeaderInfo, source_units: str, report_units: str) -> np.ndarray:
@@ -653,7 +450,7 @@ def _check_file(checks: _Checks, role: str, path: Path, volume: str) -> HeaderIn
 
 def _load(checks: _Checks, role: str, info: HeaderInfo, volume: str) -> np.ndarray | None:
     try:
-        return read_array(info, volume)
+        return read_voxels(info, volume)
     except MinivessError as exc:
         # The header was fine but the data stream is not: that is "opens" failing.
         for item in checks.items:
@@ -1047,7 +844,6 @@ __all__ = [
     "aggregate_reports",
     "effective_rules",
     "raise_if_invalid",
-    "read_array",
     "read_header",
     "validate_volume",
     "write_report",
