@@ -27,6 +27,7 @@ SECMIRROR=${SECMIRROR:-http://deb.debian.org/debian-security}
 CA=${CA:-/etc/ssl/certs/ca-certificates.crt}
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 REPRODUCE=${REPRODUCE:-${CI:+1}}
+COMMIT=$(git rev-parse HEAD 2>/dev/null || true) # once: both REPRODUCE builds get the same
 T0=$(date +%s)
 log() { echo "[podman.sh +$(($(date +%s) - T0))s] $*"; }
 mkdir -p "$WORK"
@@ -79,7 +80,7 @@ build() {
     --build-arg SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH" \
     --build-arg BASE="$BASE" --build-arg EXTRAS="$EXTRAS" \
     --build-arg VERSION="$VERSION" --build-arg SOURCE="$SOURCE" \
-    --build-arg GIT_COMMIT="$(git rev-parse HEAD 2>/dev/null || true)" -f Containerfile .
+    --build-arg GIT_COMMIT="$COMMIT" -f Containerfile .
 }
 if [ "${REPRODUCE:-}" = 1 ]; then
   build --no-cache -t "$TAG"
