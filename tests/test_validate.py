@@ -655,12 +655,12 @@ def test_negative_pixdim_with_sform_resamples_like_the_positive_one(tmp_path):
 
 
 class _BoundedReads:
-    """Wrap validate's ``open`` for one path and record every read size asked for."""
+    """Wrap the json reader's ``open`` for one path and record every read size asked for."""
 
     def __init__(self, monkeypatch, path, cap):
         import builtins
 
-        from minivess_bundle import validate
+        from minivess_bundle.validate import json_spacing
 
         self.path, self.cap, self.sizes, self.opened = str(path), cap, [], 0
         real_open = builtins.open
@@ -692,7 +692,7 @@ class _BoundedReads:
             self.opened += 1
             return Handle(handle)
 
-        monkeypatch.setattr(validate, "open", fake_open, raising=False)
+        monkeypatch.setattr(json_spacing, "open", fake_open, raising=False)
 
 
 def test_huge_single_line_json_is_refused_from_its_size_without_reading_it(tmp_path, monkeypatch):

@@ -616,7 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="", help="the check target's model (smoke_model.pt)")
     p.add_argument("--out", required=True, help="drift_eval.json")
     p.add_argument("--config", default="", help="the drift_eval config block as JSON")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, required=True)
     p.add_argument("--power-png", default="")
     p.add_argument("--fpr-png", default="")
     p.add_argument("--difficulty-png", default="")
