@@ -1,5 +1,10 @@
 """Validate one volume pair against a modality-aware schema, check by named check.
 
+One concern per module: :mod:`.profiles` (modality bounds, rules, units), :mod:`.checks`
+(the checks, in order), :mod:`.json_spacing` (the per-volume JSON), :mod:`.stats`,
+:mod:`.record` (how a check is recorded), :mod:`.policy` (fail or quarantine); headers
+and voxels are read by :mod:`minivess_bundle.nifti`.
+
 Why: a broken or mislabelled volume must be caught before it is resampled and
 bundled, with a message a user can act on. :func:`validate_volume` runs every
 check and returns a per-volume report (it raises only for programming errors);

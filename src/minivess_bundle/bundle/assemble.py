@@ -1,0 +1,289 @@
+"""Assemble the bag: place the sections and documents, describe them, write the tag files."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import re
+import shutil
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..croissant import croissant_metadata
+from ..errors import BundleError
+from ..fsio import _fsync_dir, json_bytes, link_or_copy, remove_stale
+from .bagit import (
+    GENERATED,
+    SECTIONS,
+    _write,
+    bag_name,
+    bagging_date,
+    check_bag_path,
+    file_digests,
+    write_bag_files,
+)
+from .datasheet import datasheet
+from .describe import (
+    CITATION,
+    DATASET,
+    DOI_URL,
+    _bag_info_fields,
+    dataset_description,
+    licence_text,
+    provenance_record,
+)
+from .rocrate import ro_crate
+
+log = logging.getLogger(__name__)
+
+
+def _place_tree(
+    source: Path, dest: Path, section: str, link: bool = False
+) -> tuple[list[str], Counter]:
+    """Place every visible regular file of ``source`` under ``dest``; hidden ones are skipped."""
+    if not source.is_dir():
+        raise BundleError(f"{section} folder does not exist", path=source)
+    placed, methods = [], Counter()
+    for dirpath, dirnames, filenames in os.walk(source):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames) + [d for d in dirnames if Path(dirpath, d).is_symlink()]:
+            path = Path(dirpath, name)
+            rel = path.relative_to(source).as_posix()
+            if name.startswith("."):
+                log.info("%s: skipped hidden file %s", section, rel)
+                continue
+            if path.is_symlink() or not path.is_file():
+                raise BundleError(
+                    f"{section}: symbolic link or special file",
+                    path=path,
+                    expected="regular files only",
+                )
+            check_bag_path(f"{section}/{rel}")
+            methods[link_or_copy(path, dest / rel, allow_link=link)] += 1
+            placed.append(f"{section}/{rel}")
+    if not placed:
+        raise BundleError(f"{section} folder holds no files", path=source)
+    return placed, methods
+
+
+def _is_synthetic(data: Path, payload: list[str], provenance: Mapping[str, Any]) -> bool:
+    """True when the config says so or a per-volume metadata JSON says ``"synthetic": true``."""
+    if (provenance.get("config") or {}).get("source") == "synthetic":
+        return True
+    for rel in payload:
+        if rel.split("/")[0] in SECTIONS and "/metadata/" in rel and rel.endswith(".json"):
+            with contextlib.suppress(ValueError, OSError, AttributeError):
+                if json.loads((data / rel).read_text(encoding="utf-8")).get("synthetic") is True:
+                    return True
+    return False
+
+
+def _forbidden_strings(paths: list[Path]) -> list[str]:
+    found = {str(Path.home())}
+    for path in paths:
+        found.add(str(path.resolve()))
+        found.add(str(path.absolute()))
+    return sorted(s for s in found if len(s) > 1 and s != os.sep)
+
+
+def _scan_for_leaks(bag: Path, forbidden: list[str]) -> None:
+    """Refuse the bag if a text file names a local folder (absolute path, home)."""
+    patterns = [(n, re.compile(rf"(?<![\w.-]){re.escape(n)}(?![\w.-])")) for n in forbidden]
+    for path in sorted(bag.rglob("*")):
+        if not path.is_file() or not path.name.endswith((".json", ".txt", ".md", ".yaml")):
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for needle, pattern in patterns:
+            if pattern.search(text):
+                raise BundleError(
+                    f"output names a local path ({needle})",
+                    path=path.relative_to(bag),
+                    expected="no absolute path, home folder or host-specific text in the bundle",
+                )
+
+
+def assemble_bundle(
+    out_dir: str | Path,
+    version: str,
+    *,
+    raw_dir: str | Path | None = None,
+    processed_dir: str | Path | None = None,
+    drift_dir: str | Path | None = None,
+    quarantine_dir: str | Path | None = None,
+    documents: Mapping[str, str | Path] | None = None,
+    quarantine: Mapping[str, str] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    source_date_epoch: int,
+    bag_info: Mapping[str, str | list[str]] | None = None,
+    link: bool = False,
+) -> dict[str, Any]:
+    """Build the bag ``<out_dir>/minivess-<version>/`` and return a summary.
+
+    Files are copied (verified) by default, so the bag owns its bytes: an edit
+    to a build's intermediate file can never reach a published bag through a
+    shared inode, nor an edit in the bag the build's files. ``link=True``
+    hardlinks instead, to save disk where that risk is accepted.
+
+    ``raw_dir``/``processed_dir``/``drift_dir``/``quarantine_dir`` are copied
+    (hardlinked) to ``data/raw|processed|drift|quarantine``; ``None`` leaves the
+    section out (quarantined volumes' files only ever go to ``quarantine/``). ``documents``
+    maps a file name in ``data/`` (e.g. ``"validation_report.json"``) to the file
+    to place there. ``quarantine`` maps left-out volumes to their reason.
+    ``provenance`` is described in :func:`provenance_record`. ``bag_info`` adds or
+    overrides descriptive bag-info fields. ``source_date_epoch`` dates the bag.
+
+    Returns ``{"name", "path", "digest" (sha256 of manifest-sha256.txt), "files",
+    "bytes", "volumes", "sections", "placement": {"hardlink": n, "copy": n}}``.
+    """
+    out_dir = Path(out_dir)
+    name = bag_name(version)
+    date = bagging_date(source_date_epoch)
+    documents = {str(k): Path(v) for k, v in (documents or {}).items()}
+    quarantine = {str(k): str(v) for k, v in (quarantine or {}).items()}
+    provenance = dict(provenance or {})
+    sources = {
+        "raw": raw_dir,
+        "processed": processed_dir,
+        "drift": drift_dir,
+        "quarantine": quarantine_dir,
+    }
+    sources = {k: Path(v) for k, v in sources.items() if v is not None}
+    for doc, path in documents.items():
+        if "/" in doc or doc.startswith(".") or doc in GENERATED or doc in SECTIONS:
+            raise BundleError(
+                f"document name {doc!r} is not allowed",
+                expected=f"a plain file name other than {', '.join(GENERATED + SECTIONS)}",
+            )
+        check_bag_path(doc)
+        if not path.is_file():
+            raise BundleError(f"document {doc} does not exist", path=path)
+    if not sources and not documents:
+        raise BundleError("nothing to bundle", expected="at least one section or document")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / name
+    tmp = out_dir / f".{name}.tmp-{os.getpid()}"
+    for pattern in (f".{name}.tmp-*", f".{name}.old-*"):  # left by a killed bundle job
+        remove_stale(out_dir, pattern)
+    try:
+        data = tmp / "data"
+        data.mkdir(parents=True)
+        methods: Counter = Counter()
+        counts: dict[str, int] = {}
+        for section, source in sources.items():
+            placed, used = _place_tree(source, data / section, section, link)
+            methods.update(used)
+            counts[section] = len(placed)
+        for doc, path in documents.items():
+            methods[link_or_copy(path, data / doc, allow_link=link)] += 1
+
+        cache: dict[str, tuple[int, dict[str, str]]] = {}
+
+        def digests(rel: str) -> tuple[int, dict[str, str]]:
+            if rel not in cache:
+                cache[rel] = file_digests(data / rel)
+            return cache[rel]
+
+        def payload_now() -> list[str]:
+            return sorted(p.relative_to(data).as_posix() for p in data.rglob("*") if p.is_file())
+
+        synthetic = _is_synthetic(data, payload_now(), provenance)
+        primary = "processed" if "processed" in sources else "raw" if "raw" in sources else None
+        dataset = None
+        if primary:
+            dataset = dataset_description(data, primary, version, frozenset(quarantine))
+        if dataset:
+            synthetic |= any(v["synthetic"] for v in dataset["volumes"])
+            _write(data / "dataset.json", json_bytes(dataset))
+        volumes = {v: {"reason": r} for v, r in sorted(quarantine.items())}
+        _write(data / "quarantine.json", json_bytes({"count": len(volumes), "volumes": volumes}))
+        payload = {rel: digests(rel)[1]["sha256"] for rel in payload_now()}
+        doc_sources = {doc: path.name for doc, path in documents.items()}
+        record = provenance_record(
+            name, version, source_date_epoch, payload, doc_sources, provenance, list(sources)
+        )
+        _write(data / "provenance.json", json_bytes(record))
+        _write(data / "LICENCE.txt", licence_text(synthetic, version).encode())
+        variants = []
+        if "drift" in sources:
+            variants = sorted(p.name for p in (data / "drift").iterdir() if p.is_dir())
+        readme = datasheet(
+            name,
+            version,
+            date,
+            counts,
+            dataset,
+            quarantine,
+            sorted(documents),
+            variants,
+            synthetic,
+            (provenance.get("config") or {}).get("source"),
+        )
+        _write(data / "README.md", readme.encode())
+        files = {rel: (digests(rel)[0], digests(rel)[1]["sha256"]) for rel in payload_now()}
+        # Croissant 1.1 (MLCommons) describes the same payload for ML tooling.
+        croissant = croissant_metadata(
+            name=name,
+            version=version,
+            date=date,
+            description=f"MiniVess {version}: two-photon microscopy volumes of rodent "
+            "cerebrovasculature with vessel masks, packaged by minivess-bundle"
+            + (" (SYNTHETIC stand-in, no measured data)" if synthetic else ""),
+            licence_url=DATASET["licence_url"],
+            citation=CITATION,
+            url=DOI_URL,
+            creators=["Charissa Poon", "Petteri Teikari"],
+            files=files,
+            dataset=dataset,
+        )
+        _write(data / "croissant.json", json_bytes(croissant))
+        files = {rel: (digests(rel)[0], digests(rel)[1]["sha256"]) for rel in payload_now()}
+        end_time = dt.datetime.fromtimestamp(source_date_epoch, dt.UTC).isoformat()
+        crate = ro_crate(name, version, date, files, sorted(documents), synthetic, end_time)
+        _write(data / "ro-crate-metadata.json", json_bytes(crate))
+
+        rels = payload_now()
+        sizes = [digests(rel)[0] for rel in rels]
+        info = _bag_info_fields(
+            name,
+            version,
+            date,
+            f"{sum(sizes)}.{len(rels)}",
+            bag_info or {},
+            list(sources),
+            synthetic,
+        )
+        digest = write_bag_files(tmp, info, {f"data/{rel}": digests(rel)[1] for rel in rels})
+        inputs = [out_dir, *sources.values(), *(p.parent for p in documents.values())]
+        if provenance.get("lock_file"):
+            inputs.append(Path(provenance["lock_file"]).parent)
+        _scan_for_leaks(tmp, _forbidden_strings(inputs + [Path.cwd()]))
+
+        if final.exists():
+            old = out_dir / f".{name}.old-{os.getpid()}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("bundle %s: %d files, %d bytes, %s", name, len(rels), sum(sizes), dict(methods))
+    return {
+        "name": name,
+        "path": str(final),
+        "digest": digest,
+        "files": len(rels),
+        "bytes": sum(sizes),
+        "volumes": dataset["numTraining"] if dataset else 0,
+        "sections": list(sources),
+        "placement": {"hardlink": methods["hardlink"], "copy": methods["copy"]},
+    }
