@@ -11,6 +11,7 @@ import re
 import shutil
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,153 @@ def _scan_for_leaks(bag: Path, forbidden: list[str]) -> None:
                 )
 
 
+@dataclass(frozen=True)
+class _Bag:
+    """What one bag is made of (the arguments of :func:`assemble_bundle`, checked)."""
+
+    out_dir: Path
+    name: str
+    version: str
+    date: str
+    source_date_epoch: int
+    sources: dict[str, Path]
+    documents: dict[str, Path]
+    quarantine: dict[str, str]
+    provenance: dict[str, Any]
+    bag_info: Mapping[str, str | list[str]]
+    link: bool
+
+
+class _Payload:
+    """The files under ``data/`` of the bag being built, with their digests computed once."""
+
+    def __init__(self, data: Path) -> None:
+        self.data, self._cache = data, {}
+
+    def digests(self, rel: str) -> tuple[int, dict[str, str]]:
+        if rel not in self._cache:
+            self._cache[rel] = file_digests(self.data / rel)
+        return self._cache[rel]
+
+    def files(self) -> list[str]:
+        return sorted(
+            p.relative_to(self.data).as_posix() for p in self.data.rglob("*") if p.is_file()
+        )
+
+    def sizes_and_sha256(self) -> dict[str, tuple[int, str]]:
+        return {rel: (self.digests(rel)[0], self.digests(rel)[1]["sha256"]) for rel in self.files()}
+
+
+def _check_documents(documents: dict[str, Path], sources: dict[str, Path]) -> None:
+    for doc, path in documents.items():
+        if "/" in doc or doc.startswith(".") or doc in GENERATED or doc in SECTIONS:
+            raise BundleError(
+                f"document name {doc!r} is not allowed",
+                expected=f"a plain file name other than {', '.join(GENERATED + SECTIONS)}",
+            )
+        check_bag_path(doc)
+        if not path.is_file():
+            raise BundleError(f"document {doc} does not exist", path=path)
+    if not sources and not documents:
+        raise BundleError("nothing to bundle", expected="at least one section or document")
+
+
+def _place_payload(bag: _Bag, data: Path) -> tuple[Counter, dict[str, int]]:
+    """Copy (or hardlink) the sections and documents into ``data/``."""
+    methods: Counter = Counter()
+    counts: dict[str, int] = {}
+    for section, source in bag.sources.items():
+        placed, used = _place_tree(source, data / section, section, bag.link)
+        methods.update(used)
+        counts[section] = len(placed)
+    for doc, path in bag.documents.items():
+        methods[link_or_copy(path, data / doc, allow_link=bag.link)] += 1
+    return methods, counts
+
+
+def _describe_payload(bag: _Bag, payload: _Payload, counts: dict[str, int]) -> dict | None:
+    """Write dataset.json, quarantine.json, provenance.json, LICENCE.txt, README.md,
+    croissant.json and ro-crate-metadata.json; return the dataset description."""
+    data = payload.data
+    synthetic = _is_synthetic(data, payload.files(), bag.provenance)
+    sources = bag.sources
+    primary = "processed" if "processed" in sources else "raw" if "raw" in sources else None
+    dataset = None
+    if primary:
+        dataset = dataset_description(data, primary, bag.version, frozenset(bag.quarantine))
+    if dataset:
+        synthetic |= any(v["synthetic"] for v in dataset["volumes"])
+        _write(data / "dataset.json", json_bytes(dataset))
+    volumes = {v: {"reason": r} for v, r in sorted(bag.quarantine.items())}
+    _write(data / "quarantine.json", json_bytes({"count": len(volumes), "volumes": volumes}))
+    payload_sha = {rel: payload.digests(rel)[1]["sha256"] for rel in payload.files()}
+    doc_sources = {doc: path.name for doc, path in bag.documents.items()}
+    record = provenance_record(
+        bag.name,
+        bag.version,
+        bag.source_date_epoch,
+        payload_sha,
+        doc_sources,
+        bag.provenance,
+        list(sources),
+    )
+    _write(data / "provenance.json", json_bytes(record))
+    _write(data / "LICENCE.txt", licence_text(synthetic, bag.version).encode())
+    variants = []
+    if "drift" in sources:
+        variants = sorted(p.name for p in (data / "drift").iterdir() if p.is_dir())
+    readme = datasheet(
+        bag.name,
+        bag.version,
+        bag.date,
+        counts,
+        dataset,
+        bag.quarantine,
+        sorted(bag.documents),
+        variants,
+        synthetic,
+        (bag.provenance.get("config") or {}).get("source"),
+    )
+    _write(data / "README.md", readme.encode())
+    # Croissant 1.1 (MLCommons) describes the same payload for ML tooling.
+    croissant = croissant_metadata(
+        name=bag.name,
+        version=bag.version,
+        date=bag.date,
+        description=f"MiniVess {bag.version}: two-photon microscopy volumes of rodent "
+        "cerebrovasculature with vessel masks, packaged by minivess-bundle"
+        + (" (SYNTHETIC stand-in, no measured data)" if synthetic else ""),
+        licence_url=DATASET["licence_url"],
+        citation=CITATION,
+        url=DOI_URL,
+        creators=["Charissa Poon", "Petteri Teikari"],
+        files=payload.sizes_and_sha256(),
+        dataset=dataset,
+    )
+    _write(data / "croissant.json", json_bytes(croissant))
+    end_time = dt.datetime.fromtimestamp(bag.source_date_epoch, dt.UTC).isoformat()
+    files = payload.sizes_and_sha256()
+    crate = ro_crate(
+        bag.name, bag.version, bag.date, files, sorted(bag.documents), synthetic, end_time
+    )
+    _write(data / "ro-crate-metadata.json", json_bytes(crate))
+    return dataset, synthetic
+
+
+def _swap_into_place(tmp: Path, final: Path) -> None:
+    """Replace ``final`` by ``tmp`` (renames only; a crash leaves one or the other whole)."""
+    out_dir = final.parent
+    if final.exists():
+        old = out_dir / f".{final.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(out_dir)
+
+
 def assemble_bundle(
     out_dir: str | Path,
     version: str,
@@ -140,150 +288,60 @@ def assemble_bundle(
     Returns ``{"name", "path", "digest" (sha256 of manifest-sha256.txt), "files",
     "bytes", "volumes", "sections", "placement": {"hardlink": n, "copy": n}}``.
     """
-    out_dir = Path(out_dir)
-    name = bag_name(version)
-    date = bagging_date(source_date_epoch)
-    documents = {str(k): Path(v) for k, v in (documents or {}).items()}
-    quarantine = {str(k): str(v) for k, v in (quarantine or {}).items()}
-    provenance = dict(provenance or {})
     sources = {
         "raw": raw_dir,
         "processed": processed_dir,
         "drift": drift_dir,
         "quarantine": quarantine_dir,
     }
-    sources = {k: Path(v) for k, v in sources.items() if v is not None}
-    for doc, path in documents.items():
-        if "/" in doc or doc.startswith(".") or doc in GENERATED or doc in SECTIONS:
-            raise BundleError(
-                f"document name {doc!r} is not allowed",
-                expected=f"a plain file name other than {', '.join(GENERATED + SECTIONS)}",
-            )
-        check_bag_path(doc)
-        if not path.is_file():
-            raise BundleError(f"document {doc} does not exist", path=path)
-    if not sources and not documents:
-        raise BundleError("nothing to bundle", expected="at least one section or document")
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    final = out_dir / name
-    tmp = out_dir / f".{name}.tmp-{os.getpid()}"
-    for pattern in (f".{name}.tmp-*", f".{name}.old-*"):  # left by a killed bundle job
-        remove_stale(out_dir, pattern)
+    bag = _Bag(
+        out_dir=Path(out_dir),
+        name=bag_name(version),
+        version=version,
+        date=bagging_date(source_date_epoch),
+        source_date_epoch=source_date_epoch,
+        sources={k: Path(v) for k, v in sources.items() if v is not None},
+        documents={str(k): Path(v) for k, v in (documents or {}).items()},
+        quarantine={str(k): str(v) for k, v in (quarantine or {}).items()},
+        provenance=dict(provenance or {}),
+        bag_info=bag_info or {},
+        link=link,
+    )
+    _check_documents(bag.documents, bag.sources)
+    bag.out_dir.mkdir(parents=True, exist_ok=True)
+    final = bag.out_dir / bag.name
+    tmp = bag.out_dir / f".{bag.name}.tmp-{os.getpid()}"
+    for pattern in (f".{bag.name}.tmp-*", f".{bag.name}.old-*"):  # left by a killed job
+        remove_stale(bag.out_dir, pattern)
     try:
-        data = tmp / "data"
-        data.mkdir(parents=True)
-        methods: Counter = Counter()
-        counts: dict[str, int] = {}
-        for section, source in sources.items():
-            placed, used = _place_tree(source, data / section, section, link)
-            methods.update(used)
-            counts[section] = len(placed)
-        for doc, path in documents.items():
-            methods[link_or_copy(path, data / doc, allow_link=link)] += 1
-
-        cache: dict[str, tuple[int, dict[str, str]]] = {}
-
-        def digests(rel: str) -> tuple[int, dict[str, str]]:
-            if rel not in cache:
-                cache[rel] = file_digests(data / rel)
-            return cache[rel]
-
-        def payload_now() -> list[str]:
-            return sorted(p.relative_to(data).as_posix() for p in data.rglob("*") if p.is_file())
-
-        synthetic = _is_synthetic(data, payload_now(), provenance)
-        primary = "processed" if "processed" in sources else "raw" if "raw" in sources else None
-        dataset = None
-        if primary:
-            dataset = dataset_description(data, primary, version, frozenset(quarantine))
-        if dataset:
-            synthetic |= any(v["synthetic"] for v in dataset["volumes"])
-            _write(data / "dataset.json", json_bytes(dataset))
-        volumes = {v: {"reason": r} for v, r in sorted(quarantine.items())}
-        _write(data / "quarantine.json", json_bytes({"count": len(volumes), "volumes": volumes}))
-        payload = {rel: digests(rel)[1]["sha256"] for rel in payload_now()}
-        doc_sources = {doc: path.name for doc, path in documents.items()}
-        record = provenance_record(
-            name, version, source_date_epoch, payload, doc_sources, provenance, list(sources)
-        )
-        _write(data / "provenance.json", json_bytes(record))
-        _write(data / "LICENCE.txt", licence_text(synthetic, version).encode())
-        variants = []
-        if "drift" in sources:
-            variants = sorted(p.name for p in (data / "drift").iterdir() if p.is_dir())
-        readme = datasheet(
-            name,
-            version,
-            date,
-            counts,
-            dataset,
-            quarantine,
-            sorted(documents),
-            variants,
-            synthetic,
-            (provenance.get("config") or {}).get("source"),
-        )
-        _write(data / "README.md", readme.encode())
-        files = {rel: (digests(rel)[0], digests(rel)[1]["sha256"]) for rel in payload_now()}
-        # Croissant 1.1 (MLCommons) describes the same payload for ML tooling.
-        croissant = croissant_metadata(
-            name=name,
-            version=version,
-            date=date,
-            description=f"MiniVess {version}: two-photon microscopy volumes of rodent "
-            "cerebrovasculature with vessel masks, packaged by minivess-bundle"
-            + (" (SYNTHETIC stand-in, no measured data)" if synthetic else ""),
-            licence_url=DATASET["licence_url"],
-            citation=CITATION,
-            url=DOI_URL,
-            creators=["Charissa Poon", "Petteri Teikari"],
-            files=files,
-            dataset=dataset,
-        )
-        _write(data / "croissant.json", json_bytes(croissant))
-        files = {rel: (digests(rel)[0], digests(rel)[1]["sha256"]) for rel in payload_now()}
-        end_time = dt.datetime.fromtimestamp(source_date_epoch, dt.UTC).isoformat()
-        crate = ro_crate(name, version, date, files, sorted(documents), synthetic, end_time)
-        _write(data / "ro-crate-metadata.json", json_bytes(crate))
-
-        rels = payload_now()
-        sizes = [digests(rel)[0] for rel in rels]
+        payload = _Payload(tmp / "data")
+        payload.data.mkdir(parents=True)
+        methods, counts = _place_payload(bag, payload.data)
+        dataset, synthetic = _describe_payload(bag, payload, counts)
+        rels = payload.files()
+        sizes = [payload.digests(rel)[0] for rel in rels]
+        oxum = f"{sum(sizes)}.{len(rels)}"
         info = _bag_info_fields(
-            name,
-            version,
-            date,
-            f"{sum(sizes)}.{len(rels)}",
-            bag_info or {},
-            list(sources),
-            synthetic,
+            bag.name, bag.version, bag.date, oxum, bag.bag_info, list(bag.sources), synthetic
         )
-        digest = write_bag_files(tmp, info, {f"data/{rel}": digests(rel)[1] for rel in rels})
-        inputs = [out_dir, *sources.values(), *(p.parent for p in documents.values())]
-        if provenance.get("lock_file"):
-            inputs.append(Path(provenance["lock_file"]).parent)
+        digests = {f"data/{rel}": payload.digests(rel)[1] for rel in rels}
+        digest = write_bag_files(tmp, info, digests)
+        inputs = [bag.out_dir, *bag.sources.values(), *(p.parent for p in bag.documents.values())]
+        if bag.provenance.get("lock_file"):
+            inputs.append(Path(bag.provenance["lock_file"]).parent)
         _scan_for_leaks(tmp, _forbidden_strings(inputs + [Path.cwd()]))
-
-        if final.exists():
-            old = out_dir / f".{name}.old-{os.getpid()}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-        _fsync_dir(out_dir)
+        _swap_into_place(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("bundle %s: %d files, %d bytes, %s", name, len(rels), sum(sizes), dict(methods))
+    log.info("bundle %s: %d files, %d bytes, %s", bag.name, len(rels), sum(sizes), dict(methods))
     return {
-        "name": name,
+        "name": bag.name,
         "path": str(final),
         "digest": digest,
         "files": len(rels),
         "bytes": sum(sizes),
         "volumes": dataset["numTraining"] if dataset else 0,
-        "sections": list(sources),
+        "sections": list(bag.sources),
         "placement": {"hardlink": methods["hardlink"], "copy": methods["copy"]},
     }
