@@ -1,7 +1,7 @@
 """minivess-bundle: the MiniVess dataset as a verified, reproducible bundle.
 
 Stages, one file each under workflow/rules/: fetch -> rename -> (validate ->
-resample -> drift -> bundle, as they land). Run:  snakemake --cores 8 all
+resample -> drift -> bundle; omezarr, report, check). Run:  snakemake --cores 8 all
 """
 
 from snakemake.utils import min_version
@@ -19,6 +19,7 @@ include: "workflow/rules/validate.smk"
 include: "workflow/rules/resample.smk"
 include: "workflow/rules/drift.smk"
 include: "workflow/rules/bundle.smk"
+include: "workflow/rules/omezarr.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/check.smk"
 include: "workflow/rules/drift_eval.smk"

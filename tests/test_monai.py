@@ -92,6 +92,28 @@ def test_split_is_deterministic_order_free_and_seeded() -> None:
         split_ids(ids, 1.0)
 
 
+def test_datalist_folds_are_the_authors_and_the_nnunet_exports(
+    bundle: Path, tmp_path: Path
+) -> None:
+    from minivess_bundle.nnunet import SPLITS_FILE, export_nnunet
+
+    exported = export_nnunet(bundle, tmp_path / "raw")
+    nnunet_folds = json.loads((exported / SPLITS_FILE).read_text())
+    # VOLUMES mv01..mv05: fold 0 validates mv02 and mv05, fold 1 mv01 and mv03, fold 2 mv04
+    expected_val = [["mv02", "mv05"], ["mv01", "mv03"], ["mv04"]]
+    for k in range(3):
+        files = datalist(bundle, fold=k)
+        split = files["split"]
+        assert split["validation_ids"] == expected_val[k] == nnunet_folds[k]["val"]
+        assert split["training_ids"] == nnunet_folds[k]["train"]
+        assert sorted(entry_id(e) for e in files["validation"]) == expected_val[k]
+        assert files["numTraining"] + files["numValidation"] == len(VOLUMES)
+        assert split["method"] == f"authors' 3-fold split, fold {k}" and split["fold"] == k
+        assert "3fold_seed42.json" in split["from"] and "seed" not in split
+    with pytest.raises(ConsumerError, match="fold 3"):
+        datalist(bundle, fold=3)
+
+
 def test_datalist_orphan_image_is_an_error_naming_the_file(tmp_path: Path) -> None:
     layout = write_synthetic_layout(tmp_path / "renamed", ["mv01", "mv02"])
     (layout / "labelsTr" / "mv02.nii.gz").unlink()

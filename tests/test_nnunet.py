@@ -1,8 +1,9 @@
-"""nnU-Net v2 export: names, hardlinks, dataset.json, and the integrity check's findings.
+"""nnU-Net v2 export: names, hardlinks, dataset.json, splits_final.json, the integrity
+check's findings, and nnU-Net v2's own integrity check on an export the workflow makes.
 
-No torch or MONAI needed (the export reads NIfTI headers and labels with nibabel), so
-these tests run without the ``train`` extra. nnU-Net itself is not installed: the
-check implements its documented rules (see :mod:`minivess_bundle.nnunet`).
+The export tests need no torch or MONAI (nibabel reads the headers and labels).
+``test_nnunet_v2_itself_*`` runs nnU-Net 2.8.1 (the ``nnunet`` extra): it skips where
+nnunetv2 is missing and FAILS in CI (``CI=true``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from consumer_utils import make_bundle, write_synthetic_layout
 
 from minivess_bundle.errors import ConsumerError
 from minivess_bundle.nifti import make_image, minivess_header, read_nifti, write_nifti
-from minivess_bundle.nnunet import NNUNET_SNIPPET, check_nnunet_dataset, export_nnunet
+from minivess_bundle.nnunet import (
+    NNUNET_SNIPPET,
+    SPLITS_FILE,
+    check_nnunet_dataset,
+    export_nnunet,
+)
+from minivess_bundle.splits import AUTHORS_3FOLD_VAL, SOURCE, fold, folds
 
 VOLUMES = ["mv01", "mv02", "mv03"]
 
@@ -48,7 +55,12 @@ def rewrite(path: Path, array=None, spacing=None) -> None:
 
 def test_export_names_hardlinks_and_dataset_json(bundle: Path, exported: Path) -> None:
     assert exported.name == "Dataset501_MiniVess"
-    assert sorted(p.name for p in exported.iterdir()) == ["dataset.json", "imagesTr", "labelsTr"]
+    assert sorted(p.name for p in exported.iterdir()) == [
+        "dataset.json",
+        "imagesTr",
+        "labelsTr",
+        SPLITS_FILE,
+    ]
     images = sorted(p.name for p in (exported / "imagesTr").iterdir())
     labels = sorted(p.name for p in (exported / "labelsTr").iterdir())
     assert images == [f"{v}_0000.nii.gz" for v in VOLUMES]
@@ -230,12 +242,175 @@ def test_nnunet_snippet_exports_a_dataset_that_passes_the_check(
     bundle: Path, tmp_path: Path
 ) -> None:
     script = NNUNET_SNIPPET.format(bundle=bundle)
-    runnable = "\n".join(
-        line for line in script.splitlines() if not line.startswith("nnUNetv2_")
-    )  # nnU-Net itself is not installed here
+    lines = script.splitlines()
+    first_nnunet = next(i for i, line in enumerate(lines) if line.startswith("nnUNetv2_"))
+    runnable = "\n".join(lines[:first_nnunet])  # the export; nnU-Net's own steps run below
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     subprocess.run(["bash", "-euc", runnable], cwd=tmp_path, env=env, check=True)
     dataset = tmp_path / "nnUNet_raw" / "Dataset501_MiniVess"
     assert check_nnunet_dataset(dataset) == []
     assert "nnUNetv2_plan_and_preprocess -d 501 --verify_dataset_integrity" in script
+    assert f'cp "$nnUNet_raw/Dataset501_MiniVess/{SPLITS_FILE}"' in script
+    assert '"$nnUNet_preprocessed/Dataset501_MiniVess/"' in script
+    assert json.loads((dataset / SPLITS_FILE).read_text())[0]["val"] == ["mv02"]
     assert shutil.which("bash")
+
+
+def test_authors_split_holds_mv01_to_mv70_once_in_folds_of_24_23_23() -> None:
+    validation = [v for ids in AUTHORS_3FOLD_VAL for v in ids]
+    assert sorted(validation) == [f"mv{i:02d}" for i in range(1, 71)]
+    assert [len(ids) for ids in AUTHORS_3FOLD_VAL] == [24, 23, 23]
+    assert AUTHORS_3FOLD_VAL[0][:3] == ("mv02", "mv05", "mv11")
+    assert AUTHORS_3FOLD_VAL[2][-1] == "mv68"
+    assert "3fold_seed42.json" in SOURCE
+    everything = folds(validation)
+    for k, split in enumerate(everything):
+        assert split["val"] == sorted(AUTHORS_3FOLD_VAL[k])
+        assert len(split["train"]) == 70 - len(split["val"])
+        assert set(split["train"]).isdisjoint(split["val"])
+
+
+def test_split_leaves_out_absent_volumes_and_never_validates_unknown_ids() -> None:
+    assert folds(["mv39", "mv02", "mv01", "mv99"]) == [
+        {"train": ["mv01", "mv39", "mv99"], "val": ["mv02"]},
+        {"train": ["mv02", "mv99"], "val": ["mv01", "mv39"]},
+        {"train": ["mv01", "mv02", "mv39", "mv99"], "val": []},
+    ]
+    assert fold(["mv04", "mv05"], 2) == {"train": ["mv05"], "val": ["mv04"]}
+    for bad in (-1, 3, True, "0"):
+        with pytest.raises(ConsumerError, match="expected an integer 0..2"):
+            fold(["mv01"], bad)
+
+
+def test_export_writes_the_authors_folds_over_the_bundles_volumes(exported: Path) -> None:
+    splits = json.loads((exported / SPLITS_FILE).read_text())
+    assert splits == [
+        {"train": ["mv01", "mv03"], "val": ["mv02"]},
+        {"train": ["mv02"], "val": ["mv01", "mv03"]},
+        {"train": ["mv01", "mv02", "mv03"], "val": []},
+    ]
+    assert (exported / SPLITS_FILE).read_bytes().endswith(b"]\n")
+
+
+# ---------------------------------------------------------------- nnU-Net v2 itself
+
+
+NNUNET_TINY = {
+    "synthetic": {"size_xy": 24, "max_z": 10},
+    "volumes": ["mv01", "mv02", "mv04", "mv39"],
+    "drift": {"enabled": False},
+    "bundle": {"raw": False},
+}
+
+
+@pytest.fixture(scope="module")
+def workflow_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The nnU-Net export the real workflow writes (its export_nnunet rule) for a tiny build."""
+    from workflow_utils import make_workdir, run_snakemake
+
+    from minivess_bundle import layout
+
+    workdir = make_workdir(tmp_path_factory.mktemp("nnunet_build"), **NNUNET_TINY)
+    target = f"{layout.NNUNET_ROOT}/Dataset501_MiniVess/dataset.json"
+    run_snakemake(workdir, "--cores", "2", target)
+    return workdir / layout.NNUNET_ROOT
+
+
+def _need_nnunetv2() -> None:
+    from validator_utils import need
+
+    need("nnunetv2")
+
+
+def test_nnunet_v2_itself_verifies_plans_and_reads_the_authors_folds(
+    workflow_export: Path, tmp_path: Path
+) -> None:
+    _need_nnunetv2()
+    dataset = workflow_export / "Dataset501_MiniVess"
+    env = dict(
+        os.environ,
+        nnUNet_raw=str(workflow_export),
+        nnUNet_preprocessed=str(tmp_path / "preprocessed"),
+        nnUNet_results=str(tmp_path / "results"),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    )
+    # nnU-Net's own integrity check, then planning and 3d_fullres preprocessing, as the
+    # README runs them (one process each: 2 shared cores).
+    verify = subprocess.run(
+        ["nnUNetv2_plan_and_preprocess", "-d", "501", "--verify_dataset_integrity"]
+        + ["-c", "3d_fullres", "-np", "1", "-npfp", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert verify.returncode == 0, verify.stdout[-3000:] + verify.stderr[-3000:]
+    # The build quarantines some tiny volumes (foreground fraction): they are in no file.
+    report = json.loads((workflow_export.parent / "validation_report.json").read_text())
+    valid, left_out = report["valid"], [q["volume"] for q in report["quarantined"]]
+    assert len(valid) >= 2 and sorted(valid + left_out) == NNUNET_TINY["volumes"]
+    preprocessed = tmp_path / "preprocessed" / "Dataset501_MiniVess"
+    cases = sorted(
+        p.name.split(".")[0] for p in (preprocessed / "nnUNetPlans_3d_fullres").glob("*.pkl")
+    )
+    assert cases == valid
+    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
+    assert plans["original_median_spacing_after_transp"] == pytest.approx([0.001] * 3)
+
+    # The split as nnU-Net's trainer reads it, copied where the README says.
+    shutil.copy(dataset / SPLITS_FILE, preprocessed / SPLITS_FILE)
+    code = (
+        "import json, torch\n"
+        "from nnunetv2.run.run_training import get_trainer_from_args\n"
+        "out = []\n"
+        "for k in range(3):\n"
+        "    t = get_trainer_from_args('501', '3d_fullres', k, device=torch.device('cpu'))\n"
+        "    tr, val = t.do_split()\n"
+        "    out.append({'train': sorted(tr), 'val': sorted(val)})\n"
+        "print(json.dumps(out))\n"
+    )
+    read = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert read.returncode == 0, read.stderr[-3000:]
+    read_by_nnunet = json.loads(read.stdout.strip().splitlines()[-1])
+    assert read_by_nnunet == folds(valid)
+    for k, split in enumerate(read_by_nnunet):
+        assert split["val"] == [v for v in valid if v in AUTHORS_3FOLD_VAL[k]]
+        assert not set(left_out) & set(split["train"] + split["val"])
+
+
+def test_nnunet_v2_itself_rejects_a_broken_export(workflow_export: Path, tmp_path: Path) -> None:
+    """The same check fails on a label value nnU-Net does not declare (it can fail)."""
+    _need_nnunetv2()
+    broken = tmp_path / "raw" / "Dataset501_MiniVess"
+    shutil.copytree(workflow_export / "Dataset501_MiniVess", broken)
+    label = sorted((broken / "labelsTr").iterdir())[-1]
+    data = np.asarray(read_nifti(label).dataobj).copy()
+    data[0, 0, 0] = 2
+    rewrite(label, data)
+    env = dict(
+        os.environ,
+        nnUNet_raw=str(tmp_path / "raw"),
+        nnUNet_preprocessed=str(tmp_path / "preprocessed"),
+        nnUNet_results=str(tmp_path / "results"),
+    )
+    code = (
+        "import sys\n"
+        "from nnunetv2.experiment_planning.verify_dataset_integrity import "
+        "verify_dataset_integrity\n"
+        "verify_dataset_integrity(sys.argv[1], num_processes=1)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(broken)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert f"Unexpected labels found in file {label}" in result.stdout

@@ -399,6 +399,16 @@ def cmd_export_nnunet(args: argparse.Namespace) -> None:
     log.info("nnU-Net dataset at %s", folder)
 
 
+def cmd_omezarr(args: argparse.Namespace) -> None:
+    """Write one processed volume and its mask as OME-Zarr 0.5 with a pyramid and labels."""
+    from .fsio import write_json_atomic
+    from .omezarr import write_omezarr
+
+    record = write_omezarr(args.image, args.label, args.out, args.volume)
+    if args.record:
+        write_json_atomic(args.record, record)
+
+
 def cmd_place(args: argparse.Namespace) -> None:
     """Place one file's exact bytes at a new path (hardlink, else verified copy)."""
     from .rename import place_file
@@ -627,6 +637,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-root", required=True)
     p.add_argument("--dataset-id", type=int, default=501)
     p.set_defaults(func=cmd_export_nnunet)
+
+    p = sub.add_parser("omezarr", help=cmd_omezarr.__doc__)
+    p.add_argument("volume", type=_volume)
+    p.add_argument("--image", required=True)
+    p.add_argument("--label", required=True)
+    p.add_argument("--out", required=True, help="the .ome.zarr folder to write")
+    p.add_argument("--record", default="", help="where to write what the export did (JSON)")
+    p.set_defaults(func=cmd_omezarr)
 
     p = sub.add_parser("place", help=cmd_place.__doc__)
     p.add_argument("source")

@@ -17,6 +17,7 @@ resample               ``results/processed/{imagesTr,labelsTr,metadata}/``,
 drift                  ``results/drift/{drift}/{level}/{imagesTr,labelsTr}/``,
                        ``results/drift_entries/``, ``results/drift_manifest.json``
 bundle                 ``results/bundle/minivess-<version>{/,.tar,.dvc,...}``
+ome-zarr (optional)    ``results/omezarr/{vol}.ome.zarr/``, ``results/omezarr/{vol}.json``
 report                 ``results/report/``
 check                  ``results/check/``, ``results/nnunet/``
 drift_eval             ``results/drift_eval/`` (detector power, false alarms, harm, figures)
@@ -36,6 +37,7 @@ PROCESSED_ROOT = f"{RESULTS}/processed"
 DRIFT_ROOT = f"{RESULTS}/drift"
 BUNDLE_ROOT = f"{RESULTS}/bundle"
 REPORT_ROOT = f"{RESULTS}/report"
+OMEZARR_ROOT = f"{RESULTS}/omezarr"
 
 #: One volume's files as the fetch stage lands them (the EBRAINS layout).
 STAGED = {role: f"{STAGING_ROOT}/{name}" for role, name in staging_names("mv00").items()}
@@ -61,6 +63,10 @@ DRIFT_VARIANT = {
 DRIFT_SET = f"{DRIFT_ROOT}/{{drift}}/{{level}}/dataset.json"
 DRIFT_ENTRY = f"{RESULTS}/drift_entries/{{drift}}/{{level}}/{{vol}}.json"
 DRIFT_MANIFEST = f"{RESULTS}/drift_manifest.json"
+
+#: One valid volume and its mask as OME-Zarr 0.5 (a folder), and what the export did.
+OMEZARR = f"{OMEZARR_ROOT}/{{vol}}.ome.zarr"
+OMEZARR_RECORD = f"{OMEZARR_ROOT}/{{vol}}.json"
 
 REPORT_MIPS = f"{REPORT_ROOT}/mip"
 REPORT_GALLERY = f"{REPORT_ROOT}/drift_gallery.png"

@@ -48,6 +48,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import splits
 from .errors import ConsumerError
 from .fsio import write_json_atomic
 from .loader import discover_nifti_pairs, nifti_stem
@@ -209,16 +210,23 @@ def split_ids(ids: Sequence[str], val_fraction: float = 0.2, seed: int = 0) -> d
     }
 
 
-def datalist(path: str | Path, val_fraction: float = 0.2, seed: int = 0) -> dict[str, Any]:
+def datalist(
+    path: str | Path, val_fraction: float = 0.2, seed: int = 0, fold: int | None = None
+) -> dict[str, Any]:
     """A MONAI/MSD datalist of ``path`` with a deterministic validation split.
+
+    With ``fold`` (0, 1 or 2) the split is fold ``fold`` of the dataset authors'
+    3-fold cross-validation (:mod:`minivess_bundle.splits`, the folds the nnU-Net
+    export's ``splits_final.json`` holds), over the volumes ``path`` has;
+    ``val_fraction`` and ``seed`` are then unused. Without it, :func:`split_ids`.
 
     Returns::
 
         {"training":   [{"image": "/abs/...", "label": "/abs/..."}, ...],
          "validation": [{"image": ..., "label": ...}, ...],
          "numTraining": n, "numValidation": m,
-         "split": {"seed", "val_fraction", "method", "source",
-                   "training_ids": [...], "validation_ids": [...]}}
+         "split": {"method", "source", "training_ids": [...], "validation_ids": [...],
+                   "seed" and "val_fraction", or "fold" and "from"}}
 
     The lists have the shape :func:`monai.data.load_decathlon_datalist` reads
     (``data_list_key="training"`` or ``"validation"``); the other keys are MSD
@@ -227,7 +235,17 @@ def datalist(path: str | Path, val_fraction: float = 0.2, seed: int = 0) -> dict
     """
     pairs, source = find_pairs(path)
     by_id = {p["id"]: p for p in pairs}
-    split = split_ids(list(by_id), val_fraction, seed)
+    if fold is None:
+        split = split_ids(list(by_id), val_fraction, seed)
+        how: dict[str, Any] = {
+            "method": "sha256(seed:id) rank",
+            "seed": seed,
+            "val_fraction": val_fraction,
+        }
+    else:
+        chosen = splits.fold(list(by_id), fold)
+        split = {"training": chosen["train"], "validation": chosen["val"]}
+        how = {"method": f"authors' 3-fold split, fold {fold}", "fold": fold, "from": splits.SOURCE}
 
     def entries(ids: list[str]) -> list[dict[str, str]]:
         return [{"image": by_id[v]["image"], "label": by_id[v]["label"]} for v in ids]
@@ -238,9 +256,7 @@ def datalist(path: str | Path, val_fraction: float = 0.2, seed: int = 0) -> dict
         "numTraining": len(split["training"]),
         "numValidation": len(split["validation"]),
         "split": {
-            "method": "sha256(seed:id) rank",
-            "seed": seed,
-            "val_fraction": val_fraction,
+            **how,
             "source": source,
             "training_ids": split["training"],
             "validation_ids": split["validation"],

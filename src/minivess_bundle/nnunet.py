@@ -3,6 +3,7 @@
 :func:`export_nnunet` builds ``<out_root>/DatasetNNN_<name>/``::
 
     dataset.json        channel_names {"0": "two-photon"}, labels, numTraining, file_ending
+    splits_final.json   the dataset authors' 3 folds (minivess_bundle.splits), for nnU-Net
     imagesTr/mvNN_0000.nii.gz
     labelsTr/mvNN.nii.gz
 
@@ -10,6 +11,13 @@ by hardlinks from the bundle (:func:`~minivess_bundle.fsio.link_or_copy`: a copy
 verified against its source's sha256 across file systems), so the bytes nnU-Net
 reads are the bundle's bytes. The folder is built under a hidden name, checked
 with :func:`check_nnunet_dataset` and renamed into place.
+
+nnU-Net reads a custom split only from ``$nnUNet_preprocessed/DatasetNNN_<name>/
+splits_final.json`` (``nnUNetTrainer.do_split``; without it, it draws its own 5
+folds), so the export's ``splits_final.json`` is to be copied there after
+``nnUNetv2_plan_and_preprocess`` (:data:`NNUNET_SNIPPET` does); then
+``nnUNetv2_train 501 3d_fullres 0`` trains fold 0 of the authors' split. nnU-Net
+ignores the file in the raw folder.
 
 :func:`check_nnunet_dataset` implements the rules of nnU-Net v2's
 ``documentation/dataset_format.md`` and of its ``verify_dataset_integrity``
@@ -39,11 +47,14 @@ from typing import Any
 from .errors import ConsumerError
 from .fsio import json_bytes, link_or_copy, write_bytes_atomic
 from .monai import find_pairs
+from .splits import folds
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DATASET_ID = 501
 DEFAULT_LABELS = {"background": 0, "vessel": 1}
+#: nnU-Net's name for a custom cross-validation split (one {"train", "val"} per fold).
+SPLITS_FILE = "splits_final.json"
 CHANNEL_NAMES = {"0": "two-photon"}
 REQUIRED_KEYS = ("labels", "channel_names", "numTraining", "file_ending")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -60,6 +71,8 @@ export nnUNet_raw="$PWD/nnUNet_raw" nnUNet_preprocessed="$PWD/nnUNet_preprocesse
 python -c "from minivess_bundle.nnunet import export_nnunet; \\
 export_nnunet('{bundle}', '$nnUNet_raw', dataset_id=501)"
 nnUNetv2_plan_and_preprocess -d 501 --verify_dataset_integrity
+cp "$nnUNet_raw/Dataset501_MiniVess/splits_final.json" \
+   "$nnUNet_preprocessed/Dataset501_MiniVess/"  # the authors' 3 folds: train 0, 1 or 2
 nnUNetv2_train 501 3d_fullres 0
 """
 
@@ -153,6 +166,11 @@ def export_nnunet(
                 method = link_or_copy(src, dest)
                 methods[method] = methods.get(method, 0) + 1
         write_bytes_atomic(tmp / "dataset.json", json_bytes(description))
+        splits = folds(pair["id"] for pair in pairs)
+        write_bytes_atomic(tmp / SPLITS_FILE, json_bytes(splits))
+        for k, split in enumerate(splits):
+            if not split["val"]:
+                log.warning("%s: fold %d has no validation volume in this build", SPLITS_FILE, k)
         if check:
             problems = check_nnunet_dataset(tmp)
             if problems:

@@ -45,13 +45,28 @@ def normalise(image: np.ndarray, low: float = 1.0, high: float = 99.7) -> np.nda
     return np.clip((image.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
 
 
+#: NIfTI ``xyzt_units`` spatial codes -> micrometres per unit. 0 (no unit) is how the
+#: MiniVess release stores its micrometre values (validate.source_units: um).
+UM_PER_UNIT = {0: 1.0, 1: 1e6, 2: 1e3, 3: 1.0}
+
+
 def _load(path: str | Path) -> tuple[np.ndarray, tuple[float, ...]]:
+    """The voxels and the spacing in micrometres (whatever unit the header stores)."""
     import numpy as np
 
     from .nifti import read_nifti
 
     image = read_nifti(path)
-    return np.asarray(image.dataobj), tuple(float(z) for z in image.header.get_zooms()[:3])
+    factor = UM_PER_UNIT.get(int(image.header["xyzt_units"]) & 0x07, 1.0)
+    zooms = tuple(float(z) * factor for z in image.header.get_zooms()[:3])
+    return np.asarray(image.dataobj), zooms
+
+
+def spacing_title(shape: Sequence[int], zooms_um: Sequence[float]) -> str:
+    """``"636x636x92 voxels @ 1 x 1 x 1 µm"``: every spacing in micrometres, with its unit."""
+    size = "x".join(str(int(s)) for s in shape)
+    spacing = " x ".join(f"{z:.3g}" for z in zooms_um)
+    return f"{size} voxels @ {spacing} µm"
 
 
 def _draw(ax, image_path: str | Path, label_path: str | Path | None, title: str) -> None:
@@ -66,9 +81,7 @@ def _draw(ax, image_path: str | Path, label_path: str | Path | None, title: str)
         overlay = np.zeros((*mip(label).shape, 4), dtype=np.float32)
         overlay[mip(label) > 0] = OVERLAY
         ax.imshow(overlay, interpolation="nearest", aspect=zooms[1] / zooms[0])
-    shape = "x".join(str(s) for s in image.shape)
-    spacing = " x ".join(f"{z:.3g}" for z in zooms)
-    ax.set_title(f"{title}\n{shape} @ {spacing}", fontsize=8)
+    ax.set_title(f"{title}\n{spacing_title(image.shape[:3], zooms)}", fontsize=8)
     ax.set_axis_off()
 
 
@@ -152,6 +165,16 @@ def load_reports(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     return sorted(reports, key=lambda r: str(r.get("volume", "")))
 
 
+def readable_log_ticks(axis) -> None:
+    """Label a log axis at 1, 2 and 5 times powers of ten, in plain numbers, minor ticks
+    unlabelled (matplotlib's default labels every minor tick of a short range: overlaps)."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def dataset_figure(out_png: str | Path, validation_report: str | Path) -> Path:
     """Shapes, spacings, intensity percentiles and foreground fractions of every volume."""
     import numpy as np
@@ -181,10 +204,12 @@ def dataset_figure(out_png: str | Path, validation_report: str | Path) -> Path:
     ax.set_ylabel("Z (slices)")
     ax.set_title("Shapes (red: quarantined)")
     ax = axes[0][1]
+    unit = volumes[ids[0]]["units"]["report_units"]
     ax.scatter(column("spacing", 0), column("spacing", 2), c=colours, s=18)
     ax.set_xscale("log")
-    ax.set_xlabel(f"in-plane spacing ({volumes[ids[0]]['units']['report_units']})")
-    ax.set_ylabel("z spacing")
+    readable_log_ticks(ax.xaxis)
+    ax.set_xlabel(f"in-plane spacing ({unit}, log scale)")
+    ax.set_ylabel(f"z spacing ({unit})")
     ax.set_title("Voxel sizes")
     ax = axes[1][0]
     x = np.arange(len(ids))

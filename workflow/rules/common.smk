@@ -356,6 +356,22 @@ def report_inputs(wildcards):
     return inputs
 
 
+def omezarr_mem_mb(wildcards, input, attempt):
+    """An OME-Zarr export holds the volume, its copies and the pyramid: from the header."""
+    return resources.per_voxel_mem_mb("omezarr", input.image, attempt)
+
+
+def omezarr_outputs(wildcards):
+    """The OME-Zarr folder and record of every valid volume (nothing when switched off)."""
+    if not config["ome_zarr"]["enabled"]:
+        return []
+    return [
+        layout.fill(template, vol=vol)
+        for vol in valid_volumes()
+        for template in (layout.OMEZARR, layout.OMEZARR_RECORD)
+    ]
+
+
 def all_outputs():
     """Final targets of `all`, growing with the stages."""
     return [
@@ -366,6 +382,7 @@ def all_outputs():
         drift_outputs,
         BUNDLE["verified"],
         layout.REPORT_DATASET,
+        omezarr_outputs,
     ]
 
 

@@ -1,0 +1,127 @@
+"""Report figures: spacing with its unit in every MIP title, readable voxel-size ticks."""
+
+from __future__ import annotations
+
+import json
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minivess_bundle.nifti import make_image, minivess_header, write_nifti
+from minivess_bundle.report import _load, dataset_figure, readable_log_ticks, spacing_title
+
+
+def test_mip_titles_give_every_spacing_in_micrometres_whatever_the_header_unit(
+    tmp_path: Path,
+) -> None:
+    data = np.zeros((6, 5, 4), np.uint16)
+    for name, zooms, unit in (
+        ("released", (4.97, 4.97, 5.0), "unknown"),  # MiniVess: um values, no unit
+        ("processed", (0.001, 0.001, 0.002), "mm"),
+        ("micron", (2.0, 2.0, 3.0), "micron"),
+    ):
+        header = minivess_header("image")
+        header.set_xyzt_units(unit)
+        write_nifti(tmp_path / f"{name}.nii.gz", make_image(data, zooms, header))
+    titles = {}
+    for name in ("released", "processed", "micron"):
+        voxels, zooms_um = _load(tmp_path / f"{name}.nii.gz")
+        titles[name] = spacing_title(voxels.shape, zooms_um)
+    assert titles == {
+        "released": "6x5x4 voxels @ 4.97 x 4.97 x 5 µm",
+        "processed": "6x5x4 voxels @ 1 x 1 x 2 µm",
+        "micron": "6x5x4 voxels @ 2 x 2 x 3 µm",
+    }
+
+
+def _figure_with_spacings(xs: list[float]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.75), dpi=80)  # one panel of dataset.png
+    ax.scatter(xs, xs)
+    ax.set_xscale("log")
+    return fig, ax
+
+
+def _label_boxes(fig, ax) -> list:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if not hasattr(fig.canvas, "get_renderer"):  # a closed figure: attach a canvas again
+        FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    return [
+        label.get_window_extent(renderer)
+        for label in ax.get_xticklabels(minor=False) + ax.get_xticklabels(minor=True)
+        if label.get_visible()
+        and label.get_text()
+        and ax.get_xlim()[0] <= label.get_position()[0] <= ax.get_xlim()[1]
+    ]
+
+
+def _overlaps(boxes) -> int:
+    boxes = sorted(boxes, key=lambda b: b.x0)
+    return sum(1 for a, b in pairwise(boxes) if b.x0 < a.x1)
+
+
+@pytest.mark.parametrize("spacings", [[0.45, 0.6, 0.9, 1.2, 4.97], [0.7, 1.0, 1.4], [1.0, 1.0]])
+def test_voxel_size_ticks_are_plain_numbers_that_never_overlap(spacings) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = _figure_with_spacings(spacings)
+    readable_log_ticks(ax.xaxis)
+    boxes = _label_boxes(fig, ax)
+    texts = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    plt.close(fig)
+    assert boxes and _overlaps(boxes) == 0
+    assert all("$" not in t and "times" not in t for t in texts), texts
+    assert not [t for t in ax.get_xticklabels(minor=True) if t.get_text()]
+
+
+def test_dataset_figure_labels_both_voxel_size_axes_with_the_unit(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    volumes = {
+        f"mv{i:02d}": {
+            "shape": [512, 512, 20 + i],
+            "spacing": [0.4 + 0.3 * i, 0.4 + 0.3 * i, 1.0 + i],
+            "units": {"report_units": "um"},
+            "foreground_fraction": 0.05,
+            "intensity": {"p1": 10, "p50": 100, "p99": 1000},
+        }
+        for i in range(1, 16)
+    }
+    report = tmp_path / "validation_report.json"
+    report.write_text(json.dumps({"volumes": volumes, "valid": sorted(volumes)}))
+    captured = {}
+    original = plt.close
+
+    def keep(fig=None):
+        captured["fig"] = fig
+        return original(fig)
+
+    plt.close = keep
+    try:
+        dataset_figure(tmp_path / "dataset.png", report)
+    finally:
+        plt.close = original
+    ax = captured["fig"].axes[1]
+    assert ax.get_xlabel() == "in-plane spacing (um, log scale)"
+    assert ax.get_ylabel() == "z spacing (um)"
+    assert _overlaps(_label_boxes(captured["fig"], ax)) == 0
+    assert (tmp_path / "dataset.png").stat().st_size > 10_000
+
+
+def test_matplotlib_default_log_ticks_overlap_on_the_release_spacing_range() -> None:
+    """What readable_log_ticks fixes: the default labels collide on 0.45..4.97 um."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = _figure_with_spacings([0.45, 0.6, 0.9, 1.2, 4.97])
+    overlaps = _overlaps(_label_boxes(fig, ax))
+    plt.close(fig)
+    assert overlaps >= 1
