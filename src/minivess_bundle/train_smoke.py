@@ -37,6 +37,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -222,112 +223,180 @@ def load_model(path: str | Path, device: str = "cpu") -> torch.nn.Module:
     return model.to(device).eval()
 
 
+@dataclass(frozen=True)
+class SmokeSettings:
+    """How the smoke training runs (every field recorded in the metrics' ``config``).
+
+    ``patch_size`` must be divisible by the product of ``strides`` (4 by default).
+    ``spacing_um`` resamples on the fly (Spacingd) to that spacing in micrometres,
+    converted to the files' unit; ``None`` keeps the bundle's grid. ``max_steps`` caps
+    the steps per epoch (``None``: the whole epoch). ``cache_rate`` ``None`` caches
+    nothing for one epoch (each volume is read once anyway; this keeps memory at one
+    batch for the real 512 x 512 volumes) and everything for more. Validation runs on
+    the first ``max_val_volumes`` held-out volumes by id (``None``: all of them).
+    """
+
+    epochs: int = 1
+    patch_size: Sequence[int] = DEFAULT_PATCH
+    seed: int = 0
+    device: str = "auto"
+    val_fraction: float = 0.2
+    spacing_um: Sequence[float] | None = None
+    num_samples: int = 2
+    batch_size: int = 2
+    learning_rate: float = 1e-3
+    channels: Sequence[int] = DEFAULT_CHANNELS
+    strides: Sequence[int] = DEFAULT_STRIDES
+    num_res_units: int = 1
+    cache_rate: float | None = None
+    max_steps: int | None = None
+    max_val_volumes: int | None = 2
+    sw_overlap: float = SW_OVERLAP
+
+    def patch(self) -> tuple[int, ...]:
+        """The patch size, checked to fit the UNet; also checks ``epochs``."""
+        patch = tuple(int(p) for p in self.patch_size)
+        factor = math.prod(int(s) for s in self.strides)
+        if len(patch) != 3 or any(p <= 0 or p % factor for p in patch):
+            raise ConsumerError(
+                f"patch size {list(patch)} does not fit the UNet",
+                expected=f"three positive sizes divisible by {factor}",
+            )
+        if self.epochs < 1:
+            raise ConsumerError(f"epochs {self.epochs}", expected="at least 1")
+        return patch
+
+
+def _split(data_path: str | Path, settings: SmokeSettings) -> tuple[dict, list[str], str]:
+    """``(files, held-out ids, what validation ran on)``: the datalist split, validation
+    capped at ``max_val_volumes``; with a single volume, validation is the training one."""
+    files = datalist(data_path, val_fraction=settings.val_fraction, seed=settings.seed)
+    held_out = [entry_id(e) for e in files["validation"]]
+    validated_on = "validation"
+    if not files["validation"]:
+        files = dict(files, validation=list(files["training"]))
+        validated_on = "training (no volume held out)"
+    if settings.max_val_volumes is not None:
+        files = dict(files, validation=files["validation"][: max(1, settings.max_val_volumes)])
+    return files, held_out, validated_on
+
+
+def _train(model, train_loader, settings: SmokeSettings, device: str) -> list[list[float]]:
+    """The loss of every step, per epoch (``max_steps`` caps the steps of an epoch)."""
+    import torch
+
+    loss_fn = make_loss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    epochs = []
+    for epoch in range(int(settings.epochs)):
+        losses = []
+        for step, batch in enumerate(train_loader):
+            if settings.max_steps is not None and step >= settings.max_steps:
+                break
+            losses.append(train_step(model, batch, loss_fn, optimizer, device))
+            log.info("epoch %d step %d loss %.4f", epoch + 1, step + 1, losses[-1])
+        epochs.append(losses)
+    return epochs
+
+
+def _config_record(
+    settings: SmokeSettings, patch: tuple[int, ...], pixdim, cache_rate: float
+) -> dict[str, Any]:
+    s = settings
+    return {
+        "epochs": int(s.epochs),
+        "max_steps": s.max_steps,
+        "patch_size": list(patch),
+        "num_samples": int(s.num_samples),
+        "batch_size": int(s.batch_size),
+        "learning_rate": float(s.learning_rate),
+        "channels": [int(c) for c in s.channels],
+        "strides": [int(v) for v in s.strides],
+        "num_res_units": int(s.num_res_units),
+        "model": "monai.networks.nets.UNet",
+        "loss": "DiceCELoss(to_onehot_y=True, softmax=True)",
+        "optimizer": "Adam",
+        "normalisation": {
+            "transform": "ScaleIntensityRangePercentilesd",
+            "percentiles": list(PERCENTILES),
+            "range": [0.0, 1.0],
+            "clip": True,
+        },
+        "spacing_um": None if s.spacing_um is None else [float(v) for v in s.spacing_um],
+        "pixdim": None if pixdim is None else list(pixdim),
+        "val_fraction": float(s.val_fraction),
+        "max_val_volumes": s.max_val_volumes,
+        "cache_rate": float(cache_rate),
+        "sliding_window": {
+            "roi_size": list(patch),
+            "overlap": float(s.sw_overlap),
+            "sw_batch_size": SW_BATCH,
+            "mode": "gaussian",
+        },
+    }
+
+
 def train_smoke(
     data_path: str | Path,
     out_json: str | Path,
-    epochs: int = 1,
-    patch_size: Sequence[int] = DEFAULT_PATCH,
-    seed: int = 0,
-    device: str = "auto",
+    settings: SmokeSettings | None = None,
     *,
-    val_fraction: float = 0.2,
-    spacing_um: Sequence[float] | None = None,
-    num_samples: int = 2,
-    batch_size: int = 2,
-    learning_rate: float = 1e-3,
-    channels: Sequence[int] = DEFAULT_CHANNELS,
-    strides: Sequence[int] = DEFAULT_STRIDES,
-    num_res_units: int = 1,
-    cache_rate: float | None = None,
-    max_steps: int | None = None,
-    max_val_volumes: int | None = 2,
-    sw_overlap: float = SW_OVERLAP,
     model_out: str | Path | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
-    """Train a small UNet for ``epochs`` on ``data_path`` and write ``out_json``.
+    """Train a small UNet on ``data_path`` as ``settings`` say and write ``out_json``.
 
-    ``data_path`` is anything :func:`minivess_bundle.monai.datalist` reads (a
-    bundle folder, its ``data/``, a loader layout). ``patch_size`` must be
-    divisible by the product of ``strides`` (4 by default). ``spacing_um``
-    resamples on the fly (Spacingd) to that spacing in micrometres, converted to
-    the files' unit; ``None`` keeps the bundle's grid. ``max_steps`` caps the
-    steps per epoch (``None``: the whole epoch). ``cache_rate`` ``None`` caches
-    nothing for one epoch (each volume is read once anyway; this keeps memory at
-    one batch for the real 512 x 512 volumes) and everything for more.
-
-    Validation runs on the first ``max_val_volumes`` held-out volumes by id
-    (``None``: all of them): sliding-window inference over whole volumes costs
-    seconds per volume on a CPU, and a smoke test needs a finite figure, not a
-    benchmark. With a single volume nothing is held out and validation runs on
-    the training volume (``data.validated_on`` says so). ``model_out``, when given,
-    receives the trained weights (:func:`save_model`; the drift evaluation's BBSD and
-    harm labels use them). Returns the metrics written.
+    ``data_path`` is anything :func:`minivess_bundle.monai.datalist` reads (a bundle
+    folder, its ``data/``, a loader layout). ``overrides`` replace fields of
+    ``settings`` (:class:`SmokeSettings`), e.g. ``train_smoke(bag, out, epochs=2)``.
+    Validation is sliding-window inference over whole volumes (seconds per volume on
+    a CPU; a smoke test needs a finite figure, not a benchmark). ``model_out``, when
+    given, receives the trained weights (:func:`save_model`; the drift evaluation's
+    BBSD and harm labels use them). Returns the metrics written.
     """
     import monai
     import numpy as np
     import torch
     from monai.utils import set_determinism
 
+    settings = replace(settings or SmokeSettings(), **overrides)
     start = time.perf_counter()
-    patch = tuple(int(p) for p in patch_size)
-    factor = math.prod(int(s) for s in strides)
-    if len(patch) != 3 or any(p <= 0 or p % factor for p in patch):
-        raise ConsumerError(
-            f"patch size {list(patch)} does not fit the UNet",
-            expected=f"three positive sizes divisible by {factor}",
-        )
-    if epochs < 1:
-        raise ConsumerError(f"epochs {epochs}", expected="at least 1")
-    chosen = select_device(device)
-    set_determinism(seed=int(seed))
-    torch.manual_seed(int(seed))
-    np.random.seed(int(seed))
+    patch = settings.patch()
+    chosen = select_device(settings.device)
+    seed = int(settings.seed)
+    set_determinism(seed=seed)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
 
-    files = datalist(data_path, val_fraction=val_fraction, seed=seed)
-    held_out = [entry_id(e) for e in files["validation"]]
-    validated_on = "validation"
-    if not files["validation"]:
-        files = dict(files, validation=list(files["training"]))
-        validated_on = "training (no volume held out)"
-    if max_val_volumes is not None:
-        files = dict(files, validation=files["validation"][: max(1, int(max_val_volumes))])
+    files, held_out, validated_on = _split(data_path, settings)
+    cache_rate = settings.cache_rate
     if cache_rate is None:
-        cache_rate = 0.0 if epochs == 1 else 1.0
+        cache_rate = 0.0 if settings.epochs == 1 else 1.0
     pixdim = None
-    if spacing_um is not None:
+    if settings.spacing_um is not None:
         paths = [e[k] for e in files["training"] + files["validation"] for k in ("image", "label")]
-        pixdim = target_pixdim(spacing_um, paths)
-
+        pixdim = target_pixdim(settings.spacing_um, paths)
     train_loader, val_loader = make_loaders(
         files,
         patch_size=patch,
         spacing=pixdim,
-        num_samples=num_samples,
-        batch_size=batch_size,
+        num_samples=settings.num_samples,
+        batch_size=settings.batch_size,
         cache_rate=cache_rate,
         num_workers=0,
         seed=seed,
     )
     cached = time.perf_counter()
 
-    model = build_model(channels, strides, num_res_units).to(chosen)
-    loss_fn = make_loss()
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    per_step: list[float] = []
-    per_epoch: list[float] = []
-    for epoch in range(int(epochs)):
-        losses = []
-        for step, batch in enumerate(train_loader):
-            if max_steps is not None and step >= max_steps:
-                break
-            losses.append(train_step(model, batch, loss_fn, optimizer, chosen))
-            log.info("epoch %d step %d loss %.4f", epoch + 1, step + 1, losses[-1])
-        per_step += losses
-        per_epoch.append(float(np.mean(losses)) if losses else math.nan)
+    arch = (settings.channels, settings.strides, settings.num_res_units)
+    model = build_model(*arch).to(chosen)
+    epochs = _train(model, train_loader, settings, chosen)
+    per_step = [loss for losses in epochs for loss in losses]
+    per_epoch = [float(np.mean(losses)) if losses else math.nan for losses in epochs]
     trained = time.perf_counter()
 
     val_ids = [entry_id(e) for e in files["validation"]]
-    validation = validate(model, val_loader, val_ids, patch, chosen, sw_overlap)
+    validation = validate(model, val_loader, val_ids, patch, chosen, settings.sw_overlap)
     done = time.perf_counter()
     if not all(math.isfinite(v) for v in per_step):
         raise ConsumerError(
@@ -343,38 +412,8 @@ def train_smoke(
             "numpy": np.__version__,
             "minivess_bundle": __version__,
         },
-        "seed": int(seed),
-        "config": {
-            "epochs": int(epochs),
-            "max_steps": max_steps,
-            "patch_size": list(patch),
-            "num_samples": int(num_samples),
-            "batch_size": int(batch_size),
-            "learning_rate": float(learning_rate),
-            "channels": [int(c) for c in channels],
-            "strides": [int(s) for s in strides],
-            "num_res_units": int(num_res_units),
-            "model": "monai.networks.nets.UNet",
-            "loss": "DiceCELoss(to_onehot_y=True, softmax=True)",
-            "optimizer": "Adam",
-            "normalisation": {
-                "transform": "ScaleIntensityRangePercentilesd",
-                "percentiles": list(PERCENTILES),
-                "range": [0.0, 1.0],
-                "clip": True,
-            },
-            "spacing_um": None if spacing_um is None else [float(s) for s in spacing_um],
-            "pixdim": None if pixdim is None else list(pixdim),
-            "val_fraction": float(val_fraction),
-            "max_val_volumes": max_val_volumes,
-            "cache_rate": float(cache_rate),
-            "sliding_window": {
-                "roi_size": list(patch),
-                "overlap": float(sw_overlap),
-                "sw_batch_size": SW_BATCH,
-                "mode": "gaussian",
-            },
-        },
+        "seed": seed,
+        "config": _config_record(settings, patch, pixdim, cache_rate),
         "data": {
             "source": files["split"]["source"],
             "training_ids": [entry_id(e) for e in files["training"]],
@@ -400,7 +439,7 @@ def train_smoke(
         },
     }
     if model_out is not None:
-        save_model(model, model_out, channels, strides, num_res_units, seed)
+        save_model(model, model_out, *arch, seed)
     write_json_atomic(out_json, metrics)
     log.info(
         "smoke: %d steps on %s, loss %.4f -> %.4f, val Dice %.3f clDice %.3f, %.1f s",
