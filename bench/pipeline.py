@@ -30,20 +30,31 @@ input in-plane and ~2x in Z) served by the local fake EBRAINS data-proxy on
    with ``nib.save``. No validation, checksums, bag or archive, and no drift checks.
 4. naive + checks (``--stage naive-checked``): the same loop plus the drift checks the
    plan asks for (KS p-value, SNR, blur, Betti-0/Euler, clDice) written the textbook
-   way: ``scipy.stats.ks_2samp`` on the full float64 volumes, an FFT of the volume,
-   skimage ``label``/``euler_number``/``skeletonize``. It produces what the workflow
-   produces (data + the figures proving each variant), so naive+checks / workflow is
-   the like-for-like ratio; naive / workflow (less output) is printed beside it.
+   way but sampled and skipped like the workflow: ``scipy.stats.ks_2samp`` on the same
+   seeded 200 k-voxel subsample ``metrics.ks_test`` draws, an FFT of the volume,
+   skimage ``label``/``euler_number``/``skeletonize``; covariate variants (voxels
+   untouched) get one array comparison, as in the workflow. It produces what the
+   workflow produces (data + the figures proving each variant), so naive+checks /
+   workflow is the like-for-like ratio; naive / workflow (less output) is printed
+   beside it, favourable or not.
+
+The drift variants come from the workflow's drift plan (``release.plan_jobs``: the
+package's ``minivess_bundle.drift.plan`` once merged, the bench's marked copy before) and
+every results path from ``minivess_bundle.layout``. ``--release`` runs the release-scale
+measurement instead (all 70 volumes at 512 px, two floors): see ``bench/release.py``.
 
 Also: no-op rerun (``snakemake all`` when up to date) at N and at 70 volumes (70 tiny
 synthetic volumes built once, ``--no-noop70`` skips them), dry-run DAG time at 70
 volumes, each also with a stub ``scontrol`` first on PATH (see :func:`stub_scontrol`:
-the SLURM plugin's import-time probe), start-up of one rule's command (best of 5), peak RSS
-per job vs its uncompressed input + output (benchmark tsv + NIfTI headers), and output
-size of isal 2 vs zlib 6 on the processed images. ``--scaling`` (off by default) adds
+the SLURM plugin's import-time probe), peak RSS
+per job vs its uncompressed input + output (benchmark tsv + NIfTI headers), start-up of
+real jobs (validate and resample of a 32^3 pair, best of 5), and output size and time of
+isal 2 vs zlib 6 on the processed images. ``--scaling`` (off by default) adds
 workflow wall time at N = 1, 2, 4, 8 (fresh directories; the drift work is constant).
 
     python bench/pipeline.py --volumes 3
+    python bench/pipeline.py --release                 # 70 volumes, 512 px, 2 cores
+    python bench/pipeline.py --release --volumes 10    # the first 10 (mv01..mv10)
 """
 
 from __future__ import annotations
