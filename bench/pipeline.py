@@ -499,6 +499,8 @@ def job_bytes(workdir: Path, job: str) -> int:
 
     parts = job.split("/")
     vol = parts[-1]
+    if parts[0] not in ("fetch", "rename", "validate", "resample", "drift"):
+        return 0
 
     def pair(files: dict[str, str]) -> list[Path]:
         return [workdir / files["image"], workdir / files["label"]]
