@@ -150,3 +150,23 @@ def test_synthetic_mv68_falls_in_the_band_around_the_real_mask(real_figures, see
     rows = compare(real_figures, synthetic_stats("mv68", seed))
     outside = [(r["figure"], round(r["ratio"], 3), r["band"]) for r in rows if not r["in_band"]]
     assert not outside, f"synthetic figures outside the calibration band: {outside}"
+
+
+def test_tiny_fields_keep_foreground_inside_the_validation_bounds():
+    # Tests build 16 px volumes: at 0.31 um that is a 5 um field, which one 9 um vessel
+    # would fill. The cap (no vessel thicker than a tenth of the field's side) keeps all
+    # 70 volumes inside validate's default foreground bounds [0.001, 0.5].
+    fractions = {v: synthetic.generate_volume(20230301, v, 16, 8).mask.mean() for v in ALL_VOLUMES}
+    outside = {v: round(float(f), 3) for v, f in fractions.items() if not 0.001 <= f <= 0.5}
+    assert not outside
+    assert max(fractions.values()) < 0.4
+
+
+def test_vessel_radius_cap_is_a_tenth_of_the_field_side():
+    acquisition = synthetic.Acquisition((20, 20, 8), (0.5, 0.5, 1.0))  # a 10 um field
+    rng = np.random.default_rng(0)
+    _, radii, _ = synthetic.grow_network(rng, acquisition, 0.05)
+    assert radii.max() == pytest.approx(1.0) and radii.min() > 0
+    wide = synthetic.Acquisition((512, 512, 8), (0.5, 0.5, 1.0))  # 256 um: the cap never binds
+    _, radii, _ = synthetic.grow_network(np.random.default_rng(0), wide, 0.05)
+    assert 4.0 < radii.max() <= 9.0
