@@ -398,3 +398,49 @@ def test_a_full_disk_names_the_file_that_could_not_be_written(tmp_path, monkeypa
     assert raised.value.strerror == "No space left on device while writing"  # said once
     assert raised.value.filename == str(tmp_path / "out" / f"{failing}.nii.gz")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def _to_uint16_reference(values):
+    """The plain four-pass rounding the fast path must equal byte for byte."""
+    values = values.copy()
+    clipped = int(np.count_nonzero(values < -0.5)) + int(np.count_nonzero(values >= 65535.5))
+    np.nan_to_num(values, copy=False, nan=0.0)
+    np.clip(values, 0.0, 65535.0, out=values)
+    np.rint(values, out=values)
+    return values.astype("<u2"), clipped
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],  # in range: the fast path
+        [-0.5, 65535.49, -0.0, 0.5, 1.5, 65534.5],  # the fast path's edges (float32), half-to-even
+        [-0.5001],  # just below the range: clipped
+        [65535.5],  # the first value that rounds past 65535: clipped
+        [np.nan],  # NaN becomes 0, not counted
+        [-7e4, 1e9],
+    ],
+)
+def test_uint16_rounding_fast_path_equals_the_four_pass_reference(extra):
+    from minivess_bundle.resample import _to_uint16
+
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.uniform(0, 65535, 10_000), np.array(extra, float)])
+    values = values.astype(np.float32)
+    expected, expected_clipped = _to_uint16_reference(values)
+    got, clipped = _to_uint16(values.copy())
+    assert got.dtype == np.dtype("<u2") and got.tobytes() == expected.tobytes()
+    assert clipped == expected_clipped
+    assert clipped == (0 if not extra or extra[0] in (-0.5, np.nan) else len(extra))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], [0] * 5, [1] * 5, [0, 1, 1, 0, 1], [0, 1, 2], [3, 255, 0], [1, 200]],
+)
+def test_mask_histogram_equals_bincount(values):
+    from minivess_bundle.resample import _u8_histogram
+
+    array = np.array(values, dtype=np.uint8).reshape(-1, 1)
+    expected = np.bincount(array.reshape(-1), minlength=256)
+    assert _u8_histogram(array).tolist() == expected.tolist()

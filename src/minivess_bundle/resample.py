@@ -276,14 +276,39 @@ def resample_slab(
 
 
 def _to_uint16(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """Round half-to-even and clip to 0..65535; returns the array and the clipped count."""
+    """Round half-to-even and clip to 0..65535; returns the array and the clipped count.
+
+    Linear interpolation of uint16 never leaves [0, 65535] and is never NaN: then two
+    reductions (min, max) replace the counting, NaN and clip passes, whose results
+    would be the identity (a value in [-0.5, 0) rounds to -0 and casts to 0, one in
+    (65535, 65535.5) rounds to 65535) — the same bytes at ~half the cost.
+    """
     import numpy as np
 
-    clipped = int(np.count_nonzero(values < -0.5)) + int(np.count_nonzero(values >= 65535.5))
-    np.nan_to_num(values, copy=False, nan=0.0)  # NaN inputs (validate rejects them) become 0
-    np.clip(values, 0.0, 65535.0, out=values)
+    low, high = float(values.min(initial=0.0)), float(values.max(initial=0.0))
+    if not (low >= -0.5 and high < 65535.5):  # out of range, or NaN (validate rejects it)
+        clipped = int(np.count_nonzero(values < -0.5)) + int(np.count_nonzero(values >= 65535.5))
+        np.nan_to_num(values, copy=False, nan=0.0)
+        np.clip(values, 0.0, 65535.0, out=values)
+    else:
+        clipped = 0
     np.rint(values, out=values)
     return values.astype("<u2"), clipped
+
+
+def _u8_histogram(values: np.ndarray) -> np.ndarray:
+    """``np.bincount(values, minlength=256)`` of a uint8 array; for a {0, 1} mask from one
+    max and one count instead of widening every voxel to int64 (~10x faster)."""
+    import numpy as np
+
+    hist = np.zeros(256, dtype=np.int64)
+    if values.size == 0:
+        return hist
+    if int(values.max()) > 1:
+        return np.bincount(values.reshape(-1), minlength=256)
+    ones = int(np.count_nonzero(values))
+    hist[0], hist[1] = values.size - ones, ones
+    return hist
 
 
 def _resample_one(
@@ -317,7 +342,7 @@ def _resample_one(
             raise ResampleError(
                 f"mask dtype {array.dtype}", volume=volume, path=info.path, expected="uint8"
             )
-        values = np.flatnonzero(np.bincount(array.reshape(-1), minlength=256)).tolist()
+        values = np.flatnonzero(_u8_histogram(array)).tolist()
         if not set(values) <= {0, 1}:
             raise ResampleError(
                 f"mask values {values}",
@@ -345,7 +370,7 @@ def _resample_one(
                     slab, n = _to_uint16(slab.astype(np.float32))
                     clipped += n
                 else:
-                    hist += np.bincount(slab.reshape(-1), minlength=256)
+                    hist += _u8_histogram(slab)
                 writer.write(np.ascontiguousarray(slab, dtype=out_dtype))
         else:
             for k0, k1, i0, i1 in plan:
@@ -356,7 +381,7 @@ def _resample_one(
                     slab, n = _to_uint16(slab)
                     clipped += n
                 else:
-                    hist += np.bincount(slab.reshape(-1), minlength=256)
+                    hist += _u8_histogram(slab)
                 writer.write(np.ascontiguousarray(slab, dtype=out_dtype))
                 del slab
         sha256 = writer.close()

@@ -1,0 +1,758 @@
+"""Release scale (``python bench/pipeline.py --release``): the whole build measured.
+
+Workload: the 70 synthetic volumes (or the first ``--volumes N``) at ``--size`` px
+in-plane (512 like the release), default config (default drift: ``volumes: auto``,
+every type, levels 1, 3, 5), on ``--cores`` cores (2).
+
+* **Staging** (not the pipeline's cost): the synthetic release is generated once into
+  ``<work>/release/{raw,seg,json}`` by a pool of ``--cores`` processes (timed and printed
+  apart; reused when ``--keep`` names a folder that already holds it) and the workflow
+  reads it as ``source: dir`` — the path a user with the extracted EBRAINS ZIP takes
+  (copy + sha256 of every file, the fetch jobs, is pipeline cost).
+* **Workflow**: ``snakemake --cores N all``: wall; CPU = user + sys of the whole process
+  tree (``RUSAGE_CHILDREN``: snakemake and every job it waited for); bytes read and
+  written by the tree (``/proc/self/io`` rchar/wchar and storage read_bytes/write_bytes,
+  which Linux accumulates from reaped children); per rule (benchmarks/**.tsv): jobs,
+  summed wall, summed CPU, max RSS; the timeline from snakemake's log (start and
+  finish of every job, 1 s resolution): what ran alone, the serial tail after the last
+  per-volume job (bundle, drift manifest, verify, report); results/ footprint (each
+  inode once) vs the bag's payload; a projection to 8 cores (list scheduling of the
+  measured jobs with the DAG's stage order) and to SLURM (one job per heavy rule).
+* **Physical floor** (``--cores`` processes): decode every input once and encode every
+  output once (isal, the workflow's level), nothing else — the codec work no build of
+  these outputs can avoid. The outputs' uncompressed bytes are prepared untimed.
+* **Same-work floor** (``--cores`` processes, :func:`same_work_floor`): the single-process
+  floor of ``bench/pipeline.py`` (validation arithmetic, resampling, drift transforms
+  and their verification figures, isal encode, sha256 + sha512 of every payload file
+  from memory) split into tasks — one per volume, one per (drift volume, drift type) —
+  over a process pool; then the manifests and the tar in the parent. No orchestration,
+  no per-job start-up, no staging -> renamed -> bag copies, no report, no re-verify.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import NamedTuple
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from workflow_utils import make_workdir  # noqa: E402
+
+SEED = 20230301
+CODEC, LEVEL = "isal", 2
+TARGET_UM = [1.0, 1.0, 1.0]
+#: Rules that run once per volume (the parallel part); the rest is the serial tail.
+PER_VOLUME = ("fetch", "rename", "validate", "resample", "drift", "place")
+
+
+# --------------------------------------------------------------------------- drift plan
+
+
+class _BenchDriftJob(NamedTuple):
+    volume: str
+    kind: str
+    level: int
+    params: dict
+
+
+def _bench_plan_jobs(valid: list[str], drift_config: dict) -> list[_BenchDriftJob]:
+    """REMOVE when ``minivess_bundle.drift.plan`` is merged (#16 item 2): the bench's
+    copy of workflow/rules/common.smk's ``drift_volumes``/``drift_jobs``/``drift_params``."""
+    if not drift_config.get("enabled", True):
+        return []
+    if drift_config["volumes"] != "auto":
+        volumes = [v for v in drift_config["volumes"] if v in valid]
+    else:
+        volumes = [v for v in valid if int(v[2:]) % 10 == 5] or valid[-1:]
+    jobs = []
+    for kind in drift_config["types"]:
+        if kind == "gradual":
+            batches = min(drift_config["gradual"]["n_batches"], len(volumes))
+            params = {**drift_config["gradual"], "n_batches": batches}
+            jobs += [
+                _BenchDriftJob(v, kind, i * batches // len(volumes) + 1, params)
+                for i, v in enumerate(volumes)
+            ]
+        else:
+            jobs += [
+                _BenchDriftJob(v, kind, lv, {}) for v in volumes for lv in drift_config["levels"]
+            ]
+    return jobs
+
+
+try:  # the package owns the drift plan (#16 item 2)
+    from minivess_bundle.drift.plan import plan_jobs
+except ImportError:  # pragma: no cover - before the drift package lands
+    plan_jobs = _bench_plan_jobs
+
+
+def default_drift_config() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())["drift"]
+
+
+# --------------------------------------------------------------------------- staging
+
+
+def _stage_one(args: tuple) -> str:
+    from minivess_bundle.synthetic import write_synthetic_volume
+
+    root, volume, size = args
+    write_synthetic_volume(root, volume, seed=SEED, size_xy=size)
+    return volume
+
+
+def stage_release(root: Path, volumes: list[str], size: int, procs: int) -> float | None:
+    """Generate the synthetic release into ``root`` (EBRAINS layout); seconds, or None
+    when ``root`` already holds it (same volumes, size, seed and generator)."""
+    from minivess_bundle.synthetic import GENERATOR_VERSION
+    from minivess_bundle.volumes import EBRAINS_LICENCE
+
+    stamp = {"volumes": volumes, "size": size, "seed": SEED, "generator": GENERATOR_VERSION}
+    stamp_file = root / "bench-stamp.json"
+    if stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp:
+        return None
+    shutil.rmtree(root, ignore_errors=True)
+    start = time.perf_counter()
+    order = sorted(volumes, key=lambda v: -_input_voxels(v, size))  # big ones first
+    with ProcessPoolExecutor(procs) as pool:
+        list(pool.map(_stage_one, [(root, v, size) for v in order]))
+    (root / EBRAINS_LICENCE).write_bytes(b"%PDF-1.4 stand-in\n")  # as bench/pipeline.py
+    stamp_file.write_text(json.dumps(stamp))
+    return time.perf_counter() - start
+
+
+def _input_voxels(volume: str, size: int) -> int:
+    from minivess_bundle.synthetic import draw_acquisition
+
+    shape = draw_acquisition(SEED, volume, size).shape
+    return shape[0] * shape[1] * shape[2]
+
+
+# --------------------------------------------------------------------------- workflow
+
+
+def _proc_io() -> dict[str, int]:
+    fields = {}
+    with open("/proc/self/io") as handle:
+        for line in handle:
+            key, value = line.split(":")
+            fields[key] = int(value)
+    return fields
+
+
+def run_workflow(workdir: Path, cores: int, *targets: str) -> dict:
+    """``snakemake --cores N`` on ``workdir``: wall, CPU and I/O of the whole process tree."""
+    bindir = Path(sys.executable).parent
+    exe = shutil.which("snakemake", path=str(bindir)) or "snakemake"
+    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    command = [exe, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    command += ["--cores", str(cores), *(targets or ("all",))]
+    log = workdir / "bench-snakemake.out"
+    io0, ru0 = _proc_io(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        code = subprocess.call(command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - start
+    io1, ru1 = _proc_io(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    if code != 0:
+        raise SystemExit(f"snakemake failed ({code}); see {log}:\n{log.read_text()[-3000:]}")
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    io = {key: io1[key] - io0[key] for key in ("rchar", "wchar", "read_bytes", "write_bytes")}
+    return {"wall": wall, "cpu": cpu, "io": io, "maxrss_mb": ru1.ru_maxrss / 1024}
+
+
+def rule_table(workdir: Path) -> dict[str, dict]:
+    """Per rule from benchmarks/**.tsv: jobs, summed wall, summed CPU, max RSS, MB in/out."""
+    rules: dict[str, dict] = defaultdict(
+        lambda: {"jobs": 0, "s": 0.0, "cpu": 0.0, "max_s": 0.0, "rss": 0.0, "in": 0.0, "out": 0.0}
+    )
+    for tsv in sorted((workdir / "benchmarks").rglob("*.tsv")):
+        with open(tsv) as handle:
+            row = next(csv.DictReader(handle, delimiter="\t"))
+        rule = tsv.relative_to(workdir / "benchmarks").parts[0]
+        values = {k: float(v) for k, v in row.items() if k != "h:m:s" and v not in ("NA", "-")}
+        number = values.get
+        entry = rules[rule]
+        entry["jobs"] += 1
+        entry["s"] += number("s", 0.0)
+        entry["cpu"] += number("cpu_time", 0.0)
+        entry["max_s"] = max(entry["max_s"], number("s", 0.0))
+        entry["rss"] = max(entry["rss"], number("max_rss", 0.0))
+        entry["in"] += number("io_in", 0.0)
+        entry["out"] += number("io_out", 0.0)
+    return dict(rules)
+
+
+_STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
+_START = re.compile(r"^(?:local)?rule (\w+):$")
+_JOBID = re.compile(r"^\s+jobid: (\d+)$")
+_DONE = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)$")
+
+
+def timeline(workdir: Path) -> list[dict]:
+    """Every job's rule, start and finish (s since the first job) from snakemake's log."""
+    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+    jobs: dict[str, dict] = {}
+    now = rule = None
+    for line in logs[-1].read_text().splitlines():
+        if m := _STAMP.match(line):
+            now = datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y").timestamp()
+        elif m := _START.match(line):
+            rule = m.group(1)
+        elif (m := _JOBID.match(line)) and rule:
+            jobs[m.group(1)] = {"rule": rule, "start": now}
+            rule = None
+        elif m := _DONE.match(line):
+            jobs.setdefault(m.group(1), {"rule": m.group(2), "start": now})["end"] = now
+    done = [j for j in jobs.values() if j.get("end") is not None and j["rule"] != "all"]
+    t0 = min(j["start"] for j in done)
+    return [{**j, "start": j["start"] - t0, "end": j["end"] - t0} for j in done]
+
+
+def concurrency(jobs: list[dict]) -> dict:
+    """Seconds with 0 jobs running, and per rule the seconds it ran alone; the serial tail
+    (from the last per-volume job's finish to the last finish) and what ran in it."""
+    end = max(j["end"] for j in jobs)
+    alone: dict[str, float] = defaultdict(float)
+    idle = 0.0
+    for t in range(int(end)):
+        running = [j for j in jobs if j["start"] <= t < max(j["end"], j["start"] + 1)]
+        if not running:
+            idle += 1
+        elif len(running) == 1:
+            alone[running[0]["rule"]] += 1
+    last_parallel = max((j["end"] for j in jobs if j["rule"] in PER_VOLUME), default=0.0)
+    tail_rules = sorted({j["rule"] for j in jobs if j["end"] > last_parallel})
+    return {
+        "span": end,
+        "idle": idle,
+        "alone": dict(alone),
+        "tail": end - last_parallel,
+        "tail_rules": tail_rules,
+    }
+
+
+def _bench_seconds(workdir: Path) -> dict[str, float]:
+    """Job wall per benchmark file (``rule/vol`` or ``rule/kind/level/vol``)."""
+    out = {}
+    for tsv in (workdir / "benchmarks").rglob("*.tsv"):
+        with open(tsv) as handle:
+            out[tsv.relative_to(workdir / "benchmarks").with_suffix("").as_posix()] = float(
+                next(csv.DictReader(handle, delimiter="\t"))["s"]
+            )
+    return out
+
+
+def project(workdir: Path, cores: int, tail_s: float) -> float:
+    """Wall on ``cores`` cores: list scheduling (longest first) of the measured jobs in the
+    DAG's order — per volume fetch -> rename -> validate; the validation report (a
+    barrier); resample; drift after its volume's resample — plus the measured serial tail."""
+    seconds = _bench_seconds(workdir)
+    per_volume: dict[str, float] = defaultdict(float)
+    resample: dict[str, float] = {}
+    drift: dict[str, list[float]] = defaultdict(list)
+    for job, s in seconds.items():
+        parts = job.split("/")
+        if parts[0] in ("fetch", "rename", "validate"):
+            per_volume[parts[-1]] += s
+        elif parts[0] == "resample":
+            resample[parts[-1]] = s
+        elif parts[0] == "drift":
+            drift[parts[-1]].append(s)
+    # phase 1: independent chains
+    free = [0.0] * cores
+    for s in sorted(per_volume.values(), reverse=True):
+        i = free.index(min(free))
+        free[i] += s
+    barrier = max(free)
+    free = [barrier] * cores
+    ready: list[tuple[float, float]] = []  # (earliest start, seconds)
+    for vol, s in sorted(resample.items(), key=lambda kv: -kv[1] - sum(drift.get(kv[0], []))):
+        i = free.index(min(free))
+        free[i] += s
+        ready += [(free[i], d) for d in sorted(drift.get(vol, []), reverse=True)]
+    for earliest, s in sorted(ready):
+        i = free.index(min(free))
+        free[i] = max(free[i], earliest) + s
+    return max(free) + tail_s
+
+
+def slurm_projection(workdir: Path, tail_s: float, queue_s: float) -> float:
+    """Unlimited nodes, one SLURM job per heavy rule (fetch/rename/validate/resample/drift),
+    ``queue_s`` of queueing and start-up per job: the longest chain of the DAG."""
+    seconds = _bench_seconds(workdir)
+    chain: dict[str, float] = defaultdict(float)
+    drift_max: dict[str, float] = defaultdict(float)
+    for job, s in seconds.items():
+        parts = job.split("/")
+        if parts[0] in ("fetch", "rename", "validate"):
+            chain[parts[-1]] += s + queue_s
+        elif parts[0] == "drift":
+            drift_max[parts[-1]] = max(drift_max[parts[-1]], s + queue_s)
+    phase1 = max(chain.values(), default=0.0)
+    phase2 = max(
+        (s + queue_s + drift_max.get(j.split("/")[-1], 0.0))
+        for j, s in seconds.items()
+        if j.startswith("resample/")
+    )
+    return phase1 + phase2 + tail_s
+
+
+def footprint(workdir: Path) -> dict[str, int]:
+    """results/ on disk (each inode once, allocated blocks) and the bag's payload bytes."""
+    import yaml
+
+    from minivess_bundle import layout
+
+    seen, results = set(), 0
+    for path in (workdir / layout.RESULTS).rglob("*"):
+        st = path.lstat()
+        if path.is_file() and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            results += st.st_blocks * 512
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    bag = workdir / layout.bundle_files(config["bundle"]["version"])["bag"]
+    payload = sum(p.stat().st_size for p in (bag / "data").rglob("*") if p.is_file())
+    return {"results": results, "payload": payload}
+
+
+# --------------------------------------------------------------------------- floors
+
+
+def _decode(path: str) -> int:
+    from minivess_bundle.nifti import gunzip_bytes
+
+    with open(path, "rb") as handle:
+        return len(gunzip_bytes(handle.read()))
+
+
+def _encode(path: str) -> int:
+    from minivess_bundle.nifti import gzip_bytes
+
+    with open(path, "rb") as handle:
+        return len(gzip_bytes(handle.read(), CODEC, LEVEL))
+
+
+def _pool_timed(fn, items: list, procs: int) -> dict:
+    """Run ``fn`` over ``items`` on ``procs`` processes: wall and the pool's CPU."""
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    with ProcessPoolExecutor(procs) as pool:
+        results = list(pool.map(fn, items, chunksize=1))
+    wall = time.perf_counter() - start
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    return {"wall": wall, "cpu": cpu, "results": results}
+
+
+def physical_floor(workdir: Path, scratch: Path, procs: int) -> dict:
+    """Decode every input once and encode every output once (isal), on ``procs`` processes.
+
+    Inputs: the staged images and labels. Outputs: every distinct .nii.gz the build made
+    (processed and drift variants, each file once: the bag's and tar's copies are bytes,
+    not codec work), decompressed untimed into ``scratch`` first."""
+    from minivess_bundle import layout
+    from minivess_bundle.nifti import gunzip_bytes
+
+    inputs = sorted(str(p) for p in (workdir / layout.RENAMED_ROOT).rglob("*.nii.gz"))
+    digests, raw_outputs = set(), []
+    scratch.mkdir(parents=True, exist_ok=True)
+    for root in (layout.PROCESSED_ROOT, layout.DRIFT_ROOT):
+        for path in sorted((workdir / root).rglob("*.nii.gz")):
+            data = path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in digests:  # an untouched copy of a processed file
+                continue
+            digests.add(digest)
+            target = scratch / f"{len(raw_outputs):05d}.nii"
+            target.write_bytes(gunzip_bytes(data))
+            raw_outputs.append(str(target))
+    raw_outputs.sort(key=lambda p: -os.path.getsize(p))
+    inputs.sort(key=lambda p: -os.path.getsize(p))
+    decode = _pool_timed(_decode, inputs, procs)
+    encode = _pool_timed(_encode, raw_outputs, procs)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return {
+        "wall": decode["wall"] + encode["wall"],
+        "cpu": decode["cpu"] + encode["cpu"],
+        "inputs": len(inputs),
+        "outputs": len(raw_outputs),
+        "decoded_bytes": sum(decode["results"]),
+        "encoded_bytes": sum(encode["results"]),
+    }
+
+
+def _hashes(rel: str, data: bytes) -> tuple[str, int, str, str]:
+    return rel, len(data), hashlib.sha256(data).hexdigest(), hashlib.sha512(data).hexdigest()
+
+
+def _write(bag: Path, rel: str, data: bytes) -> tuple[str, int, str, str]:
+    path = bag / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return _hashes(rel, data)
+
+
+def _volume_task(args: tuple) -> list:
+    """One volume: read its three files, validate arithmetic, resample, encode, write, hash."""
+    import types
+
+    import nibabel as nib
+    import numpy as np
+
+    from minivess_bundle.nifti import gunzip_bytes, gzip_bytes
+    from minivess_bundle.resample import (
+        _output_header,
+        _to_uint16,
+        output_affine_mm,
+        output_grid,
+        resample_slab,
+    )
+    from minivess_bundle.validate import intensity_stats, label_values
+    from minivess_bundle.volumes import staging_names
+
+    release, bag, volume = args
+    names = staging_names(volume)
+    raw = {k: (release / rel).read_bytes() for k, rel in names.items()}
+    out = [
+        _write(bag, f"data/raw/imagesTr/{volume}.nii.gz", raw["image"]),
+        _write(bag, f"data/raw/labelsTr/{volume}.nii.gz", raw["label"]),
+        _write(bag, f"data/raw/metadata/{volume}.json", raw["metadata"]),
+        _write(bag, f"data/processed/metadata/{volume}.json", raw["metadata"]),
+    ]
+    img = nib.Nifti1Image.from_bytes(gunzip_bytes(raw["image"]))
+    lbl = nib.Nifti1Image.from_bytes(gunzip_bytes(raw["label"]))
+    image, label = np.asanyarray(img.dataobj), np.asanyarray(lbl.dataobj)
+    report = {
+        "stats": intensity_stats(image),
+        "values": label_values(label),
+        "fg": float(np.count_nonzero(label)) / label.size,
+        "json": json.loads(raw["metadata"]),
+    }
+    affine_um = np.array(img.header.get_best_affine(), dtype=float)
+    spacing = [float(v) for v in np.linalg.norm(affine_um[:3, :3], axis=0)]
+    grid = output_grid(image.shape, spacing, TARGET_UM)
+    affine_mm = output_affine_mm(affine_um, spacing, grid)
+    nz_in, nz = image.shape[2], grid["shape"][2]
+    for role, array, interp, dtype, src in (
+        ("image", image, "linear", "<u2", img),
+        ("label", label, "nearest", "u1", lbl),
+    ):
+        zyx = resample_slab(array.T, spacing, grid, 0, nz, 0, nz_in, interp, role == "image", 1)
+        zyx = _to_uint16(zyx)[0] if role == "image" else zyx.astype("u1", copy=False)
+        head = _output_header(
+            types.SimpleNamespace(header=src.header), grid["shape"], affine_mm, dtype
+        )
+        body = gzip_bytes(head + np.ascontiguousarray(zyx).tobytes(), CODEC, LEVEL)
+        sub = "imagesTr" if role == "image" else "labelsTr"
+        out.append(_write(bag, f"data/processed/{sub}/{volume}.nii.gz", body))
+    return [out, {volume: json.dumps(report, default=str)}]
+
+
+def _drift_task(args: tuple) -> list:
+    """One drift volume and type: decode its processed pair once, make every level's
+    variant with the workflow's transforms, seeds and verification figures, encode, hash."""
+    import nibabel as nib
+    import numpy as np
+
+    from minivess_bundle import drift as D
+    from minivess_bundle.metrics import skeleton, topology_summary
+    from minivess_bundle.nifti import gunzip_bytes, gzip_bytes, nifti_bytes
+
+    bag, volume, kind, jobs = args
+    raw = {
+        role: (bag / f"data/processed/{sub}/{volume}.nii.gz").read_bytes()
+        for role, sub in (("image", "imagesTr"), ("label", "labelsTr"))
+    }
+    clean_img = nib.Nifti1Image.from_bytes(gunzip_bytes(raw["image"]))
+    clean_lbl = nib.Nifti1Image.from_bytes(gunzip_bytes(raw["label"]))
+    image, label = np.asanyarray(clean_img.dataobj), np.asanyarray(clean_lbl.dataobj)
+    zooms = tuple(float(z) for z in clean_img.header.get_zooms()[:3])
+    clean_skeleton = clean_topology = None
+    out = []
+    for level, params in jobs:
+        if kind == "gradual":
+            severity = D.gradual_severities(params["n_batches"], params["max_severity"])[level - 1]
+            base_params = {
+                k: v for k, v in params.items() if k not in ("n_batches", "max_severity")
+            }
+            base = base_params.pop("base")
+        else:
+            severity, base, base_params = D.severity_for_level(level), kind, {}
+        seed = D.derive_seed(SEED, volume, kind, severity)
+        if base in ("covariate", "attenuation"):
+            base_params["spacing"] = zooms
+        transform = D.make_drift(base, severity, seed, **base_params)
+        target = transform.target
+        if target == "label":
+            if clean_skeleton is None:
+                clean_skeleton, clean_topology = skeleton(label), topology_summary(label)
+            drifted, record = transform(label, skeleton=clean_skeleton)
+        else:
+            drifted, record = transform(image)
+        D.verification_figures(
+            base,
+            label if target == "label" else image,
+            drifted,
+            record=record,
+            mask=label,
+            spacing=zooms,
+            clean_skeleton=clean_skeleton if target == "label" else None,
+            clean_topology=clean_topology if target == "label" else None,
+        )
+        note = f"drift {kind} s={severity:.3f}"
+        factors = transform.factors if base == "covariate" and severity > 0 else None
+        for role, clean, array, sub in (
+            ("image", clean_img, image, "imagesTr"),
+            ("label", clean_lbl, label, "labelsTr"),
+        ):
+            rel = f"data/drift/{kind}/{level}/{sub}/{volume}.nii.gz"
+            if target == role:
+                data = gzip_bytes(nifti_bytes(D._drifted_image(clean, drifted, note)), CODEC, LEVEL)
+            elif target == "header":
+                new = D._drifted_image(clean, array, note, factors)
+                data = gzip_bytes(nifti_bytes(new), CODEC, LEVEL)
+            else:  # the untouched file of the pair: the processed bytes
+                data = raw[role]
+            out.append(_write(bag, rel, data))
+    return [out, {}]
+
+
+def same_work_floor(release: Path, volumes: list[str], out: Path, procs: int) -> dict:
+    """The bench's floor over ``procs`` processes (see the module docstring)."""
+    from minivess_bundle.volumes import EBRAINS_LICENCE
+
+    shutil.rmtree(out, ignore_errors=True)
+    bag = out / "bag"
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ru_self0 = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.perf_counter()
+    licence = (release / EBRAINS_LICENCE).read_bytes()
+    rows = [_write(bag, f"data/raw/metadata/{EBRAINS_LICENCE}", licence)]
+    reports: dict = {}
+    by_size = sorted(volumes, key=lambda v: -(release / "raw" / f"{v}.nii.gz").stat().st_size)
+    jobs = plan_jobs(volumes, default_drift_config())
+    grouped: dict[tuple[str, str], list] = defaultdict(list)
+    for job in jobs:
+        grouped[(job.volume, job.kind)].append((job.level, dict(job.params)))
+    with ProcessPoolExecutor(procs) as pool:
+        futures = {v: pool.submit(_volume_task, (release, bag, v)) for v in by_size}
+        drift_futures = []
+        for (volume, kind), levels in grouped.items():
+            futures[volume].result()  # its processed pair must exist first
+            drift_futures.append(pool.submit(_drift_task, (bag, volume, kind, levels)))
+        for future in list(futures.values()) + drift_futures:
+            written, report = future.result()
+            rows += written
+            reports.update(report)
+    rows.append(_write(bag, "data/validation_report.json", json.dumps(reports).encode()))
+    rows.sort()
+    for algo, column in (("sha256", 2), ("sha512", 3)):
+        lines = "".join(f"{row[column]}  {row[0]}\n" for row in rows)
+        (bag / f"manifest-{algo}.txt").write_text(lines)
+    with tarfile.open(out / "bag.tar", "w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(bag.rglob("*")):
+            if path.is_file():
+                info = tar.gettarinfo(str(path), path.relative_to(out).as_posix())
+                info.mtime, info.uid, info.gid, info.uname, info.gname = 1677628800, 0, 0, "", ""
+                with open(path, "rb") as handle:
+                    tar.addfile(info, handle)
+    wall = time.perf_counter() - start
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ru_self1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = sum(
+        (b.ru_utime - a.ru_utime) + (b.ru_stime - a.ru_stime)
+        for a, b in ((ru0, ru1), (ru_self0, ru_self1))
+    )
+    written = sum(row[1] for row in rows)
+    shutil.rmtree(out, ignore_errors=True)
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "files": len(rows),
+        "payload": written,
+        "drift_jobs": len(jobs),
+    }
+
+
+# --------------------------------------------------------------------------- start-up, codec
+
+
+def startup_real(scratch: Path) -> dict[str, float]:
+    """Best of 5 wall of the CLI subcommands the per-volume rules call, on a 32^3 pair."""
+    from minivess_bundle.synthetic import write_synthetic_volume
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    staged = write_synthetic_volume(scratch / "staging", "mv05", SEED, size_xy=32, max_z=32)
+    cli = str(Path(sys.executable).parent / "minivess-bundle")
+    rules = json.dumps({"foreground_fraction": [0.001, 0.5], "modality": "microscopy"})
+    o = scratch
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "minivess-bundle --version": [cli, "--version"],
+        "validate (32^3 pair)": [cli, "validate", "mv05", "--image", staged["image"], "--label",
+                                 staged["label"], "--metadata", staged["metadata"], "--rules",
+                                 rules, "--on-invalid", "quarantine", "--out", str(o / "v.json")],
+        "resample (32^3 pair)": [cli, "resample", "mv05", "--image", staged["image"], "--label",
+                                 staged["label"], "--spacing", "1", "1", "1", "--out-image",
+                                 str(o / "p_i.nii.gz"), "--out-label", str(o / "p_l.nii.gz"),
+                                 "--record", str(o / "r.json")],
+    }  # fmt: skip
+    out = {}
+    for label, command in commands.items():
+        walls = []
+        for _ in range(5):
+            start = time.perf_counter()
+            result = subprocess.run(command, capture_output=True, text=True)
+            walls.append(time.perf_counter() - start)
+        out[label] = min(walls) if result.returncode == 0 else float("nan")
+        if result.returncode != 0:
+            print(f"  (start-up: {label} failed: {result.stderr.strip()[-300:]})")
+    return out
+
+
+def codec_times(workdir: Path, max_raw: int = 300_000_000) -> dict:
+    """isal level 2 vs zlib level 6 on the processed files (the first ``max_raw`` bytes' worth,
+    in name order; zlib 6 runs at ~6 MB/s): bytes and seconds, one process."""
+    from minivess_bundle.layout import PROCESSED_ROOT
+    from minivess_bundle.nifti import gunzip_bytes, gzip_bytes
+
+    sizes = {"raw": 0, "isal2": 0, "zlib6": 0, "isal2_s": 0.0, "zlib6_s": 0.0}
+    for path in sorted((workdir / PROCESSED_ROOT).rglob("*.nii.gz")):
+        if sizes["raw"] >= max_raw:
+            break
+        data = gunzip_bytes(path.read_bytes())
+        sizes["raw"] += len(data)
+        for key, codec, level in (("isal2", "isal", 2), ("zlib6", "zlib", 6)):
+            start = time.perf_counter()
+            sizes[key] += len(gzip_bytes(data, codec, level))
+            sizes[f"{key}_s"] += time.perf_counter() - start
+    return sizes
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(volumes_n: int | None, size: int, cores: int, keep: Path | None) -> None:
+    from minivess_bundle.volumes import ALL_VOLUMES
+
+    volumes = list(ALL_VOLUMES[:volumes_n] if volumes_n else ALL_VOLUMES)
+    work = keep or Path(tempfile.mkdtemp(prefix="bench-release-"))
+    work.mkdir(parents=True, exist_ok=True)
+    release = work / f"release-{size}"
+    print(
+        f"work: {work}; {len(volumes)} volumes at {size} px, {cores} cores; load {os.getloadavg()}"
+    )
+    staged = stage_release(release, volumes, size, cores)
+    print(
+        "staging (synthetic generation, not pipeline cost): "
+        + (f"{staged:.1f} s on {cores} processes" if staged is not None else "reused")
+    )
+    wd = work / "wf"
+    shutil.rmtree(wd, ignore_errors=True)
+    wd.mkdir()
+    make_workdir(
+        wd, source="dir", dir={"path": str(release)}, volumes=volumes, synthetic={"size_xy": size}
+    )
+    wf = run_workflow(wd, cores)
+    rules = rule_table(wd)
+    jobs = timeline(wd)
+    conc = concurrency(jobs)
+    foot = footprint(wd)
+    phys = physical_floor(wd, work / "phys-scratch", cores)
+    same = same_work_floor(release, volumes, work / "floor", cores)
+    starts = startup_real(work / "startup")
+    codec = codec_times(wd)
+    in_bytes = sum(p.stat().st_size for p in release.rglob("*") if p.is_file())
+
+    print(f"\nload after: {os.getloadavg()}")
+    print(f"input: {len(volumes)} volumes, {in_bytes / 1e9:.3f} GB compressed")
+    print(f"{'':22} {'wall s':>8} {'CPU s':>8}")
+    for name, r in (("workflow", wf), ("same-work floor", same), ("physical floor", phys)):
+        print(f"{name:22} {r['wall']:8.1f} {r['cpu']:8.1f}")
+    for name, r, target in (("same-work", same, 1.5), ("physical", phys, 5.0)):
+        ratio = wf["wall"] / r["wall"]
+        print(
+            f"workflow / {name} floor: wall {ratio:.2f}x, CPU {wf['cpu'] / r['cpu']:.2f}x  "
+            f"target wall <= {target}x  {'met' if ratio <= target else 'MISSED'}"
+        )
+    tail_share = conc["tail"] / wf["wall"]
+    print(
+        f"serial tail (after the last per-volume job): {conc['tail']:.0f} s = "
+        f"{100 * tail_share:.1f} % of wall ({', '.join(conc['tail_rules'])})  target <= 15 %  "
+        f"{'met' if tail_share <= 0.15 else 'MISSED'}"
+    )
+    io = wf["io"]
+    print(
+        f"workflow I/O (process tree): read {io['rchar'] / 1e9:.2f} GB (storage "
+        f"{io['read_bytes'] / 1e9:.2f} GB), written {io['wchar'] / 1e9:.2f} GB (storage "
+        f"{io['write_bytes'] / 1e9:.2f} GB)"
+    )
+    print(
+        f"results/ {foot['results'] / 1e9:.2f} GB on disk vs bag payload "
+        f"{foot['payload'] / 1e9:.2f} GB: {foot['results'] / foot['payload']:.2f}x  "
+        f"target <= 2x  {'met' if foot['results'] <= 2 * foot['payload'] else 'MISSED'}"
+    )
+    print("\nper rule (benchmark tsv): jobs, summed wall s, summed CPU s, max job s, max RSS MB, "
+          "MB in, MB out")  # fmt: skip
+    for rule, r in sorted(rules.items(), key=lambda kv: -kv[1]["s"]):
+        print(
+            f"  {rule:14} {r['jobs']:4d} {r['s']:8.1f} {r['cpu']:8.1f} {r['max_s']:7.1f} "
+            f"{r['rss']:7.0f} {r['in']:8.0f} {r['out']:8.0f}"
+        )
+    total_job = sum(r["s"] for r in rules.values())
+    print(f"  summed job wall {total_job:.1f} s over {sum(r['jobs'] for r in rules.values())} jobs")
+    print(
+        f"timeline (snakemake log, 1 s resolution): span {conc['span']:.0f} s, nothing running "
+        f"{conc['idle']:.0f} s; ran alone: "
+        + ", ".join(
+            f"{k} {v:.0f} s" for k, v in sorted(conc["alone"].items(), key=lambda kv: -kv[1])
+        )
+    )
+    for k in (cores, 8):
+        print(f"projection, {k} cores (list scheduling of the measured jobs + tail): "
+              f"{project(wd, k, conc['tail']):.0f} s")  # fmt: skip
+    for queue in (10, 60):
+        print(
+            f"projection, SLURM (unlimited nodes, {queue} s queue + start per job, tail local): "
+            f"{slurm_projection(wd, conc['tail'], queue):.0f} s"
+        )
+    print(
+        f"physical floor: decoded {phys['inputs']} inputs ({phys['decoded_bytes'] / 1e9:.2f} GB), "
+        f"encoded {phys['outputs']} outputs ({phys['encoded_bytes'] / 1e9:.2f} GB)"
+    )
+    print(
+        f"same-work floor: {same['files']} payload files, {same['payload'] / 1e9:.2f} GB, "
+        f"{same['drift_jobs']} drift variants"
+    )
+    base = starts["python -c pass"]
+    for label, value in starts.items():
+        print(f"start-up {label:28} best of 5 {value:.3f} s (+{value - base:.3f} s)  "
+              f"target <= 0.3 s  {'met' if value <= 0.3 else 'MISSED'}")  # fmt: skip
+    speed = codec["zlib6_s"] / codec["isal2_s"]
+    print(
+        f"codec on the processed images ({codec['raw'] / 1e9:.2f} GB raw): isal 2 "
+        f"{codec['isal2'] / 1e6:.1f} MB in {codec['isal2_s']:.2f} s, zlib 6 "
+        f"{codec['zlib6'] / 1e6:.1f} MB in {codec['zlib6_s']:.2f} s: isal is {speed:.0f}x "
+        f"faster, {100 * (codec['isal2'] / codec['zlib6'] - 1):+.1f} % size"
+    )
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
