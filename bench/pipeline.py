@@ -77,15 +77,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
+import yaml  # noqa: E402
+from release import drift_variants  # noqa: E402  (the workflow's drift job, in process)
 from workflow_utils import make_workdir  # noqa: E402  (one config writer for tests and bench)
+
+from minivess_bundle.drift.kinds import TRANSFORMS  # noqa: E402
 
 SEED = 20230301
 # In-plane spacing near 1 um (output ~ input in-plane), modest Z; mv05 is a default
 # held-out (drift) volume.
 CANDIDATES = ("mv05", "mv15", "mv26", "mv36", "mv08", "mv48", "mv23", "mv29")
-DRIFT_TYPES = ("intensity", "noise", "resolution", "topology", "covariate")
-DRIFT_TYPES += ("attenuation", "pmt", "gradual")
-LEVELS = (1, 3, 5)
+# The workflow's default drift kinds and levels (config/config.yaml).
+_DRIFT_DEFAULTS = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["drift"]
+DRIFT_TYPES = tuple(_DRIFT_DEFAULTS["types"])
+LEVELS = tuple(_DRIFT_DEFAULTS["levels"])
+#: Kinds that change the mask (the naive loop hands them the label array).
+LABEL_KINDS = {kind for kind, cls in TRANSFORMS.items() if cls.target == "label"}
 TARGET_UM = [1.0, 1.0, 1.0]
 CODEC, LEVEL = "isal", 2
 
@@ -160,13 +167,10 @@ def ebrains_workdir(path: Path, api_base: str, volumes: list[str]) -> Path:
 # --------------------------------------------------------------------------- floor
 
 
-def drift_jobs(volume: str) -> list[tuple[str, int, float, dict]]:
-    """(type, level, severity, params) of every variant of ``volume``, from the drift plan
-    the workflow uses (``release.plan_jobs``: the package's, or the bench's copy until it
-    lands) with this bench's drift config."""
-    from release import plan_jobs
-
-    from minivess_bundle.drift import gradual_severities, severity_for_level
+def plan(volume: str) -> list:
+    """Every drift job of ``volume`` from the workflow's drift plan (``drift.plan``) with
+    this bench's drift config."""
+    from minivess_bundle.drift.plan import plan_jobs
 
     config = {
         "enabled": True,
@@ -175,17 +179,14 @@ def drift_jobs(volume: str) -> list[tuple[str, int, float, dict]]:
         "levels": list(LEVELS),
         "gradual": {"base": "intensity", "n_batches": 3, "max_severity": 1.0},
     }
-    jobs = []
-    for job in plan_jobs([volume], config):
-        params = dict(job.params)
-        if job.kind == "gradual":
-            severity = gradual_severities(params["n_batches"], params["max_severity"])[
-                job.level - 1
-            ]
-        else:
-            severity = severity_for_level(job.level)
-        jobs.append((job.kind, job.level, severity, params))
-    return jobs
+    return plan_jobs([volume], config)
+
+
+def severity(job) -> float:
+    """The severity a plan job runs at (gradual: its batch's)."""
+    from minivess_bundle.drift.variant import VariantSpec
+
+    return VariantSpec(job.volume, job.kind, job.level, SEED, dict(job.params)).severity()
 
 
 def floor(api_base: str, volumes: list[str], out: Path) -> dict:
@@ -197,10 +198,8 @@ def floor(api_base: str, volumes: list[str], out: Path) -> dict:
     import numpy as np
     from fake_dataproxy import DATASET_ID
 
-    from minivess_bundle import drift as D
     from minivess_bundle import ebrains
-    from minivess_bundle.metrics import skeleton, topology_summary
-    from minivess_bundle.nifti import gunzip_bytes, gzip_bytes, nifti_bytes
+    from minivess_bundle.nifti import gunzip_bytes, gzip_bytes
     from minivess_bundle.resample import (
         _output_header,
         _to_uint16,
@@ -274,56 +273,16 @@ def floor(api_base: str, volumes: list[str], out: Path) -> dict:
         del image, label, img, lbl
         if index != 0:  # drift: the first volume only
             continue
-        clean_img = nib.Nifti1Image.from_bytes(processed["image"])
-        clean_lbl = nib.Nifti1Image.from_bytes(processed["label"])
-        image, label = np.asanyarray(clean_img.dataobj), np.asanyarray(clean_lbl.dataobj)
-        zooms = tuple(float(z) for z in clean_img.header.get_zooms()[:3])
-        clean_skeleton = clean_topology = None
-        for kind, level, severity, params in drift_jobs(volume):
-            seed = D.derive_seed(SEED, volume, kind, severity)
-            base, base_params = kind, {}
-            if kind == "gradual":
-                base_params = {
-                    k: v for k, v in params.items() if k not in ("n_batches", "max_severity")
-                }
-                base = base_params.pop("base")
-            if base in ("covariate", "attenuation"):
-                base_params["spacing"] = zooms
-            transform = D.make_drift(base, severity, seed, **base_params)
-            target = transform.target
-            note = f"drift {kind} s={severity:.3f}"
-            if target == "label":
-                if clean_skeleton is None:  # the workflow recomputes it in each job
-                    clean_skeleton = skeleton(label)
-                    clean_topology = topology_summary(label)
-                drifted, record = transform(label, skeleton=clean_skeleton)
-            else:
-                drifted, record = transform(image)
-            D.verification_figures(
-                base,
-                label if target == "label" else image,
-                drifted,
-                record=record,
-                mask=label,
-                spacing=zooms,
-                clean_skeleton=clean_skeleton if target == "label" else None,
-                clean_topology=clean_topology if target == "label" else None,
-            )
-            prefix = f"data/drift/{kind}/{level}"
-            factors = transform.factors if base == "covariate" and severity > 0 else None
-            for role, clean, array, sub in (
-                ("image", clean_img, image, "imagesTr"),
-                ("label", clean_lbl, label, "labelsTr"),
-            ):
-                path = f"{prefix}/{sub}/{volume}.nii.gz"
-                if target == role:
-                    new = D._drifted_image(clean, drifted, note)
-                elif target == "header":
-                    new = D._drifted_image(clean, array, note, factors)
-                else:  # untouched file of the pair: the processed bytes, not recompressed
-                    payload[path] = payload[f"data/processed/{sub}/{volume}.nii.gz"]
-                    continue
-                payload[path] = gzip_bytes(nifti_bytes(new), CODEC, LEVEL)
+        # drift: the workflow's own drift job function, in this process (decode, transform,
+        # verify, encode: the same work as the drift jobs, without their start-up)
+        scratch = out / "drift-scratch"
+        clean = {}
+        for role, sub in (("image", "imagesTr"), ("label", "labelsTr")):
+            clean[role] = scratch / f"{role}.nii.gz"
+            clean[role].parent.mkdir(parents=True, exist_ok=True)
+            clean[role].write_bytes(payload[f"data/processed/{sub}/{volume}.nii.gz"])
+        payload.update(drift_variants(clean["image"], clean["label"], plan(volume), scratch))
+        shutil.rmtree(scratch, ignore_errors=True)
     payload["data/validation_report.json"] = json.dumps(reports, default=str).encode()
     # write every output once; manifests from memory; then the tar of the bag
     bag = out / "bag"
@@ -443,12 +402,14 @@ def naive(api_base: str, volumes: list[str], out: Path, checked: bool = False) -
             arrays[key] = arr
         if index != 0:
             continue
-        for kind, level, severity, plan_params in drift_jobs(volume):
-            params = {"spacing": (0.001,) * 3} if kind in ("covariate", "attenuation") else {}
+        for job in plan(volume):
+            kind, level = job.kind, job.level
+            spacing = {"spacing": (1.0, 1.0, 1.0)}  # the resampled grid, in micrometres
+            params = spacing if kind in ("covariate", "attenuation", "depth_blur") else {}
             if kind == "gradual":
-                params = {"n_batches": plan_params["n_batches"]}
-            target = "label" if kind == "topology" else "image"
-            drifted = apply_drift(arrays[target], kind, severity, seed=level, **params)
+                params = {"n_batches": job.params["n_batches"]}
+            target = "label" if kind in LABEL_KINDS else "image"
+            drifted = apply_drift(arrays[target], kind, severity(job), seed=level, **params)
             if kind == "gradual":
                 drifted = drifted[level - 1]
             if checked:
@@ -601,7 +562,7 @@ def main() -> None:
     total_in = sum(input_bytes[v] for v in volumes[:n])
     print(
         f"drift: {volumes[0]} x {len(DRIFT_TYPES)} types, levels {list(LEVELS)} "
-        f"({len(drift_jobs(volumes[0]))} variants)"
+        f"({len(plan(volumes[0]))} variants)"
     )
     results: dict = {}
     with FakeDataProxy(release) as proxy:

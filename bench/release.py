@@ -47,7 +47,6 @@ from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
@@ -64,42 +63,36 @@ PER_VOLUME = ("fetch", "rename", "validate", "resample", "drift", "place")
 # --------------------------------------------------------------------------- drift plan
 
 
-class _BenchDriftJob(NamedTuple):
-    volume: str
-    kind: str
-    level: int
-    params: dict
+from minivess_bundle.drift.plan import plan_jobs  # noqa: E402  (the workflow's own plan)
 
 
-def _bench_plan_jobs(valid: list[str], drift_config: dict) -> list[_BenchDriftJob]:
-    """REMOVE when ``minivess_bundle.drift.plan`` is merged (#16 item 2): the bench's
-    copy of workflow/rules/common.smk's ``drift_volumes``/``drift_jobs``/``drift_params``."""
-    if not drift_config.get("enabled", True):
-        return []
-    if drift_config["volumes"] != "auto":
-        volumes = [v for v in drift_config["volumes"] if v in valid]
-    else:
-        volumes = [v for v in valid if int(v[2:]) % 10 == 5] or valid[-1:]
-    jobs = []
-    for kind in drift_config["types"]:
-        if kind == "gradual":
-            batches = min(drift_config["gradual"]["n_batches"], len(volumes))
-            params = {**drift_config["gradual"], "n_batches": batches}
-            jobs += [
-                _BenchDriftJob(v, kind, i * batches // len(volumes) + 1, params)
-                for i, v in enumerate(volumes)
-            ]
-        else:
-            jobs += [
-                _BenchDriftJob(v, kind, lv, {}) for v in volumes for lv in drift_config["levels"]
-            ]
-    return jobs
+def drift_variants(
+    image: Path, label: Path, jobs: list, scratch: Path, seed: int = SEED
+) -> dict[str, bytes]:
+    """Every variant ``jobs`` lists (``(volume, kind, level, params)`` plan jobs of one
+    volume) made by the workflow's own drift job function, in this process:
+    ``{bag path: bytes}``. The same work as the workflow's drift jobs (decode, transform,
+    verify, encode), without their process start-up and scheduling."""
+    from minivess_bundle.drift.variant import (
+        Compression,
+        VariantFiles,
+        VariantSpec,
+        generate_drift_variant,
+    )
 
-
-try:  # the package owns the drift plan (#16 item 2)
-    from minivess_bundle.drift.plan import plan_jobs
-except ImportError:  # pragma: no cover - before the drift package lands
-    plan_jobs = _bench_plan_jobs
+    out = {}
+    for job in jobs:
+        spec = VariantSpec(job.volume, job.kind, job.level, seed, dict(job.params))
+        rel = {
+            role: f"data/drift/{job.kind}/{job.level}/{sub}/{job.volume}.nii.gz"
+            for role, sub in (("image", "imagesTr"), ("label", "labelsTr"))
+        }
+        files = VariantFiles(image, label, scratch / rel["image"], scratch / rel["label"])
+        generate_drift_variant(spec, files, Compression(CODEC, LEVEL))
+        for role in ("image", "label"):
+            out[rel[role]] = (scratch / rel[role]).read_bytes()
+            (scratch / rel[role]).unlink()
+    return out
 
 
 def default_drift_config() -> dict:
@@ -468,72 +461,16 @@ def _volume_task(args: tuple) -> list:
 
 
 def _drift_task(args: tuple) -> list:
-    """One drift volume and type: decode its processed pair once, make every level's
-    variant with the workflow's transforms, seeds and verification figures, encode, hash."""
-    import nibabel as nib
-    import numpy as np
-
-    from minivess_bundle import drift as D
-    from minivess_bundle.metrics import skeleton, topology_summary
-    from minivess_bundle.nifti import gunzip_bytes, gzip_bytes, nifti_bytes
-
+    """One drift volume and kind: every level's variant, made by the workflow's drift job
+    function (:func:`drift_variants`), written and hashed."""
     bag, volume, kind, jobs = args
-    raw = {
-        role: (bag / f"data/processed/{sub}/{volume}.nii.gz").read_bytes()
-        for role, sub in (("image", "imagesTr"), ("label", "labelsTr"))
-    }
-    clean_img = nib.Nifti1Image.from_bytes(gunzip_bytes(raw["image"]))
-    clean_lbl = nib.Nifti1Image.from_bytes(gunzip_bytes(raw["label"]))
-    image, label = np.asanyarray(clean_img.dataobj), np.asanyarray(clean_lbl.dataobj)
-    zooms = tuple(float(z) for z in clean_img.header.get_zooms()[:3])
-    clean_skeleton = clean_topology = None
-    out = []
-    for level, params in jobs:
-        if kind == "gradual":
-            severity = D.gradual_severities(params["n_batches"], params["max_severity"])[level - 1]
-            base_params = {
-                k: v for k, v in params.items() if k not in ("n_batches", "max_severity")
-            }
-            base = base_params.pop("base")
-        else:
-            severity, base, base_params = D.severity_for_level(level), kind, {}
-        seed = D.derive_seed(SEED, volume, kind, severity)
-        if base in ("covariate", "attenuation"):
-            base_params["spacing"] = zooms
-        transform = D.make_drift(base, severity, seed, **base_params)
-        target = transform.target
-        if target == "label":
-            if clean_skeleton is None:
-                clean_skeleton, clean_topology = skeleton(label), topology_summary(label)
-            drifted, record = transform(label, skeleton=clean_skeleton)
-        else:
-            drifted, record = transform(image)
-        D.verification_figures(
-            base,
-            label if target == "label" else image,
-            drifted,
-            record=record,
-            mask=label,
-            spacing=zooms,
-            clean_skeleton=clean_skeleton if target == "label" else None,
-            clean_topology=clean_topology if target == "label" else None,
-        )
-        note = f"drift {kind} s={severity:.3f}"
-        factors = transform.factors if base == "covariate" and severity > 0 else None
-        for role, clean, array, sub in (
-            ("image", clean_img, image, "imagesTr"),
-            ("label", clean_lbl, label, "labelsTr"),
-        ):
-            rel = f"data/drift/{kind}/{level}/{sub}/{volume}.nii.gz"
-            if target == role:
-                data = gzip_bytes(nifti_bytes(D._drifted_image(clean, drifted, note)), CODEC, LEVEL)
-            elif target == "header":
-                new = D._drifted_image(clean, array, note, factors)
-                data = gzip_bytes(nifti_bytes(new), CODEC, LEVEL)
-            else:  # the untouched file of the pair: the processed bytes
-                data = raw[role]
-            out.append(_write(bag, rel, data))
-    return [out, {}]
+    image, label = (
+        bag / f"data/processed/{sub}/{volume}.nii.gz" for sub in ("imagesTr", "labelsTr")
+    )
+    scratch = bag.parent / f"drift-scratch-{volume}-{kind}"
+    made = drift_variants(image, label, jobs, scratch)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return [[_write(bag, rel, data) for rel, data in made.items()], {}]
 
 
 def same_work_floor(release: Path, volumes: list[str], out: Path, procs: int) -> dict:
@@ -552,7 +489,7 @@ def same_work_floor(release: Path, volumes: list[str], out: Path, procs: int) ->
     jobs = plan_jobs(volumes, default_drift_config())
     grouped: dict[tuple[str, str], list] = defaultdict(list)
     for job in jobs:
-        grouped[(job.volume, job.kind)].append((job.level, dict(job.params)))
+        grouped[(job.volume, job.kind)].append(job)
     with ProcessPoolExecutor(procs) as pool:
         futures = {v: pool.submit(_volume_task, (release, bag, v)) for v in by_size}
         drift_futures = []

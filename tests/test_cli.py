@@ -89,7 +89,7 @@ def test_disk_full_is_one_line_naming_the_final_file(tmp_path, capsys):
         unavailable("mounting a tmpfs needs root")
     full = tmp_path / "full"
     full.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)]).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(full)]).returncode:
         unavailable("this machine does not allow mounting a tmpfs")
     try:
         code = main(

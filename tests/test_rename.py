@@ -34,7 +34,7 @@ def test_copy_that_differs_from_its_source_is_refused_and_removed(tmp_path, monk
     source.write_bytes(b"original bytes")
     monkeypatch.setattr(fsio.os, "link", lambda *a: (_ for _ in ()).throw(OSError("no links")))
     monkeypatch.setattr(
-        fsio.shutil, "copyfile", lambda s, d: Path(d).write_bytes(b"corrupted!!!!!")
+        fsio, "copy_extents", lambda s, d: Path(d).write_bytes(b"corrupted!!!!!") and "copy"
     )
     with pytest.raises(RenameError, match="does not match its source"):
         rename_volume(
@@ -54,11 +54,11 @@ def test_copy_that_fills_the_disk_leaves_no_temporary_file_and_names_the_final_o
     source.write_bytes(b"x" * 4096)
     final = tmp_path / "out" / "a.bin"
 
-    def copy_half_then_fail(src, dst):  # as shutil.copyfile fails on a full disk
+    def copy_half_then_fail(src, dst):  # as the copy fails on a full disk
         Path(dst).write_bytes(b"x" * 1000)
         raise OSError(errno.ENOSPC, "No space left on device", str(src), None, str(dst))
 
-    monkeypatch.setattr(fsio.shutil, "copyfile", copy_half_then_fail)
+    monkeypatch.setattr(fsio, "copy_extents", copy_half_then_fail)
     with pytest.raises(OSError) as raised:
         fsio.link_or_copy(source, final, allow_link=False)
     assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, str(final))
@@ -175,3 +175,30 @@ def test_rename_refuses_ids_outside_mvnn_and_writes_nothing(tiny_staging, tmp_pa
         rename_volume(volume, sources, targets)
 
     assert not (tmp_path / "results").exists()
+
+
+def test_copy_extents_gives_the_bytes_and_falls_back_where_the_kernel_refuses(
+    tmp_path, monkeypatch
+):
+    import errno
+    import os
+
+    source = tmp_path / "a.bin"
+    source.write_bytes(os.urandom(3 << 20) + b"tail")
+    assert fsio.copy_extents(source, tmp_path / "b.bin") == "copy"
+    assert (tmp_path / "b.bin").read_bytes() == source.read_bytes()
+
+    def refuse(*args):  # another file system on an older kernel
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(fsio.os, "copy_file_range", refuse)
+    assert fsio.copy_extents(source, tmp_path / "c.bin") == "copy"
+    assert (tmp_path / "c.bin").read_bytes() == source.read_bytes()
+
+    def full(*args):  # a full disk is not a reason to try again another way
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fsio.os, "copy_file_range", full)
+    with pytest.raises(OSError) as raised:
+        fsio.copy_extents(source, tmp_path / "d.bin")
+    assert raised.value.errno == errno.ENOSPC

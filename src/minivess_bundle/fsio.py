@@ -8,6 +8,7 @@ moved into place with ``os.replace`` (atomic on POSIX within one file system).
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import json
@@ -113,6 +114,30 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def copy_extents(source: Path, target: Path) -> str:
+    """Copy ``source`` to ``target`` with ``copy_file_range``: on a copy-on-write file
+    system (btrfs, XFS with reflink) the kernel shares the extents, so the copy costs no
+    disk and an edit to either file never reaches the other; elsewhere (ext4, tmpfs) it
+    copies in the kernel. Falls back to :func:`shutil.copyfile` where the call is missing
+    or refused (another file system on older kernels). Returns ``"copy"``."""
+    size = source.stat().st_size
+    try:
+        with open(source, "rb") as src, open(target, "wb") as dst:
+            done = 0
+            while done < size:
+                step = os.copy_file_range(src.fileno(), dst.fileno(), size - done)
+                if step == 0:
+                    break
+                done += step
+        if done == size:
+            return "copy"
+    except (AttributeError, OSError) as exc:
+        if getattr(exc, "errno", None) == errno.ENOSPC:
+            raise
+    shutil.copyfile(source, target)
+    return "copy"
+
+
 def link_or_copy(source: str | Path, final: str | Path, allow_link: bool = True) -> str:
     """Place ``source``'s bytes at ``final`` without rewriting them.
 
@@ -132,7 +157,7 @@ def link_or_copy(source: str | Path, final: str | Path, allow_link: bool = True)
                 os.link(source, tmp)
                 method = "hardlink"
         if method == "copy":
-            shutil.copyfile(source, tmp)
+            method = copy_extents(source, tmp)
             if tmp.stat().st_size != source.stat().st_size or sha256_file(tmp) != sha256_file(
                 source
             ):
