@@ -549,7 +549,11 @@ def startup_real(scratch: Path) -> dict[str, float]:
                                  staged["label"], "--metadata", staged["metadata"], "--rules",
                                  rules, "--on-invalid", "quarantine", "--out", str(o / "v.json")],
         "resample (32^3 pair)": [cli, "resample", "mv05", "--image", staged["image"], "--label",
-                                 staged["label"], "--spacing", "1", "1", "1", "--out-image",
+                                 staged["label"], "--spacing", "1", "1", "1",
+                                 "--image-interpolator", "linear", "--label-interpolator",
+                                 "nearest", "--max-output-voxels", "0", "--source-units", "um",
+                                 "--threads", "1", "--codec", CODEC, "--level", str(LEVEL),
+                                 "--out-image",
                                  str(o / "p_i.nii.gz"), "--out-label", str(o / "p_l.nii.gz"),
                                  "--record", str(o / "r.json")],
     }  # fmt: skip
