@@ -388,10 +388,15 @@ class AttenuationDrift(Drift):
     laser-power compensation changes L. With ``L0`` (default 250 um, inside cortex's
     150..400 um) and ``L1 = L0 / (1 + 3 s)``, slice k at depth ``z = k * dz`` um
     (``dz`` from the header, in um) keeps the fraction ``t = exp(-z (1/L1 - 1/L0))``
-    of its photons: the mean above the dark level is scaled by ``t`` and binomial
-    thinning's extra variance ``g t (1 - t) (x - dark)`` is added (``g``, ADU per
-    photon, estimated from the clean noise), so SNR falls as ``sqrt(t)``.
-    Primary figure: the measured change of inverse attenuation length.
+    of its photons. The clean volume is read as ``x = dark + g N + e``: ``N`` photons
+    (vessels *and* background above the dark level), ``g`` ADU per photon and a noise
+    floor ``e`` of sd ``r`` (read noise and dark counts: the noise at the dark level),
+    both fitted on the clean volume (:func:`photon_transfer`). Binomial thinning of
+    ``N`` gives ``dark + t (x - dark) + sqrt(g t (1 - t) (x - dark)) z1 +
+    sqrt(1 - t**2) r z2``: the photon part has mean ``t g N`` and variance ``t g**2 N``,
+    the floor keeps its sd ``r`` (it does not thin). Signal falls as ``t``, noise as
+    ``sqrt(t g N + r**2)``, so SNR falls with depth whether shot noise or the floor
+    dominates. Primary figure: the measured change of inverse attenuation length.
     """
 
     name = "attenuation"
@@ -418,46 +423,76 @@ class AttenuationDrift(Drift):
     def _apply(self, array, rng, spacing=None, **context):
         import numpy as np
 
-        from ..metrics import noise_sigma, robust_range
+        from ..metrics import robust_range
 
         step = verify.z_step_um(spacing, self.axis, self.name)
-        lo, hi = robust_range(array)
+        lo, _ = robust_range(array)
         n = array.shape[self.axis]
         delta = self.parameters()["delta_inverse_length_per_um"]
         kept = np.exp(-np.arange(n) * step * delta)
-        mask = context.get("mask")
-        gain = _adu_per_photon(array, mask, lo, noise_sigma(array, mask))
-        normal = rng.standard_normal(array.shape, dtype=np.float32)
+        gain, floor = photon_transfer(array, context.get("mask"), lo)
+        normal = rng.standard_normal((2, *array.shape), dtype=np.float32)
         values = array.astype(np.float32) - np.float32(lo)
-        signal = np.maximum(values, 0.0)
+        photons = np.maximum(values, 0.0)
         t = _along(kept.astype(np.float32), self.axis)
-        normal *= np.sqrt(np.float32(gain) * t * (1 - t) * signal)
+        photons *= np.float32(gain) * t * (1 - t)
+        np.sqrt(photons, out=photons)
         values *= t
-        values += normal + np.float32(lo)
+        values += photons * normal[0]
+        values += normal[1] * (np.float32(floor) * np.sqrt(1 - t * t))
+        values += np.float32(lo)
+        del photons, normal
         out, clipped = _cast(values, array.dtype)
         return out, {
             "z_step_um": step,
             "dark_level": lo,
             "adu_per_photon": gain,
+            "noise_floor_sd": floor,
             "photon_fraction_deepest_slice": float(kept[-1]),
             "clipped_fraction": clipped,
         }
 
-    def figures(self, clean, drifted, record, **context):
+    def figures(self, clean, drifted, record, mask=None, **context):
         params = record["parameters"]
         fit = verify.depth_fit(
             clean, drifted, params["dark_level"], params["axis"], params["z_step_um"]
         )
-        return {**verify.image_figures(clean, drifted), **fit}
+        return {
+            **verify.image_figures(clean, drifted),
+            **fit,
+            **verify.depth_snr(clean, drifted, mask, params["axis"]),
+        }
 
 
-def _adu_per_photon(array, mask, dark: float, sigma: float) -> float:
-    """ADU per photon from the clean noise: shot-noise variance / mean signal of the vessels."""
+def photon_transfer(array, mask, dark: float) -> tuple[float, float]:
+    """(ADU per photon ``g``, noise floor sd ``r``) of ``array`` from two noise levels.
+
+    The noise variance grows linearly with the mean above the dark level,
+    ``var = g (mean - dark) + r**2`` (Poisson photons plus a floor). It is measured
+    (:func:`minivess_bundle.metrics.noise_sigma`, second differences) on the
+    background and on the vessels (the mask; without one, the brightest 5 % of
+    voxels), so ``g`` is the slope between the two and ``r`` the intercept at the
+    dark level (0 when the fit says all of the background noise is photons).
+    """
     import numpy as np
 
-    inside = array[mask > 0] if mask is not None and mask.shape == array.shape else array
-    signal = float(np.mean(inside, dtype=np.float64)) - dark if inside.size else 0.0
-    return sigma**2 / signal if signal > 0 else 1.0
+    from ..metrics import noise_sigma
+
+    if mask is not None and mask.shape == array.shape and (mask > 0).any() and (mask == 0).any():
+        bright = mask > 0
+    else:
+        bright = array > np.percentile(array, 95)
+    levels = []
+    for inside in (~bright, bright):
+        mean = float(np.mean(array[inside], dtype=np.float64)) if inside.any() else dark
+        # noise_sigma counts the triples where its mask is 0: pass the complement
+        levels.append((mean, noise_sigma(array, ~inside)))
+    (m_bg, s_bg), (m_fg, s_fg) = levels
+    gain = (s_fg**2 - s_bg**2) / (m_fg - m_bg) if m_fg > m_bg else 0.0
+    if not gain > 0:  # no shot-noise growth measurable: all the noise is photons at the vessels
+        gain = s_fg**2 / (m_fg - dark) if m_fg > dark else 1.0
+    floor_var = s_bg**2 - gain * max(m_bg - dark, 0.0)
+    return float(gain), math.sqrt(max(floor_var, 0.0))
 
 
 class BleachingDrift(Drift):
