@@ -732,6 +732,118 @@ class SaturationDrift(Drift):
         }
 
 
+class ZStepDrift(Drift):
+    """A coarser z step (fewer optical sections), resampled back onto the grid.
+
+    The stack is acquired at ``f = 1 + 2 s`` times the z step (2 um -> 2.4 .. 6 um)
+    with the same optical section, then interpolated back onto the original grid
+    (the header keeps its spacing, as a resampling pipeline's output would). Linear
+    interpolation from sections f slices apart is a triangle kernel of variance
+    ``f**2 / 6`` slices**2 where the clean grid's is ``1 / 6``; the extra band limit is
+    applied as a Gaussian along z of sd ``sqrt((f**2 - 1) / 6)`` slices (0.40 at level
+    1 .. 1.15 at level 5), without the aliasing of one particular section phase, so the
+    loss grows strictly with s. Axial detail and axial noise fall; in-plane nothing
+    changes. Primary figure: the axial detail ratio, energy of the z differences
+    drifted / clean (falls).
+    """
+
+    name = "z_step"
+    expected_signal = "embedding_drift"
+    primary = ("axial_detail_ratio", "decreasing")
+
+    def parameters(self):
+        factor = 1.0 + 2.0 * self.severity
+        return {
+            "z_step_factor": factor,
+            "axial_sd_slices": math.sqrt((factor**2 - 1.0) / 6.0),
+            "axis": 2,
+        }
+
+    def _apply(self, array, rng, spacing=None, **context):
+        import numpy as np
+
+        params = self.parameters()
+        values = array.astype(np.float32)
+        _gaussian_blur(values, (0.0, 0.0, params["axial_sd_slices"]))
+        out, clipped = _cast(values, array.dtype)
+        step = None if spacing is None else float(spacing[2])
+        return out, {
+            "z_step_um_before": step,
+            "z_step_um_acquired": None if step is None else step * params["z_step_factor"],
+            "clipped_fraction": clipped,
+        }
+
+    def figures(self, clean, drifted, record, **context):
+        import numpy as np
+
+        def energy(a):
+            d = np.diff(a.astype(np.float64), axis=2)
+            return float((d * d).sum())
+
+        before = energy(clean)
+        return {
+            **verify.image_figures(clean, drifted),
+            "axial_detail_ratio": energy(drifted) / before if before else math.nan,
+        }
+
+
+class CompoundDrift(Drift):
+    """Two (or more) kinds at once, each at the same severity: by default attenuation then
+    noise (a deeper, dimmer preparation imaged with fewer photons).
+
+    Each component has its own stream (seed derived from this kind's seed and the
+    component's name), so levels stay nested component by component; every
+    component's record is kept. Primary figure: the SNR loss (dB) of the deepest
+    quarter of slices on the vessels (whole volume without a mask): both components
+    lower it.
+    """
+
+    name = "compound"
+    primary = ("snr_loss_db_deepest_quarter", "increasing")
+    DEFAULT = ("attenuation", "noise")
+
+    def __init__(self, severity=0.5, seed=None, *, kinds: Sequence[str] = DEFAULT) -> None:
+        super().__init__(severity, seed)
+        kinds = tuple(kinds)
+        allowed = [k for k, cls in TRANSFORMS.items() if cls.target == "image" and k != self.name]
+        if len(kinds) < 2 or len(set(kinds)) != len(kinds) or not set(kinds) <= set(allowed):
+            raise DriftError(
+                f"compound kinds {list(kinds)}", expected=f"two or more distinct of {allowed}"
+            )
+        self.kinds = kinds
+
+    def components(self) -> list[Drift]:
+        from .base import derive_seed
+
+        return [
+            make_drift(k, self.severity, derive_seed(self.seed, self.name, k)) for k in self.kinds
+        ]
+
+    def parameters(self):
+        return {"kinds": list(self.kinds)}
+
+    def _apply(self, array, rng, **context):
+        out, records = array, []
+        for component in self.components():
+            out, record = component(out, **context)
+            records.append(record)
+        return out, {"components": records}
+
+    def figures(self, clean, drifted, record, mask=None, **context):
+        figures = {**verify.image_figures(clean, drifted)}
+        snr = verify.depth_snr(clean, drifted, mask, 2)
+        figures.update(snr)
+        where = "vessels" if "snr_change_db_vessels_deepest_quarter" in snr else "whole"
+        figures["snr_loss_db_deepest_quarter"] = -snr[f"snr_change_db_{where}_deepest_quarter"]
+        for component, sub in zip(
+            self.components(), record["parameters"].get("components", []), strict=False
+        ):
+            name = component.primary[0]
+            own = component.figures(clean, drifted, sub, mask=mask, **context)
+            figures[f"{component.name}_{name}"] = own.get(name)
+        return figures
+
+
 def _cast(values, dtype):
     from .base import cast_like
 
@@ -970,13 +1082,17 @@ TRANSFORMS: dict[str, type[Drift]] = {
         StripeDrift,
         SaturationDrift,
         DepthBlurDrift,
+        ZStepDrift,
+        CompoundDrift,
         AnnotationDrift,
     )
 }
 
 
+#: Set-level kinds: they choose clean volumes (:mod:`.prevalence`), no voxel changes.
+SET_KINDS = ("prevalence",)
 #: Every drift kind, as the workflow's ``{drift}`` wildcard admits them.
-KINDS = (*TRANSFORMS, "gradual")
+KINDS = (*TRANSFORMS, "gradual", *SET_KINDS)
 DRIFT_TYPES = KINDS
 
 
@@ -1066,7 +1182,12 @@ def apply_drift(
     context = {
         k: params.pop(k) for k in ("spacing", "mask", "skeleton", "where", "volume") if k in params
     }
-    if check_kind(drift_type) == "gradual":
+    if check_kind(drift_type) in SET_KINDS:
+        raise DriftError(
+            f"{drift_type} is a set-level kind (it chooses volumes, it changes none)",
+            expected="drift.prevalence.PrevalenceShift(severity, seed)(vessel_fractions)",
+        )
+    if drift_type == "gradual":
         base = params.pop("base", "intensity")
         n_batches = params.pop("n_batches", 3)
         gradual = GradualDrift(base, n_batches, severity, seed, **params)
