@@ -350,23 +350,7 @@ def cmd_report_figures(args: argparse.Namespace) -> None:
         )
     elif args.gallery_png:
         manifest = json.loads(Path(args.drift_manifest).read_text())
-        variants = manifest["variants"]
-        volume = sorted({v["volume"] for v in variants})[0]
-        chosen = [
-            (
-                v["drift_type"],
-                v["level"],
-                Path(args.drift) / v["files"]["image"]["drifted"]["path"],
-                Path(args.drift) / v["files"]["label"]["drifted"]["path"],
-            )
-            for v in variants
-            if v["volume"] == volume and v["drift_type"] != "gradual"
-        ]
-        clean = (
-            Path(args.after) / "imagesTr" / f"{volume}.nii.gz",
-            Path(args.after) / "labelsTr" / f"{volume}.nii.gz",
-        )
-        report.drift_gallery(args.gallery_png, clean, chosen, volume)
+        report.drift_gallery(args.gallery_png, manifest, args.after, args.drift)
 
 
 def cmd_train_smoke(args: argparse.Namespace) -> None:

@@ -113,6 +113,7 @@ class PrevalenceShift:
                 "start_rank": start,
                 "median_window_rank": centre,
                 "ranking": "foreground_fraction ascending, ties by volume id",
+                "pool_fractions": {v: float(fractions[v]) for v in ranked},
             },
         }
         figures = {
