@@ -87,22 +87,22 @@ def test_plan_defaults_are_the_config_schemas():
 
 
 def test_plan_caps_gradual_batches_by_volumes_and_is_empty_when_disabled():
-    valid = ["mv01", "mv05", "mv15", "mv20"]
+    valid = ["mv01", "mv05", "mv15", "mv20", "mv35"]
     config = {"types": ["noise", "gradual"], "levels": [1, 5]}
-    assert drift.drift_volumes(valid, config) == ["mv05", "mv15"]
-    assert drift.reference_volumes(valid, config) == ["mv01", "mv20"]
+    assert drift.drift_volumes(valid, config) == ["mv05", "mv35"]  # auto: mv05, mv35, mv65
+    assert drift.reference_volumes(valid, config) == ["mv01", "mv15", "mv20"]
     jobs = drift.plan_jobs(valid, config)
     assert [(j.volume, j.kind, j.level) for j in jobs] == [
         ("mv05", "noise", 1),
         ("mv05", "noise", 5),
-        ("mv15", "noise", 1),
-        ("mv15", "noise", 5),
+        ("mv35", "noise", 1),
+        ("mv35", "noise", 5),
         ("mv05", "gradual", 1),
-        ("mv15", "gradual", 2),
+        ("mv35", "gradual", 2),
     ]
     assert jobs[-1].params == {"base": "intensity", "n_batches": 2, "max_severity": 1.0}
     five = drift.plan_jobs(valid, {"volumes": valid, "types": ["gradual"]})
-    assert [j.level for j in five] == [1, 1, 2, 3]  # 3 batches (the schema's), 4 volumes
+    assert [j.level for j in five] == [1, 1, 2, 2, 3]  # 3 batches (the schema's), 5 volumes
     assert drift.plan_jobs(valid, {"enabled": False}) == []
     assert drift.drift_volumes(["mv01", "mv02"], {}) == ["mv02"]
 
@@ -343,7 +343,9 @@ def test_prevalence_is_planned_only_when_the_pool_gives_distinct_levels():
     assert all(j.kind != "prevalence" for j in drift.plan_jobs(seven, config))
     assert drift.plan_sets(seven[:6], config) == []  # 6 volumes: the levels would coincide
     seventy = [f"mv{i:02d}" for i in range(1, 71)]
-    assert drift.plan_sets(seventy, config)[0].params["set_size"] == 7
+    assert (
+        drift.plan_sets(seventy, config)[0].params["set_size"] == 3
+    )  # as many as mv05, mv35, mv65
 
 
 def test_prevalence_set_lists_clean_files_that_resolve_and_no_new_image(tmp_path):
@@ -604,3 +606,36 @@ def test_built_variants_change_only_their_target_file(built):
         assert entry["files"]["label"]["modified"] is (target in ("label", "header"))
         path = workdir / "results" / "drift" / entry["files"]["image"]["drifted"]["path"]
         assert sha256_file(path) == entry["files"]["image"]["drifted"]["sha256"]
+
+
+@pytest.mark.workflow
+def test_built_gallery_has_every_kind_titled_with_its_primary_figure(built, tmp_path):
+    from minivess_bundle import report
+
+    workdir, manifest = built
+    volume, rows = report.gallery_rows(manifest)
+    assert volume == "mv05"
+    assert [kind for kind, _, _ in rows] == sorted(manifest["summary"])
+    for kind, anchor, members in rows:
+        figure = manifest["summary"][kind]["figure"]
+        assert len(members) == len(manifest["summary"][kind]["by_level"]), kind
+        for entry, title in members:
+            value = entry["verification"][figure]
+            assert title.endswith(f"= {abs(value):.3g}"), (kind, title)
+        if kind == "gradual":
+            assert anchor == members[0][0]["volume"] and "batch 1" in members[0][1]
+        elif kind == "prevalence":
+            assert anchor is None and len(members[0][0]["parameters"]["pool_fractions"]) == 7
+        else:
+            assert anchor == volume and {e["volume"] for e, _ in members} == {volume}
+    out = report.drift_gallery(
+        tmp_path / "gallery.png",
+        manifest,
+        workdir / "results" / "processed",
+        workdir / "results" / "drift",
+    )
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(out)
+    assert pixels.shape[0] == round(2.35 * 80 * len(rows))  # one row per kind
+    assert pixels.shape[1] == round(2.1 * 80 * 4)  # the clean panel and three levels
