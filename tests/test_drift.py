@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,28 +80,29 @@ def test_plan_defaults_are_the_config_schemas():
     block = schema["properties"]["drift"]["properties"]
     for key in ("enabled", "volumes", "types", "levels"):
         assert drift.plan.DEFAULTS[key] == block[key]["default"], key
-    gradual = {k: v["default"] for k, v in block["gradual"]["properties"].items()}
-    assert drift.plan.DEFAULTS["gradual"] == gradual
+    for key in ("gradual", "compound"):
+        nested = {k: v["default"] for k, v in block[key]["properties"].items()}
+        assert drift.plan.DEFAULTS[key] == nested, key
     assert set(block["types"]["items"]["enum"]) == set(drift.KINDS)
 
 
 def test_plan_caps_gradual_batches_by_volumes_and_is_empty_when_disabled():
-    valid = ["mv01", "mv05", "mv15", "mv20"]
+    valid = ["mv01", "mv05", "mv15", "mv20", "mv35"]
     config = {"types": ["noise", "gradual"], "levels": [1, 5]}
-    assert drift.drift_volumes(valid, config) == ["mv05", "mv15"]
-    assert drift.reference_volumes(valid, config) == ["mv01", "mv20"]
+    assert drift.drift_volumes(valid, config) == ["mv05", "mv35"]  # auto: mv05, mv35, mv65
+    assert drift.reference_volumes(valid, config) == ["mv01", "mv15", "mv20"]
     jobs = drift.plan_jobs(valid, config)
     assert [(j.volume, j.kind, j.level) for j in jobs] == [
         ("mv05", "noise", 1),
         ("mv05", "noise", 5),
-        ("mv15", "noise", 1),
-        ("mv15", "noise", 5),
+        ("mv35", "noise", 1),
+        ("mv35", "noise", 5),
         ("mv05", "gradual", 1),
-        ("mv15", "gradual", 2),
+        ("mv35", "gradual", 2),
     ]
     assert jobs[-1].params == {"base": "intensity", "n_batches": 2, "max_severity": 1.0}
     five = drift.plan_jobs(valid, {"volumes": valid, "types": ["gradual"]})
-    assert [j.level for j in five] == [1, 1, 2, 3]  # 3 batches (the schema's), 4 volumes
+    assert [j.level for j in five] == [1, 1, 2, 2, 3]  # 3 batches (the schema's), 5 volumes
     assert drift.plan_jobs(valid, {"enabled": False}) == []
     assert drift.drift_volumes(["mv01", "mv02"], {}) == ["mv02"]
 
@@ -178,28 +180,68 @@ def test_noise_is_poisson_dominated_without_clipping_bias(volumes):
             assert np.corrcoef(low, high)[0, 1] > 0.8
 
 
-def test_attenuation_lowers_snr_with_depth_and_intensity_both_dims_and_brightens(volumes):
-    image, mask, spacing = volumes[0]
-    d, record, figures = series(image, "attenuation", mask, spacing)[-1]
-    assert figures["measured_delta_inverse_length_per_um"] == pytest.approx(
-        record["parameters"]["delta_inverse_length_per_um"], rel=0.1
-    )
-
+def deep_quarter_photon_fraction(record, n):
+    """Mean kept photon fraction t over the deepest quarter of ``n`` slices."""
     params = record["parameters"]
-    kept = params["photon_fraction_deepest_slice"]
-    assert kept < 0.9
-    # binomial thinning: deep vessels carry extra shot noise beyond the scaled clean image
-    dark, deep = params["dark_level"], mask[:, :, -1] > 0
-    scaled = dark + kept * (image[:, :, -1][deep].astype(np.float64) - dark)
-    extra = d[:, :, -1][deep] - scaled
-    expected = np.sqrt(params["adu_per_photon"] * kept * (1 - kept) * (scaled - dark).mean())
-    assert extra.std() == pytest.approx(expected, rel=0.35)
+    step, delta = params["z_step_um"], params["delta_inverse_length_per_um"]
+    deep = np.arange(n - max(1, n // 4), n)
+    return float(np.exp(-deep * step * delta).mean())
+
+
+def snr_bounds_db(t):
+    """SNR change for photon loss t: floor-limited 20 log10 t .. shot-limited 10 log10 t."""
+    return 20 * np.log10(t) - 1.0, 0.5 * 10 * np.log10(t)
+
+
+def test_attenuation_lowers_snr_with_depth_on_vessels_and_whole_volume(volumes):
+    for image, mask, spacing in volumes:
+        runs = series(image, "attenuation", mask, spacing)
+        d, record, figures = runs[-1]
+        assert figures["measured_delta_inverse_length_per_um"] == pytest.approx(
+            record["parameters"]["delta_inverse_length_per_um"], rel=0.1
+        )
+        t = deep_quarter_photon_fraction(record, image.shape[2])
+        low, high = snr_bounds_db(t)
+        for where in ("vessels", "whole"):
+            deep = figures[f"snr_change_db_{where}_deepest_quarter"]
+            shallow = figures[f"snr_change_db_{where}_shallowest_quarter"]
+            assert low <= deep <= high, (where, t, deep)
+            assert abs(shallow) < abs(deep) / 2
+        # level by level, the deep SNR loss grows
+        losses = [f["snr_change_db_vessels_deepest_quarter"] for _, _, f in runs]
+        assert losses[-1] < losses[2] < losses[0] < 0
+
+
+def test_attenuation_snr_bound_fails_for_a_scaled_copy(volumes):
+    """The boundary: scaling everything above the dark level by t (the old model: noise
+    scaled with the signal) keeps SNR flat and lies outside the bound."""
+    image, mask, spacing = volumes[0]
+    _, record, _ = series(image, "attenuation", mask, spacing)[-1]
+    params = record["parameters"]
+    n = image.shape[2]
+    kept = np.exp(-np.arange(n) * params["z_step_um"] * params["delta_inverse_length_per_um"])
+    dark = params["dark_level"]
+    scaled = np.rint(dark + (image - dark) * kept[None, None, :]).clip(0).astype(image.dtype)
+    deep = slice(n - n // 4, n)
+    change = metrics.snr_db(scaled[:, :, deep], mask[:, :, deep]) - metrics.snr_db(
+        image[:, :, deep], mask[:, :, deep]
+    )
+    low, high = snr_bounds_db(deep_quarter_photon_fraction(record, n))
+    assert change > high  # too little SNR loss: the bound rejects it
+    photon = drift.kinds.photon_transfer(image, mask, dark)
+    assert photon[0] > 0 and photon[1] >= 0
+
+
+def test_intensity_both_dims_and_brightens(volumes):
     directions = {
         drift.apply_drift(
-            img, "intensity", 0.6, drift.derive_seed(SEED, vol, "intensity"), return_record=True
+            volumes[0][0],
+            "intensity",
+            0.6,
+            drift.derive_seed(SEED, vol, "intensity"),
+            return_record=True,
         )[1]["parameters"]["direction"]
         for vol in ("mv05", "mv15", "mv25", "mv35", "mv45", "mv55")
-        for img in [volumes[0][0]]
     }
     assert directions == {1, -1}
 
@@ -210,6 +252,125 @@ def test_resolution_re_adds_noise_and_has_an_axial_option(volumes):
     assert metrics.noise_sigma(d, mask) == pytest.approx(metrics.noise_sigma(image, mask), rel=0.3)
     axial = drift.apply_drift(image, "resolution", 1.0, 1, axial=True, return_record=True)[1]
     assert axial["parameters"]["blur_sigma_voxels"][2] > 0
+
+
+def test_z_step_blurs_only_along_z_by_the_coarser_steps_interpolation_kernel(volumes):
+    image, mask, spacing = volumes[0]
+    runs = series(image, "z_step", mask, spacing)
+    d, record, figures = runs[-1]
+    params = record["parameters"]
+    assert params["z_step_factor"] == 3.0 and params["axial_sd_slices"] == pytest.approx(
+        np.sqrt(8 / 6)
+    )
+    assert params["z_step_um_acquired"] == pytest.approx(3 * spacing[2])
+    # in-plane detail is untouched: x differences change far less than z differences
+    ex = [float((np.diff(a.astype(np.float64), axis=0) ** 2).sum()) for a in (image, d)]
+    assert figures["axial_detail_ratio"] < 0.5 < ex[1] / ex[0]
+    # the slice means (the depth profile) are kept: blur along z conserves the z-sum
+    assert d.astype(np.float64).sum() == pytest.approx(image.astype(np.float64).sum(), rel=0.01)
+
+
+def test_compound_applies_both_kinds_with_their_own_streams_and_records_them(volumes):
+    image, mask, spacing = volumes[0]
+    seed = drift.derive_seed(SEED, "mv68", "compound")
+    out, record = drift.apply_drift(
+        image, "compound", 1.0, seed, return_record=True, spacing=spacing, mask=mask
+    )
+    components = record["parameters"]["components"]
+    assert [c["type"] for c in components] == ["attenuation", "noise"]
+    assert components[0]["seed"] == drift.derive_seed(seed, "compound", "attenuation")
+    # the same as applying the two kinds by hand with those seeds
+    step = drift.apply_drift(
+        image, "attenuation", 1.0, components[0]["seed"], spacing=spacing, mask=mask
+    )
+    step = drift.apply_drift(step, "noise", 1.0, components[1]["seed"], spacing=spacing, mask=mask)
+    assert np.array_equal(out, step)
+    figures = drift.verification_figures(
+        "compound", image, out, record=record, mask=mask, spacing=spacing
+    )
+    loss = figures["snr_loss_db_deepest_quarter"]
+    only_attenuation = drift.verification_figures(
+        "attenuation",
+        image,
+        drift.apply_drift(
+            image, "attenuation", 1.0, components[0]["seed"], spacing=spacing, mask=mask
+        ),
+        record={"parameters": components[0]["parameters"], "severity": 1.0},
+        mask=mask,
+        spacing=spacing,
+    )
+    assert loss > -only_attenuation["snr_change_db_vessels_deepest_quarter"] + 1.0
+    assert figures["attenuation_measured_delta_inverse_length_per_um"] == pytest.approx(
+        components[0]["parameters"]["delta_inverse_length_per_um"], rel=0.15
+    )
+    with pytest.raises(DriftError, match="compound kinds"):
+        drift.CompoundDrift(0.5, 1, kinds=["noise", "topology"])
+
+
+# --- prevalence: a set-level kind ----------------------------------------------------------------
+
+
+def test_prevalence_slides_a_window_from_the_median_to_the_extreme_fractions():
+    fractions = {f"mv{i:02d}": 0.01 + 0.001 * ((i * 37) % 70) for i in range(1, 71)}
+    ranked = sorted(fractions, key=fractions.get)
+    shifts, sets = [], []
+    for s in SEVERITIES:
+        chosen, record = drift.PrevalenceShift(s, 5, set_size=7, direction=1)(fractions)
+        sets.append(chosen)
+        shifts.append(record["figures"]["vessel_fraction_shift_sd"])
+    assert sets[-1] == ranked[-7:]  # level 5: the seven highest vessel fractions
+    assert strictly(shifts, "increasing") and shifts[0] > 0
+    low, _ = drift.PrevalenceShift(1.0, 5, set_size=7, direction=-1)(fractions)
+    assert low == ranked[:7]
+    centre = drift.PrevalenceShift(0.0, 5, set_size=7)(fractions)[0]
+    assert centre == ranked[31:38]  # severity 0: the median window, no shift
+    with pytest.raises(DriftError, match="a pool of 2 clean volumes for a set of 1"):
+        drift.PrevalenceShift(0.2, 1, set_size=1)({"mv01": 0.1, "mv02": 0.2})
+    with pytest.raises(DriftError, match="set-level kind"):
+        drift.apply_drift(np.zeros((4, 4, 4), np.uint16), "prevalence", 0.5, 1)
+
+
+def test_prevalence_is_planned_only_when_the_pool_gives_distinct_levels():
+    config = {"types": ["prevalence", "noise"], "levels": [1, 3, 5]}
+    seven = [f"mv{i:02d}" for i in (1, 5, 15, 16, 17, 18, 19)]
+    jobs = drift.plan_sets(seven, config)
+    assert [(j.kind, j.level) for j in jobs] == [
+        ("prevalence", 1),
+        ("prevalence", 3),
+        ("prevalence", 5),
+    ]
+    assert jobs[0].params == {"pool": seven, "set_size": 1}
+    assert all(j.kind != "prevalence" for j in drift.plan_jobs(seven, config))
+    assert drift.plan_sets(seven[:6], config) == []  # 6 volumes: the levels would coincide
+    seventy = [f"mv{i:02d}" for i in range(1, 71)]
+    assert (
+        drift.plan_sets(seventy, config)[0].params["set_size"] == 3
+    )  # as many as mv05, mv35, mv65
+
+
+def test_prevalence_set_lists_clean_files_that_resolve_and_no_new_image(tmp_path):
+    from minivess_bundle.synthetic import write_synthetic_volume
+
+    source = tmp_path / "clean"
+    for i, vol in enumerate(["mv01", "mv02", "mv03", "mv04", "mv05", "mv06", "mv07"]):
+        write_synthetic_volume(source, vol, seed=i, size_xy=24, max_z=8)
+    manifest = drift.generate_drifted_dataset(
+        source,
+        tmp_path / "drift",
+        {"types": ["prevalence"], "volumes": ["mv05"], "levels": [1, 3, 5]},
+    )
+    assert manifest.variants == [] and len(manifest.sets) == 3
+    summary = manifest.to_dict()["summary"]["prevalence"]
+    assert summary["monotonic"] and summary["nonzero"]
+    for entry in manifest.sets:
+        set_dir = tmp_path / "drift" / "prevalence" / str(entry["level"])
+        assert sorted(p.name for p in set_dir.iterdir()) == ["dataset.json"]
+        dataset = json.loads((set_dir / "dataset.json").read_text())
+        for row, chosen in zip(dataset["training"], entry["volumes"], strict=True):
+            assert sha256_file(set_dir / row["image"]) == chosen["image"]["sha256"]
+            assert (set_dir / row["label"]).resolve() == (
+                source / chosen["label"]["path"]
+            ).resolve()
 
 
 # --- label kinds on the real mask ----------------------------------------------------------------
@@ -375,13 +536,14 @@ BUILT_KINDS = [k for k in drift.KINDS]
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """A tiny real build: two 40-px volumes, every kind at levels 1, 3, 5."""
+    """A tiny real build: two 40-px drift volumes of seven, every kind at levels 1, 3, 5
+    (seven valid volumes: the smallest pool prevalence chooses three distinct sets from)."""
     from workflow_utils import make_workdir, run_snakemake
 
     workdir = make_workdir(
         tmp_path_factory.mktemp("drift_build"),
         synthetic={"size_xy": 40, "max_z": 24},
-        volumes=["mv05", "mv15", "mv16"],
+        volumes=["mv05", "mv15", "mv16", "mv17", "mv18", "mv19", "mv20"],
         drift={"types": BUILT_KINDS, "levels": [1, 3, 5], "volumes": ["mv05", "mv15"]},
     )
     run_snakemake(workdir, "--cores", "2", "results/drift_manifest.json")
@@ -412,6 +574,30 @@ def test_built_attenuation_reads_um_from_the_processed_mm_header(built):
 
 
 @pytest.mark.workflow
+def test_built_prevalence_sets_list_clean_volumes_by_vessel_fraction(built):
+    workdir, manifest = built
+    report = json.loads((workdir / "results" / "validation_report.json").read_text())
+    fractions = {v: r["foreground_fraction"] for v, r in report["volumes"].items()}
+    assert [e["level"] for e in manifest["sets"]] == [1, 3, 5]
+    means = []
+    for entry in manifest["sets"]:
+        set_dir = workdir / "results" / "drift" / "prevalence" / str(entry["level"])
+        dataset = json.loads((set_dir / "dataset.json").read_text())
+        assert [Path(r["image"]).name for r in dataset["training"]] == [
+            f"{v['volume']}.nii.gz" for v in entry["volumes"]
+        ]
+        for row, chosen in zip(dataset["training"], entry["volumes"], strict=True):
+            assert sha256_file(set_dir / row["image"]) == chosen["image"]["sha256"]
+            assert chosen["foreground_fraction"] == fractions[chosen["volume"]]
+        means.append(np.mean([fractions[v["volume"]] for v in entry["volumes"]]))
+        assert not (
+            workdir / "results" / "drift" / "prevalence" / str(entry["level"]) / "imagesTr"
+        ).exists()
+    direction = manifest["sets"][0]["parameters"]["direction"]
+    assert strictly(means, "increasing" if direction == 1 else "decreasing")
+
+
+@pytest.mark.workflow
 def test_built_variants_change_only_their_target_file(built):
     workdir, manifest = built
     for entry in manifest["variants"]:
@@ -420,3 +606,36 @@ def test_built_variants_change_only_their_target_file(built):
         assert entry["files"]["label"]["modified"] is (target in ("label", "header"))
         path = workdir / "results" / "drift" / entry["files"]["image"]["drifted"]["path"]
         assert sha256_file(path) == entry["files"]["image"]["drifted"]["sha256"]
+
+
+@pytest.mark.workflow
+def test_built_gallery_has_every_kind_titled_with_its_primary_figure(built, tmp_path):
+    from minivess_bundle import report
+
+    workdir, manifest = built
+    volume, rows = report.gallery_rows(manifest)
+    assert volume == "mv05"
+    assert [kind for kind, _, _ in rows] == sorted(manifest["summary"])
+    for kind, anchor, members in rows:
+        figure = manifest["summary"][kind]["figure"]
+        assert len(members) == len(manifest["summary"][kind]["by_level"]), kind
+        for entry, title in members:
+            value = entry["verification"][figure]
+            assert title.endswith(f"= {abs(value):.3g}"), (kind, title)
+        if kind == "gradual":
+            assert anchor == members[0][0]["volume"] and "batch 1" in members[0][1]
+        elif kind == "prevalence":
+            assert anchor is None and len(members[0][0]["parameters"]["pool_fractions"]) == 7
+        else:
+            assert anchor == volume and {e["volume"] for e, _ in members} == {volume}
+    out = report.drift_gallery(
+        tmp_path / "gallery.png",
+        manifest,
+        workdir / "results" / "processed",
+        workdir / "results" / "drift",
+    )
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(out)
+    assert pixels.shape[0] == round(2.35 * 80 * len(rows))  # one row per kind
+    assert pixels.shape[1] == round(2.1 * 80 * 4)  # the clean panel and three levels

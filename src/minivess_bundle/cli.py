@@ -254,6 +254,32 @@ def cmd_drift_set(args: argparse.Namespace) -> None:
     write_json_atomic(args.out, variant_dataset_json(args.type, args.set_level, entries))
 
 
+def cmd_drift_select(args: argparse.Namespace) -> None:
+    """Choose one set-level drift set (prevalence) of clean volumes; write its dataset.json
+    and manifest entry (no image is changed)."""
+    from .drift.base import severity_for_level
+    from .drift.prevalence import generate_set
+    from .drift.variant import report_fractions, set_pool
+    from .fsio import write_json_atomic
+
+    level = args.drift_level
+    pool = set_pool(report_fractions(args.validation_report), args.pool, args.clean_root)
+    dataset, entry = generate_set(
+        args.type,
+        level,
+        severity_for_level(level),
+        args.global_seed,
+        pool,
+        set_dir=Path(args.out).parent,
+        clean_root=args.clean_root,
+        set_size=args.set_size,
+        reference_ids=tuple(args.reference_ids),
+    )
+    write_json_atomic(args.out, dataset)
+    write_json_atomic(args.entry, entry)
+    log.info("%s level %s: %s", args.type, level, [v["volume"] for v in entry["volumes"]])
+
+
 def _section(root: str, files: list[str]):
     from .release import Section
 
@@ -324,23 +350,7 @@ def cmd_report_figures(args: argparse.Namespace) -> None:
         )
     elif args.gallery_png:
         manifest = json.loads(Path(args.drift_manifest).read_text())
-        variants = manifest["variants"]
-        volume = sorted({v["volume"] for v in variants})[0]
-        chosen = [
-            (
-                v["drift_type"],
-                v["level"],
-                Path(args.drift) / v["files"]["image"]["drifted"]["path"],
-                Path(args.drift) / v["files"]["label"]["drifted"]["path"],
-            )
-            for v in variants
-            if v["volume"] == volume and v["drift_type"] != "gradual"
-        ]
-        clean = (
-            Path(args.after) / "imagesTr" / f"{volume}.nii.gz",
-            Path(args.after) / "labelsTr" / f"{volume}.nii.gz",
-        )
-        report.drift_gallery(args.gallery_png, clean, chosen, volume)
+        report.drift_gallery(args.gallery_png, manifest, args.after, args.drift)
 
 
 def cmd_train_smoke(args: argparse.Namespace) -> None:
@@ -563,6 +573,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("entries", nargs="*")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_drift_manifest)
+
+    p = sub.add_parser("drift-select", help=cmd_drift_select.__doc__)
+    p.add_argument("--type", required=True, choices=["prevalence"])
+    p.add_argument("--drift-level", type=int, required=True, help="1..5")
+    p.add_argument("--validation-report", required=True, help="foreground fraction per volume")
+    p.add_argument("--pool", nargs="+", required=True, help="clean volumes to choose from")
+    p.add_argument("--set-size", type=int, required=True)
+    p.add_argument("--global-seed", type=int, default=0)
+    p.add_argument("--reference-ids", nargs="*", default=[])
+    p.add_argument("--clean-root", required=True, help="folder holding imagesTr/, labelsTr/")
+    p.add_argument("--out", required=True, help="the set's dataset.json")
+    p.add_argument("--entry", required=True, help="its manifest entry (JSON)")
+    p.set_defaults(func=cmd_drift_select)
 
     p = sub.add_parser("drift-set", help=cmd_drift_set.__doc__)
     p.add_argument("entries", nargs="+")

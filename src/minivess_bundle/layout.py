@@ -62,6 +62,8 @@ DRIFT_VARIANT = {
 }
 DRIFT_SET = f"{DRIFT_ROOT}/{{drift}}/{{level}}/dataset.json"
 DRIFT_ENTRY = f"{RESULTS}/drift_entries/{{drift}}/{{level}}/{{vol}}.json"
+#: The manifest entry of a set-level drift (prevalence: chosen clean volumes, no files).
+DRIFT_SET_ENTRY = f"{RESULTS}/drift_entries/{{drift}}/{{level}}/set.json"
 DRIFT_MANIFEST = f"{RESULTS}/drift_manifest.json"
 
 #: One valid volume and its mask as OME-Zarr 0.5 (a folder), and what the export did.

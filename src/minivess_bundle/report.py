@@ -106,39 +106,170 @@ def mip_figure(
     return Path(out_png)
 
 
+#: Mask outline colour on the grey MIP (the drift gallery).
+OUTLINE = "#ff3b1f"
+
+
+#: Kinds acting along depth: the gallery shows them as an x-z side view (MIP along y),
+#: where a z MIP would hide them (the brightest voxel of a column is usually shallow).
+DEPTH_KINDS = frozenset({"attenuation", "bleaching", "compound", "depth_blur", "pmt", "z_step"})
+
+
+def side_mip(array: np.ndarray) -> np.ndarray:
+    """Maximum-intensity projection along y: x left to right, depth top to bottom."""
+    import numpy as np
+
+    return np.asarray(array).max(axis=1).T
+
+
+def _gallery_panel(ax, image_path, label_path, vrange, title: str, side: bool = False) -> None:
+    """A MIP in the row's shared display range ``vrange``, the mask MIP as an outline."""
+    image, zooms = _load(image_path)
+    label, _ = _load(label_path)
+    project = side_mip if side else mip
+    aspect = (zooms[2] if side else zooms[1]) / zooms[0]
+    ax.imshow(
+        project(image),
+        cmap="gray",
+        vmin=vrange[0],
+        vmax=vrange[1],
+        interpolation="nearest",
+        aspect=aspect,
+    )
+    outline = (project(label) > 0).astype("float32")
+    if 0 < outline.sum() < outline.size:
+        ax.contour(outline, levels=[0.5], colors=[OUTLINE], linewidths=0.5)
+    ax.set_title(title, fontsize=7)
+    ax.set_axis_off()
+
+
+def _figure_text(summary: dict[str, Any], kind: str, entries: Sequence[dict[str, Any]]) -> str:
+    """``"<figure> = <mean over entries>"``: the kind's primary figure (from the manifest)."""
+    name = summary.get(kind, {}).get("figure", "")
+    values = [e["verification"].get(name) for e in entries]
+    values = [abs(v) for v in values if v is not None]
+    if not name or not values:
+        return name
+    import textwrap
+
+    label = textwrap.fill(name.replace("_", " "), 30)
+    return f"{label} = {sum(values) / len(values):.3g}"
+
+
+def _prevalence_panel(ax, pool: dict[str, float], chosen: Sequence[str], title: str) -> None:
+    """The pool's vessel fractions ranked; the set's members highlighted."""
+    ranked = sorted(pool, key=lambda v: (pool[v], v))
+    ax.scatter(range(len(ranked)), [100 * pool[v] for v in ranked], s=4, color="0.6")
+    picked = [i for i, v in enumerate(ranked) if v in set(chosen)]
+    ax.scatter(picked, [100 * pool[ranked[i]] for i in picked], s=10, color=OUTLINE)
+    ax.set_title(title, fontsize=7)
+    ax.set_xlabel("clean volumes, ranked", fontsize=6)
+    ax.set_ylabel("vessel fraction (%)", fontsize=6)
+    ax.tick_params(labelsize=5)
+
+
+def gallery_rows(
+    manifest: dict[str, Any], volume: str | None = None
+) -> tuple[str, list[tuple[str, str | None, list[tuple[dict[str, Any], str]]]]]:
+    """The drift gallery's plan: ``(volume, [(kind, clean volume or None, [(entry, title)])])``.
+
+    One row per kind of the manifest, sorted: per-volume kinds show ``volume`` (default:
+    the first drift volume) at each level; ``gradual`` its batches (one volume each, the
+    row's clean panel is the first batch's volume); set kinds (``None``) their sets.
+    Titles carry the kind's primary figure from the manifest summary.
+    """
+    variants = manifest.get("variants", [])
+    sets = manifest.get("sets", [])
+    summary = manifest.get("summary", {})
+    volume = volume or sorted({v["volume"] for v in variants if v["drift_type"] != "gradual"})[0]
+    rows = []
+    for kind in sorted({v["drift_type"] for v in [*variants, *sets]}):
+        members = [e for e in sets if e["drift_type"] == kind]
+        anchor = None
+        if not members:
+            members = [v for v in variants if v["drift_type"] == kind]
+            if kind != "gradual":
+                members = [v for v in members if v["volume"] == volume]
+            members = sorted(members, key=lambda e: (e["level"], e["volume"]))
+            anchor = members[0]["volume"] if kind == "gradual" else volume
+        titled = []
+        for entry in sorted(members, key=lambda e: e["level"]):
+            step = (
+                f"batch {entry['level']} {entry['volume']}"
+                if kind == "gradual"
+                else (f"L{entry['level']}")
+            )
+            titled.append((entry, f"{kind} {step}\n{_figure_text(summary, kind, [entry])}"))
+        rows.append((kind, anchor, titled))
+    return volume, rows
+
+
 def drift_gallery(
     out_png: str | Path,
-    clean: tuple[str | Path, str | Path],
-    variants: Sequence[tuple[str, int, str | Path, str | Path]],
-    volume: str,
+    manifest: dict[str, Any],
+    clean_root: str | Path,
+    drift_root: str | Path,
+    volume: str | None = None,
 ) -> Path:
-    """A grid: rows are drift types, columns levels; the clean volume first in every row.
+    """One row per drift kind in ``manifest`` (every kind, ``gradual`` and set kinds too).
 
-    ``variants`` holds ``(type, level, image, label)``.
+    Per-volume kinds: the clean MIP of ``volume`` (default: the first drift volume), then
+    each level, all in the clean MIP's display range (1st..99.7th percentile), so gain,
+    bleaching and attenuation show as darker or brighter panels; the mask (each
+    panel's own label file) as an outline. ``gradual``: each batch is another volume,
+    shown with its batch number. ``prevalence``: the pool's vessel fractions, the
+    chosen set highlighted. Every panel is titled with its kind's primary figure.
+    Paths: ``clean_root`` holds the processed ``imagesTr``/``labelsTr``;
+    ``drift_root`` the drift tree the manifest's paths are relative to.
     """
+    import numpy as np
+
     from .fsio import atomic_path
 
     plt = _pyplot()
-    types = sorted({v[0] for v in variants})
-    levels = sorted({v[1] for v in variants})
+    volume, rows = gallery_rows(manifest, volume)
+    n_cols = 1 + max(len(members) for _, _, members in rows)
     fig, axes = plt.subplots(
-        len(types),
-        len(levels) + 1,
-        figsize=(2.6 * (len(levels) + 1), 2.8 * len(types)),
-        squeeze=False,
+        len(rows), n_cols, figsize=(2.1 * n_cols, 2.35 * len(rows)), squeeze=False
     )
-    by_key = {(t, lv): (img, lab) for t, lv, img, lab in variants}
-    for row, kind in enumerate(types):
-        _draw(axes[row][0], clean[0], clean[1], f"{volume} clean")
-        for col, level in enumerate(levels, start=1):
-            ax = axes[row][col]
-            if (kind, level) in by_key:
-                image, label = by_key[(kind, level)]
-                _draw(ax, image, label, f"{kind} level {level}")
-            else:
-                ax.set_axis_off()
-    fig.suptitle(f"Drift variants of {volume} (MIP along z, mask in red)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    clean_root, drift_root = Path(clean_root), Path(drift_root)
+    for row, (kind, anchor, members) in enumerate(rows):
+        for ax in axes[row]:
+            ax.set_axis_off()
+        for ax in axes[row][: len(members) + 1]:
+            ax.set_axis_on()
+        if anchor is None:  # a set kind: the pool's vessel fractions, the chosen set
+            pool = dict(members[0][0]["parameters"]["pool_fractions"])
+            _prevalence_panel(axes[row][0], pool, [], f"{kind}: clean pool")
+            for col, (entry, title) in enumerate(members, start=1):
+                chosen = [v["volume"] for v in entry["volumes"]]
+                _prevalence_panel(axes[row][col], pool, chosen, title)
+            continue
+        image = clean_root / "imagesTr" / f"{anchor}.nii.gz"
+        label = clean_root / "labelsTr" / f"{anchor}.nii.gz"
+        side = kind in DEPTH_KINDS
+        clean = (side_mip if side else mip)(_load(image)[0])
+        vrange = tuple(float(x) for x in np.percentile(clean, [1.0, 99.7]))
+        view = "x-z side view" if side else "z MIP"
+        _gallery_panel(
+            axes[row][0], image, label, vrange, f"{anchor} clean\n({kind}, {view})", side
+        )
+        for col, (entry, title) in enumerate(members, start=1):
+            files = entry["files"]
+            _gallery_panel(
+                axes[row][col],
+                drift_root / files["image"]["drifted"]["path"],
+                drift_root / files["label"]["drifted"]["path"],
+                vrange,
+                title,
+                side,
+            )
+    fig.suptitle(
+        f"Drift variants of {volume}: MIPs (depth kinds as x-z side views), each row in its "
+        "clean image's display range, mask outline in red",
+        fontsize=9,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})
     plt.close(fig)

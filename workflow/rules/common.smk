@@ -24,6 +24,7 @@ from minivess_bundle.drift.kinds import KINDS  # noqa: E402
 from minivess_bundle.drift.plan import (  # noqa: E402
     drift_volumes as plan_drift_volumes,
     plan_jobs,
+    plan_sets,
     reference_volumes,
 )
 from minivess_bundle.volumes import (  # noqa: E402
@@ -184,6 +185,30 @@ def drift_jobs():
     ]
 
 
+def drift_set_jobs():
+    """(kind, level) of every set-level drift (drift.plan.plan_sets: prevalence)."""
+    return [(job.kind, job.level) for job in plan_sets(valid_volumes(), DRIFT)]
+
+
+def drift_set_param(key):
+    """One parameter of the set-level jobs (pool: every valid volume; set_size)."""
+
+    def param(wildcards):
+        jobs = plan_sets(valid_volumes(), DRIFT)
+        return jobs[0].params[key] if jobs else ""
+
+    return param
+
+
+def drift_pool_files(wildcards):
+    """The processed pair of every valid volume: the clean volumes a set chooses from."""
+    return [
+        layout.processed(vol)[role]
+        for vol in valid_volumes()
+        for role in ("image", "label")
+    ]
+
+
 def drift_params(wildcards):
     """Explicit parameters of one drift job as JSON (gradual: base kind and batches)."""
     for job in plan_jobs(valid_volumes(), DRIFT):
@@ -203,9 +228,16 @@ def drift_mem_mb(wildcards, input, attempt):
 
 
 def drift_entries(wildcards):
+    """Every variant's and every set's manifest entry."""
     return [
-        layout.fill(layout.DRIFT_ENTRY, drift=kind, level=level, vol=vol)
-        for vol, kind, level in drift_jobs()
+        *(
+            layout.fill(layout.DRIFT_ENTRY, drift=kind, level=level, vol=vol)
+            for vol, kind, level in drift_jobs()
+        ),
+        *(
+            layout.fill(layout.DRIFT_SET_ENTRY, drift=kind, level=level)
+            for kind, level in drift_set_jobs()
+        ),
     ]
 
 
@@ -222,7 +254,7 @@ def drift_outputs(wildcards):
     jobs = drift_jobs()
     if not jobs:
         return []
-    sets = sorted({(kind, level) for _, kind, level in jobs})
+    sets = sorted({(kind, level) for _, kind, level in jobs} | set(drift_set_jobs()))
     return [
         layout.DRIFT_MANIFEST,
         *(

@@ -1,5 +1,9 @@
 """Drift: controlled, verified distribution shifts of held-out resampled volumes, one
-job per (volume, type, level), each with its ground-truth manifest entry."""
+job per (volume, type, level), each with its ground-truth manifest entry; set-level
+kinds (prevalence) one job per level, choosing clean volumes."""
+
+
+ruleorder: drift_select > drift_set
 
 
 rule drift:
@@ -59,6 +63,42 @@ rule drift_set:
     shell:
         "minivess-bundle drift-set {input:q} --type {wildcards.drift} "
         "--set-level {wildcards.level} --out {output:q} > {log:q} 2>&1"
+
+
+rule drift_select:
+    """Choose one prevalence-shifted set of clean volumes by vessel fraction (no voxel
+    changes): its dataset.json and manifest entry."""
+    input:
+        report=layout.VALIDATION_REPORT,
+        pool=drift_pool_files,
+    output:
+        dataset=layout.DRIFT_SET,
+        entry=layout.DRIFT_SET_ENTRY,
+    log:
+        "logs/drift/{drift}/{level}/select.log",
+    benchmark:
+        "benchmarks/drift/{drift}/{level}/select.tsv"
+    wildcard_constraints:
+        drift="prevalence",
+    conda:
+        ENV
+    container:
+        CONTAINER
+    resources:
+        mem_mb=256,
+        runtime=5,
+    params:
+        seed=config["seed"],
+        pool=drift_set_param("pool"),
+        set_size=drift_set_param("set_size"),
+        reference_ids=drift_reference_ids,
+        clean_root=lambda wildcards, input: str(Path(input.pool[0]).parents[1]),
+    shell:
+        "minivess-bundle drift-select --type {wildcards.drift} --drift-level {wildcards.level} "
+        "--validation-report {input.report:q} --pool {params.pool} "
+        "--set-size {params.set_size} --global-seed {params.seed} "
+        "--reference-ids {params.reference_ids} --clean-root {params.clean_root:q} "
+        "--out {output.dataset:q} --entry {output.entry:q} > {log:q} 2>&1"
 
 
 rule drift_manifest:

@@ -7,7 +7,8 @@ manifest entry carries the figures that prove the corruption is what it claims.
 
 Modules: :mod:`.kinds` (the transforms, each owning its parameters and figures),
 :mod:`.verify` (the figures), :mod:`.plan` (which jobs exist), :mod:`.variant` (one
-variant on disk, a whole dataset), :mod:`.manifest` (schema, summary). Nothing here
+variant on disk, a whole dataset), :mod:`.prevalence` (the set-level kind: which clean
+volumes, no voxel changes), :mod:`.manifest` (schema, summary). Nothing here
 imports torch; numpy, scipy and nibabel are imported inside the functions.
 """
 
@@ -22,10 +23,12 @@ from .kinds import (
     DRIFT_TYPES,
     KINDS,
     NOISE_SLAB,
+    SET_KINDS,
     TRANSFORMS,
     AnnotationDrift,
     AttenuationDrift,
     BleachingDrift,
+    CompoundDrift,
     CovariateDrift,
     DepthBlurDrift,
     Drift,
@@ -38,6 +41,7 @@ from .kinds import (
     SaturationDrift,
     StripeDrift,
     TopologyDrift,
+    ZStepDrift,
     apply_drift,
     gradual_severities,
     make_drift,
@@ -52,7 +56,8 @@ from .manifest import (
     summarise,
     validate_manifest,
 )
-from .plan import DriftJob, drift_volumes, plan_jobs, reference_volumes
+from .plan import DriftJob, drift_volumes, plan_jobs, plan_sets, reference_volumes
+from .prevalence import PrevalenceShift
 from .variant import (
     Compression,
     VariantFiles,
@@ -70,10 +75,12 @@ __all__ = [
     "LEVELS",
     "MANIFEST_VERSION",
     "NOISE_SLAB",
+    "SET_KINDS",
     "TRANSFORMS",
     "AnnotationDrift",
     "AttenuationDrift",
     "BleachingDrift",
+    "CompoundDrift",
     "Compression",
     "CovariateDrift",
     "DepthBlurDrift",
@@ -85,12 +92,14 @@ __all__ = [
     "MotionDrift",
     "NoiseDrift",
     "PMTDrift",
+    "PrevalenceShift",
     "ResolutionDrift",
     "SaturationDrift",
     "StripeDrift",
     "TopologyDrift",
     "VariantFiles",
     "VariantSpec",
+    "ZStepDrift",
     "apply_drift",
     "check_severity",
     "derive_seed",
@@ -103,6 +112,7 @@ __all__ = [
     "merge_manifest_entries",
     "noise_sigma_fraction",
     "plan_jobs",
+    "plan_sets",
     "reference_volumes",
     "severity_for_level",
     "summarise",

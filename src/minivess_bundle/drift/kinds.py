@@ -388,10 +388,15 @@ class AttenuationDrift(Drift):
     laser-power compensation changes L. With ``L0`` (default 250 um, inside cortex's
     150..400 um) and ``L1 = L0 / (1 + 3 s)``, slice k at depth ``z = k * dz`` um
     (``dz`` from the header, in um) keeps the fraction ``t = exp(-z (1/L1 - 1/L0))``
-    of its photons: the mean above the dark level is scaled by ``t`` and binomial
-    thinning's extra variance ``g t (1 - t) (x - dark)`` is added (``g``, ADU per
-    photon, estimated from the clean noise), so SNR falls as ``sqrt(t)``.
-    Primary figure: the measured change of inverse attenuation length.
+    of its photons. The clean volume is read as ``x = dark + g N + e``: ``N`` photons
+    (vessels *and* background above the dark level), ``g`` ADU per photon and a noise
+    floor ``e`` of sd ``r`` (read noise and dark counts: the noise at the dark level),
+    both fitted on the clean volume (:func:`photon_transfer`). Binomial thinning of
+    ``N`` gives ``dark + t (x - dark) + sqrt(g t (1 - t) (x - dark)) z1 +
+    sqrt(1 - t**2) r z2``: the photon part has mean ``t g N`` and variance ``t g**2 N``,
+    the floor keeps its sd ``r`` (it does not thin). Signal falls as ``t``, noise as
+    ``sqrt(t g N + r**2)``, so SNR falls with depth whether shot noise or the floor
+    dominates. Primary figure: the measured change of inverse attenuation length.
     """
 
     name = "attenuation"
@@ -418,46 +423,76 @@ class AttenuationDrift(Drift):
     def _apply(self, array, rng, spacing=None, **context):
         import numpy as np
 
-        from ..metrics import noise_sigma, robust_range
+        from ..metrics import robust_range
 
         step = verify.z_step_um(spacing, self.axis, self.name)
-        lo, hi = robust_range(array)
+        lo, _ = robust_range(array)
         n = array.shape[self.axis]
         delta = self.parameters()["delta_inverse_length_per_um"]
         kept = np.exp(-np.arange(n) * step * delta)
-        mask = context.get("mask")
-        gain = _adu_per_photon(array, mask, lo, noise_sigma(array, mask))
-        normal = rng.standard_normal(array.shape, dtype=np.float32)
+        gain, floor = photon_transfer(array, context.get("mask"), lo)
+        normal = rng.standard_normal((2, *array.shape), dtype=np.float32)
         values = array.astype(np.float32) - np.float32(lo)
-        signal = np.maximum(values, 0.0)
+        photons = np.maximum(values, 0.0)
         t = _along(kept.astype(np.float32), self.axis)
-        normal *= np.sqrt(np.float32(gain) * t * (1 - t) * signal)
+        photons *= np.float32(gain) * t * (1 - t)
+        np.sqrt(photons, out=photons)
         values *= t
-        values += normal + np.float32(lo)
+        values += photons * normal[0]
+        values += normal[1] * (np.float32(floor) * np.sqrt(1 - t * t))
+        values += np.float32(lo)
+        del photons, normal
         out, clipped = _cast(values, array.dtype)
         return out, {
             "z_step_um": step,
             "dark_level": lo,
             "adu_per_photon": gain,
+            "noise_floor_sd": floor,
             "photon_fraction_deepest_slice": float(kept[-1]),
             "clipped_fraction": clipped,
         }
 
-    def figures(self, clean, drifted, record, **context):
+    def figures(self, clean, drifted, record, mask=None, **context):
         params = record["parameters"]
         fit = verify.depth_fit(
             clean, drifted, params["dark_level"], params["axis"], params["z_step_um"]
         )
-        return {**verify.image_figures(clean, drifted), **fit}
+        return {
+            **verify.image_figures(clean, drifted),
+            **fit,
+            **verify.depth_snr(clean, drifted, mask, params["axis"]),
+        }
 
 
-def _adu_per_photon(array, mask, dark: float, sigma: float) -> float:
-    """ADU per photon from the clean noise: shot-noise variance / mean signal of the vessels."""
+def photon_transfer(array, mask, dark: float) -> tuple[float, float]:
+    """(ADU per photon ``g``, noise floor sd ``r``) of ``array`` from two noise levels.
+
+    The noise variance grows linearly with the mean above the dark level,
+    ``var = g (mean - dark) + r**2`` (Poisson photons plus a floor). It is measured
+    (:func:`minivess_bundle.metrics.noise_sigma`, second differences) on the
+    background and on the vessels (the mask; without one, the brightest 5 % of
+    voxels), so ``g`` is the slope between the two and ``r`` the intercept at the
+    dark level (0 when the fit says all of the background noise is photons).
+    """
     import numpy as np
 
-    inside = array[mask > 0] if mask is not None and mask.shape == array.shape else array
-    signal = float(np.mean(inside, dtype=np.float64)) - dark if inside.size else 0.0
-    return sigma**2 / signal if signal > 0 else 1.0
+    from ..metrics import noise_sigma
+
+    if mask is not None and mask.shape == array.shape and (mask > 0).any() and (mask == 0).any():
+        bright = mask > 0
+    else:
+        bright = array > np.percentile(array, 95)
+    levels = []
+    for inside in (~bright, bright):
+        mean = float(np.mean(array[inside], dtype=np.float64)) if inside.any() else dark
+        # noise_sigma counts the triples where its mask is 0: pass the complement
+        levels.append((mean, noise_sigma(array, ~inside)))
+    (m_bg, s_bg), (m_fg, s_fg) = levels
+    gain = (s_fg**2 - s_bg**2) / (m_fg - m_bg) if m_fg > m_bg else 0.0
+    if not gain > 0:  # no shot-noise growth measurable: all the noise is photons at the vessels
+        gain = s_fg**2 / (m_fg - dark) if m_fg > dark else 1.0
+    floor_var = s_bg**2 - gain * max(m_bg - dark, 0.0)
+    return float(gain), math.sqrt(max(floor_var, 0.0))
 
 
 class BleachingDrift(Drift):
@@ -695,6 +730,118 @@ class SaturationDrift(Drift):
             **verify.image_figures(clean, drifted),
             "saturated_fraction": float(np.count_nonzero(drifted == top) / drifted.size),
         }
+
+
+class ZStepDrift(Drift):
+    """A coarser z step (fewer optical sections), resampled back onto the grid.
+
+    The stack is acquired at ``f = 1 + 2 s`` times the z step (2 um -> 2.4 .. 6 um)
+    with the same optical section, then interpolated back onto the original grid
+    (the header keeps its spacing, as a resampling pipeline's output would). Linear
+    interpolation from sections f slices apart is a triangle kernel of variance
+    ``f**2 / 6`` slices**2 where the clean grid's is ``1 / 6``; the extra band limit is
+    applied as a Gaussian along z of sd ``sqrt((f**2 - 1) / 6)`` slices (0.40 at level
+    1 .. 1.15 at level 5), without the aliasing of one particular section phase, so the
+    loss grows strictly with s. Axial detail and axial noise fall; in-plane nothing
+    changes. Primary figure: the axial detail ratio, energy of the z differences
+    drifted / clean (falls).
+    """
+
+    name = "z_step"
+    expected_signal = "embedding_drift"
+    primary = ("axial_detail_ratio", "decreasing")
+
+    def parameters(self):
+        factor = 1.0 + 2.0 * self.severity
+        return {
+            "z_step_factor": factor,
+            "axial_sd_slices": math.sqrt((factor**2 - 1.0) / 6.0),
+            "axis": 2,
+        }
+
+    def _apply(self, array, rng, spacing=None, **context):
+        import numpy as np
+
+        params = self.parameters()
+        values = array.astype(np.float32)
+        _gaussian_blur(values, (0.0, 0.0, params["axial_sd_slices"]))
+        out, clipped = _cast(values, array.dtype)
+        step = None if spacing is None else float(spacing[2])
+        return out, {
+            "z_step_um_before": step,
+            "z_step_um_acquired": None if step is None else step * params["z_step_factor"],
+            "clipped_fraction": clipped,
+        }
+
+    def figures(self, clean, drifted, record, **context):
+        import numpy as np
+
+        def energy(a):
+            d = np.diff(a.astype(np.float64), axis=2)
+            return float((d * d).sum())
+
+        before = energy(clean)
+        return {
+            **verify.image_figures(clean, drifted),
+            "axial_detail_ratio": energy(drifted) / before if before else math.nan,
+        }
+
+
+class CompoundDrift(Drift):
+    """Two (or more) kinds at once, each at the same severity: by default attenuation then
+    noise (a deeper, dimmer preparation imaged with fewer photons).
+
+    Each component has its own stream (seed derived from this kind's seed and the
+    component's name), so levels stay nested component by component; every
+    component's record is kept. Primary figure: the SNR loss (dB) of the deepest
+    quarter of slices on the vessels (whole volume without a mask): both components
+    lower it.
+    """
+
+    name = "compound"
+    primary = ("snr_loss_db_deepest_quarter", "increasing")
+    DEFAULT = ("attenuation", "noise")
+
+    def __init__(self, severity=0.5, seed=None, *, kinds: Sequence[str] = DEFAULT) -> None:
+        super().__init__(severity, seed)
+        kinds = tuple(kinds)
+        allowed = [k for k, cls in TRANSFORMS.items() if cls.target == "image" and k != self.name]
+        if len(kinds) < 2 or len(set(kinds)) != len(kinds) or not set(kinds) <= set(allowed):
+            raise DriftError(
+                f"compound kinds {list(kinds)}", expected=f"two or more distinct of {allowed}"
+            )
+        self.kinds = kinds
+
+    def components(self) -> list[Drift]:
+        from .base import derive_seed
+
+        return [
+            make_drift(k, self.severity, derive_seed(self.seed, self.name, k)) for k in self.kinds
+        ]
+
+    def parameters(self):
+        return {"kinds": list(self.kinds)}
+
+    def _apply(self, array, rng, **context):
+        out, records = array, []
+        for component in self.components():
+            out, record = component(out, **context)
+            records.append(record)
+        return out, {"components": records}
+
+    def figures(self, clean, drifted, record, mask=None, **context):
+        figures = {**verify.image_figures(clean, drifted)}
+        snr = verify.depth_snr(clean, drifted, mask, 2)
+        figures.update(snr)
+        where = "vessels" if "snr_change_db_vessels_deepest_quarter" in snr else "whole"
+        figures["snr_loss_db_deepest_quarter"] = -snr[f"snr_change_db_{where}_deepest_quarter"]
+        for component, sub in zip(
+            self.components(), record["parameters"].get("components", []), strict=False
+        ):
+            name = component.primary[0]
+            own = component.figures(clean, drifted, sub, mask=mask, **context)
+            figures[f"{component.name}_{name}"] = own.get(name)
+        return figures
 
 
 def _cast(values, dtype):
@@ -935,13 +1082,17 @@ TRANSFORMS: dict[str, type[Drift]] = {
         StripeDrift,
         SaturationDrift,
         DepthBlurDrift,
+        ZStepDrift,
+        CompoundDrift,
         AnnotationDrift,
     )
 }
 
 
+#: Set-level kinds: they choose clean volumes (:mod:`.prevalence`), no voxel changes.
+SET_KINDS = ("prevalence",)
 #: Every drift kind, as the workflow's ``{drift}`` wildcard admits them.
-KINDS = (*TRANSFORMS, "gradual")
+KINDS = (*TRANSFORMS, "gradual", *SET_KINDS)
 DRIFT_TYPES = KINDS
 
 
@@ -1031,7 +1182,12 @@ def apply_drift(
     context = {
         k: params.pop(k) for k in ("spacing", "mask", "skeleton", "where", "volume") if k in params
     }
-    if check_kind(drift_type) == "gradual":
+    if check_kind(drift_type) in SET_KINDS:
+        raise DriftError(
+            f"{drift_type} is a set-level kind (it chooses volumes, it changes none)",
+            expected="drift.prevalence.PrevalenceShift(severity, seed)(vessel_fractions)",
+        )
+    if drift_type == "gradual":
         base = params.pop("base", "intensity")
         n_batches = params.pop("n_batches", 3)
         gradual = GradualDrift(base, n_batches, severity, seed, **params)

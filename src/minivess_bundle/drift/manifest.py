@@ -45,7 +45,8 @@ def validate_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
             f"manifest field {where}: {first.message}",
             expected="a manifest matching drift_manifest.schema.json" + more,
         )
-    unknown = {v["drift_type"] for v in manifest["variants"]} - set(KINDS)
+    entries = [*manifest["variants"], *manifest["sets"]]
+    unknown = {v["drift_type"] for v in entries} - set(KINDS)
     if unknown:
         raise DriftError(f"manifest kinds {sorted(unknown)} are not known", expected=str(KINDS))
     return manifest
@@ -53,14 +54,23 @@ def validate_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def primary_figure(entry: dict[str, Any]) -> tuple[str, str]:
     """(figure, direction) of an entry's kind (gradual: its base kind's)."""
+    from .prevalence import PrevalenceShift
+
     kind = entry["drift_type"]
+    if kind == PrevalenceShift.name:
+        return PrevalenceShift.primary
     if kind == "gradual":
         kind = entry["parameters"]["base"]
     return TRANSFORMS[kind].primary
 
 
 def _sort_key(entry: dict[str, Any]) -> tuple:
-    return (entry["drift_type"], entry["severity"], entry["level"] or 0, entry["volume"])
+    return (entry["drift_type"], entry["severity"], entry["level"] or 0, entry.get("volume", ""))
+
+
+def is_set_entry(entry: dict[str, Any]) -> bool:
+    """Whether ``entry`` is a set-level drift (``target`` "set": chosen volumes, no files)."""
+    return entry.get("target") == "set"
 
 
 def summarise(variants: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -112,15 +122,17 @@ class DriftManifest:
 
     global_seed: int
     variants: list[dict[str, Any]] = field(default_factory=list)
+    sets: list[dict[str, Any]] = field(default_factory=list)
     levels: dict[str, float] = field(default_factory=lambda: {str(k): v for k, v in LEVELS.items()})
     manifest_version: int = MANIFEST_VERSION
 
     def __post_init__(self) -> None:
         self.variants = sorted(self.variants, key=_sort_key)
+        self.sets = sorted(self.sets, key=_sort_key)
 
     def to_dict(self) -> dict[str, Any]:
         seen = set()
-        for entry in self.variants:
+        for entry in [*self.variants, *self.sets]:
             if entry["variant_id"] in seen:
                 raise DriftError(f"variant {entry['variant_id']} appears twice in the manifest")
             seen.add(entry["variant_id"])
@@ -133,7 +145,8 @@ class DriftManifest:
                 "drift_types": list(KINDS),
                 "expected_signals": list(EXPECTED_SIGNALS),
                 "variants": list(self.variants),
-                "summary": summarise(self.variants),
+                "sets": list(self.sets),
+                "summary": summarise([*self.variants, *self.sets]),
             }
         )
 
@@ -149,6 +162,7 @@ class DriftManifest:
         return cls(
             global_seed=data["global_seed"],
             variants=data["variants"],
+            sets=data["sets"],
             levels=data["levels"],
             manifest_version=data["manifest_version"],
         )
@@ -182,7 +196,11 @@ def merge_manifest_entries(paths: Sequence[str | Path], check: bool = True) -> d
             f"entries come from several global seeds {sorted(map(str, seeds))}",
             expected="one global seed per manifest",
         )
-    manifest = DriftManifest(global_seed=seeds.pop() if seeds else 0, variants=entries).to_dict()
+    manifest = DriftManifest(
+        global_seed=seeds.pop() if seeds else 0,
+        variants=[e for e in entries if not is_set_entry(e)],
+        sets=[e for e in entries if is_set_entry(e)],
+    ).to_dict()
     if check:
         check_summary(manifest["summary"])
     return manifest

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .kinds import SET_KINDS
+
 #: The config schema's defaults of the ``drift:`` block.
 DEFAULTS: dict = {
     "enabled": True,
@@ -29,11 +31,20 @@ DEFAULTS: dict = {
         "saturation",
         "depth_blur",
         "annotation",
+        "z_step",
+        "compound",
+        "prevalence",
         "gradual",
     ],
     "levels": [1, 3, 5],
     "gradual": {"base": "intensity", "n_batches": 3, "max_severity": 1.0},
+    "compound": {"kinds": ["attenuation", "noise"]},
 }
+
+
+#: The held-out volumes of ``volumes: auto``: three, spread over the release, so every
+#: kind at levels 1, 3, 5 fits the quick start's budget (README, "Drift variants").
+AUTO_VOLUMES = ("mv05", "mv35", "mv65")
 
 
 @dataclass(frozen=True)
@@ -49,20 +60,21 @@ class DriftJob:
 def with_defaults(drift_config: Mapping) -> dict:
     """``drift_config`` with the schema's defaults filled in (gradual merged key by key)."""
     merged = {**DEFAULTS, **dict(drift_config)}
-    merged["gradual"] = {**DEFAULTS["gradual"], **dict(drift_config.get("gradual", {}))}
+    for key in ("gradual", "compound"):
+        merged[key] = {**DEFAULTS[key], **dict(drift_config.get(key, {}))}
     return merged
 
 
 def drift_volumes(valid: Sequence[str], drift_config: Mapping) -> list[str]:
     """Held-out valid volumes the variants are made of.
 
-    ``volumes: auto`` takes the valid mv05, mv15, ..., mv65 (else the last valid one);
+    ``volumes: auto`` takes the valid :data:`AUTO_VOLUMES` (else the last valid one);
     a list keeps its valid members in the order given.
     """
     chosen = with_defaults(drift_config)["volumes"]
     if chosen != "auto":
         return [vol for vol in chosen if vol in valid]
-    held_out = [vol for vol in valid if int(vol[2:]) % 10 == 5]
+    held_out = [vol for vol in valid if vol in AUTO_VOLUMES]
     return held_out or list(valid)[-1:]
 
 
@@ -90,7 +102,14 @@ def plan_jobs(valid: Sequence[str], drift_config: Mapping) -> list[DriftJob]:
         return []
     jobs = []
     for kind in config["types"]:
-        if kind == "gradual":
+        if kind in SET_KINDS:
+            continue
+        if kind == "compound":
+            params = {"kinds": list(config["compound"]["kinds"])}
+            jobs += [
+                DriftJob(v, kind, int(level), params) for v in volumes for level in config["levels"]
+            ]
+        elif kind == "gradual":
             gradual = config["gradual"]
             batches = gradual_batches(len(volumes), int(gradual["n_batches"]))
             params = {**gradual, "n_batches": max(batches)}
@@ -100,3 +119,32 @@ def plan_jobs(valid: Sequence[str], drift_config: Mapping) -> list[DriftJob]:
                 DriftJob(v, kind, int(level), {}) for v in volumes for level in config["levels"]
             ]
     return jobs
+
+
+def plan_sets(valid: Sequence[str], drift_config: Mapping) -> list[DriftJob]:
+    """Every set-level job (``volume`` is ``""``): one per (set kind, level).
+
+    Its parameters: ``pool`` (every valid volume, the clean volumes it chooses from)
+    and ``set_size`` (as many as the drift volumes, at most a quarter of the pool).
+    Empty when drift is disabled, no volume is held out, or the pool is too small for
+    the levels to choose different sets (:func:`.prevalence.feasible`: 7 valid volumes
+    for levels 1, 3, 5).
+    """
+    from .base import severity_for_level
+    from .prevalence import default_set_size, feasible
+
+    config = with_defaults(drift_config)
+    volumes = drift_volumes(valid, config)
+    if not config["enabled"] or not volumes:
+        return []
+    size = default_set_size(len(valid), len(volumes))
+    severities = [severity_for_level(int(level)) for level in config["levels"]]
+    if not feasible(len(valid), size, severities):
+        return []
+    params = {"pool": list(valid), "set_size": size}
+    return [
+        DriftJob("", kind, int(level), params)
+        for kind in config["types"]
+        if kind in SET_KINDS
+        for level in config["levels"]
+    ]

@@ -19,7 +19,7 @@ from ..errors import DriftError
 from .base import check_severity, derive_seed, severity_for_level
 from .kinds import check_kind, gradual_severities, make_drift
 from .manifest import DriftManifest
-from .plan import plan_jobs, reference_volumes, with_defaults
+from .plan import plan_jobs, plan_sets, reference_volumes, with_defaults
 from .verify import check_changed, round_figures
 
 log = logging.getLogger(__name__)
@@ -298,6 +298,39 @@ _CONFIG_KEYS = {
 }
 
 
+def set_pool(
+    fractions: Mapping[str, float], pool: Sequence[str], clean_root: str | Path
+) -> dict[str, dict[str, Any]]:
+    """The clean volumes a set chooses from: vessel fraction and files under ``clean_root``
+    (``imagesTr/<vol>.nii.gz``, ``labelsTr/<vol>.nii.gz``)."""
+    missing = [vol for vol in pool if vol not in fractions]
+    if missing:
+        raise DriftError(
+            f"no foreground fraction for {missing}", expected="every pool volume in the report"
+        )
+    root = Path(clean_root)
+    return {
+        vol: {
+            "foreground_fraction": float(fractions[vol]),
+            "image": root / "imagesTr" / f"{vol}.nii.gz",
+            "label": root / "labelsTr" / f"{vol}.nii.gz",
+        }
+        for vol in pool
+    }
+
+
+def report_fractions(validation_report: str | Path) -> dict[str, float]:
+    """Each volume's foreground (vessel) fraction from the validation report."""
+    import json
+
+    report = json.loads(Path(validation_report).read_text(encoding="utf-8"))
+    return {
+        vol: float(row["foreground_fraction"])
+        for vol, row in report.get("volumes", {}).items()
+        if row.get("foreground_fraction") is not None
+    }
+
+
 def generate_drifted_dataset(
     source_dir: str | Path, output_dir: str | Path, drift_config: Mapping[str, Any]
 ) -> DriftManifest:
@@ -356,8 +389,45 @@ def generate_drifted_dataset(
             output_dir / kind / str(level) / "dataset.json",
             variant_dataset_json(kind, str(level), members),
         )
+    sets = []
+    for job in plan_sets(sorted(pairs), config):
+        sets.append(_write_set(job, pairs, output_dir, source_dir, config, reference))
     manifest = DriftManifest(
-        int(config.get("global_seed", 0)), [e for members in entries.values() for e in members]
+        int(config.get("global_seed", 0)),
+        [e for members in entries.values() for e in members],
+        sets,
     )
     manifest.write(output_dir / "drift_manifest.json")
     return manifest
+
+
+def _write_set(job, pairs, output_dir: Path, source_dir, config, reference) -> dict[str, Any]:
+    """One set-level job of :func:`generate_drifted_dataset` (fractions from the labels)."""
+    import numpy as np
+
+    from ..fsio import write_json_atomic
+    from ..nifti import read_array
+    from .prevalence import generate_set
+
+    pool = {}
+    for vol in job.params["pool"]:
+        label = read_array(pairs[vol]["label"], vol)[1]
+        pool[vol] = {
+            "foreground_fraction": float(np.count_nonzero(label) / max(label.size, 1)),
+            "image": Path(pairs[vol]["image"]),
+            "label": Path(pairs[vol]["label"]),
+        }
+    set_dir = output_dir / job.kind / str(job.level)
+    dataset, entry = generate_set(
+        job.kind,
+        job.level,
+        severity_for_level(job.level),
+        int(config.get("global_seed", 0)),
+        pool,
+        set_dir=set_dir,
+        clean_root=source_dir,
+        set_size=job.params["set_size"],
+        reference_ids=reference,
+    )
+    write_json_atomic(set_dir / "dataset.json", dataset)
+    return entry

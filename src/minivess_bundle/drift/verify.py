@@ -89,6 +89,33 @@ def depth_fit(clean, drifted, dark: float, axis: int, step: float) -> dict[str, 
     }
 
 
+def depth_snr(clean, drifted, mask, axis: int) -> dict[str, float]:
+    """SNR change (dB, drifted - clean) of the shallowest and deepest quarter of slices.
+
+    On the vessels (``mask``: vessel mean minus background mean over the background
+    noise) and on the whole volume (99th percentile minus median over the noise):
+    :func:`minivess_bundle.metrics.snr_db` on each quarter.
+    """
+    import numpy as np
+
+    from ..metrics import snr_db
+
+    n = clean.shape[axis]
+    quarter = max(1, n // 4)
+    out = {}
+    for name, part in (("shallowest", slice(0, quarter)), ("deepest", slice(n - quarter, n))):
+        index = [slice(None)] * clean.ndim
+        index[axis] = part
+        index = tuple(index)
+        whole = snr_db(drifted[index]) - snr_db(clean[index])
+        out[f"snr_change_db_whole_{name}_quarter"] = whole
+        if mask is not None and mask.shape == clean.shape:
+            sub = np.asarray(mask)[index]
+            vessels = snr_db(drifted[index], sub) - snr_db(clean[index], sub)
+            out[f"snr_change_db_vessels_{name}_quarter"] = vessels
+    return out
+
+
 def last_slice_ratio(clean, drifted, dark: float, axis: int) -> float:
     m0 = slice_means(clean, axis) - dark
     m1 = slice_means(drifted, axis) - dark
