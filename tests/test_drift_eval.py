@@ -214,7 +214,7 @@ def test_a_fixed_held_out_set_fools_the_reference_null_and_the_held_out_null_hol
     base |= {"detectors": ["ks"], "fractions": [1.0], "repetitions": 20}
     rates = {}
     for null in ("reference", "held_out"):
-        cfg = protocol.resolve_config({**base, "null": null})
+        cfg = protocol.resolve_config({**base, "null_source": null})
         scored = protocol.evaluate(plan, units, detectors, cfg, seed=1)
         ((row,), (test,)) = scored["false_positive_rate"], scored["results"]
         rates[null] = row
@@ -390,9 +390,9 @@ def test_unknown_config_keys_and_detectors_are_refused():
         protocol.resolve_config({"reps": 3})
     with pytest.raises(DriftEvalError, match="detectors"):
         protocol.resolve_config({"detectors": ["ks", "lsdd"]})
-    with pytest.raises(DriftEvalError, match="drift_eval.null 'pooled'"):
-        protocol.resolve_config({"null": "pooled"})
-    assert protocol.resolve_config({})["null"] == "held_out"
+    with pytest.raises(DriftEvalError, match="drift_eval.null_source 'pooled'"):
+        protocol.resolve_config({"null_source": "pooled"})
+    assert protocol.resolve_config({})["null_source"] == "held_out"
 
 
 def test_the_schema_refuses_a_power_outside_0_1():

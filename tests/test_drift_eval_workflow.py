@@ -51,7 +51,7 @@ def test_drift_eval_target_scores_every_detector_on_every_manifest_set(tmp_path)
     detectors = ["bbsd", "c2st", "ks", "mmd"]
     assert sorted(result["design"]["detectors"]) == detectors
     # the null is drawn from the held-out volume's clean units at other positions
-    assert result["design"]["config"]["null"] == "held_out"
+    assert result["design"]["config"]["null_source"] == "held_out"
     assert result["design"]["calibration"].startswith("null of each statistic from n clean")
     # 4 patches per volume: 4 reference + 1 held-out clean, 1 held-out calibration, and
     # each variant whose image changed

@@ -11,11 +11,11 @@ results do not depend on order, core count or which detectors run.
 from the reference pool as a whole (volume-level clustering), so a detector's own p-value
 (which assumes independent rows) flags clean held-out data far too often. The held-out
 volumes are also the same in every repetition, so a null drawn from pseudo-splits of the
-reference (``null: reference``: ``h`` reference volumes play the held-out ones) is right
+reference (``null_source: reference``: ``h`` reference volumes play the held-out ones) is right
 only on average over held-out sets: for the one fixed set it cannot know how those
 particular volumes differ from the reference, and a sensitive detector's false-alarm rate
 on the controls ends far above ``alpha`` (measured: KS 0.28 at n = 5, MMD 0.30 at n = 20).
-The default null (``null: held_out``) is therefore **conditional on the held-out
+The default null (``null_source: held_out``) is therefore **conditional on the held-out
 volumes** and formed exactly like a control: ``null_draws`` times, ``n`` clean units of the
 held-out volumes (round-robin, as a test sample) at **calibration positions** (seeded
 positions drawn after, and never equal in role to, the test positions) against a freshly
@@ -74,7 +74,7 @@ DEFAULTS: dict[str, Any] = {
     "repetitions": 10,
     "control_repetitions": 100,
     "null_draws": 199,
-    "null": "held_out",
+    "null_source": "held_out",
     "permutations": 100,
     "alpha": 0.05,
     "fpr_tolerance": 0.05,
@@ -130,9 +130,9 @@ def resolve_config(config: dict[str, Any] | None) -> dict[str, Any]:
             merged[key].update(value)
         else:
             merged[key] = value
-    if merged["null"] not in NULLS:
+    if merged["null_source"] not in NULLS:
         raise DriftEvalError(
-            f"config drift_eval.null {merged['null']!r}", expected=f"one of {NULLS}"
+            f"config drift_eval.null_source {merged['null_source']!r}", expected=f"one of {NULLS}"
         )
     unknown = [d for d in merged["detectors"] if d not in REPRESENTATION]
     if unknown:
@@ -175,7 +175,7 @@ def collect_units(
     corners: dict[str, list] = {}
     calibration: dict[str, list] = {}
     per_volume = int(cfg["patches_per_volume"])
-    held_out_null = cfg["null"] == "held_out"
+    held_out_null = cfg["null_source"] == "held_out"
     harm: dict[str, Any] = {"clean": {}, "variants": []}
     want_harm = bool(cfg["harm"]) and model is not None
     crop = [int(c) for c in cfg["harm_crop"]]
@@ -308,7 +308,7 @@ def evaluate(
 
     clean_units = units_of(reference + held_out)
     calibration_units: dict[str, list[int]] = {}
-    if cfg["null"] == "held_out":
+    if cfg["null_source"] == "held_out":
         missing = [v for v in held_out if not units.of.get(("calibration", v))]
         if missing:
             raise DriftEvalError(
@@ -333,7 +333,7 @@ def evaluate(
         stats: dict[str, list[float]] = {name: [] for name in detectors}
         for b in range(int(cfg["null_draws"])):
             rng = np.random.default_rng(derive_seed(seed, "drift_eval/null", n, b))
-            if cfg["null"] == "held_out":
+            if cfg["null_source"] == "held_out":
                 # formed exactly like a control, from the held-out volumes' clean units
                 # at the calibration positions (never the positions the tests use)
                 ref = reference_units(rng, reference)
@@ -569,7 +569,7 @@ def run_drift_eval(
                 "null of each statistic from n clean units of the held-out volumes at "
                 f"{cfg['patches_per_volume']} other seeded positions per volume vs a drawn "
                 "reference (formed like a control)"
-                if cfg["null"] == "held_out"
+                if cfg["null_source"] == "held_out"
                 else "null of each statistic from pseudo-splits of the reference volumes"
             )
             + ", p = (1 + #{null >= observed}) / (1 + null_draws)",
