@@ -580,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validation-report", required=True, help="foreground fraction per volume")
     p.add_argument("--pool", nargs="+", required=True, help="clean volumes to choose from")
     p.add_argument("--set-size", type=int, required=True)
-    p.add_argument("--global-seed", type=int, default=0)
+    p.add_argument("--global-seed", type=int, required=True)
     p.add_argument("--reference-ids", nargs="*", default=[])
     p.add_argument("--clean-root", required=True, help="folder holding imagesTr/, labelsTr/")
     p.add_argument("--out", required=True, help="the set's dataset.json")

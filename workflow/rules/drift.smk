@@ -95,7 +95,7 @@ rule drift_select:
         clean_root=lambda wildcards, input: str(Path(input.pool[0]).parents[1]),
     shell:
         "minivess-bundle drift-select --type {wildcards.drift} --drift-level {wildcards.level} "
-        "--validation-report {input.report:q} --pool {params.pool} "
+        "--validation-report {input.report:q} --pool {params.pool:q} "
         "--set-size {params.set_size} --global-seed {params.seed} "
         "--reference-ids {params.reference_ids} --clean-root {params.clean_root:q} "
         "--out {output.dataset:q} --entry {output.entry:q} > {log:q} 2>&1"
