@@ -36,6 +36,7 @@ localrules:
     validation_report,
     processed_metadata,
     drift_set,
+    drift_select,
     drift_manifest,
 
 

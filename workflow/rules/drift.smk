@@ -96,7 +96,7 @@ rule drift_select:
     shell:
         "minivess-bundle drift-select --type {wildcards.drift} --drift-level {wildcards.level} "
         "--validation-report {input.report:q} --pool {params.pool:q} "
-        "--set-size {params.set_size} --global-seed {params.seed} "
+        "--set-size {params.set_size:q} --global-seed {params.seed} "
         "--reference-ids {params.reference_ids} --clean-root {params.clean_root:q} "
         "--out {output.dataset:q} --entry {output.entry:q} > {log:q} 2>&1"
 
