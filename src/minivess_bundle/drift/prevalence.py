@@ -134,17 +134,11 @@ def set_id(kind: str, level: int) -> str:
 
 def set_dataset_json(kind: str, level: int, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The ``dataset.json`` of a set of clean volumes (paths relative to the set's folder)."""
-    return {
-        "name": f"MiniVess-drift-{kind}-{level}",
-        "description": f"MiniVess drift set: {kind}, level {level}: clean volumes chosen by "
-        "vessel fraction (no voxel changes); ground truth in drift_manifest.json",
-        "channel_names": {"0": "two-photon"},
-        "labels": {"background": 0, "vessel": 1},
-        "file_ending": ".nii.gz",
-        "numTraining": len(rows),
-        "training": [{"image": r["image_ref"], "label": r["label_ref"]} for r in rows],
-        "drift": {"type": kind, "level": str(level), "selection_only": True},
-    }
+    from .variant import set_dataset
+
+    training = [{"image": r["image_ref"], "label": r["label_ref"]} for r in rows]
+    what = "set: clean volumes chosen by vessel fraction (no voxel changes)"
+    return set_dataset(kind, level, what, training, {"selection_only": True})
 
 
 def generate_set(

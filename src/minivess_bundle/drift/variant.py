@@ -263,26 +263,31 @@ def generate_drift_variant(
     }
 
 
-def variant_dataset_json(kind: str, level_dir: str, entries: Sequence[dict]) -> dict:
-    """The ``dataset.json`` of one variant set (MONAI/MSD ``training`` list + nnU-Net keys)."""
-    volumes = sorted(e["volume"] for e in entries)
+def set_dataset(
+    kind: str, level: int | str, what: str, training: list[dict[str, str]], drift: dict
+) -> dict[str, Any]:
+    """The ``dataset.json`` of one drift set (MONAI/MSD ``training`` list + nnU-Net keys)."""
     return {
-        "name": f"MiniVess-drift-{kind}-{level_dir}",
-        "description": f"MiniVess drift variant set: {kind}, level {level_dir}; "
+        "name": f"MiniVess-drift-{kind}-{level}",
+        "description": f"MiniVess drift {what}: {kind}, level {level}; "
         "ground truth in drift_manifest.json",
         "channel_names": {"0": "two-photon"},
         "labels": {"background": 0, "vessel": 1},
         "file_ending": ".nii.gz",
-        "numTraining": len(volumes),
-        "training": [
-            {"image": f"./imagesTr/{v}.nii.gz", "label": f"./labelsTr/{v}.nii.gz"} for v in volumes
-        ],
-        "drift": {
-            "type": kind,
-            "level": level_dir,
-            "severities": sorted({e["severity"] for e in entries}),
-        },
+        "numTraining": len(training),
+        "training": training,
+        "drift": {"type": kind, "level": str(level), **drift},
     }
+
+
+def variant_dataset_json(kind: str, level_dir: str, entries: Sequence[dict]) -> dict:
+    """The ``dataset.json`` of one variant set (the drifted files beside it)."""
+    volumes = sorted(e["volume"] for e in entries)
+    training = [
+        {"image": f"./imagesTr/{v}.nii.gz", "label": f"./labelsTr/{v}.nii.gz"} for v in volumes
+    ]
+    severities = sorted({e["severity"] for e in entries})
+    return set_dataset(kind, level_dir, "variant set", training, {"severities": severities})
 
 
 _CONFIG_KEYS = {
