@@ -104,6 +104,18 @@ def _encoding(rel: str) -> str:
     )
 
 
+def _field(field_id: str, what: str, kind: str, file: str, json_path: str) -> dict[str, Any]:
+    """One Croissant field extracted from a JSON file of the bag."""
+    return {
+        "@type": "cr:Field",
+        "@id": field_id,
+        "name": field_id.rsplit("/", 1)[-1],
+        "description": what,
+        "dataType": kind,
+        "source": {"fileObject": {"@id": file}, "extract": {"jsonPath": json_path}},
+    }
+
+
 def croissant_metadata(
     *,
     name: str,
@@ -137,20 +149,6 @@ def croissant_metadata(
     ]
     record_sets = []
     if dataset and "dataset.json" in files and dataset.get("training"):
-
-        def field(key: str, what: str) -> dict[str, Any]:
-            return {
-                "@type": "cr:Field",
-                "@id": f"training_pairs/{key}",
-                "name": key,
-                "description": f"{what}, relative to data/ (NIfTI-1, .nii.gz)",
-                "dataType": "sc:Text",
-                "source": {
-                    "fileObject": {"@id": "dataset.json"},
-                    "extract": {"jsonPath": f"$.training[*].{key}"},
-                },
-            }
-
         record_sets.append(
             {
                 "@type": "cr:RecordSet",
@@ -159,24 +157,19 @@ def croissant_metadata(
                 "description": f"The {len(dataset['training'])} image/label pairs of "
                 f"dataset.json (section {dataset.get('section')}), spacing in "
                 f"{dataset.get('spacing_unit')} as the headers hold it",
-                "field": [field("image", "Image path"), field("label", "Vessel mask path")],
+                "field": [
+                    _field(
+                        f"training_pairs/{key}",
+                        f"{what}, relative to data/ (NIfTI-1, .nii.gz)",
+                        "sc:Text",
+                        "dataset.json",
+                        f"$.training[*].{key}",
+                    )
+                    for key, what in (("image", "Image path"), ("label", "Vessel mask path"))
+                ],  # fmt: skip
             }
         )
     if "drift_manifest.json" in files and any(rel.startswith("drift/") for rel in files):
-
-        def drift_field(key: str, what: str, kind: str) -> dict[str, Any]:
-            return {
-                "@type": "cr:Field",
-                "@id": f"drift_variants/{key}",
-                "name": key,
-                "description": what,
-                "dataType": kind,
-                "source": {
-                    "fileObject": {"@id": "drift_manifest.json"},
-                    "extract": {"jsonPath": f"$.variants[*].{key}"},
-                },
-            }
-
         record_sets.append(
             {
                 "@type": "cr:RecordSet",
@@ -185,11 +178,20 @@ def croissant_metadata(
                 "description": "One record per drift variant (drift_manifest.json: files, "
                 "parameters, seed and verification figures per variant)",
                 "field": [
-                    drift_field("variant_id", "Variant id", "sc:Text"),
-                    drift_field("volume", "Source volume id", "sc:Text"),
-                    drift_field("drift_type", "Drift type", "sc:Text"),
-                    drift_field("severity", "Severity in [0, 1]", "sc:Float"),
-                ],
+                    _field(
+                        f"drift_variants/{key}",
+                        what,
+                        kind,
+                        "drift_manifest.json",
+                        f"$.variants[*].{key}",
+                    )
+                    for key, what, kind in (
+                        ("variant_id", "Variant id", "sc:Text"),
+                        ("volume", "Source volume id", "sc:Text"),
+                        ("drift_type", "Drift type", "sc:Text"),
+                        ("severity", "Severity in [0, 1]", "sc:Float"),
+                    )
+                ],  # fmt: skip
             }
         )
     return {
