@@ -169,8 +169,8 @@ def test_derived_seeds_depend_on_every_part_and_nothing_else():
 
 def _clustered(held_out_offset: float | None, seed: int = 7, drift: float = 0.0):
     """Synthetic units with volume-level clustering: every patch of a volume shares the
-    volume's offset (sd 1), patches vary 0.1 around it; 8 test and 8 calibration units
-    per held-out volume, one drifted set (``drift`` added to the held-out test units).
+    volume's offset (sd 1), patches vary 0.1 around it; 8 units per volume, one drifted
+    set (``drift`` added to the held-out units, the same positions).
     ``held_out_offset``: the held-out volumes' offsets sit near it (a fixed held-out set
     that differs from the reference as clustering allows), or are drawn like the rest."""
     rng = np.random.default_rng(seed)
@@ -192,9 +192,10 @@ def _clustered(held_out_offset: float | None, seed: int = 7, drift: float = 0.0)
             offset = rng.normal(0.0, 1.0, size=3)
         else:
             offset = held_out_offset + rng.normal(0.0, 0.2, size=3)
+        start = len(rows)
         add(("clean", vol), offset)
-        add(("calibration", vol), offset)
-        add(("gain", 1, vol), offset, shift=drift)
+        rows.extend(np.asarray(rows[start:]) + drift)  # the same units, drifted
+        units.of[("gain", 1, vol)] = list(range(start + 8, len(rows)))
         variants[vol] = {"severity": 0.5}
     plan = sets.Plan(
         bag=Path("."), reference=reference, held_out=held_out, variants={("gain", 1): variants}
@@ -208,7 +209,7 @@ def test_a_fixed_held_out_set_fools_the_reference_null_and_the_held_out_null_hol
     (the same in every repetition) sit 1 sd above the reference mean. The plain KS flags
     nearly every clean control; the null from reference pseudo-splits (right only on
     average over held-out sets) still flags far more than alpha; the null formed like a
-    control from the same volumes' calibration positions holds alpha +- 0.05."""
+    control from the same volumes' clean units holds alpha +- 0.05."""
     plan, units, detectors = _clustered(held_out_offset=1.0)
     base = {"sample_sizes": [20], "control_repetitions": 100, "null_draws": 99}
     base |= {"detectors": ["ks"], "fractions": [1.0], "repetitions": 20}
@@ -241,7 +242,7 @@ def test_the_held_out_null_holds_alpha_for_randomly_drawn_held_out_volumes(seed)
 
 def test_the_held_out_null_keeps_the_power_to_find_a_drift_of_the_held_out_volumes():
     """A drift of one volume sd on the held-out test units is found at n = 20 (power >= 0.9)
-    against the null drawn from the same volumes' clean calibration units."""
+    against the null drawn from the same volumes' clean units."""
     plan, units, detectors = _clustered(held_out_offset=None, drift=1.0)
     cfg = protocol.resolve_config(
         {"sample_sizes": [20], "control_repetitions": 20, "null_draws": 99}
@@ -249,14 +250,6 @@ def test_the_held_out_null_keeps_the_power_to_find_a_drift_of_the_held_out_volum
     )
     (row,) = protocol.evaluate(plan, units, detectors, cfg, seed=1)["results"]
     assert row["power"] >= 0.9
-
-
-def test_the_held_out_null_needs_calibration_units_and_says_which_volume():
-    plan, units, detectors = _clustered(held_out_offset=None)
-    del units.of[("calibration", "mv55")]
-    cfg = protocol.resolve_config({"detectors": ["ks"], "sample_sizes": [5]})
-    with pytest.raises(DriftEvalError, match="held-out volume mv55: no calibration patches"):
-        protocol.evaluate(plan, units, detectors, cfg, seed=1)
 
 
 @pytest.mark.parametrize(

@@ -50,14 +50,14 @@ def test_drift_eval_target_scores_every_detector_on_every_manifest_set(tmp_path)
     assert sets == {(v["drift_type"], v["level"]) for v in manifest["variants"]}
     detectors = ["bbsd", "c2st", "ks", "mmd"]
     assert sorted(result["design"]["detectors"]) == detectors
-    # the null is drawn from the held-out volume's clean units at other positions
+    # the null is drawn from the held-out volume's clean units, formed like a control
     assert result["design"]["config"]["null_source"] == "held_out"
     assert result["design"]["calibration"].startswith("null of each statistic from n clean")
-    # 4 patches per volume: 4 reference + 1 held-out clean, 1 held-out calibration, and
-    # each variant whose image changed
+    # 4 patches per volume: 4 reference + 1 held-out clean, and each variant whose image
+    # changed (a variant with the clean image shares the clean units)
     images = [v["files"]["image"] for v in manifest["variants"] if v["level"] is not None]
     changed = sum(i["drifted"]["sha256"] != i["clean"]["sha256"] for i in images)
-    assert result["design"]["units"] == 4 * (4 + 1 + 1 + changed)
+    assert result["design"]["units"] == 4 * (4 + 1 + changed)
     # one row per (detector, set, fraction, n); drifted units = floor(f n + 1/2)
     assert len(result["results"]) == len(detectors) * len(sets) * 2 * 2
     for row in result["results"]:
