@@ -194,7 +194,16 @@ def snr_bounds_db(t):
 
 
 def test_attenuation_lowers_snr_with_depth_on_vessels_and_whole_volume(volumes):
-    for image, mask, spacing in volumes:
+    # SNR is a vessel figure: only volumes with vessels in their deepest quarter say
+    # anything (on the realistic grid mv15's 4 um z step leaves its deepest quarter
+    # without vessels at this tiny size)
+    deep_vessels = [
+        (image, mask, spacing)
+        for image, mask, spacing in volumes
+        if mask[:, :, mask.shape[2] - max(1, mask.shape[2] // 4) :].any()
+    ]
+    assert len(deep_vessels) >= 2
+    for image, mask, spacing in deep_vessels:
         runs = series(image, "attenuation", mask, spacing)
         d, record, figures = runs[-1]
         assert figures["measured_delta_inverse_length_per_um"] == pytest.approx(

@@ -122,6 +122,9 @@ def test_second_instance_in_the_same_directory_is_refused(tmp_path):
     try:
         locks = workdir / ".snakemake" / "locks"
         wait_for(lambda: locks.is_dir() and any(locks.iterdir()), first)
+        # Hold the first run where it is (lock taken, build unfinished): on an idle machine
+        # the small build would otherwise finish before the second instance starts.
+        os.killpg(first.pid, signal.SIGSTOP)
         # A plain second run is refused (by the lock, or earlier by the files the first is
         # writing); even one told to --rerun-incomplete those files meets the lock.
         plain = run_snakemake(workdir, "--cores", "1", "all", check=False)
