@@ -179,7 +179,7 @@ def test_only_heavy_jobs_are_submitted_to_slurm(slurm_run):
     assert per_rule["resample"] == len(report["valid"]) >= 1  # quarantined ones stop there
     assert [per_rule[rule] for rule in ("bundle", "verify_bundle", "report_figures")] == [1] * 3
     # ... the tiny jobs run in the main process
-    local = set(re.findall(r"^localrule (\w+):", output, re.M))
+    local = set(re.findall(r"^local(?:rule|checkpoint) (\w+):", output, re.M))
     assert local == LOCAL_RULES, local
     jobs = _sacct_jobs(_run_id(output))
     assert sorted(job["comment"] for job in jobs) == sorted(_comment(*job) for job in planned)

@@ -40,6 +40,7 @@ DROP_EVENTS = frozenset(
 #: Plain info messages of the same kind (start-up and scheduling chatter, the log paths).
 DROP_MESSAGES = (
     "Select jobs to execute",
+    "Removing temporary output",  # staging is temp(): one line per staged file
     "Execute ",
     "Using shell:",
     "Provided cores:",
