@@ -518,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", required=True)
     p.add_argument("--label", required=True)
     p.add_argument("--metadata", default=None)
-    p.add_argument("--rules", default="", help="validation rules as JSON (see validate.py)")
+    p.add_argument("--rules", default="", help="validation rules as JSON (validate.profiles)")
     p.add_argument("--on-invalid", choices=("fail", "quarantine"), required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_validate)
