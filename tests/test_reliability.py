@@ -22,6 +22,7 @@ from fake_dataproxy import FakeDataProxy, write_release
 from workflow_utils import (
     SNAKEMAKE_TIMEOUT_S,
     make_workdir,
+    pinned_git_commit,
     release_tree,
     run_snakemake,
     snakemake_command,
@@ -78,13 +79,7 @@ def assert_every_final_file_is_whole(results):
 def one_commit():
     """Every build here records the same commit in its provenance, even if HEAD moves while
     the module runs (someone commits), so archives stay comparable byte for byte."""
-    from conftest import REPO
-
-    head = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MINIVESS_GIT_COMMIT", head or "no-git")
+    with pinned_git_commit():
         yield
 
 

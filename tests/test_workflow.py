@@ -7,7 +7,13 @@ import zipfile
 
 import pytest
 from conftest import require, tree_digest
-from workflow_utils import build_digest, make_workdir, release_tree, run_snakemake
+from workflow_utils import (
+    build_digest,
+    make_workdir,
+    pinned_git_commit,
+    release_tree,
+    run_snakemake,
+)
 
 from minivess_bundle.fsio import sha256_file
 
@@ -26,15 +32,7 @@ EBRAINS_ZIP = "d-bf268b89-1420-476b-b428-b85a913eb523.zip"
 def one_commit():
     """Every build here records the same commit in its provenance, even if HEAD moves while
     the module runs, so the archives compared byte for byte differ only by what is tested."""
-    import subprocess
-
-    from conftest import REPO
-
-    head = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MINIVESS_GIT_COMMIT", head or "no-git")
+    with pinned_git_commit():
         yield
 
 

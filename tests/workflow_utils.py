@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -141,3 +142,17 @@ def release_tree(workdir: Path, into: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(renamed / rel, target)
     return into
+
+
+@contextlib.contextmanager
+def pinned_git_commit():
+    """Builds inside record HEAD as it is now (MINIVESS_GIT_COMMIT), even if HEAD moves
+    while a test module runs, so their archives stay comparable byte for byte."""
+    import pytest
+
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINIVESS_GIT_COMMIT", head or "no-git")
+        yield
