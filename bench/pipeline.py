@@ -473,8 +473,11 @@ def job_bytes(workdir: Path, job: str) -> int:
         "validate": pair(layout.renamed(vol)),
         "resample": pair(layout.renamed(vol)) + pair(layout.processed(vol)),
     }.get(parts[0])
-    if parts[0] == "drift":
-        files = pair(layout.processed(vol)) + pair(layout.drift_variant(parts[1], parts[2], vol))
+    if parts[0] == "drift":  # drift/<kind>/<vol>: every level; drift/gradual/<batch>/<vol>
+        levels = parts[2:-1] or [str(level) for level in LEVELS]
+        files = pair(layout.processed(vol))
+        for level in levels:
+            files += pair(layout.drift_variant(parts[1], level, vol))
     if files is None:
         return 0
     return sum(uncompressed(p) for p in files)

@@ -20,7 +20,7 @@ from conftest import REAL_MASK, REPO, tree_digest
 from minivess_bundle import drift, metrics
 from minivess_bundle.errors import DriftError
 from minivess_bundle.fsio import sha256_file
-from minivess_bundle.nifti import read_nifti, spacing_um
+from minivess_bundle.nifti import read_array, read_nifti, spacing_um
 
 SEED = 20230301
 SEVERITIES = [drift.LEVELS[level] for level in range(1, 6)]
@@ -487,6 +487,100 @@ def test_numpy_drift_never_imports_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+# --- one job per (volume, kind): every level from one decode -----------------------------------
+
+LEVELLED_PARAMS = {
+    "compound": {"kinds": ["attenuation", "noise"]},
+    "gradual": {"base": "intensity", "n_batches": 3, "max_severity": 1.0},
+}
+
+
+@pytest.fixture(scope="module")
+def clean_pair(tmp_path_factory):
+    """One 40-px synthetic clean pair (image, label) in the staging layout."""
+    from minivess_bundle.synthetic import write_synthetic_volume
+
+    root = tmp_path_factory.mktemp("clean")
+    return root, write_synthetic_volume(root, "mv05", seed=5, size_xy=40, max_z=24)
+
+
+def _level_files(clean, root, out, levels):
+    return [
+        drift.VariantFiles(
+            clean["image"],
+            clean["label"],
+            out / str(level) / "imagesTr" / "mv05.nii.gz",
+            out / str(level) / "labelsTr" / "mv05.nii.gz",
+            root,
+            out,
+        )
+        for level in levels
+    ]
+
+
+@pytest.mark.parametrize("kind", [*drift.plan.LEVELLED_KINDS, "gradual"])
+def test_one_job_writes_the_bytes_of_one_job_per_level_for_every_kind(clean_pair, tmp_path, kind):
+    """The drift rule's job (all levels of a (volume, kind), one decode) writes, level by
+    level, the bytes and the entry the per-level function writes alone, and its target
+    file holds the voxels apply_drift gives on the clean arrays."""
+    root, clean = clean_pair
+    levels = [1, 2, 3] if kind == "gradual" else [1, 3, 5]
+    spec = drift.VariantSpec("mv05", kind, levels[0], SEED, LEVELLED_PARAMS.get(kind, {}), ["mv01"])
+    one_job = drift.generate_drift_levels(
+        spec, levels, _level_files(clean, root, tmp_path / "one", levels)
+    )
+    alone = [
+        drift.generate_drift_variant(
+            drift.VariantSpec("mv05", kind, level, SEED, spec.params, ["mv01"]), files
+        )
+        for level, files in zip(
+            levels, _level_files(clean, root, tmp_path / "alone", levels), strict=True
+        )
+    ]
+    assert one_job == alone
+    assert [e["level"] for e in one_job] == levels
+    one, per_level = tree_digest(tmp_path / "one"), tree_digest(tmp_path / "alone")
+    assert len(one) == 2 * len(levels) and one == per_level
+    header, image = read_array(clean["image"])
+    label = read_array(clean["label"])[1]
+    spacing = spacing_um(header.header)
+    base, params = drift.VariantSpec("mv05", kind, 1, params=spec.params).base()
+    for entry in one_job:
+        target = entry["target"]
+        role = "label" if target == "label" else "image"
+        written = read_array(tmp_path / "one" / entry["files"][role]["drifted"]["path"])[1]
+        clean_array = label if target == "label" else image
+        expected = drift.apply_drift(
+            clean_array,
+            base,
+            entry["severity"],
+            entry["seed"],
+            spacing=spacing,
+            mask=label,
+            **params,
+        )
+        if target == "header":  # the voxels stay, the spacing changes
+            expected = clean_array
+        assert written.dtype == clean_array.dtype and np.array_equal(written, expected)
+        assert entry["files"]["label" if target == "image" else "image"]["modified"] is (
+            target == "header"
+        )
+
+
+def test_one_job_refuses_levels_that_do_not_match_its_outputs(clean_pair, tmp_path):
+    root, clean = clean_pair
+    spec = drift.VariantSpec("mv05", "noise", 1, SEED)
+    files = _level_files(clean, root, tmp_path, [1, 3])
+    with pytest.raises(DriftError, match=r"mv05: drift: 2 levels \[1, 1\] for 2 output sets"):
+        drift.generate_drift_levels(spec, [1, 1], files)
+    with pytest.raises(DriftError, match=r"mv05: drift: 3 levels \[1, 3, 5\] for 2 output"):
+        drift.generate_drift_levels(spec, [1, 3, 5], files)
+    other = [files[0], drift.VariantFiles(clean["label"], clean["image"], "a", "b")]
+    with pytest.raises(DriftError, match="the levels read 2 different clean pairs"):
+        drift.generate_drift_levels(spec, [1, 3], other)
+    assert not (tmp_path / "1").exists()  # nothing written before the checks pass
 
 
 # --- datasets and manifests through the API ---------------------------------------------------

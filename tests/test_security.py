@@ -30,6 +30,7 @@ UNQUOTED_PARAMS = {
     "volumes": ("volumes",),
     "reference_ids": ("volumes",),  # validated volume ids (a subset of VOLUMES)
     "seed": ("seed",),
+    "drift_levels": ("drift", "levels"),
     "version": ("bundle", "version"),
     "image_interpolator": ("resample", "image_interpolator"),
     "label_interpolator": ("resample", "label_interpolator"),

@@ -206,33 +206,47 @@ def cmd_resample(args: argparse.Namespace) -> None:
 
 
 def cmd_drift(args: argparse.Namespace) -> None:
-    """Make one drift variant of one resampled volume and write its manifest entry."""
+    """Make the drift variants of one resampled volume and one kind at each --drift-level
+    (one decode of the clean pair) and write each level's manifest entry."""
     import json
 
-    from .drift import Compression, VariantFiles, VariantSpec, generate_drift_variant
+    from .drift import Compression, VariantFiles, VariantSpec, generate_drift_levels
+    from .errors import DriftError
     from .fsio import write_json_atomic
 
+    levels = args.drift_level
+    outputs = {"--out-image": args.out_image, "--out-label": args.out_label, "--entry": args.entry}
+    for flag, paths in outputs.items():
+        if len(paths) != len(levels):
+            raise DriftError(
+                f"{len(paths)} {flag} paths for {len(levels)} levels {levels}",
+                volume=args.volume,
+                expected=f"one {flag} per --drift-level, in the same order",
+            )
     spec = VariantSpec(
         args.volume,
         args.type,
-        args.drift_level,
+        levels[0],
         args.global_seed,
         json.loads(args.params) if args.params else {},
         tuple(args.reference_ids),
     )
-    files = VariantFiles(
-        args.image,
-        args.label,
-        args.out_image,
-        args.out_label,
-        args.clean_root or None,
-        args.drift_root or None,
-    )
-    entry = generate_drift_variant(spec, files, Compression(args.codec, args.level))
-    write_json_atomic(args.entry, entry)
-    log.info(
-        "%s: %s level %s, severity %s", args.volume, args.type, args.drift_level, entry["severity"]
-    )
+    files = [
+        VariantFiles(
+            args.image,
+            args.label,
+            out_image,
+            out_label,
+            args.clean_root or None,
+            args.drift_root or None,
+        )
+        for out_image, out_label in zip(args.out_image, args.out_label, strict=True)
+    ]
+    entries = generate_drift_levels(spec, levels, files, Compression(args.codec, args.level))
+    for path, entry in zip(args.entry, entries, strict=True):
+        write_json_atomic(path, entry)
+        level, severity = entry["level"], entry["severity"]
+        log.info("%s: %s level %s, severity %s", args.volume, args.type, level, severity)
 
 
 def cmd_drift_manifest(args: argparse.Namespace) -> None:
@@ -555,7 +569,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("drift", help=cmd_drift.__doc__)
     p.add_argument("volume", type=_volume)
     p.add_argument("--type", required=True, choices=KINDS)
-    p.add_argument("--drift-level", type=int, required=True, help="1..5 (gradual: batch k)")
+    p.add_argument(
+        "--drift-level",
+        type=int,
+        nargs="+",
+        required=True,
+        help="1..5, one or more (gradual: batch k)",
+    )
     p.add_argument("--image", required=True)
     p.add_argument("--label", required=True)
     p.add_argument("--global-seed", type=int, required=True)
@@ -564,9 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clean-root", default="")
     p.add_argument("--drift-root", default="")
     _add_compression(p)
-    p.add_argument("--out-image", required=True)
-    p.add_argument("--out-label", required=True)
-    p.add_argument("--entry", required=True)
+    p.add_argument("--out-image", nargs="+", required=True, help="one per --drift-level")
+    p.add_argument("--out-label", nargs="+", required=True, help="one per --drift-level")
+    p.add_argument("--entry", nargs="+", required=True, help="one per --drift-level")
     p.set_defaults(func=cmd_drift)
 
     p = sub.add_parser("drift-manifest", help=cmd_drift_manifest.__doc__)

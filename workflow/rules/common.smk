@@ -22,6 +22,8 @@ from minivess_bundle.config import coerce as coerce_config  # noqa: E402
 from minivess_bundle.layout import staged, renamed, processed  # noqa: E402
 from minivess_bundle.drift.kinds import KINDS  # noqa: E402
 from minivess_bundle.drift.plan import (  # noqa: E402
+    LEVELLED_KINDS,
+    drift_levels,
     drift_volumes as plan_drift_volumes,
     plan_jobs,
     plan_sets,
@@ -171,6 +173,7 @@ def processed_outputs(wildcards):
 
 
 DRIFT = config["drift"]
+DRIFT_LEVELS = drift_levels(DRIFT)
 
 
 def drift_volumes():
@@ -222,8 +225,15 @@ def drift_reference_ids(wildcards):
     return reference_volumes(valid_volumes(), DRIFT)
 
 
+def drift_level_outputs(template):
+    """``template`` at every configured level ({drift} and {vol} kept): the files of one
+    (volume, kind) job of the drift rule."""
+    return expand(template, level=DRIFT_LEVELS, allow_missing=True)
+
+
 def drift_mem_mb(wildcards, input, attempt):
-    """A drift job holds the image, a float copy and the mask: from the header (clamped)."""
+    """A drift job holds the clean image and mask, float copies and one level's output at
+    a time (resources.BYTES_PER_VOXEL): from the header (clamped)."""
     return resources.per_voxel_mem_mb("drift", input.image, attempt)
 
 

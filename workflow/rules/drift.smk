@@ -1,17 +1,61 @@
 """Drift: controlled, verified distribution shifts of held-out resampled volumes, one
-job per (volume, type, level), each with its ground-truth manifest entry; set-level
-kinds (prevalence) one job per level, choosing clean volumes."""
+job per (volume, kind) writing every level (gradual: one per volume and batch), each
+variant with its ground-truth manifest entry; set-level kinds (prevalence) one job per
+level, choosing clean volumes."""
 
 
 ruleorder: drift_select > drift_set
 
 
 rule drift:
-    """Make one drift variant of one resampled volume and record what was done."""
+    """Make every configured level of one drift kind of one resampled volume (the clean
+    pair decoded once) and record what was done, level by level."""
     input:
         image=layout.PROCESSED["image"],
         label=layout.PROCESSED["label"],
         # the checkpoint the reference split (params) is read from
+        report=layout.VALIDATION_REPORT,
+    output:
+        image=drift_level_outputs(layout.DRIFT_VARIANT["image"]),
+        label=drift_level_outputs(layout.DRIFT_VARIANT["label"]),
+        entry=drift_level_outputs(layout.DRIFT_ENTRY),
+    log:
+        "logs/drift/{drift}/{vol}.log",
+    benchmark:
+        "benchmarks/drift/{drift}/{vol}.tsv"
+    wildcard_constraints:
+        drift="|".join(LEVELLED_KINDS),
+    conda:
+        ENV
+    container:
+        CONTAINER
+    resources:
+        mem_mb=drift_mem_mb,
+        runtime=30,
+    params:
+        seed=config["seed"],
+        drift_levels=DRIFT_LEVELS,
+        drift_params=drift_params,
+        reference_ids=drift_reference_ids,
+        clean_root=lambda wildcards, input: str(Path(input.image).parents[1]),
+        drift_root=lambda wildcards, output: str(Path(output.image[0]).parents[3]),
+        codec=config["compression"]["codec"],
+        level=config["compression"]["level"],
+    shell:
+        "minivess-bundle drift {wildcards.vol} --type {wildcards.drift} "
+        "--drift-level {params.drift_levels} --image {input.image:q} --label {input.label:q} "
+        "--global-seed {params.seed} --params={params.drift_params:q} "
+        "--reference-ids {params.reference_ids} "
+        "--clean-root {params.clean_root:q} --drift-root {params.drift_root:q} "
+        "--codec {params.codec} --level {params.level} --out-image {output.image:q} "
+        "--out-label {output.label:q} --entry {output.entry:q} > {log:q} 2>&1"
+
+
+rule drift_gradual:
+    """Make one volume's batch of gradual drift (its level is the batch: one per volume)."""
+    input:
+        image=layout.PROCESSED["image"],
+        label=layout.PROCESSED["label"],
         report=layout.VALIDATION_REPORT,
     output:
         **layout.DRIFT_VARIANT,
@@ -20,6 +64,8 @@ rule drift:
         "logs/drift/{drift}/{level}/{vol}.log",
     benchmark:
         "benchmarks/drift/{drift}/{level}/{vol}.tsv"
+    wildcard_constraints:
+        drift="gradual",
     conda:
         ENV
     container:

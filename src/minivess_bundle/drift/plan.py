@@ -1,4 +1,4 @@
-"""The drift plan: which volumes are drifted, which stay clean, and every (volume, kind, level) job.
+"""The drift plan: which volumes are drifted, which stay clean, every (volume, kind, level).
 
 The one owner of the plan: ``workflow/rules/common.smk``, :func:`generate_drifted_dataset`
 and the bench call these functions. ``drift_config`` is the config's ``drift:`` block;
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .kinds import SET_KINDS
+from .kinds import KINDS, SET_KINDS
 
 #: The config schema's defaults of the ``drift:`` block.
 DEFAULTS: dict = {
@@ -42,6 +42,12 @@ DEFAULTS: dict = {
 }
 
 
+#: Kinds whose variants of one volume are made by one job writing every configured
+#: level (decoding the clean pair once): all but the set kinds (chosen per level) and
+#: gradual (whose level is each volume's batch: one variant per volume).
+LEVELLED_KINDS = tuple(kind for kind in KINDS if kind not in SET_KINDS and kind != "gradual")
+
+
 #: The held-out volumes of ``volumes: auto``: three, spread over the release, so every
 #: kind at levels 1, 3, 5 fits the quick start's budget (README, "Drift variants").
 AUTO_VOLUMES = ("mv05", "mv35", "mv65")
@@ -63,6 +69,11 @@ def with_defaults(drift_config: Mapping) -> dict:
     for key in ("gradual", "compound"):
         merged[key] = {**DEFAULTS[key], **dict(drift_config.get(key, {}))}
     return merged
+
+
+def drift_levels(drift_config: Mapping) -> list[int]:
+    """The configured levels (``drift.levels``), each written by every levelled kind's job."""
+    return [int(level) for level in with_defaults(drift_config)["levels"]]
 
 
 def drift_volumes(valid: Sequence[str], drift_config: Mapping) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -116,13 +116,21 @@ def _drifted_image(clean, array, note: str, spacing_factors=None):
     return image
 
 
-def _apply(spec: VariantSpec, files: VariantFiles, seed: int, severity: float):
-    """Load the pair, apply the kind; (clean images, arrays, drift, drifted, record, figures)."""
-    from ..metrics import skeleton as skeletonise
-    from ..metrics import topology_summary
+@dataclass
+class _Clean:
+    """The clean pair of one volume, decoded once, and what every level reads from it."""
+
+    images: dict[str, Any]
+    arrays: dict[str, Any]
+    spacing: Any
+    #: Level-independent figures of one kind, computed on first use.
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+def _load(spec: VariantSpec, files: VariantFiles) -> _Clean:
+    """Decode the clean pair (read-only arrays, so no level can change another's input)."""
     from ..nifti import read_array, spacing_um
 
-    kind, params = spec.base()
     images = dict(
         zip(
             ("image", "label"),
@@ -131,29 +139,58 @@ def _apply(spec: VariantSpec, files: VariantFiles, seed: int, severity: float):
         )
     )
     arrays = {role: pair[1] for role, pair in images.items()}
-    spacing = spacing_um(images["image"][0].header)
+    for array in arrays.values():
+        array.flags.writeable = False
+    return _Clean(images, arrays, spacing_um(images["image"][0].header))
+
+
+def _frozen(array):
+    array.flags.writeable = False
+    return array
+
+
+def _cached(clean: _Clean, key: str, compute):
+    """``clean.cache[key]``, computed by ``compute()`` the first time a level asks."""
+    if key not in clean.cache:
+        clean.cache[key] = compute()
+    return clean.cache[key]
+
+
+def _apply(spec: VariantSpec, files: VariantFiles, clean: _Clean, seed: int, severity: float):
+    """Apply the kind to the loaded pair; (drift, drifted, record, figures)."""
+    from ..metrics import skeleton as skeletonise
+    from ..metrics import topology_summary
+
+    kind, params = spec.base()
+    arrays = clean.arrays
     drift = make_drift(kind, severity, seed, **params)
     role = "label" if drift.target == "label" else "image"
     context: dict[str, Any] = {
-        "spacing": spacing,
+        "spacing": clean.spacing,
         "mask": arrays["label"],
         "volume": spec.volume,
         "where": str(files.label if role == "label" else files.image),
     }
     if kind == "topology":
-        context["skeleton"] = skeletonise(arrays["label"])
+        context["skeleton"] = _cached(
+            clean, "skeleton", lambda: _frozen(skeletonise(arrays["label"]))
+        )
     drifted, record = drift(arrays[role], **context)
     extra = {}
     if drift.target == "label":
         extra = {
             "clean_skeleton": context.get("skeleton"),
-            "clean_topology": topology_summary(arrays["label"]) if kind == "topology" else None,
+            "clean_topology": _cached(clean, "topology", lambda: topology_summary(arrays["label"]))
+            if kind == "topology"
+            else None,
         }
     figures = round_figures(
-        drift.figures(arrays[role], drifted, record, mask=arrays["label"], spacing=spacing, **extra)
+        drift.figures(
+            arrays[role], drifted, record, mask=arrays["label"], spacing=clean.spacing, **extra
+        )
     )
     check_changed(spec.kind, severity, figures, drift.primary, spec.volume, context["where"])
-    return images, drift, drifted, record, figures
+    return drift, drifted, record, figures
 
 
 def _write(spec, files, compression, images, drift, drifted, severity) -> None:
@@ -181,7 +218,7 @@ def _write(spec, files, compression, images, drift, drifted, severity) -> None:
     link_or_copy(sources[other], outs[other], allow_link=False)
 
 
-def _files_entry(files: VariantFiles) -> dict[str, Any]:
+def _files_entry(files: VariantFiles, clean: _Clean) -> dict[str, Any]:
     from ..fsio import sha256_file
 
     entry = {}
@@ -189,7 +226,8 @@ def _files_entry(files: VariantFiles) -> dict[str, Any]:
         ("image", files.image, files.out_image),
         ("label", files.label, files.out_label),
     ):
-        clean_sha, drifted_sha = sha256_file(source), sha256_file(out)
+        clean_sha = _cached(clean, f"sha256:{role}", lambda source=source: sha256_file(source))
+        drifted_sha = sha256_file(out)
         entry[role] = {
             "clean": {"path": _path_text(source, files.clean_root), "sha256": clean_sha},
             "drifted": {"path": _path_text(out, files.drift_root), "sha256": drifted_sha},
@@ -217,14 +255,57 @@ def generate_drift_variant(
     The seed is :func:`derive_seed` (global seed, volume, kind): shared by all levels
     of the pair, so levels are nested.
     """
+    return generate_drift_levels(spec, [spec.level], [files], compression)[0]
+
+
+def generate_drift_levels(
+    spec: VariantSpec,
+    levels: Sequence[int],
+    files: Sequence[VariantFiles],
+    compression: Compression = Compression(),
+) -> list[dict[str, Any]]:
+    """Make the variants of one (volume, kind) at each of ``levels`` (``files[i]`` is
+    level ``levels[i]``'s, all reading one clean pair); their manifest entries in order.
+
+    One job instead of one per level: the clean pair is decoded once (read-only, so no
+    level can change another's input) and what does not depend on the level (the
+    clean skeleton and topology, the clean files' sha256) is computed once. Each
+    level's files and entry are the bytes :func:`generate_drift_variant` writes for it
+    alone; one level's output is held at a time.
+    """
     from ..volumes import check_volume_id
 
     check_volume_id(spec.volume)
     check_kind(spec.kind)
-    severity = check_severity(spec.severity())
+    levels = list(levels)
+    if not levels or len(files) != len(levels) or len(set(levels)) != len(levels):
+        raise DriftError(
+            f"{len(levels)} levels {levels} for {len(files)} output sets",
+            volume=spec.volume,
+            expected="distinct levels, one output set (image, label, entry) each",
+        )
+    sources = {(Path(f.image), Path(f.label)) for f in files}
+    if len(sources) != 1:
+        raise DriftError(
+            f"the levels read {len(sources)} different clean pairs",
+            volume=spec.volume,
+            expected="one clean pair for all levels of a (volume, kind)",
+        )
+    specs = [replace(spec, level=level) for level in levels]
+    severities = [check_severity(s.severity()) for s in specs]
     seed = derive_seed(spec.global_seed, spec.volume, spec.kind)
-    images, drift, drifted, record, figures = _apply(spec, files, seed, severity)
-    _write(spec, files, compression, images, drift, drifted, severity)
+    clean = _load(spec, files[0])
+    return [
+        _variant(level_spec, level_files, compression, clean, seed, severity)
+        for level_spec, level_files, severity in zip(specs, files, severities, strict=True)
+    ]
+
+
+def _variant(spec, files, compression, clean, seed, severity) -> dict[str, Any]:
+    """One level of :func:`generate_drift_levels`: apply, write, verify; its entry."""
+    drift, drifted, record, figures = _apply(spec, files, clean, seed, severity)
+    _write(spec, files, compression, clean.images, drift, drifted, severity)
+    del drifted
     parameters = dict(record["parameters"])
     if spec.kind == "gradual":
         parameters = {
@@ -257,7 +338,7 @@ def generate_drift_variant(
         "target": drift.target,
         "parameters": _json_ready(parameters),
         "expected_signal": drift.expected_signal,
-        "files": _files_entry(files),
+        "files": _files_entry(files, clean),
         "verification": figures,
         "reference_split_ids": sorted(spec.reference_ids),
     }
