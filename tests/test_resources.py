@@ -69,3 +69,52 @@ def test_memory_grows_with_each_retry(attempt, expected):
 def test_a_missing_file_gets_the_fallback_grown_per_attempt(tmp_path):
     assert resources.per_voxel_mem_mb("validate", tmp_path / "nope.nii.gz") == 2048
     assert resources.per_voxel_mem_mb("validate", tmp_path / "nope.nii.gz", attempt=2) == 3072
+
+
+def _drift_job_peak_mb(tmp_path, kind: str, size_xy: int) -> tuple[float, int]:
+    """(peak RSS in MiB, voxels) of one drift job (levels 1, 3, 5) on synthetic mv68."""
+    import re
+    import subprocess
+    import sys
+
+    from minivess_bundle.nifti import read_header
+    from minivess_bundle.synthetic import write_synthetic_volume
+
+    clean = write_synthetic_volume(tmp_path / f"c{size_xy}", "mv68", 5, size_xy, 110)
+    out = tmp_path / f"{kind}{size_xy}"
+    code = (  # VmHWM of the job's own process (a forked child's rusage counts its parent)
+        "import sys\nfrom minivess_bundle.cli import main\nmain(sys.argv[1:])\n"
+        "print(open('/proc/self/status').read())\n"
+    )
+    # fmt: off
+    command = [
+        sys.executable, "-c", code, "drift", "mv68", "--type", kind,
+        "--drift-level", "1", "3", "5", "--image", clean["image"], "--label", clean["label"],
+        "--global-seed", "1", "--codec", "isal", "--level", "2",
+        "--out-image", *(str(out / f"{level}.i.nii.gz") for level in (1, 3, 5)),
+        "--out-label", *(str(out / f"{level}.l.nii.gz") for level in (1, 3, 5)),
+        "--entry", *(str(out / f"{level}.json") for level in (1, 3, 5)),
+    ]
+    # fmt: on
+    status = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    peak_kib = int(re.search(r"^VmHWM:\s+(\d+) kB$", status, re.M)[1])
+    return peak_kib / 1024, read_header(clean["image"]).n_voxels
+
+
+@pytest.mark.parametrize("kind", ["annotation", "z_step"])
+def test_drift_job_memory_per_voxel_is_covered_by_its_kinds_estimate(tmp_path, kind):
+    """A drift job writes three levels and its peak grows per voxel by no more than
+    resources.drift_mem_mb assumes; annotation needs its own figure (above the generic)."""
+    small_mb, small = _drift_job_peak_mb(tmp_path, kind, 64)
+    big_mb, big = _drift_job_peak_mb(tmp_path, kind, 192)
+    per_voxel = (big_mb - small_mb) * 2**20 / (big - small)
+    assumed = resources.DRIFT_BYTES_PER_VOXEL.get(kind, resources.BYTES_PER_VOXEL["drift"])
+    assert 0 < per_voxel <= assumed
+    assert small_mb < resources.BASE_MB["drift"]
+    if kind == "annotation":  # the generic figure would not cover it
+        assert per_voxel > resources.BYTES_PER_VOXEL["drift"]
+    big_path = tmp_path / "c192" / "raw" / "mv68.nii.gz"
+    assert resources.drift_mem_mb(kind, big_path) >= big_mb
+    assert resources.drift_mem_mb(kind, big_path) == int(
+        np.ceil(resources.BASE_MB["drift"] + big * assumed / 2**20)
+    )

@@ -23,11 +23,16 @@ ATTEMPT_GROWTH = 0.5
 FALLBACK_MB = 2048
 #: Interpreter + numpy + nibabel (+ SimpleITK where loaded), MiB.
 BASE_MB = {"validate": 300, "drift": 400, "fetch": 300, "omezarr": 400}
-#: Bytes held per voxel: validate (image, mask and float statistics), drift (image,
-#: a float copy and the mask), synthetic generation (mask, float image, noise), OME-Zarr
-#: export (image, mask, their z-y-x copies and the pyramid's float resize: measured
-#: 1044 MB peak RSS for 37.2 M voxels).
-BYTES_PER_VOXEL = {"validate": 12, "drift": 16, "fetch": 40, "omezarr": 28}
+#: Bytes held per voxel: validate (image, mask and float statistics), drift (the clean
+#: image and mask, float temporaries and one level's output: at most 21 B/voxel measured
+#: over the kinds, z_step and compound, between 6.9 M and 15.6 M voxels), synthetic
+#: generation (mask, float image, noise), OME-Zarr export (image, mask, their z-y-x copies
+#: and the pyramid's float resize: measured 1044 MB peak RSS for 37.2 M voxels).
+BYTES_PER_VOXEL = {"validate": 12, "drift": 24, "fetch": 40, "omezarr": 28}
+#: Drift kinds that hold more per voxel than ``BYTES_PER_VOXEL["drift"]``: annotation's
+#: distance transform (float64 plus scipy's int32 feature transform): measured 54 B/voxel
+#: between 0.43 M and 3.9 M voxels, 46.8 between 6.9 M and 15.6 M (peak RSS 457 / 863 MB).
+DRIFT_BYTES_PER_VOXEL = {"annotation": 64}
 
 
 def for_attempt(mem_mb: int | float, attempt: int = 1) -> int:
@@ -47,13 +52,24 @@ def plausible_voxels(path: str | Path) -> tuple[int, int]:
     return info.n_voxels, min(info.n_voxels, most)
 
 
-def per_voxel_mem_mb(stage: str, path: str | Path, attempt: int = 1) -> int:
-    """Memory of a job holding ``BYTES_PER_VOXEL[stage]`` per voxel of the file at ``path``."""
+def per_voxel_mem_mb(
+    stage: str, path: str | Path, attempt: int = 1, bytes_per_voxel: float | None = None
+) -> int:
+    """Memory of a job holding ``bytes_per_voxel`` (default ``BYTES_PER_VOXEL[stage]``) per
+    voxel of the file at ``path``."""
     try:
         _, voxels = plausible_voxels(path)
     except Exception:  # not there yet or unreadable: the job itself reports it
         return for_attempt(FALLBACK_MB, attempt)
-    return for_attempt(BASE_MB[stage] + voxels * BYTES_PER_VOXEL[stage] / 2**20, attempt)
+    per_voxel = BYTES_PER_VOXEL[stage] if bytes_per_voxel is None else bytes_per_voxel
+    return for_attempt(BASE_MB[stage] + voxels * per_voxel / 2**20, attempt)
+
+
+def drift_mem_mb(kind: str, path: str | Path, attempt: int = 1) -> int:
+    """Memory of one drift job of ``kind`` on the clean image at ``path``: the job writes
+    every level but holds one level's output at a time, so the levels do not add up."""
+    per_voxel = DRIFT_BYTES_PER_VOXEL.get(kind, BYTES_PER_VOXEL["drift"])
+    return per_voxel_mem_mb("drift", path, attempt, per_voxel)
 
 
 def resample_mem_mb(

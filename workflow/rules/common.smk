@@ -232,9 +232,9 @@ def drift_level_outputs(template):
 
 
 def drift_mem_mb(wildcards, input, attempt):
-    """A drift job holds the clean image and mask, float copies and one level's output at
-    a time (resources.BYTES_PER_VOXEL): from the header (clamped)."""
-    return resources.per_voxel_mem_mb("drift", input.image, attempt)
+    """A drift job holds the clean image and mask, float temporaries and one level's output
+    at a time (resources.drift_mem_mb, per kind): from the header (clamped)."""
+    return resources.drift_mem_mb(wildcards.drift, input.image, attempt)
 
 
 def drift_entries(wildcards):
