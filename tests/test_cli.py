@@ -152,3 +152,39 @@ def test_flags_the_rules_pass_from_config_have_no_default_of_their_own():
                 )
                 checked += 1
     assert checked >= 30
+
+
+def test_drift_writes_every_level_given_and_refuses_an_output_per_level_missing(tmp_path, capsys):
+    """`drift --drift-level 1 3 5` (the drift rule's one job per (volume, kind)) writes one
+    image, label and entry per level, in order; a level without its outputs is one line."""
+    import json
+    from pathlib import Path
+
+    from minivess_bundle.synthetic import write_synthetic_volume
+
+    clean = write_synthetic_volume(tmp_path / "clean", "mv05", seed=5, size_xy=24, max_z=8)
+    out = tmp_path / "drift"
+    args = ["drift", "mv05", "--type", "intensity", "--image", clean["image"]]
+    args += ["--label", clean["label"], "--global-seed", "7", "--codec", "isal", "--level", "2"]
+    paths = {
+        flag: [str(out / str(level) / f"{name}") for level in (1, 3, 5)]
+        for flag, name in (
+            ("--out-image", "i.nii.gz"),
+            ("--out-label", "l.nii.gz"),
+            ("--entry", "e.json"),
+        )
+    }
+    outputs = [item for flag, files in paths.items() for item in (flag, *files)]
+    assert main([*args, "--drift-level", "1", "3", "5", *outputs]) == 0
+    entries = [json.loads(Path(p).read_text()) for p in paths["--entry"]]
+    assert [(e["level"], e["severity"]) for e in entries] == [(1, 0.2), (3, 0.6), (5, 1.0)]
+    assert len({e["files"]["image"]["drifted"]["sha256"] for e in entries}) == 3
+    capsys.readouterr()
+    short = list(outputs)
+    short.remove(paths["--out-image"][2])
+    assert main([*args, "--drift-level", "1", "3", "5", *short]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: mv05: drift: 2 --out-image paths for 3 levels [1, 3, 5] — expected one "
+        "--out-image per --drift-level, in the same order"
+    ]
