@@ -1,6 +1,6 @@
-"""One drift variant on disk (one Snakemake job) and a whole drifted dataset.
+"""Drift variants on disk (one Snakemake job per (volume, kind)) and a whole drifted dataset.
 
-A variant reads a clean (image, label) pair, applies one kind at one level with the
+A job reads a clean (image, label) pair once; each variant applies one kind at one level with the
 (volume, kind) stream's seed, writes the file the kind targets (deterministic gzip,
 atomic), copies the other byte for byte, verifies the result (a severity > 0 that
 shows no change in its primary figure is an error) and returns its manifest entry.
@@ -423,7 +423,8 @@ def generate_drifted_dataset(
     """Write every planned drift variant of the volumes in ``source_dir`` (any layout
     :func:`minivess_bundle.loader.discover_nifti_pairs` reads) to
     ``output_dir/<kind>/<level>/{imagesTr,labelsTr}/``, a ``dataset.json`` per set and
-    ``output_dir/drift_manifest.json``. The jobs are :func:`plan_jobs`'s (schema defaults;
+    ``output_dir/drift_manifest.json``, one :func:`generate_drift_levels` call per (volume,
+    kind) as the workflow's jobs. The variants are :func:`plan_jobs`'s (schema defaults;
     ``volumes`` default: every volume found); extra keys ``global_seed`` (0),
     ``reference_ids`` (default: the volumes not drifted), ``codec``, ``compression_level``.
     """
@@ -449,27 +450,32 @@ def generate_drifted_dataset(
     reference = drift_config.get("reference_ids", reference_volumes(sorted(pairs), config))
     compression = Compression(config.get("codec", "isal"), int(config.get("compression_level", 2)))
     entries: dict[tuple[str, int], list[dict]] = {}
+    groups: dict[tuple[str, str], list] = {}  # one job per (volume, kind), as the workflow
     for job in plan_jobs(sorted(pairs), config):
-        base = output_dir / job.kind / str(job.level)
+        groups.setdefault((job.volume, job.kind), []).append(job)
+    for (volume, kind), jobs in groups.items():
         spec = VariantSpec(
-            job.volume,
-            job.kind,
-            job.level,
+            volume,
+            kind,
+            jobs[0].level,
             int(config.get("global_seed", 0)),
-            job.params,
+            jobs[0].params,
             reference,
         )
-        files = VariantFiles(
-            pairs[job.volume]["image"],
-            pairs[job.volume]["label"],
-            base / "imagesTr" / f"{job.volume}.nii.gz",
-            base / "labelsTr" / f"{job.volume}.nii.gz",
-            source_dir,
-            output_dir,
-        )
-        entries.setdefault((job.kind, job.level), []).append(
-            generate_drift_variant(spec, files, compression)
-        )
+        files = [
+            VariantFiles(
+                pairs[volume]["image"],
+                pairs[volume]["label"],
+                output_dir / kind / str(job.level) / "imagesTr" / f"{volume}.nii.gz",
+                output_dir / kind / str(job.level) / "labelsTr" / f"{volume}.nii.gz",
+                source_dir,
+                output_dir,
+            )
+            for job in jobs
+        ]
+        levels = [job.level for job in jobs]
+        for entry in generate_drift_levels(spec, levels, files, compression):
+            entries.setdefault((kind, entry["level"]), []).append(entry)
     for (kind, level), members in sorted(entries.items()):
         write_json_atomic(
             output_dir / kind / str(level) / "dataset.json",
