@@ -701,6 +701,27 @@ def test_built_prevalence_sets_list_clean_volumes_by_vessel_fraction(built):
 
 
 @pytest.mark.workflow
+def test_built_drift_ran_one_job_per_volume_and_kind_for_all_its_levels(built):
+    """Each levelled kind ran one job per drift volume (its benchmark and log), gradual one
+    per (batch, volume), prevalence one per level; every level's files exist."""
+    workdir, manifest = built
+    bench = workdir / "benchmarks" / "drift"
+    ran = sorted(p.relative_to(bench).as_posix() for p in bench.rglob("*.tsv"))
+    expected = sorted(
+        [f"{kind}/{vol}.tsv" for kind in drift.plan.LEVELLED_KINDS for vol in ("mv05", "mv15")]
+        + ["gradual/1/mv05.tsv", "gradual/2/mv15.tsv"]
+        + [f"prevalence/{level}/select.tsv" for level in (1, 3, 5)]
+    )
+    assert ran == expected
+    for kind in drift.plan.LEVELLED_KINDS:
+        for vol in ("mv05", "mv15"):
+            log = (workdir / "logs" / "drift" / kind / f"{vol}.log").read_text()
+            assert [f"{kind} level {level}," in log for level in (1, 3, 5)] == [True] * 3
+    levelled = [e for e in manifest["variants"] if e["drift_type"] in drift.plan.LEVELLED_KINDS]
+    assert len(levelled) == len(drift.plan.LEVELLED_KINDS) * 2 * 3
+
+
+@pytest.mark.workflow
 def test_built_variants_change_only_their_target_file(built):
     workdir, manifest = built
     for entry in manifest["variants"]:
