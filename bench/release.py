@@ -71,27 +71,36 @@ def drift_variants(
 ) -> dict[str, bytes]:
     """Every variant ``jobs`` lists (``(volume, kind, level, params)`` plan jobs of one
     volume) made by the workflow's own drift job function, in this process:
-    ``{bag path: bytes}``. The same work as the workflow's drift jobs (decode, transform,
-    verify, encode), without their process start-up and scheduling."""
+    ``{bag path: bytes}``. The same work as the workflow's drift jobs (one per (volume,
+    kind): decode once, then transform, verify, encode each level), without their process
+    start-up and scheduling."""
     from minivess_bundle.drift.variant import (
         Compression,
         VariantFiles,
         VariantSpec,
-        generate_drift_variant,
+        generate_drift_levels,
     )
 
-    out = {}
+    groups: dict[tuple[str, str], list] = {}
     for job in jobs:
-        spec = VariantSpec(job.volume, job.kind, job.level, seed, dict(job.params))
-        rel = {
-            role: f"data/drift/{job.kind}/{job.level}/{sub}/{job.volume}.nii.gz"
-            for role, sub in (("image", "imagesTr"), ("label", "labelsTr"))
-        }
-        files = VariantFiles(image, label, scratch / rel["image"], scratch / rel["label"])
-        generate_drift_variant(spec, files, Compression(CODEC, LEVEL))
-        for role in ("image", "label"):
-            out[rel[role]] = (scratch / rel[role]).read_bytes()
-            (scratch / rel[role]).unlink()
+        groups.setdefault((job.volume, job.kind), []).append(job)
+    out = {}
+    for (volume, kind), group in groups.items():
+        spec = VariantSpec(volume, kind, group[0].level, seed, dict(group[0].params))
+        rels, files = [], []
+        for job in group:
+            rel = {
+                role: f"data/drift/{kind}/{job.level}/{sub}/{volume}.nii.gz"
+                for role, sub in (("image", "imagesTr"), ("label", "labelsTr"))
+            }
+            rels.append(rel)
+            files.append(VariantFiles(image, label, scratch / rel["image"], scratch / rel["label"]))
+        levels = [job.level for job in group]
+        generate_drift_levels(spec, levels, files, Compression(CODEC, LEVEL))
+        for rel in rels:
+            for role in ("image", "label"):
+                out[rel[role]] = (scratch / rel[role]).read_bytes()
+                (scratch / rel[role]).unlink()
     return out
 
 
