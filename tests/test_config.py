@@ -7,7 +7,7 @@ import yaml
 from conftest import REPO
 from jsonschema import validate
 
-from minivess_bundle.config import coerce
+from minivess_bundle.config import OUTSIDE_BAG, coerce, recorded
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
 
@@ -47,3 +47,10 @@ def test_ambiguous_strings_are_left_for_the_schema_to_refuse(given, key):
 def test_strings_the_schema_wants_as_strings_stay_strings():
     given = {"volumes": "all", "resample": {"target_spacing_um": "native"}, "zip": {"md5": "123"}}
     assert coerce(given, SCHEMA) == given
+
+
+def test_the_recorded_config_leaves_out_only_the_keys_outside_the_bag():
+    config = {"seed": 1, "drift": {"enabled": True}, "drift_eval": {"alpha": 0.05}}
+    config["ome_zarr"] = {"enabled": False}
+    assert recorded(config) == {"seed": 1, "drift": {"enabled": True}}
+    assert set(config) - set(recorded(config)) == set(OUTSIDE_BAG)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 
 import pytest
@@ -73,6 +74,18 @@ def test_second_run_has_nothing_to_do(synthetic_run):
     workdir, _ = synthetic_run
     result = run_snakemake(workdir, "--cores", "2", "all", "--dry-run")
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_settings_outside_the_bag_never_rebuild_it(synthetic_run):
+    """drift_eval and ome_zarr write outside the bag: changing them leaves `all` with nothing
+    to do; a setting the bag records (the codec level) reruns the bundle."""
+    workdir, _ = synthetic_run
+    outside = ("--config", "drift_eval={alpha: 0.01, repetitions: 3}")
+    result = run_snakemake(workdir, "--cores", "2", "all", "--dry-run", *outside)
+    assert "Nothing to be done" in result.stdout + result.stderr
+    inside = ("--config", "compression={codec: isal, level: 3}")
+    result = run_snakemake(workdir, "--cores", "2", "all", "--dry-run", *inside)
+    assert re.search(r"^bundle\s+1$", result.stdout + result.stderr, re.MULTILINE)
 
 
 def test_build_is_identical_across_core_counts_and_directories(synthetic_run, tmp_path):

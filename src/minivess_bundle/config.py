@@ -53,3 +53,14 @@ def coerce(value: Any, schema: Mapping[str, Any]) -> Any:
     if "number" in types and _FLOAT.fullmatch(value):
         return float(value)
     return value
+
+
+#: Top-level keys whose outputs lie outside the bag: ``drift_eval`` scores the bag after it
+#: is verified (results/drift_eval/) and ``ome_zarr`` writes results/omezarr/. They are left
+#: out of the configuration the bag records, so changing them never rebuilds the bundle.
+OUTSIDE_BAG = ("drift_eval", "ome_zarr")
+
+
+def recorded(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of ``config`` that shapes the bag (recorded in its provenance)."""
+    return {key: value for key, value in config.items() if key not in OUTSIDE_BAG}

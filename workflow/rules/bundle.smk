@@ -44,7 +44,7 @@ checkpoint bundle:
         drift_manifest=bundle_drift_manifest,
         listing=layout.EBRAINS_LISTING if SOURCE == "ebrains" else "",
         git_commit=GIT_COMMIT,
-        config_json=json.dumps(config, sort_keys=True),
+        config_json=json.dumps(recorded_config(config), sort_keys=True),
         stages_json=STAGES_JSON,
     shell:
         "minivess-bundle bundle --bundle-version {params.version} "

@@ -18,7 +18,10 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from minivess_bundle import layout, resources  # noqa: E402
-from minivess_bundle.config import coerce as coerce_config  # noqa: E402
+from minivess_bundle.config import (  # noqa: E402
+    coerce as coerce_config,
+    recorded as recorded_config,
+)
 from minivess_bundle.layout import staged, renamed, processed  # noqa: E402
 from minivess_bundle.drift.kinds import KINDS  # noqa: E402
 from minivess_bundle.drift.plan import (  # noqa: E402
