@@ -88,6 +88,24 @@ def test_settings_outside_the_bag_never_rebuild_it(synthetic_run):
     assert re.search(r"^bundle\s+1$", result.stdout + result.stderr, re.MULTILINE)
 
 
+def test_a_prevalence_only_drift_config_bundles_its_sets(tmp_path):
+    """drift.types [prevalence] plans no per-volume variant, only set-level jobs: the bag
+    still holds their dataset.json files and the drift manifest lists them."""
+    volumes = [f"mv0{i}" for i in range(1, 8)]  # 7: the fewest for levels 1, 3, 5
+    drift = {"types": ["prevalence"], "levels": [1, 3, 5]}
+    workdir = make_workdir(
+        tmp_path, synthetic={"size_xy": 16, "max_z": 8}, volumes=volumes, drift=drift
+    )
+    run_snakemake(workdir, "--cores", "2", "all")
+    bag = workdir / BUNDLE
+    sets = sorted(p.relative_to(bag).as_posix() for p in bag.glob("data/drift/prevalence/*/*"))
+    assert sets == [f"data/drift/prevalence/{level}/dataset.json" for level in (1, 3, 5)]
+    manifest = json.loads((bag / "data" / "drift_manifest.json").read_text())
+    kinds = {(entry["drift_type"], entry["level"]) for entry in manifest["sets"]}
+    assert manifest["variants"] == []
+    assert kinds == {("prevalence", 1), ("prevalence", 3), ("prevalence", 5)}
+
+
 def test_build_is_identical_across_core_counts_and_directories(synthetic_run, tmp_path):
     """The FULL archive (the release .tar, every stage's bytes in it: raw, processed, drift,
     reports, provenance, RO-Crate, DVC hashes) is byte-identical for --cores 2 in one folder

@@ -196,6 +196,11 @@ def drift_set_jobs():
     return [(job.kind, job.level) for job in plan_sets(valid_volumes(), DRIFT)]
 
 
+def has_drift():
+    """Whether any variant or set-level drift is planned (a prevalence-only config too)."""
+    return bool(drift_jobs() or drift_set_jobs())
+
+
 def drift_set_param(key):
     """One parameter of the set-level jobs (pool: every valid volume; set_size)."""
 
@@ -265,7 +270,7 @@ def drift_set_entries(wildcards):
 def drift_outputs(wildcards):
     """Every drift file, set dataset.json and the manifest (nothing when disabled)."""
     jobs = drift_jobs()
-    if not jobs:
+    if not has_drift():
         return []
     sets = sorted({(kind, level) for _, kind, level in jobs} | set(drift_set_jobs()))
     return [
@@ -343,7 +348,7 @@ def bundle_inputs(wildcards):
         inputs["records"] = [
             layout.fill(layout.RESAMPLE_RECORD, vol=vol) for vol in valid
         ]
-    if bundle["drift"] and drift_jobs():
+    if bundle["drift"] and has_drift():
         inputs["drift"] = [
             p for p in drift_outputs(wildcards) if p != layout.DRIFT_MANIFEST
         ]
@@ -369,7 +374,7 @@ def section_root(root):
 
 def bundle_drift_manifest(wildcards):
     """The drift manifest when the bundle has a drift section, else ""."""
-    if config["bundle"]["drift"] and drift_jobs():
+    if config["bundle"]["drift"] and has_drift():
         return layout.DRIFT_MANIFEST
     return ""
 
@@ -386,7 +391,8 @@ def verify_inputs(wildcards):
 
 
 def report_drift_manifest(wildcards):
-    """The drift manifest when there are variants to show, else ""."""
+    """The drift manifest when there are variants to show (set-level drift alone has
+    none: prevalence changes no voxel), else ""."""
     return layout.DRIFT_MANIFEST if drift_jobs() else ""
 
 
