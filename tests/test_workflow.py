@@ -88,6 +88,22 @@ def test_settings_outside_the_bag_never_rebuild_it(synthetic_run):
     assert re.search(r"^bundle\s+1$", result.stdout + result.stderr, re.MULTILINE)
 
 
+def test_a_kind_the_plan_cannot_make_is_recorded_not_dropped(synthetic_run):
+    """Three valid volumes are too few for prevalence at level 1 (default types): the
+    manifest says so, and the manifest job's log names it."""
+    workdir, _ = synthetic_run
+    manifest = json.loads((workdir / "results" / "drift_manifest.json").read_text())
+    assert manifest["skipped"] == [
+        {
+            "drift_type": "prevalence",
+            "reason": "needs at least 7 valid volumes for levels [1] to choose different sets; "
+            "3 valid",
+        }
+    ]
+    assert "prevalence skipped" in (workdir / "logs/drift/manifest.log").read_text()
+    assert "prevalence" not in {entry["drift_type"] for entry in manifest["sets"]}
+
+
 def test_a_prevalence_only_drift_config_bundles_its_sets(tmp_path):
     """drift.types [prevalence] plans no per-volume variant, only set-level jobs: the bag
     still holds their dataset.json files and the drift manifest lists them."""

@@ -251,10 +251,15 @@ def cmd_drift(args: argparse.Namespace) -> None:
 
 def cmd_drift_manifest(args: argparse.Namespace) -> None:
     """Merge drift entries into drift_manifest.json (validated against its schema)."""
+    import json
+
     from .drift import merge_manifest_entries
     from .fsio import write_json_atomic
 
-    write_json_atomic(args.out, merge_manifest_entries(args.entries))
+    skipped = json.loads(args.skipped)
+    for item in skipped:
+        print(f"drift: {item['drift_type']} skipped: {item['reason']}", file=sys.stderr)
+    write_json_atomic(args.out, merge_manifest_entries(args.entries, skipped=skipped))
 
 
 def cmd_drift_set(args: argparse.Namespace) -> None:
@@ -592,6 +597,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("drift-manifest", help=cmd_drift_manifest.__doc__)
     p.add_argument("entries", nargs="*")
     p.add_argument("--out", required=True)
+    p.add_argument(
+        "--skipped", required=True, help='JSON list of {"drift_type", "reason"} not made'
+    )
     p.set_defaults(func=cmd_drift_manifest)
 
     p = sub.add_parser("drift-select", help=cmd_drift_select.__doc__)

@@ -30,6 +30,7 @@ from minivess_bundle.drift.plan import (  # noqa: E402
     drift_volumes as plan_drift_volumes,
     plan_jobs,
     plan_sets,
+    skipped_sets,
     reference_volumes,
 )
 from minivess_bundle.volumes import (  # noqa: E402
@@ -194,6 +195,11 @@ def drift_jobs():
 def drift_set_jobs():
     """(kind, level) of every set-level drift (drift.plan.plan_sets: prevalence)."""
     return [(job.kind, job.level) for job in plan_sets(valid_volumes(), DRIFT)]
+
+
+def drift_skipped(wildcards):
+    """Requested kinds the plan cannot make, with why (JSON; recorded in the manifest)."""
+    return json.dumps(skipped_sets(valid_volumes(), DRIFT), sort_keys=True)
 
 
 def has_drift():

@@ -162,5 +162,8 @@ rule drift_manifest:
     resources:
         mem_mb=256,
         runtime=5,
+    params:
+        skipped=drift_skipped,
     shell:
-        "minivess-bundle drift-manifest {input:q} --out {output:q} > {log:q} 2>&1"
+        "minivess-bundle drift-manifest {input:q} --out {output:q} "
+        "--skipped {params.skipped:q} > {log:q} 2>&1"

@@ -123,6 +123,7 @@ class DriftManifest:
     global_seed: int
     variants: list[dict[str, Any]] = field(default_factory=list)
     sets: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
     levels: dict[str, float] = field(default_factory=lambda: {str(k): v for k, v in LEVELS.items()})
     manifest_version: int = MANIFEST_VERSION
 
@@ -146,6 +147,7 @@ class DriftManifest:
                 "expected_signals": list(EXPECTED_SIGNALS),
                 "variants": list(self.variants),
                 "sets": list(self.sets),
+                "skipped": sorted(self.skipped, key=lambda s: s["drift_type"]),
                 "summary": summarise([*self.variants, *self.sets]),
             }
         )
@@ -163,6 +165,7 @@ class DriftManifest:
             global_seed=data["global_seed"],
             variants=data["variants"],
             sets=data["sets"],
+            skipped=data.get("skipped", []),
             levels=data["levels"],
             manifest_version=data["manifest_version"],
         )
@@ -178,8 +181,15 @@ class DriftManifest:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
 
-def merge_manifest_entries(paths: Sequence[str | Path], check: bool = True) -> dict[str, Any]:
+def merge_manifest_entries(
+    paths: Sequence[str | Path],
+    check: bool = True,
+    skipped: Sequence[dict[str, str]] = (),
+) -> dict[str, Any]:
     """Merge per-job entry files into one validated manifest dict (one global seed).
+
+    ``skipped``: the requested kinds the plan could not make, each with its reason
+    (:func:`.plan.skipped_sets`), recorded so a missing kind is never silent.
 
     With ``check`` (the workflow's manifest step) a kind whose summary is not strictly
     monotone and non-zero over its levels is refused (:func:`check_summary`).
@@ -200,6 +210,7 @@ def merge_manifest_entries(paths: Sequence[str | Path], check: bool = True) -> d
         global_seed=seeds.pop() if seeds else 0,
         variants=[e for e in entries if not is_set_entry(e)],
         sets=[e for e in entries if is_set_entry(e)],
+        skipped=list(skipped),
     ).to_dict()
     if check:
         check_summary(manifest["summary"])

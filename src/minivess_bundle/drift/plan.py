@@ -159,3 +159,35 @@ def plan_sets(valid: Sequence[str], drift_config: Mapping) -> list[DriftJob]:
         if kind in SET_KINDS
         for level in config["levels"]
     ]
+
+
+def skipped_sets(valid: Sequence[str], drift_config: Mapping) -> list[dict[str, str]]:
+    """The requested set kinds :func:`plan_sets` cannot make, each with its reason.
+
+    A pool too small for the levels to choose different sets makes no set job; the
+    drift manifest records this list so a requested kind is never dropped silently.
+    """
+    from .base import severity_for_level
+    from .prevalence import default_set_size, feasible
+
+    config = with_defaults(drift_config)
+    volumes = drift_volumes(valid, config)
+    wanted = [kind for kind in config["types"] if kind in SET_KINDS]
+    if not config["enabled"] or not volumes or not wanted or plan_sets(valid, config):
+        return []
+    levels = [int(level) for level in config["levels"]]
+    severities = [severity_for_level(level) for level in levels]
+    fewest = next(
+        (
+            pool
+            for pool in range(len(valid) + 1, 10 * len(valid) + 64)
+            if feasible(pool, default_set_size(pool, len(volumes)), severities)
+        ),
+        None,
+    )
+    need = f"at least {fewest}" if fewest else "more"
+    reason = (
+        f"needs {need} valid volumes for levels {levels} to choose different sets; "
+        f"{len(valid)} valid"
+    )
+    return [{"drift_type": kind, "reason": reason} for kind in wanted]
