@@ -8,10 +8,12 @@ config (linear / nearest, isal 2). Each configuration runs as a fresh
 ``minivess-bundle resample`` process (what a workflow job is), best of ``--repeat``:
 wall, CPU (user + sys of the child) and peak RSS (``ru_maxrss`` of the child).
 ``engine=sitk`` runs the same job with the SimpleITK slab function forced for every
-interpolator (the code before the numpy path), in a child that patches
-``NUMPY_INTERPOLATORS``; both engines' outputs are compared byte for byte. Then the
-interpolation step alone (image + mask, all slabs, no decode or encode) in this process,
-one thread, and the start-up of a 32^3 job (``bench/release.py``'s ``startup_real``).
+interpolator and 8 M-voxel slabs (the code before the numpy path), in a child that
+patches ``NUMPY_INTERPOLATORS`` and ``DEFAULT_SLAB_VOXELS``; both engines' outputs are
+compared byte for byte. Two jobs as the scheduler runs them on 2 cores: ``threads: 1``
+side by side, ``threads: 2`` one after the other. Then the interpolation step alone
+(image + mask, all slabs, no decode or encode) in this process, one thread, and the
+start-up of a 32^3 job (``bench/release.py``'s ``startup_real``).
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ HERE = Path(__file__).resolve().parent
 _CHILD = """
 import sys
 from minivess_bundle import cli, resample
-if sys.argv[1] == "sitk":
+if sys.argv[1] == "sitk":  # the code before the numpy path: SimpleITK, 8 M-voxel slabs
     resample.NUMPY_INTERPOLATORS = ()
+    resample.DEFAULT_SLAB_VOXELS.update(linear=1 << 23, nearest=1 << 23)
 sys.exit(cli.main(sys.argv[2:]))
 """
 
@@ -70,6 +73,24 @@ def job(staged: dict, out: Path, engine: str, threads: int) -> dict:
     }
 
 
+def two_jobs(staged: dict, work: Path, threads: int) -> float:
+    """Wall of two resample jobs on 2 cores as the scheduler would run them: with
+    ``threads: 1`` side by side, with ``threads: 2`` one after the other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    outs = [work / f"pair{i}" for i in range(2)]
+    for out in outs:
+        out.mkdir(exist_ok=True)
+    start = time.perf_counter()
+    if threads == 1:
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda out: job(staged, out, "numpy", 1), outs))
+    else:
+        for out in outs:
+            job(staged, out, "numpy", threads)
+    return time.perf_counter() - start
+
+
 def interpolation_only(staged: dict) -> dict:
     """Seconds (CPU, one thread) of the slab interpolation alone, numpy vs SimpleITK."""
     import numpy as np
@@ -80,15 +101,17 @@ def interpolation_only(staged: dict) -> dict:
 
     img, _, spacing, _ = resample._read_pair("mv68", staged["image"], staged["label"], "um")
     grid = resample.output_grid(img.spatial_shape, spacing, [1.0, 1.0, 1.0])
-    nx, ny, _ = grid["shape"]
-    slab_slices = max(1, resample.DEFAULT_SLAB_VOXELS // (nx * ny))
     out = {"output_voxels": int(np.prod(grid["shape"]))}
     for role, interp, as_float in (("image", "linear", True), ("label", "nearest", False)):
         array = read_voxels(read_header(staged[role]), "mv68", error=ResampleError)
-        plan = resample._slab_plan(
-            array.shape[0], spacing[2], grid, resample.SLAB_MARGIN[interp], slab_slices
-        )
-        for engine, fn in (("numpy", resample.resample_slab), ("sitk", resample.sitk_slab)):
+        for engine, fn, voxels in (
+            ("numpy", resample.resample_slab, resample.DEFAULT_SLAB_VOXELS[interp]),
+            ("sitk", resample.sitk_slab, 1 << 23),  # the slab size before the numpy path
+        ):
+            slices = resample.slab_slices(grid, img.spatial_shape, spacing[2], voxels)
+            plan = resample._slab_plan(
+                array.shape[0], spacing[2], grid, resample.SLAB_MARGIN[interp], slices
+            )
             cpu = time.process_time()
             for k0, k1, i0, i1 in plan:
                 fn(array, spacing, grid, k0, k1, i0, i1, interp, as_float, 1)
@@ -122,6 +145,12 @@ def main() -> None:
               f"{best['cpu_s']:.2f} s, peak RSS {best['rss_mb']:.0f} MB")  # fmt: skip
     digests = {r["sha256"] for r in results.values()}
     print(f"outputs byte-identical across engines and threads: {len(digests) == 1}")
+    for threads in (1, 2):
+        walls = [two_jobs(staged, work, threads) for _ in range(args.repeat)]
+        how = "side by side" if threads == 1 else "one after the other"
+        print(f"two jobs, threads={threads} ({how}): wall {min(walls):.2f} s (best of "
+              f"{args.repeat})")  # fmt: skip
+        results[f"two jobs threads={threads}"] = {"wall_s": min(walls)}
     steps = interpolation_only(staged)
     n = steps["output_voxels"] / 1e6
     for key, value in steps.items():
