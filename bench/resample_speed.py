@@ -12,14 +12,15 @@ interpolator and 8 M-voxel slabs (the code before the numpy path), in a child th
 patches ``NUMPY_INTERPOLATORS`` and ``DEFAULT_SLAB_VOXELS``; both engines' outputs are
 compared byte for byte. Two jobs as the scheduler runs them on 2 cores: ``threads: 1``
 side by side, ``threads: 2`` one after the other. Then the interpolation step alone
-(image + mask, all slabs, no decode or encode) in this process, one thread, and the
-start-up of a 32^3 job (``bench/release.py``'s ``startup_real``).
+(image + mask, all slabs) and the decode and isal encode of each file in this process,
+CPU seconds, one thread, and the start-up of a 32^3 job (``bench/release.py``'s ``startup_real``).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -97,13 +98,32 @@ def interpolation_only(staged: dict) -> dict:
 
     from minivess_bundle import resample
     from minivess_bundle.errors import ResampleError
-    from minivess_bundle.nifti import read_header, read_voxels
+    from minivess_bundle.nifti import DeterministicGzipWriter, read_header, read_voxels
 
     img, _, spacing, _ = resample._read_pair("mv68", staged["image"], staged["label"], "um")
     grid = resample.output_grid(img.spatial_shape, spacing, [1.0, 1.0, 1.0])
     out = {"output_voxels": int(np.prod(grid["shape"]))}
     for role, interp, as_float in (("image", "linear", True), ("label", "nearest", False)):
+        cpu = time.process_time()
         array = read_voxels(read_header(staged[role]), "mv68", error=ResampleError)
+        out[f"{role}_decode_cpu_s"] = time.process_time() - cpu
+        slices = resample.slab_slices(
+            grid, img.spatial_shape, spacing[2], resample.DEFAULT_SLAB_VOXELS[interp]
+        )
+        plan = resample._slab_plan(
+            array.shape[0], spacing[2], grid, resample.SLAB_MARGIN[interp], slices
+        )
+        slabs = [
+            resample._finished_slab(array, spacing, grid, interp, as_float, 1, *item)[0]
+            for item in plan
+        ]
+        cpu = time.process_time()
+        writer = DeterministicGzipWriter(io.BytesIO(), "isal", 2)
+        for slab in slabs:
+            writer.write(slab)
+        writer.close()
+        out[f"{role}_encode_cpu_s"] = time.process_time() - cpu
+        del slabs
         for engine, fn, voxels in (
             ("numpy", resample.resample_slab, resample.DEFAULT_SLAB_VOXELS[interp]),
             ("sitk", resample.sitk_slab, 1 << 23),  # the slab size before the numpy path
@@ -155,7 +175,7 @@ def main() -> None:
     n = steps["output_voxels"] / 1e6
     for key, value in steps.items():
         if key.endswith("_cpu_s"):
-            print(f"interpolation {key[:-6]:22} {value:.2f} s CPU = {n / value:.0f} M voxels/s")
+            print(f"step {key[:-6]:26} {value:.2f} s CPU = {n / value:.0f} M voxels/s")
     sys.path.insert(0, str(HERE))
     from release import startup_real
 
