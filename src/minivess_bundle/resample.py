@@ -346,24 +346,25 @@ def _numpy_slab(
     zmap = (np.cumsum(used) - 1)[np.stack([z0, z1])]
     nx, ny, nz = len(x0), len(y0), k1 - k0
     xs = np.empty((len(sub), ny_in, nx), dtype=np.float64)
-    ys = np.empty((len(sub), ny, nx), dtype=np.float64)
-    out = np.empty((nz, ny, nx), dtype=np.float32)
-    for z, plane in enumerate(sub):  # plane by plane, a few rows at a time
+    for z, plane in enumerate(sub):  # x: plane by plane, a few rows at a time
         for r0, r1 in _rows(ny_in, nx):
             rows = plane[r0:r1]
             _lerp(rows.take(x0, axis=1), rows.take(x1, axis=1), dx, xs[z, r0:r1])
-        for r0, r1 in _rows(ny, nx):
-            a, b = xs[z].take(y0[r0:r1], axis=0), xs[z].take(y1[r0:r1], axis=0)
-            _lerp(a, b, dy[r0:r1, None], ys[z, r0:r1])
+    del sub
+    out = np.empty((nz, ny, nx), dtype=np.float32)
+    for r0, r1 in _rows(ny, nx * len(xs)):  # y then z, a band of output rows at a time
+        ys = np.empty((len(xs), r1 - r0, nx), dtype=np.float64)
+        for z, plane in enumerate(xs):
+            _lerp(
+                plane.take(y0[r0:r1], axis=0), plane.take(y1[r0:r1], axis=0), dy[r0:r1, None], ys[z]
+            )
+        for k in range(nz):
+            a, b = ys[zmap[0, k]], ys[zmap[1, k]]
+            if dz[k] == 0.0:
+                out[k, r0:r1] = a
+            else:
+                _lerp(a, b, dz[k], out[k, r0:r1])
     del xs
-    for k in range(nz):
-        a, b = ys[zmap[0, k]], ys[zmap[1, k]]
-        if dz[k] == 0.0:
-            out[k] = a
-            continue
-        for r0, r1 in _rows(ny, nx):
-            _lerp(a[r0:r1], b[r0:r1], dz[k], out[k, r0:r1])
-    del ys
     # A sample outside [-0.5, n - 0.5) along any axis is ITK's nearest-neighbour
     # extrapolation along every axis: those planes of the slab are overwritten.
     near = [_nearest_taps(p, n) for p, n in ((pz, nz_in), (py, ny_in), (px, nx_in))]
@@ -851,11 +852,10 @@ def estimate_resample_mem_mb(
     The base (:func:`base_mem_mb`) + the input image (the larger of the two inputs;
     the mask is read after the image is freed) + the slabs in flight (one; ``threads
     + 1`` with a thread pool) + 25 %. A slab of the numpy path holds 8 bytes per output
-    voxel (float32 result, its uint16 copy, the written copy) and the float64 x and
-    y passes over the input slices it uses (``used x (rows in + rows out) x columns
-    out x 8``); SimpleITK's ``SLAB_BYTES_PER_VOXEL`` per output voxel plus its input
-    slices with the interpolator's margin. Measured peak RSS on mv68 (512 x 512 x 106
-    -> 509 x 509 x 212): 143 MB (estimate 176), threads 2: 208 MB (275).
+    voxel (float32 result, its uint16 copy, the written copy), the float64 x pass over
+    the input slices it uses (``used x rows in x columns out x 8``) and a few
+    :data:`PASS_CHUNK` temporaries; SimpleITK's, ``SLAB_BYTES_PER_VOXEL`` per output
+    voxel plus its input slices with the interpolator's margin.
     """
     import numpy as np
 
@@ -872,7 +872,7 @@ def estimate_resample_mem_mb(
     ny_in = int(info.spatial_shape[1])
     if interpolator in NUMPY_INTERPOLATORS:
         used = min(slices * ratio + 2, 2 * slices)
-        slab = 8 * slices * nx * ny + used * (ny + ny_in) * nx * 8
+        slab = 8 * slices * nx * ny + used * ny_in * nx * 8 + 4 * PASS_CHUNK * 8
     else:
         plane_in = info.spatial_shape[0] * ny_in * info.dtype.itemsize
         slab_in = (slices * ratio + 2 * SLAB_MARGIN[interpolator]) * plane_in
