@@ -3,9 +3,17 @@
 Why: MiniVess voxel sizes range from 0.31 to 4.97 um in-plane and 2..10 um in z;
 training wants one spacing (default isotropic 1 um). mv02 (4.97 um, 512 x 512)
 becomes ~2545 x 2545 x hundreds of slices at 1 um — gigabytes — so the output
-is never held in memory: each z-slab is resampled with SimpleITK, and its bytes
-go straight through a deterministic gzip stream into a temporary sibling that is
-renamed into place at the end. Peak memory is the input volume plus one slab.
+is never held in memory: each z-slab is resampled, and its bytes go straight
+through a deterministic gzip stream into a temporary sibling that is renamed into
+place at the end. Peak memory is the input volume plus one slab.
+
+The default interpolators run in numpy (:func:`_numpy_slab`): trilinear on an
+axis-aligned grid is separable, so three 1-D passes (x, y, z, each ``a + (b - a) *
+d`` in float64, ITK's operation order) give SimpleITK's float32 values bit for bit,
+and nearest neighbour is three index gathers — tested against SimpleITK on odd
+grids, and ~2 x (linear) and ~10 x (nearest) faster on an mv68-size volume, without
+SimpleITK's import in the job. B-spline and label-Gaussian call SimpleITK
+(:func:`sitk_slab`), imported only then.
 
 The output grid (documented, tested):
 
@@ -18,6 +26,9 @@ The output grid (documented, tested):
   each axis; for ``native`` nothing moves); direction cosines are kept;
 * points past the input's last voxel centre (up to half a voxel) take the
   nearest edge value (SimpleITK's nearest-neighbour extrapolator), never 0;
+  linear interpolation clamps each axis to the first and last centres, and a
+  point at or beyond ``n - 0.5`` along any axis takes the nearest voxel along
+  every axis (ITK's buffer test is per point, not per axis);
 * image: linear (or cubic B-spline) in float, then rounded half-to-even and
   clipped to uint16; mask: nearest neighbour (or SimpleITK's label-Gaussian), so
   its values stay in the input's set; both share the same output grid exactly.
