@@ -261,19 +261,15 @@ def _slab_plan(
 NUMPY_INTERPOLATORS = ("linear", "nearest")
 
 
-def _axis_positions(n_out: int, start: float, step_um: float, spacing: float, offset_um: float):
-    """Output samples' continuous input indices along one axis, as ITK computes them.
-
-    ITK maps output index ``k`` to the point ``origin + k * t`` and the point to the
-    input index ``(point - input_origin) * (1 / s)`` (its physical-to-index matrix is
-    the inverse of the spacing); ``origin`` is ``start * s + offset_um``, the input
-    origin ``offset_um``'s slab start. Float64, so the indices equal ITK's.
-    """
+def _positions(n_out: int, origin_out: float, step_um: float, origin_in: float, spacing: float):
+    """Output samples' continuous input indices along one axis, as ITK computes them:
+    output index ``k`` is the point ``origin_out + k * t``, and a point the input index
+    ``(point - origin_in) * (1 / s)`` (ITK's physical-to-index matrix is the inverse of
+    the spacing). In float64, like ITK, so the indices are the same numbers."""
     import numpy as np
 
-    origin = start * spacing
-    points = (origin + offset_um) + np.arange(n_out, dtype=np.float64) * step_um
-    return (points - offset_um) * (1.0 / spacing)
+    points = origin_out + np.arange(n_out, dtype=np.float64) * step_um
+    return (points - origin_in) * (1.0 / spacing)
 
 
 def _linear_taps(positions, n_in: int):
@@ -341,9 +337,11 @@ def _numpy_slab(
     tx, ty, tz = (float(v) for v in grid["spacing_um"])
     cx, cy, cz = (float(v) for v in grid["start_index"])
     nz_in, ny_in, nx_in = source.shape
-    px = _axis_positions(int(grid["shape"][0]), cx, tx, sx, 0.0)
-    py = _axis_positions(int(grid["shape"][1]), cy, ty, sy, 0.0)
-    pz = _z_positions(cz, sz, tz, k0, k1, i0)
+    # the slab images of sitk_slab: input origin (0, 0, i0 * sz), output origin
+    # (cx * sx, cy * sy, cz * sz + k0 * tz)
+    px = _positions(int(grid["shape"][0]), cx * sx, tx, 0.0, sx)
+    py = _positions(int(grid["shape"][1]), cy * sy, ty, 0.0, sy)
+    pz = _positions(k1 - k0, cz * sz + k0 * tz, tz, i0 * sz, sz)
     if interpolator == "nearest":
         iz, iy, ix = (_nearest_taps(p, n) for p, n in ((pz, nz_in), (py, ny_in), (px, nx_in)))
         return source.take(iz, axis=0).take(iy, axis=1).take(ix, axis=2)
@@ -389,16 +387,6 @@ def _numpy_slab(
             index[axis] = outside
             out[tuple(index)] = values
     return out
-
-
-def _z_positions(cz: float, sz: float, tz: float, k0: int, k1: int, i0: int):
-    """Continuous indices (relative to input slice ``i0``) of output slices ``[k0, k1)``
-    as ITK computes them for :func:`resample_slab`'s slab images."""
-    import numpy as np
-
-    origin_out = cz * sz + k0 * tz
-    points = origin_out + np.arange(k1 - k0, dtype=np.float64) * tz
-    return (points - i0 * sz) * (1.0 / sz)
 
 
 def _sitk_interpolator(name: str):
