@@ -11,7 +11,7 @@ The default interpolators run in numpy (:func:`_numpy_slab`): trilinear on an
 axis-aligned grid is separable, so three 1-D passes (x, y, z, each ``a + (b - a) *
 d`` in float64, ITK's operation order) give SimpleITK's float32 values bit for bit,
 and nearest neighbour is three index gathers — tested against SimpleITK on odd
-grids, and ~2 x (linear) and ~10 x (nearest) faster on an mv68-size volume, without
+grids, and 2.5-2.8 x (linear) and ~9 x (nearest) faster on an mv68-size volume, without
 SimpleITK's import in the job. B-spline and label-Gaussian call SimpleITK
 (:func:`sitk_slab`), imported only then.
 
