@@ -628,3 +628,21 @@ def test_memory_estimate_covers_a_jobs_measured_peak_within_1_6x(tmp_path, threa
     )
     estimate = estimate_resample_mem_mb(img, (1.0, 1.0, 1.0), threads=threads)
     assert peak_mb <= estimate <= 1.6 * peak_mb, (peak_mb, estimate)
+
+
+@pytest.mark.parametrize("volume", ["mv68", "mv02", "mv39"])
+def test_synthetic_volume_resamples_to_simpleitks_bytes(tmp_path, monkeypatch, volume):
+    """A synthetic MiniVess volume (64 px in-plane, its drawn spacing) through the whole
+    job: the numpy path writes the bytes SimpleITK's path writes, image and mask."""
+    from minivess_bundle import resample
+    from minivess_bundle.synthetic import write_synthetic_volume
+
+    staged = write_synthetic_volume(tmp_path / "staging", volume, 20230301, 64, 40)
+    ours, _, _ = _run(tmp_path, staged["image"], staged["label"], tag="numpy")
+    monkeypatch.setattr(resample, "NUMPY_INTERPOLATORS", ())
+    ref, _, _ = _run(tmp_path, staged["image"], staged["label"], tag="sitk")
+    assert ours["output"]["shape"] == ref["output"]["shape"]
+    assert ours["files"]["label"]["foreground_voxels"] > 0
+    for role, name in (("image", "img.nii.gz"), ("label", "lbl.nii.gz")):
+        assert ours["files"][role]["sha256"] == ref["files"][role]["sha256"]
+        assert (tmp_path / "numpy" / name).read_bytes() == (tmp_path / "sitk" / name).read_bytes()
