@@ -188,3 +188,25 @@ def test_drift_writes_every_level_given_and_refuses_an_output_per_level_missing(
         "error: mv05: drift: 2 --out-image paths for 3 levels [1, 3, 5] — expected one "
         "--out-image per --drift-level, in the same order"
     ]
+
+
+def test_drift_type_is_checked_against_the_kinds_loaded_only_for_a_drift_line(capsys):
+    import pytest
+
+    from minivess_bundle.cli import build_parser
+    from minivess_bundle.drift.kinds import KINDS
+
+    base = ["drift", "mv01", "--drift-level", "1", "--image", "i", "--label", "l"]
+    base += ["--global-seed", "1", "--codec", "isal", "--level", "2", "--out-image", "a"]
+    base += ["--out-label", "b", "--entry", "e"]
+    for kind in KINDS:
+        assert build_parser().parse_args([*base, "--type", kind]).type == kind
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args([*base, "--type", "bogus"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'bogus'" in err and all(repr(kind) in err for kind in KINDS)
+    code = "import sys; from minivess_bundle.cli import build_parser; build_parser(); "
+    code += "print('minivess_bundle.drift' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False"

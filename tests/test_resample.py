@@ -15,6 +15,7 @@ from minivess_bundle.errors import ResampleError
 from minivess_bundle.resample import (
     BASE_MEM_MB,
     NIFTI_UNITS_MM,
+    NUMPY_BASE_MEM_MB,
     DeterministicGzipWriter,
     estimate_resample_mem_mb,
     output_grid,
@@ -346,7 +347,8 @@ def test_memory_estimate_reads_only_the_header(tmp_path):
     native = estimate_resample_mem_mb(header_only, "native")
     fine = estimate_resample_mem_mb(header_only, (1.0, 1.0, 1.0))
     assert native == estimate_resample_mem_mb(img, "native")
-    assert BASE_MEM_MB < native < fine < BASE_MEM_MB + 200
+    assert NUMPY_BASE_MEM_MB < native < fine < NUMPY_BASE_MEM_MB + 200
+    assert estimate_resample_mem_mb(header_only, (1, 1, 1), interpolator="bspline") > BASE_MEM_MB
     # mv02 at full size: 512 x 512 x 110 at 4.97 x 4.97 x 5 um -> 1 um
     big = nib.Nifti1Header()
     big.set_data_shape((512, 512, 110))
@@ -355,8 +357,11 @@ def test_memory_estimate_reads_only_the_header(tmp_path):
     big["vox_offset"] = 352
     big_path = tmp_path / "mv02_header.nii.gz"
     big_path.write_bytes(gzip.compress(big.binaryblock + b"\0" * 4, mtime=0))
-    # input 55 MiB + one 2545 x 2545 slice slab (6.5 M voxels), not the 7 GB output
-    assert 250 < estimate_resample_mem_mb(big_path, (1.0, 1.0, 1.0)) < 450
+    # input 55 MiB + one 2545 x 2545 slice slab (6.5 M voxels x 8 B + the x pass over 2
+    # input slices, 2 x 512 x 2545 x 8 B), not the 7 GB output (SimpleITK's: 12 B/voxel
+    # and 40 margin slices)
+    assert 200 < estimate_resample_mem_mb(big_path, (1.0, 1.0, 1.0)) < 300
+    assert 250 < estimate_resample_mem_mb(big_path, (1, 1, 1), interpolator="bspline") < 450
 
 
 def test_shape_mismatch_between_image_and_mask_is_refused(tmp_path):
@@ -444,3 +449,200 @@ def test_mask_histogram_equals_bincount(values):
     array = np.array(values, dtype=np.uint8).reshape(-1, 1)
     expected = np.bincount(array.reshape(-1), minlength=256)
     assert _u8_histogram(array).tolist() == expected.tolist()
+
+
+# ------------------------------------------------- the numpy path vs SimpleITK's
+
+#: (input shape x, y, z; spacing um; target um): odd sizes, one- and two-sample axes,
+#: mv68's and mv02's grids, down-sampling by exactly 2 (output centres on .5 ties of
+#: the nearest rounding and on the buffer's far edge), finer and coarser z steps.
+_GRIDS = [
+    ((37, 29, 23), (0.994, 0.994, 2.0), (1.0, 1.0, 1.0)),
+    ((13, 11, 7), (4.97, 4.97, 5.0), (1.0, 1.0, 1.0)),
+    ((8, 37, 31), (2.0, 0.5, 3.0), (1.0, 1.0, 1.0)),
+    ((30, 31, 9), (0.31, 0.45, 0.5), (1.0, 1.0, 1.0)),
+    ((1, 5, 2), (1.23, 0.7, 4.97), (1.0, 1.0, 1.0)),
+    ((2, 1, 1), (0.6, 0.6, 0.6), (1.0, 1.0, 1.0)),
+    ((19, 23, 17), (1.1, 0.9, 2.5), (2.3, 0.7, 1.7)),
+    ((16, 16, 16), (1.0, 1.0, 1.0), (2.0, 2.0, 2.0)),
+]
+
+
+def _float32(values):
+    return [float(np.float32(v)) for v in values]  # as a NIfTI header stores them
+
+
+@pytest.mark.parametrize(("shape", "spacing", "target"), _GRIDS)
+def test_numpy_linear_and_nearest_equal_simpleitk_bit_for_bit(shape, spacing, target):
+    """Measured over these grids and 120 random ones (bench/resample_equivalence.py
+    10 11 12: 8.2 M voxels each of image and mask): no float32 value
+    differs, so the rounded uint16 bytes and the mask bytes are identical — the bound
+    asserted is exact equality, in every slab of a 1-slice slab plan and whole."""
+    from minivess_bundle.resample import _slab_plan, resample_slab, sitk_slab
+
+    rng = np.random.default_rng(sum(shape))
+    spacing = _float32(spacing)
+    grid = output_grid(shape, spacing, target)
+    image = rng.integers(0, 65536, shape[::-1], dtype=np.uint16)  # [z, y, x]
+    mask = (rng.random(shape[::-1]) < 0.4).astype(np.uint8)
+    nx, ny, nz = grid["shape"]
+    for slices in (1, nz):
+        for k0, k1, i0, i1 in _slab_plan(shape[2], spacing[2], grid, 2, slices):
+            ours = resample_slab(image, spacing, grid, k0, k1, i0, i1, "linear", True)
+            ref = sitk_slab(image, spacing, grid, k0, k1, i0, i1, "linear", True)
+            assert ours.dtype == ref.dtype == np.float32 and ours.shape == (k1 - k0, ny, nx)
+            assert ours.tobytes() == ref.tobytes()
+            ours = resample_slab(mask, spacing, grid, k0, k1, i0, i1, "nearest", False)
+            ref = sitk_slab(mask, spacing, grid, k0, k1, i0, i1, "nearest", False)
+            assert ours.dtype == ref.dtype == np.uint8
+            assert ours.tobytes() == ref.tobytes()
+
+
+def test_a_sample_outside_along_one_axis_takes_the_nearest_value_along_all():
+    """ITK's rule, kept: past the last centre by half a voxel or more along any axis
+    (here y: 7 samples at 0.5 um to 1 um, the last output centre at index 6.5), the
+    nearest-neighbour extrapolator replaces linear interpolation along every axis."""
+    from minivess_bundle.resample import resample_slab
+
+    image = np.zeros((1, 7, 3), np.uint16)  # [z, y, x]: x spacing 2 um, values 0 10 20
+    image[0] = np.arange(3) * 10 + np.arange(7)[:, None] * 100
+    spacing = [2.0, 0.5, 1.0]
+    grid = output_grid((3, 7, 1), spacing, (1.0, 1.0, 1.0))
+    assert grid["shape"] == [6, 4, 1] and grid["start_index"][:2] == [-0.25, 0.5]
+    out = resample_slab(image, spacing, grid, 0, 1, 0, 1, "linear", True)[0]
+    # rows inside: x linear (clamped to 0 at -0.25), y halfway between 2 rows
+    assert out[0].tolist() == [50.0, 52.5, 57.5, 62.5, 67.5, 70.0]
+    # the last row (y index 6.5): nearest along y (row 6) *and* x (0 0 1 1 2 2)
+    assert out[3].tolist() == [600.0, 600.0, 610.0, 610.0, 620.0, 620.0]
+
+
+def test_thread_pool_writes_the_same_bytes_as_one_thread(tmp_path):
+    mask = _sphere()
+    img, lbl = _phantom(tmp_path, mask.shape, (0.8, 0.8, 2.0), mask)
+    one, _, _ = _run(tmp_path, img, lbl, tag="one", slab_voxels=3000, threads=1)
+    two, _, _ = _run(tmp_path, img, lbl, tag="two", slab_voxels=3000, threads=2)
+    assert one["files"]["image"]["slabs"] == 40  # 1 output slice per slab: 40 in flight
+    for role in ("image", "label"):
+        assert one["files"][role]["sha256"] == two["files"][role]["sha256"]
+    for name in ("img.nii.gz", "lbl.nii.gz"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("slab_voxels", "expected"),
+    [
+        (100 * 100 * 8, 8),  # output-bound: 8 slices of 100 x 100
+        (100 * 100 * 8 - 1, 7),  # one voxel less: 7
+        (1, 1),  # at least one slice
+        (10**9, 50),  # at most the output's slices
+    ],
+)
+def test_slab_slices_bound_the_output_voxels(slab_voxels, expected):
+    from minivess_bundle.resample import slab_slices
+
+    grid = {"shape": [100, 100, 50], "spacing_um": [1.0, 1.0, 1.0]}
+    assert slab_slices(grid, (50, 50, 25), 2.0, slab_voxels) == expected
+
+
+@pytest.mark.parametrize(
+    ("slab_voxels", "expected"), [(400 * 100 * 12, 5), (400 * 100 * 12 - 1, 4)]
+)
+def test_slab_slices_bound_the_input_slices_of_a_fine_z_step(slab_voxels, expected):
+    """z step 0.5 um to 1 um: 2 input slices per output slice (+2 for the taps); the
+    x pass holds in-slices x in-rows (400) x out-columns (100)."""
+    from minivess_bundle.resample import slab_slices
+
+    grid = {"shape": [100, 100, 50], "spacing_um": [1.0, 1.0, 1.0]}
+    assert slab_slices(grid, (100, 400, 100), 0.5, slab_voxels) == expected
+
+
+def _imported_by_a_job(argv: list[str]) -> set[str]:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from minivess_bundle import cli; rc = cli.main(sys.argv[1:]); "
+        "print(' '.join(sorted(sys.modules))); sys.exit(rc)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True
+    )
+    return set(result.stdout.split())
+
+
+def test_a_default_resample_job_imports_neither_simpleitk_nor_drift_nor_ebrains(tmp_path):
+    """Start-up: the default job (linear / nearest) needs numpy and nibabel only."""
+    mask = _sphere((20, 20, 6))
+    img, lbl = _phantom(tmp_path, mask.shape, (0.8, 0.8, 2.0), mask)
+    common = ["resample", "mv07", "--image", str(img), "--label", str(lbl), "--spacing", "1"]
+    common += ["--max-output-voxels", "0", "--source-units", "um", "--threads", "2"]
+    common += ["--codec", "isal", "--level", "2"]
+    out = ["--out-image", str(tmp_path / "a.nii.gz"), "--out-label", str(tmp_path / "b.nii.gz")]
+    interps = ["--image-interpolator", "linear", "--label-interpolator", "nearest"]
+    modules = _imported_by_a_job(["-q", *common, *interps, *out])
+    assert {"numpy", "nibabel", "minivess_bundle.resample"} <= modules
+    assert not modules & {"SimpleITK", "minivess_bundle.drift", "minivess_bundle.ebrains"}
+    assert "numpy.ma" not in modules  # (np.unique would pull it in: 8 ms)
+    # the SimpleITK interpolators still load it, when asked for
+    interps = ["--image-interpolator", "bspline", "--label-interpolator", "nearest"]
+    assert "SimpleITK" in _imported_by_a_job(["-q", *common, *interps, *out])
+
+
+def test_a_validate_job_imports_neither_drift_nor_ebrains(tmp_path):
+    mask = _sphere((20, 20, 6))
+    img, lbl = _phantom(tmp_path, mask.shape, (0.8, 0.8, 2.0), mask)
+    argv = ["-q", "validate", "mv07", "--image", str(img), "--label", str(lbl)]
+    argv += ["--on-invalid", "quarantine", "--out", str(tmp_path / "v.json")]
+    modules = _imported_by_a_job(argv)
+    assert "minivess_bundle.validate" in modules
+    assert not modules & {"SimpleITK", "minivess_bundle.drift", "minivess_bundle.ebrains"}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_memory_estimate_covers_a_jobs_measured_peak_within_1_6x(tmp_path, threads):
+    """The job's own high-water mark (VmHWM of the process, Linux) on a 512 x 512 x 60
+    image at mv68's spacing (31 M output voxels): at most the estimate, and the
+    estimate at most 1.6 x it (measured 117 MB vs 148, 2 threads 174 vs 247: 1.26 x and
+    1.42 x; not padded beyond use)."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(11)
+    shape, spacing = (512, 512, 60), (0.994, 0.994, 2.0)
+    image = rng.integers(0, 4096, shape, dtype=np.uint16)
+    mask = (rng.random(shape) < 0.05).astype(np.uint8)
+    img, lbl = _phantom(tmp_path, shape, spacing, mask, image)
+    argv = ["-q", "resample", "mv07", "--image", str(img), "--label", str(lbl)]
+    argv += ["--spacing", "1", "--image-interpolator", "linear", "--label-interpolator"]
+    argv += ["nearest", "--max-output-voxels", "0", "--source-units", "um", "--codec", "isal"]
+    argv += ["--level", "2", "--threads", str(threads), "--out-image", str(tmp_path / "a.nii.gz")]
+    argv += ["--out-label", str(tmp_path / "b.nii.gz")]
+    code = (
+        "import sys; from minivess_bundle import cli; rc = cli.main(sys.argv[1:]); "
+        "print(open('/proc/self/status').read()); sys.exit(rc)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    peak_mb = next(
+        int(line.split()[1]) / 1024 for line in result.stdout.splitlines() if "VmHWM" in line
+    )
+    estimate = estimate_resample_mem_mb(img, (1.0, 1.0, 1.0), threads=threads)
+    assert peak_mb <= estimate <= 1.6 * peak_mb, (peak_mb, estimate)
+
+
+@pytest.mark.parametrize("volume", ["mv68", "mv02", "mv39"])
+def test_synthetic_volume_resamples_to_simpleitks_bytes(tmp_path, monkeypatch, volume):
+    """A synthetic MiniVess volume (64 px in-plane, its drawn spacing) through the whole
+    job: the numpy path writes the bytes SimpleITK's path writes, image and mask."""
+    from minivess_bundle import resample
+    from minivess_bundle.synthetic import write_synthetic_volume
+
+    staged = write_synthetic_volume(tmp_path / "staging", volume, 20230301, 64, 40)
+    ours, _, _ = _run(tmp_path, staged["image"], staged["label"], tag="numpy")
+    monkeypatch.setattr(resample, "NUMPY_INTERPOLATORS", ())
+    ref, _, _ = _run(tmp_path, staged["image"], staged["label"], tag="sitk")
+    assert ours["output"]["shape"] == ref["output"]["shape"]
+    assert ours["files"]["label"]["foreground_voxels"] > 0
+    for role, name in (("image", "img.nii.gz"), ("label", "lbl.nii.gz")):
+        assert ours["files"][role]["sha256"] == ref["files"][role]["sha256"]
+        assert (tmp_path / "numpy" / name).read_bytes() == (tmp_path / "sitk" / name).read_bytes()

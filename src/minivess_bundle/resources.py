@@ -73,20 +73,30 @@ def drift_mem_mb(kind: str, path: str | Path, attempt: int = 1) -> int:
 
 
 def resample_mem_mb(
-    path: str | Path, spacing_um, source_units: str, attempt: int = 1, fallback: int = 4096
+    path: str | Path,
+    spacing_um,
+    source_units: str,
+    attempt: int = 1,
+    fallback: int = 4096,
+    interpolator: str = "linear",
+    threads: int = 1,
 ) -> int:
     """Peak memory of one resample job (:func:`~minivess_bundle.resample.
-    estimate_resample_mem_mb`), its per-voxel part scaled down when the header claims
-    more voxels than the file can hold."""
-    from .resample import BASE_MEM_MB, estimate_resample_mem_mb
+    estimate_resample_mem_mb` for the image's ``interpolator`` and the job's
+    ``threads``), its per-voxel part scaled down when the header claims more voxels
+    than the file can hold."""
+    from .resample import base_mem_mb, estimate_resample_mem_mb
 
     try:
         claimed, voxels = plausible_voxels(path)
-        estimate = estimate_resample_mem_mb(path, spacing_um, source_units)
+        estimate = estimate_resample_mem_mb(
+            path, spacing_um, source_units, interpolator=interpolator, threads=threads
+        )
     except Exception:  # not there yet or unreadable: the job itself reports it
         return for_attempt(fallback, attempt)
     scale = voxels / claimed if claimed else 1.0
-    return for_attempt(BASE_MEM_MB + (estimate - BASE_MEM_MB) * scale, attempt)
+    base = base_mem_mb(interpolator)
+    return for_attempt(base + (estimate - base) * scale, attempt)
 
 
 def synthetic_mem_mb(size_xy: int, max_z: int, attempt: int = 1) -> int:

@@ -148,13 +148,16 @@ def validate_mem_mb(wildcards, input, attempt):
     return resources.per_voxel_mem_mb("validate", input.image, attempt)
 
 
-def resample_mem_mb(wildcards, input, attempt):
-    """Peak memory of one resample job, estimated from the image header (clamped)."""
+def resample_mem_mb(wildcards, input, threads, attempt):
+    """Peak memory of one resample job, estimated from the image header (clamped), for
+    the image interpolator and the job's threads."""
     return resources.resample_mem_mb(
         input.image,
         config["resample"]["target_spacing_um"],
         config["validate"]["source_units"],
         attempt,
+        interpolator=config["resample"]["image_interpolator"],
+        threads=threads,
     )
 
 

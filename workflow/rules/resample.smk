@@ -20,7 +20,12 @@ rule resample:
         ENV
     container:
         CONTAINER
-    threads: 2
+    # One thread: on 2 cores two resample jobs then run side by side. Measured on an
+    # mv68-size job (bench/resample_speed.py), CPU s: start-up 0.25, decode 0.25,
+    # interpolation 0.62, encode 0.51 — a thread pool (--set-threads resample=N) only
+    # spreads the interpolation, so two 2-thread jobs in turn take longer than two
+    # 1-thread jobs side by side; more threads help where cores outnumber jobs.
+    threads: 1
     resources:
         mem_mb=resample_mem_mb,
         runtime=60,
