@@ -252,6 +252,31 @@ def test_the_held_out_null_keeps_the_power_to_find_a_drift_of_the_held_out_volum
     assert row["power"] >= 0.9
 
 
+@pytest.mark.parametrize(("drift", "low", "high"), [(0.0, 0.0, ALPHA + 0.05), (0.5, 0.9, 1.0)])
+def test_a_set_of_one_held_out_volume_is_scored_against_that_volumes_clean_units(drift, low, high):
+    """gradual has one volume per batch: its test draws every unit from that volume, so a
+    null formed like a control (units from all held-out volumes) would take the volume's
+    own difference for drift. Its null is formed like its test: clean units of that volume.
+    No drift: power within alpha + 0.05; a drift of half a volume sd: found (>= 0.9)."""
+    plan, units, detectors = _clustered(held_out_offset=None, seed=12, drift=drift)
+    only = plan.held_out[0]
+    plan.variants[("gain", 1)] = {only: plan.variants[("gain", 1)][only]}
+    cfg = protocol.resolve_config(
+        {"sample_sizes": [5], "control_repetitions": 20, "null_draws": 99}
+        | {"detectors": ["ks"], "fractions": [1.0], "repetitions": 40}
+    )
+    (row,) = protocol.evaluate(plan, units, detectors, cfg, seed=1)["results"]
+    assert low <= row["power"] <= high, row
+    # formed like a control instead, the same set is "detected" at no drift at all
+    if drift == 0.0:
+        cfg_all = dict(cfg, fractions=[1.0])
+        plan.variants[("gain", 1)] = {v: {"severity": 0.5} for v in plan.held_out}
+        units.of[("gain", 1, plan.held_out[1])] = units.of[("gain", 1, only)]
+        units.of[("gain", 1, plan.held_out[2])] = units.of[("gain", 1, only)]
+        (pooled,) = protocol.evaluate(plan, units, detectors, cfg_all, seed=1)["results"]
+        assert pooled["power"] > ALPHA + 0.05, pooled
+
+
 @pytest.mark.parametrize(
     ("rate", "within"), [(0.10, True), (0.0, True), (0.1001, False), (0.0, True)]
 )
