@@ -18,7 +18,8 @@ their power is alpha; the harness refuses them instead of reporting a curve. ``g
     python bench/calibrate_drift.py results/bundle/minivess-0.1.0 --kinds intensity noise \\
         --out calibration.json
 
-Prints one line per (kind, value): power and its binomial sd.
+Prints one line per (kind, value): power and its binomial sd (several ``--seed``: the
+mean power over the seeds, its sd across them, and each seed's power).
 """
 
 from __future__ import annotations
@@ -200,7 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fraction", type=float, default=1.0)
     parser.add_argument("--repetitions", type=int, default=50)
     parser.add_argument("--null-draws", type=int, default=199)
-    parser.add_argument("--seed", type=int, default=20230301, help="config seed")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[20230301],
+        help="config seed(s): drift streams and patch positions; several: per seed and mean",
+    )
     parser.add_argument("--out", type=Path, help="write the curves as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -220,25 +227,43 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     reference = {v: read_volume(args.bag, v) for v in plan.reference}
     held_out = {v: read_volume(args.bag, v) for v in plan.held_out}
-    result = power_curves(
-        reference,
-        held_out,
-        {k: points for k in kinds},
-        n=args.n,
-        fraction=args.fraction,
-        repetitions=args.repetitions,
-        null_draws=args.null_draws,
-        seed=args.seed,
-        global_seed=args.seed,
-    )
+    runs = [
+        power_curves(
+            reference,
+            held_out,
+            {k: points for k in kinds},
+            n=args.n,
+            fraction=args.fraction,
+            repetitions=args.repetitions,
+            null_draws=args.null_draws,
+            seed=seed,
+            global_seed=seed,
+        )
+        for seed in args.seed
+    ]
+    result = {**runs[0], "seeds": args.seed}
+    if len(runs) > 1:
+        result["per_seed"] = {str(seed): run for seed, run in zip(args.seed, runs, strict=True)}
+        for kind, rows in result["curves"].items():
+            for i, row in enumerate(rows):
+                powers = [run["curves"][kind][i]["power"] for run in runs]
+                row["power"] = round(sum(powers) / len(powers), 4)
+                row["per_seed"] = powers
+                row["sd"] = round(
+                    math.sqrt(sum((p - row["power"]) ** 2 for p in powers) / len(powers)), 4
+                )
     result["held_out"] = sorted(held_out)
     result["reference_volumes"] = len(reference)
     result["seconds"] = round(time.perf_counter() - started, 1)
-    print(f"false-positive rate (controls): {result['false_positive_rate']:.3f}")
+    fprs = " ".join(f"{run['false_positive_rate']:.3f}" for run in runs)
+    print(f"false-positive rate (controls): {fprs}")
     for kind, rows in result["curves"].items():
         for row in rows:
             how = "value" if "value" in row else "severity"
-            print(f"{kind:12s} {how} {row[how]:<8g} power {row['power']:.2f} ± {row['sd']:.2f}")
+            line = f"{kind:12s} {how} {row[how]:<8g} power {row['power']:.2f} ± {row['sd']:.2f}"
+            if "per_seed" in row:
+                line += "  (" + " ".join(f"{p:.2f}" for p in row["per_seed"]) + ")"
+            print(line)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     return 0

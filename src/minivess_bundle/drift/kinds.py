@@ -211,8 +211,8 @@ class NoiseDrift(Drift):
     """Fewer detected photons: Poisson shot noise plus a small Gaussian read-noise term.
 
     The image above the dark level is read as photon counts at ``N_hi = 1 / f**2``
-    photons at the bright end (``f`` = :func:`noise_sigma_fraction`: 625 photons at
-    level 1 .. 69 at level 5), re-drawn as Poisson counts and scaled back; read noise
+    photons at the bright end (``f`` = :func:`noise_sigma_fraction`: 400 photons at
+    level 1 .. 123 at level 5), re-drawn as Poisson counts and scaled back; read noise
     has sd ``read_fraction * s`` of the range (default 0.002: a PMT's small
     amplifier noise). Counts are never negative, so nothing is clipped below the dark
     level; the clipped fraction is recorded. Primary figure: added noise sd / range.
@@ -221,7 +221,7 @@ class NoiseDrift(Drift):
     name = "noise"
     expected_signal = "data_quality"
     primary = ("added_noise_fraction_of_range", "increasing")
-    SCALE = Scale("sigma_fraction_of_range", 0.065, 0.09)
+    SCALE = Scale("sigma_fraction_of_range", 0.05, 0.09)
 
     def __init__(self, severity=0.5, seed=None, *, read_fraction: float = 0.002) -> None:
         super().__init__(severity, seed)
@@ -367,7 +367,7 @@ class DepthBlurDrift(ResolutionDrift):
     """
 
     name = "depth_blur"
-    SCALE = Scale("blur_sigma_voxels_deepest", 1.0, 3.0)
+    SCALE = Scale("blur_sigma_voxels_deepest", 0.8, 4.0)
 
     def parameters(self):
         return {"blur_sigma_voxels_deepest": self.sigma, "axis": 2}
@@ -810,8 +810,9 @@ class CompoundDrift(Drift):
     Each component has its own stream (seed derived from this kind's seed and the
     component's name), so levels stay nested component by component; every
     component's record is kept. Primary figure: the SNR loss (dB) of the deepest
-    quarter of slices on the vessels (whole volume without a mask): both components
-    lower it.
+    quarter of slices on the vessels (the whole volume's vessels when the deepest quarter
+    has none; the whole quarter without a mask; ``snr_loss_region`` says which): both
+    components lower it.
     """
 
     name = "compound"
@@ -846,11 +847,23 @@ class CompoundDrift(Drift):
         return out, {"components": records}
 
     def figures(self, clean, drifted, record, mask=None, **context):
+        import numpy as np
+
         figures = {**verify.image_figures(clean, drifted)}
         snr = verify.depth_snr(clean, drifted, mask, 2)
         figures.update(snr)
         where = "vessels" if "snr_change_db_vessels_deepest_quarter" in snr else "whole"
         figures["snr_loss_db_deepest_quarter"] = -snr[f"snr_change_db_{where}_deepest_quarter"]
+        figures["snr_loss_region"] = f"deepest quarter, {where}"
+        deep = max(1, clean.shape[2] // 4)
+        if where == "vessels" and not (np.asarray(mask)[:, :, -deep:] > 0).any():
+            # no vessel in the deepest quarter: its "SNR" would be the background's spread,
+            # which grows with noise; the whole volume's vessels stand in
+            from ..metrics import snr_db
+
+            loss = snr_db(clean, mask) - snr_db(drifted, mask)
+            figures["snr_loss_db_deepest_quarter"] = loss
+            figures["snr_loss_region"] = "whole volume, vessels (none in the deepest quarter)"
         for component, sub in zip(
             self.components(), record["parameters"].get("components", []), strict=False
         ):
