@@ -126,6 +126,37 @@ def test_spacing_um_reads_release_um_and_processed_mm_headers_alike():
 # --- every kind: identity, monotone, nested ------------------------------------------------------
 
 
+def test_each_image_kinds_scale_hits_its_level_1_and_level_5_values_and_is_recorded(volumes):
+    from minivess_bundle.drift.base import Scale
+
+    image, mask, spacing = volumes[0]
+    image_kinds = [k for k, c in drift.TRANSFORMS.items() if c.target == "image"]
+    for kind in image_kinds:
+        scale = drift.TRANSFORMS[kind].SCALE
+        if kind == "compound":  # each component uses its own scale
+            assert scale is None
+            continue
+        assert scale.at(0.0) == 0.0
+        assert scale.at(0.2) == pytest.approx(scale.level_1, rel=1e-12)
+        assert scale.at(1.0) == pytest.approx(scale.level_5, rel=1e-12)
+        levels = [scale.at(s) for s in SEVERITIES]
+        assert all(a < b for a, b in zip(levels, levels[1:], strict=False))
+        if kind in ("intensity", "noise", "pmt"):
+            _, record = drift.apply_drift(
+                image, kind, 0.6, 1, return_record=True, spacing=spacing, mask=mask
+            )
+            assert record["parameters"]["scale"] == scale.record()
+    # the calibrated ends (bench/calibrate_drift.py, bench/RESULTS.md)
+    assert drift.IntensityDrift.SCALE.record()["level_5"] == 0.40
+    assert drift.noise_sigma_fraction(0.2) == pytest.approx(0.05)
+    assert drift.noise_sigma_fraction(1.0) == pytest.approx(0.09)
+    # level 1 = level 5 is allowed (a constant magnitude); level 1 above level 5 or 0 is not
+    assert Scale("x", 0.5, 0.5).at(0.4) == 0.5
+    for low, high in ((0.6, 0.5), (0.0, 0.5), (-0.1, 0.5)):
+        with pytest.raises(DriftError, match="x scale"):
+            Scale("x", low, high)
+
+
 def test_severity_zero_is_byte_identical_for_every_kind(volumes):
     image, mask, spacing = volumes[0]
     for kind, cls in drift.TRANSFORMS.items():
