@@ -252,6 +252,31 @@ def test_the_held_out_null_keeps_the_power_to_find_a_drift_of_the_held_out_volum
     assert row["power"] >= 0.9
 
 
+@pytest.mark.parametrize(("drift", "low", "high"), [(0.0, 0.0, ALPHA + 0.05), (0.5, 0.9, 1.0)])
+def test_a_set_of_one_held_out_volume_is_scored_against_that_volumes_clean_units(drift, low, high):
+    """gradual has one volume per batch: its test draws every unit from that volume, so a
+    null formed like a control (units from all held-out volumes) would take the volume's
+    own difference for drift. Its null is formed like its test: clean units of that volume.
+    No drift: power within alpha + 0.05; a drift of half a volume sd: found (>= 0.9)."""
+    plan, units, detectors = _clustered(held_out_offset=None, seed=12, drift=drift)
+    only = plan.held_out[0]
+    plan.variants[("gain", 1)] = {only: plan.variants[("gain", 1)][only]}
+    cfg = protocol.resolve_config(
+        {"sample_sizes": [5], "control_repetitions": 20, "null_draws": 99}
+        | {"detectors": ["ks"], "fractions": [1.0], "repetitions": 40}
+    )
+    (row,) = protocol.evaluate(plan, units, detectors, cfg, seed=1)["results"]
+    assert low <= row["power"] <= high, row
+    # formed like a control instead, the same set is "detected" at no drift at all
+    if drift == 0.0:
+        cfg_all = dict(cfg, fractions=[1.0])
+        plan.variants[("gain", 1)] = {v: {"severity": 0.5} for v in plan.held_out}
+        units.of[("gain", 1, plan.held_out[1])] = units.of[("gain", 1, only)]
+        units.of[("gain", 1, plan.held_out[2])] = units.of[("gain", 1, only)]
+        (pooled,) = protocol.evaluate(plan, units, detectors, cfg_all, seed=1)["results"]
+        assert pooled["power"] > ALPHA + 0.05, pooled
+
+
 @pytest.mark.parametrize(
     ("rate", "within"), [(0.10, True), (0.0, True), (0.1001, False), (0.0, True)]
 )
@@ -418,3 +443,62 @@ def test_features_see_gain_noise_and_blur_on_a_patch():
     blurred = (patch + np.roll(patch, 1, 0) + np.roll(patch, 1, 1) + np.roll(patch, 1, (0, 1))) / 4
     low = dict(zip(FEATURE_NAMES, intensity_features(blurred), strict=True))
     assert low["high_frequency_fraction"] < 0.5 * base["high_frequency_fraction"]
+
+
+# --- the calibration harness (bench/calibrate_drift.py) ------------------------------------------
+
+
+def _harness():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "calibrate_drift.py"
+    spec = importlib.util.spec_from_file_location("calibrate_drift", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _photon_volumes(count: int, seed: int) -> dict[str, dict]:
+    """Small two-photon-like volumes: a dark level, bright tubes, Poisson photons, x/y/z."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    x, y, _ = np.meshgrid(np.arange(32), np.arange(32), np.arange(8), indexing="ij")
+    for i in range(count):
+        mask = np.zeros((32, 32, 8), np.uint8)
+        for _ in range(3):
+            cx, cy = rng.uniform(4, 28, size=2)
+            mask[(x - cx) ** 2 + (y - cy) ** 2 < rng.uniform(4, 12)] = 1  # a tube along z
+        photons = np.where(mask > 0, 400.0, 40.0) * rng.uniform(0.9, 1.1)
+        image = 60 + rng.poisson(photons) + rng.normal(0, 1, mask.shape)  # 1 ADU per photon
+        out[f"mv{i + 1:02d}"] = {
+            "image": np.rint(image).astype(np.uint16),
+            "mask": mask,
+            "spacing": (1.0, 1.0, 2.0),
+        }
+    return out
+
+
+def test_calibration_harness_measures_level_1_below_level_5_and_level_5_at_least_0_9():
+    harness = _harness()
+    volumes = _photon_volumes(11, seed=3)
+    held_out = {v: volumes[v] for v in ("mv09", "mv10", "mv11")}
+    reference = {v: volumes[v] for v in volumes if v not in held_out}
+    result = harness.power_curves(
+        reference,
+        held_out,
+        {"noise": [("severity", 0.0), ("severity", 0.2), ("severity", 1.0)]},
+        repetitions=20,
+        null_draws=99,
+        control_repetitions=40,
+        patch=(16, 16, 4),
+        seed=1,
+        global_seed=1,
+    )
+    power = {row["severity"]: row["power"] for row in result["curves"]["noise"]}
+    # severity 0 is the clean volume: a control, so its power is the false-alarm rate
+    assert power[0.0] <= 0.05 + 0.05 and result["false_positive_rate"] <= 0.05 + 0.05
+    assert power[0.2] < power[1.0]
+    assert power[0.2] <= 0.5, power  # level 1 is subtle on this set ...
+    assert power[1.0] >= 0.9, power  # ... and level 5 is found
+    with pytest.raises(ValueError, match="topology: label only"):
+        harness.power_curves(reference, held_out, {"topology": [("severity", 1.0)]})

@@ -14,6 +14,7 @@ import hashlib
 import math
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DriftError
@@ -54,6 +55,51 @@ def severity_for_level(level: int) -> float:
     if isinstance(level, bool) or level not in LEVELS:
         raise DriftError(f"level {level!r} is not defined", expected="a level in 1..5")
     return LEVELS[level]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How one kind's magnitude grows with severity (its own scale, TorchIO style).
+
+    ``level_1`` is the magnitude at level 1 (s = 0.2) and ``level_5`` at level 5 (s = 1),
+    a power law ``level_5 * s ** exponent`` in between (geometric from level to level up to
+    the spacing of the severities; 0 at s = 0, strictly increasing), ``exponent =
+    ln(level_5 / level_1) / ln 5``. ``parameter`` names what the magnitude is, in its
+    physical unit. The end points are calibrated (``bench/calibrate_drift.py``) so the KS
+    reference detector at n = 5 patches and fraction 1.0 has power ~0.25 at level 1 and
+    >= 0.95 at level 5 on the quick-start data; where a kind cannot reach that within a
+    physically sane range, ``level_5`` is that range's end (README, "Scoring a drift
+    detector").
+    """
+
+    parameter: str
+    level_1: float
+    level_5: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.level_1 <= self.level_5:
+            raise DriftError(
+                f"{self.parameter} scale {self.level_1} .. {self.level_5}",
+                expected="0 < level_1 <= level_5",
+            )
+
+    @property
+    def exponent(self) -> float:
+        return math.log(self.level_5 / self.level_1) / math.log(1.0 / LEVELS[1])
+
+    def at(self, severity: float) -> float:
+        """The magnitude at ``severity`` (0 at 0, ``level_1`` at 0.2, ``level_5`` at 1)."""
+        s = check_severity(severity)
+        return 0.0 if s == 0.0 else self.level_5 * s**self.exponent
+
+    def record(self) -> dict[str, Any]:
+        """What the manifest records of the scale."""
+        return {
+            "parameter": self.parameter,
+            "level_1": self.level_1,
+            "level_5": self.level_5,
+            "exponent": self.exponent,
+        }
 
 
 def check_seed(seed: int) -> int:

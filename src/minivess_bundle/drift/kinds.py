@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..errors import DriftError
 from . import verify
 from .base import (
+    Scale,
     check_domain,
     check_seed,
     check_severity,
@@ -54,10 +55,17 @@ class Drift:
     expected_signal: ClassVar[str] = "feature_drift"
     #: (figure, direction) that orders the levels; its magnitude grows with severity.
     primary: ClassVar[tuple[str, str]] = ("ks_statistic", "increasing")
+    #: The kind's own severity scale (image kinds; ``None``: the kind has none).
+    SCALE: ClassVar[Scale | None] = None
 
     def __init__(self, severity: float = 0.5, seed: int | None = None) -> None:
         self.severity = check_severity(severity)
         self.seed = fresh_seed() if seed is None else check_seed(seed)
+
+    @property
+    def amount(self) -> float:
+        """The magnitude of :attr:`SCALE` at this severity."""
+        return self.SCALE.at(self.severity) if self.SCALE is not None else self.severity
 
     def parameters(self) -> dict[str, Any]:
         """The explicit parameters this severity gives (before looking at data)."""
@@ -85,6 +93,8 @@ class Drift:
             "seed": self.seed,
             "parameters": self.parameters(),
         }
+        if self.SCALE is not None:
+            record["parameters"]["scale"] = self.SCALE.record()
         if self.severity == 0.0:
             out = array.copy()
             record["identity"] = True
@@ -116,13 +126,15 @@ def _along(values: np.ndarray, axis: int) -> list[int]:
 class IntensityDrift(Drift):
     """Global gain and offset (laser power, PMT voltage, objective transmission).
 
-    ``x -> dark + gain (x - dark) + offset``: gain ``1 + 0.3 s d``, offset
-    ``0.05 s d`` of the dynamic range, ``d`` = +1 (brighter) or -1 (dimmer) drawn per
-    volume from its stream (``direction=`` fixes it). Primary figure: |std change|.
+    ``x -> dark + gain (x - dark) + offset``: gain ``1 + a d``, offset ``a d / 6`` of
+    the dynamic range, ``a`` the gain change of :attr:`SCALE` at severity s, ``d`` = +1
+    (brighter) or -1 (dimmer) drawn per volume from its stream (``direction=`` fixes it).
+    Primary figure: |std change|.
     """
 
     name = "intensity"
     primary = ("std_change", "increasing")
+    SCALE = Scale("gain_change", 0.31, 0.40)
 
     def __init__(self, severity=0.5, seed=None, *, direction: int | None = None) -> None:
         super().__init__(severity, seed)
@@ -130,8 +142,8 @@ class IntensityDrift(Drift):
 
     def parameters(self):
         return {
-            "gain_change": 0.3 * self.severity,
-            "offset_fraction_of_range": 0.05 * self.severity,
+            "gain_change": self.amount,
+            "offset_fraction_of_range": self.amount / 6.0,
         }
 
     def _apply(self, array, rng, **context):
@@ -141,8 +153,8 @@ class IntensityDrift(Drift):
 
         d = _direction(self.direction, rng)
         lo, hi = robust_range(array)
-        gain = 1.0 + d * 0.3 * self.severity
-        offset = d * 0.05 * self.severity * (hi - lo)
+        gain = 1.0 + d * self.amount
+        offset = d * self.amount / 6.0 * (hi - lo)
         values = array.astype(np.float32)
         values -= np.float32(lo)
         values *= np.float32(gain)
@@ -159,12 +171,11 @@ class IntensityDrift(Drift):
 
 
 def noise_sigma_fraction(severity: float) -> float:
-    """Total noise sd at the bright end, as a fraction of the dynamic range: 0.04 .. 0.12.
+    """Shot-noise sd at the bright end, as a fraction of the dynamic range, at ``severity``.
 
-    Linear in s: ``0.02 + 0.10 s`` (levels 1..5: 0.04, 0.06, 0.08, 0.10, 0.12).
+    :attr:`NoiseDrift.SCALE` (levels 1 .. 5; 0 at s = 0).
     """
-    s = check_severity(severity)
-    return 0.0 if s == 0 else 0.02 + 0.10 * s
+    return NoiseDrift.SCALE.at(severity)
 
 
 def poisson_counts(expected: np.ndarray, normal: np.ndarray) -> np.ndarray:
@@ -200,8 +211,8 @@ class NoiseDrift(Drift):
     """Fewer detected photons: Poisson shot noise plus a small Gaussian read-noise term.
 
     The image above the dark level is read as photon counts at ``N_hi = 1 / f**2``
-    photons at the bright end (``f`` = :func:`noise_sigma_fraction`: 625 photons at
-    level 1 .. 69 at level 5), re-drawn as Poisson counts and scaled back; read noise
+    photons at the bright end (``f`` = :func:`noise_sigma_fraction`: 400 photons at
+    level 1 .. 123 at level 5), re-drawn as Poisson counts and scaled back; read noise
     has sd ``read_fraction * s`` of the range (default 0.002: a PMT's small
     amplifier noise). Counts are never negative, so nothing is clipped below the dark
     level; the clipped fraction is recorded. Primary figure: added noise sd / range.
@@ -210,11 +221,12 @@ class NoiseDrift(Drift):
     name = "noise"
     expected_signal = "data_quality"
     primary = ("added_noise_fraction_of_range", "increasing")
+    SCALE = Scale("sigma_fraction_of_range", 0.05, 0.09)
 
     def __init__(self, severity=0.5, seed=None, *, read_fraction: float = 0.002) -> None:
         super().__init__(severity, seed)
         self.read_fraction = float(read_fraction)
-        self.sigma_fraction = noise_sigma_fraction(self.severity)
+        self.sigma_fraction = self.amount
 
     def parameters(self):
         f = self.sigma_fraction
@@ -288,8 +300,8 @@ def _top_up_noise(values, clean_sigma: float, rng, shape) -> float:
 class ResolutionDrift(Drift):
     """A wider point-spread function (objective NA, aberration, defocus).
 
-    Gaussian blur of sd ``1.5 s`` voxels in-plane (``axes``; ``axial=True`` blurs z
-    too, by ``axial_scale`` times that), then white noise re-added so the noise sd
+    Gaussian blur of sd ``sigma`` voxels in-plane (:attr:`SCALE` at s; ``axial=True``
+    blurs z too, by ``axial_scale`` times that), then white noise re-added so the noise sd
     matches the clean volume's estimate (blur alone would also denoise). Primary
     figure: high-frequency energy ratio (falls).
     """
@@ -297,6 +309,7 @@ class ResolutionDrift(Drift):
     name = "resolution"
     expected_signal = "embedding_drift"
     primary = ("hf_energy_ratio", "decreasing")
+    SCALE = Scale("blur_sigma_voxels", 0.3, 1.5)
 
     def __init__(
         self,
@@ -305,12 +318,11 @@ class ResolutionDrift(Drift):
         *,
         axial: bool = False,
         axial_scale: float = 0.5,
-        sigma_voxels: float = 1.5,
     ) -> None:
         super().__init__(severity, seed)
         self.axial = bool(axial)
         self.axial_scale = float(axial_scale)
-        self.sigma = sigma_voxels * self.severity
+        self.sigma = self.amount
 
     def parameters(self):
         z = self.sigma * self.axial_scale if self.axial else 0.0
@@ -348,12 +360,14 @@ class ResolutionDrift(Drift):
 class DepthBlurDrift(ResolutionDrift):
     """PSF widening with depth (scattering, aberration deeper in tissue).
 
-    Slice k of n is blurred in-plane with sd ``1.5 s k / (n - 1)`` voxels (the surface
+    Slice k of n is blurred in-plane with sd ``sigma k / (n - 1)`` voxels (``sigma``:
+    :attr:`SCALE` at s, the deepest slice's; the surface
     slice is sharp; no noise is re-added: deep slices also lose noise). Primary figure: the
     high-frequency energy ratio of the deepest quarter of slices.
     """
 
     name = "depth_blur"
+    SCALE = Scale("blur_sigma_voxels_deepest", 0.8, 4.0)
 
     def parameters(self):
         return {"blur_sigma_voxels_deepest": self.sigma, "axis": 2}
@@ -386,9 +400,10 @@ class AttenuationDrift(Drift):
 
     Two-photon signal falls as ``exp(-z / L)``; a different preparation, wavelength or
     laser-power compensation changes L. With ``L0`` (default 250 um, inside cortex's
-    150..400 um) and ``L1 = L0 / (1 + 3 s)``, slice k at depth ``z = k * dz`` um
-    (``dz`` from the header, in um) keeps the fraction ``t = exp(-z (1/L1 - 1/L0))``
-    of its photons. The clean volume is read as ``x = dark + g N + e``: ``N`` photons
+    150..400 um) and ``L1 = L0 / (1 + a)`` (``a``: :attr:`SCALE` at s), slice k at
+    depth ``z = k * dz`` um (``dz`` from the header, in um) keeps the fraction
+    ``t = exp(-z (1/L1 - 1/L0))`` of its photons. The clean volume is read as ``x = dark + g N
+    + e``: ``N`` photons
     (vessels *and* background above the dark level), ``g`` ADU per photon and a noise
     floor ``e`` of sd ``r`` (read noise and dark counts: the noise at the dark level),
     both fitted on the clean volume (:func:`photon_transfer`). Binomial thinning of
@@ -401,6 +416,7 @@ class AttenuationDrift(Drift):
 
     name = "attenuation"
     primary = ("measured_delta_inverse_length_per_um", "increasing")
+    SCALE = Scale("inverse_length_factor_minus_1", 0.6, 3.0)
 
     def __init__(
         self, severity=0.5, seed=None, *, attenuation_length_um: float = 250.0, axis: int = 2
@@ -412,7 +428,7 @@ class AttenuationDrift(Drift):
             raise DriftError("attenuation length", expected="a positive number of um")
 
     def parameters(self):
-        new = self.length_um / (1.0 + 3.0 * self.severity)
+        new = self.length_um / (1.0 + self.amount)
         return {
             "attenuation_length_um_before": self.length_um,
             "attenuation_length_um_after": new,
@@ -499,16 +515,17 @@ class BleachingDrift(Drift):
     """Photobleaching: the fluorophore fades along the acquisition order (slice by slice).
 
     Slice k of n keeps ``exp(-b k / (n - 1))`` of its signal above the dark level, with
-    ``b = -ln(1 - 0.5 s)`` (the last slice keeps 90 % at level 1 .. 50 % at level 5),
+    ``b = -ln(1 - a)``, ``a`` the bleached fraction of the last slice (:attr:`SCALE` at s),
     independent of the z step (unlike attenuation). Primary figure: the measured
     bleached fraction of the last slice.
     """
 
     name = "bleaching"
     primary = ("bleached_fraction_last_slice", "increasing")
+    SCALE = Scale("bleached_fraction_last_slice", 0.1, 0.5)
 
     def parameters(self):
-        return {"kept_fraction_last_slice": 1.0 - 0.5 * self.severity, "axis": 2}
+        return {"kept_fraction_last_slice": 1.0 - self.amount, "axis": 2}
 
     def _apply(self, array, rng, **context):
         import numpy as np
@@ -534,20 +551,21 @@ class PMTDrift(Drift):
     """Photomultiplier gain/offset drift over the acquisition (warm-up, high-voltage drift).
 
     Slice k of n (``t = k / (n - 1)``): ``dark + (x - dark) g_k + o_k`` with
-    ``g_k = 1 + 0.3 s t + 0.005 s w_k`` (``w`` one unit random walk per volume) and
-    ``o_k = 0.05 s t`` of the dynamic range. Primary figure: the fitted gain change of
-    the last slice.
+    ``g_k = 1 + a t + (a / 60) w_k`` (``a``: the gain change of :attr:`SCALE` at s;
+    ``w`` one unit random walk per volume) and ``o_k = (a / 6) t`` of the dynamic range.
+    Primary figure: the fitted gain change of the last slice.
     """
 
     name = "pmt"
     primary = ("fitted_gain_change_last_slice", "increasing")
+    SCALE = Scale("gain_change_at_last_slice", 0.02, 0.40)
 
     def parameters(self):
-        s = self.severity
+        a = self.amount
         return {
-            "gain_change_at_last_slice": 0.3 * s,
-            "gain_jitter_step_sd": 0.005 * s,
-            "offset_fraction_of_range_at_last_slice": 0.05 * s,
+            "gain_change_at_last_slice": a,
+            "gain_jitter_step_sd": a / 60.0,
+            "offset_fraction_of_range_at_last_slice": a / 6.0,
             "axis": 2,
         }
 
@@ -586,32 +604,26 @@ class PMTDrift(Drift):
 class MotionDrift(Drift):
     """In-vivo motion (heartbeat, breathing): line jitter within slices, jumps between slices.
 
-    Every line (fixed x, z) is shifted along y by ``round(a s w)`` voxels and every
-    slice after a jump by ``round(J s v)``: ``w``, ``v`` standard normals drawn once per
-    volume, ``a = 1.5`` voxels of line jitter, ``J = 3`` voxels at ``n_jumps = 2``
-    jump slices (also drawn once). Primary figure: the fraction of displaced lines.
+    Every line (fixed x, z) is shifted along y by ``round(a w)`` voxels and every
+    slice after a jump by ``round(2 a v)``: ``w``, ``v`` standard normals drawn once per
+    volume, ``a`` voxels of line jitter (:attr:`SCALE` at s), jumps of twice that at
+    ``n_jumps = 2`` jump slices (also drawn once). Primary figure: the fraction of displaced lines.
     """
 
     name = "motion"
     expected_signal = "embedding_drift"
     primary = ("displaced_line_fraction", "increasing")
+    SCALE = Scale("line_jitter_sd_voxels", 0.3, 1.5)
 
-    def __init__(
-        self,
-        severity=0.5,
-        seed=None,
-        *,
-        jitter_voxels: float = 1.5,
-        jump_voxels: float = 3.0,
-        n_jumps: int = 2,
-    ) -> None:
+    def __init__(self, severity=0.5, seed=None, *, n_jumps: int = 2) -> None:
         super().__init__(severity, seed)
-        self.jitter, self.jump, self.n_jumps = float(jitter_voxels), float(jump_voxels), n_jumps
+        self.n_jumps = n_jumps
+        self.jitter, self.jump = self.amount, 2.0 * self.amount
 
     def parameters(self):
         return {
-            "line_jitter_sd_voxels": self.jitter * self.severity,
-            "jump_sd_voxels": self.jump * self.severity,
+            "line_jitter_sd_voxels": self.jitter,
+            "jump_sd_voxels": self.jump,
             "n_jumps": self.n_jumps,
         }
 
@@ -630,8 +642,8 @@ class MotionDrift(Drift):
         jumps = rng.standard_normal(len(jump_at))
         offset = np.zeros(nz)
         for at, size in zip(jump_at, jumps, strict=True):
-            offset[at:] += size * self.jump * self.severity
-        shifts = np.rint(line * self.jitter * self.severity + offset[None, :]).astype(int)
+            offset[at:] += size * self.jump
+        shifts = np.rint(line * self.jitter + offset[None, :]).astype(int)
         out = np.empty_like(array)
         for z in range(nz):
             for x in range(nx):
@@ -655,17 +667,19 @@ class MotionDrift(Drift):
 class StripeDrift(Drift):
     """Resonant-scanner stripes: a fixed gain pattern across the lines of every slice.
 
-    Line y gets gain ``1 + 0.15 s p_y``; ``p`` is the resonant scanner's sinusoidal
-    dwell-time profile (edges slower, brighter: ``cos(pi (y/(n-1) - 0.5))`` inverted)
-    plus a per-line random pattern drawn once per volume, normalised to unit sd.
+    Line y gets gain ``1 + a p_y`` (``a``: :attr:`SCALE` at s); ``p`` is the resonant
+    scanner's sinusoidal dwell-time profile (edges slower, brighter:
+    ``cos(pi (y/(n-1) - 0.5))`` inverted) plus a per-line random pattern drawn once per volume,
+    normalised to unit sd.
     Primary figure: the sd of the line-mean ratio drifted / clean.
     """
 
     name = "stripes"
     primary = ("line_gain_sd", "increasing")
+    SCALE = Scale("line_gain_sd", 0.03, 0.15)
 
     def parameters(self):
-        return {"line_gain_sd": 0.15 * self.severity, "axis": 1}
+        return {"line_gain_sd": self.amount, "axis": 1}
 
     def _apply(self, array, rng, **context):
         import numpy as np
@@ -701,17 +715,18 @@ class StripeDrift(Drift):
 class SaturationDrift(Drift):
     """Detector / digitiser saturation at the bright end (gain set too high).
 
-    Voxels above the ``100 - 2 s`` th percentile are clipped to it (0.4 % of the
-    voxels at level 1 .. 2 % at level 5). Primary figure: the measured fraction of
+    Voxels above the ``100 - p`` th percentile are clipped to it (``p`` percent of the
+    voxels: :attr:`SCALE` at s). Primary figure: the measured fraction of
     voxels at the new maximum.
     """
 
     name = "saturation"
     expected_signal = "data_quality"
     primary = ("saturated_fraction", "increasing")
+    SCALE = Scale("saturated_percent", 0.4, 2.0)
 
     def parameters(self):
-        return {"saturated_percent": 2.0 * self.severity}
+        return {"saturated_percent": self.amount}
 
     def _apply(self, array, rng, **context):
         import numpy as np
@@ -735,24 +750,25 @@ class SaturationDrift(Drift):
 class ZStepDrift(Drift):
     """A coarser z step (fewer optical sections), resampled back onto the grid.
 
-    The stack is acquired at ``f = 1 + 2 s`` times the z step (2 um -> 2.4 .. 6 um)
+    The stack is acquired at ``f = 1 + a`` times the z step (``a``: :attr:`SCALE` at s)
     with the same optical section, then interpolated back onto the original grid
     (the header keeps its spacing, as a resampling pipeline's output would). Linear
     interpolation from sections f slices apart is a triangle kernel of variance
     ``f**2 / 6`` slices**2 where the clean grid's is ``1 / 6``; the extra band limit is
-    applied as a Gaussian along z of sd ``sqrt((f**2 - 1) / 6)`` slices (0.40 at level
-    1 .. 1.15 at level 5), without the aliasing of one particular section phase, so the
-    loss grows strictly with s. Axial detail and axial noise fall; in-plane nothing
-    changes. Primary figure: the axial detail ratio, energy of the z differences
+    applied as a Gaussian along z of sd ``sqrt((f**2 - 1) / 6)`` slices, without the
+    aliasing of one particular section phase, so the loss grows strictly with s. Axial
+    detail and axial noise fall; in-plane nothing changes. Primary figure: the axial detail
+    ratio, energy of the z differences
     drifted / clean (falls).
     """
 
     name = "z_step"
     expected_signal = "embedding_drift"
     primary = ("axial_detail_ratio", "decreasing")
+    SCALE = Scale("z_step_factor_minus_1", 0.5, 4.0)
 
     def parameters(self):
-        factor = 1.0 + 2.0 * self.severity
+        factor = 1.0 + self.amount
         return {
             "z_step_factor": factor,
             "axial_sd_slices": math.sqrt((factor**2 - 1.0) / 6.0),
@@ -794,8 +810,9 @@ class CompoundDrift(Drift):
     Each component has its own stream (seed derived from this kind's seed and the
     component's name), so levels stay nested component by component; every
     component's record is kept. Primary figure: the SNR loss (dB) of the deepest
-    quarter of slices on the vessels (whole volume without a mask): both components
-    lower it.
+    quarter of slices on the vessels (the whole volume's vessels when the deepest quarter
+    has none; the whole quarter without a mask; ``snr_loss_region`` says which): both
+    components lower it.
     """
 
     name = "compound"
@@ -830,11 +847,23 @@ class CompoundDrift(Drift):
         return out, {"components": records}
 
     def figures(self, clean, drifted, record, mask=None, **context):
+        import numpy as np
+
         figures = {**verify.image_figures(clean, drifted)}
         snr = verify.depth_snr(clean, drifted, mask, 2)
         figures.update(snr)
         where = "vessels" if "snr_change_db_vessels_deepest_quarter" in snr else "whole"
         figures["snr_loss_db_deepest_quarter"] = -snr[f"snr_change_db_{where}_deepest_quarter"]
+        figures["snr_loss_region"] = f"deepest quarter, {where}"
+        deep = max(1, clean.shape[2] // 4)
+        if where == "vessels" and not (np.asarray(mask)[:, :, -deep:] > 0).any():
+            # no vessel in the deepest quarter: its "SNR" would be the background's spread,
+            # which grows with noise; the whole volume's vessels stand in
+            from ..metrics import snr_db
+
+            loss = snr_db(clean, mask) - snr_db(drifted, mask)
+            figures["snr_loss_db_deepest_quarter"] = loss
+            figures["snr_loss_region"] = "whole volume, vessels (none in the deepest quarter)"
         for component, sub in zip(
             self.components(), record["parameters"].get("components", []), strict=False
         ):

@@ -25,7 +25,11 @@ not enough: eight positions per volume are a finite sample, and measured on the 
 start the BBSD false-alarm rate was 0.19 at n = 20 with the null at eight other
 positions.) Drift is judged against what the same volumes look like clean (the
 monitoring design: the clean stream before a change calibrates the alarm), and kinds that
-leave the voxels unchanged score power ``alpha``, as they should. The calibrated
+leave the voxels unchanged score power ``alpha``, as they should. A set whose variants
+cover only some held-out volumes (gradual: one batch per volume) draws its drifted units
+from those volumes alone, so its null is formed like its test, with those volumes' clean
+units in place of the drifted ones (otherwise a batch's own volume would be taken for
+drift). The calibrated
 p-value is ``(1 + #{null >= observed}) / (1 + null_draws)``; a test rejects at
 ``p <= alpha``. Both calibrated and uncalibrated rates are recorded.
 """
@@ -311,32 +315,48 @@ def evaluate(
             out[name] = detect(ref, test, rng)
         return out
 
-    nulls: dict[tuple[str, int], list[float]] = {}
-    for n in cfg["sample_sizes"]:
+    nulls: dict[tuple, dict[str, list[float]]] = {}
+
+    def null_of(n, vols: tuple[str, ...] = (), k: int = 0) -> dict[str, list[float]]:
+        """Every detector's null statistics at ``n``: formed like a control, or, for a set
+        whose variants cover only the held-out volumes ``vols`` (gradual: one batch per
+        volume), like its test with the clean units of ``vols`` in place of the ``k``
+        drifted ones, so which volumes a sample comes from is not taken for drift."""
+        key = (int(n), vols, int(k))
+        if key in nulls:
+            return nulls[key]
         stats: dict[str, list[float]] = {name: [] for name in detectors}
         for b in range(int(cfg["null_draws"])):
-            rng = np.random.default_rng(derive_seed(seed, "drift_eval/null", n, b))
+            extra = (*vols, k) if vols else ()
+            rng = np.random.default_rng(derive_seed(seed, "drift_eval/null", n, b, *extra))
             if cfg["null_source"] == "held_out":
                 # formed exactly like a control: the held-out volumes' clean units (the
                 # positions every test draws from) against a freshly drawn reference
                 ref = reference_units(rng, reference)
-                test = draw_units(held_out, clean_units, int(n), rng)
+                if vols:
+                    test = draw_units(list(vols), clean_units, k, rng) if k else []
+                    test += draw_units(held_out, clean_units, int(n) - k, rng) if n - k else []
+                else:
+                    test = draw_units(held_out, clean_units, int(n), rng)
             else:
                 order = list(rng.permutation(len(reference)))
                 pseudo_held = [reference[i] for i in sorted(order[:h])]
                 pseudo_ref = [reference[i] for i in sorted(order[h:])]
                 ref = [u for v in pseudo_ref for u in clean_units[v]]
                 test = draw_units(pseudo_held, clean_units, int(n), rng)
-            for name, outcome in run_all(ref, test, "null", n, b).items():
+            for name, outcome in run_all(ref, test, "null", n, b, *extra).items():
                 stats[name].append(outcome.statistic)
-        for name in detectors:
-            nulls[(name, int(n))] = stats[name]
-        log.info("null n=%s: %d draws", n, cfg["null_draws"])
+        nulls[key] = stats
+        log.info("null n=%s %s: %d draws", n, " ".join(vols), cfg["null_draws"])
+        return stats
 
-    def score(outcomes, n) -> dict[str, tuple[bool, bool]]:
+    for n in cfg["sample_sizes"]:
+        null_of(n)
+
+    def score(outcomes, null) -> dict[str, tuple[bool, bool]]:
         return {
             name: (
-                calibrated_p(nulls[(name, int(n))], o.statistic) <= alpha,
+                calibrated_p(null[name], o.statistic) <= alpha,
                 o.p_value <= alpha,
             )
             for name, o in outcomes.items()
@@ -350,7 +370,8 @@ def evaluate(
             rng = np.random.default_rng(derive_seed(seed, "drift_eval/control", n, r))
             ref = reference_units(rng, reference)
             test = draw_units(held_out, clean_units, int(n), rng)
-            for name, (cal, raw) in score(run_all(ref, test, "control", n, r), n).items():
+            outcomes = run_all(ref, test, "control", n, r)
+            for name, (cal, raw) in score(outcomes, null_of(n)).items():
                 hits[name][0] += cal
                 hits[name][1] += raw
         for name in detectors:
@@ -375,6 +396,8 @@ def evaluate(
         for fraction in cfg["fractions"]:
             for n in cfg["sample_sizes"]:
                 k = round_half_up(float(fraction) * int(n))
+                partial = cfg["null_source"] == "held_out" and set(variants) != set(held_out)
+                null = null_of(n, tuple(sorted(variants)), k) if partial and k else null_of(n)
                 hits = {name: [0, 0] for name in detectors}
                 reps = int(cfg["repetitions"])
                 for r in range(reps):
@@ -385,7 +408,7 @@ def evaluate(
                     test = draw_units(sorted(variants), drifted_units, k, rng) if k else []
                     test += draw_units(held_out, clean_units, int(n) - k, rng) if n - k else []
                     outcomes = run_all(ref, test, "test", kind, level, fraction, n, r)
-                    for name, (cal, raw) in score(outcomes, n).items():
+                    for name, (cal, raw) in score(outcomes, null).items():
                         hits[name][0] += cal
                         hits[name][1] += raw
                 for name in detectors:
@@ -550,7 +573,9 @@ def run_drift_eval(
             "drawn per repetition",
             "calibration": (
                 "null of each statistic from n clean units of the held-out volumes (the "
-                "positions the tests draw from) vs a drawn reference, formed like a control"
+                "positions the tests draw from) vs a drawn reference, formed like a control "
+                "(a set whose variants cover only some held-out volumes, e.g. gradual: like "
+                "its test, with those volumes' clean units in place of the drifted ones)"
                 if cfg["null_source"] == "held_out"
                 else "null of each statistic from pseudo-splits of the reference volumes"
             )
