@@ -311,6 +311,7 @@ def cmd_bundle(args: argparse.Namespace) -> None:
         git_commit=args.git_commit,
         config=json.loads(args.config_json) if args.config_json else {},
         stages=json.loads(args.stages_json) if args.stages_json else {},
+        threads=args.threads,
     )
     result = build_release(spec)
     print(f"bundle {Path(args.out_dir) / result['archive']} sha256 {result['sha256']}")
@@ -322,7 +323,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
     from .fsio import write_bytes_atomic
     from .verify import verdict, verify_bundle
 
-    result = verify_bundle(args.path)
+    result = verify_bundle(args.path, threads=args.threads)
     line = verdict(result)
     print(line)
     for problem in result.problems:
@@ -616,11 +617,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config-json", default="")
     p.add_argument("--stages-json", default="")
     p.add_argument("--summary", required=True)
+    p.add_argument("--threads", type=int, default=1, help="files copied and hashed at once")
     p.set_defaults(func=cmd_bundle)
 
     p = sub.add_parser("verify", help=cmd_verify.__doc__)
     p.add_argument("path", help="a bag folder or its .tar")
     p.add_argument("--out", default="", help="write the verdict here when it is OK")
+    p.add_argument("--threads", type=int, default=1, help="files hashed at once")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("report-figures", help=cmd_report_figures.__doc__)

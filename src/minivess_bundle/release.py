@@ -82,6 +82,7 @@ class ReleaseSpec:
     config: dict[str, Any] = field(default_factory=dict)
     stages: dict[str, Any] = field(default_factory=dict)
     extra_provenance: dict[str, Any] = field(default_factory=dict)
+    threads: int = 1
 
 
 def select(section: Section, into: Path) -> Path:
@@ -224,11 +225,13 @@ def build_release(spec: ReleaseSpec) -> dict[str, Any]:
             quarantine={q["volume"]: "; ".join(q["reasons"]) for q in report["quarantined"]},
             provenance=provenance,
             source_date_epoch=spec.source_date_epoch,
+            threads=spec.threads,
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     bag = Path(summary["path"])
-    write_dvc_metadata(bag)
+    known = {rel: (d["md5"], size) for rel, (size, d) in summary["digests"].items()}
+    write_dvc_metadata(bag, known=known)  # the payload's md5s from the copy
     archive = out_dir / f"{bag.name}.tar"
     sha = write_archive(bag, archive, spec.source_date_epoch)
     result = {

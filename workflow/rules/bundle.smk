@@ -24,6 +24,7 @@ checkpoint bundle:
         ENV
     container:
         CONTAINER
+    threads: 4  # files copied and hashed at once (capped by --cores)
     resources:
         mem_mb=fixed_mem_mb(1024),
         runtime=120,
@@ -59,7 +60,7 @@ checkpoint bundle:
         "--validation-report {input.validation_report:q} --listing={params.listing:q} "
         "--lock {input.lock:q} --git-commit={params.git_commit:q} "
         "--config-json {params.config_json:q} --stages-json {params.stages_json:q} "
-        "--summary {output.summary:q} > {log:q} 2>&1"
+        "--summary {output.summary:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule verify_bundle:
@@ -75,6 +76,7 @@ rule verify_bundle:
         ENV
     container:
         CONTAINER
+    threads: 2  # hashing in parallel (capped by --cores)
     resources:
         mem_mb=fixed_mem_mb(512),
         runtime=60,
@@ -83,5 +85,6 @@ rule verify_bundle:
         + ".tar",
         bag=lambda wildcards, output: output[0].removesuffix(".verified.txt"),
     shell:
-        "(minivess-bundle verify {params.bag:q} && "
-        "minivess-bundle verify {params.archive:q} --out {output:q}) > {log:q} 2>&1"
+        "(minivess-bundle verify {params.bag:q} --threads {threads} && "
+        "minivess-bundle verify {params.archive:q} --threads {threads} --out {output:q}) "
+        "> {log:q} 2>&1"
