@@ -125,3 +125,51 @@ def test_matplotlib_default_log_ticks_overlap_on_the_release_spacing_range() -> 
     overlaps = _overlaps(_label_boxes(fig, ax))
     plt.close(fig)
     assert overlaps >= 1
+
+
+def test_load_streams_plain_files_and_keeps_nibabels_scaling_for_scaled_ones(tmp_path):
+    import nibabel as nib
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 4000, (7, 6, 5), dtype=np.uint16)
+    plain = tmp_path / "plain.nii.gz"
+    write_nifti(plain, make_image(data, (1.0, 1.0, 2.0), minivess_header("image")))
+    voxels, zooms = _load(plain)
+    assert voxels.shape == (7, 6, 5) and voxels.dtype == np.uint16
+    assert np.array_equal(voxels, data) and zooms == (1.0, 1.0, 2.0)
+    scaled_image = make_image(data, (1.0, 1.0, 2.0), minivess_header("image"))
+    scaled_image.header.set_slope_inter(2.0, 10.0)
+    scaled = tmp_path / "scaled.nii"
+    nib.save(scaled_image, scaled)
+    voxels, _ = _load(scaled)
+    assert np.array_equal(voxels, data * 2.0 + 10.0)  # the values nibabel gives
+
+
+def test_report_mip_command_draws_the_same_png_as_the_all_volumes_call(tmp_path):
+    import subprocess
+    import sys
+
+    from minivess_bundle.report import volume_mips
+
+    rng = np.random.default_rng(4)
+    for tree, zooms in (("before", (0.5, 0.5, 2.0)), ("after", (0.001, 0.001, 0.001))):
+        image = rng.integers(0, 4000, (12, 10, 6), dtype=np.uint16)
+        header = minivess_header("image")
+        if tree == "after":
+            header.set_xyzt_units("mm")
+        write_nifti(tmp_path / tree / "imagesTr/mv03.nii.gz", make_image(image, zooms, header))
+        label = (image > 3000).astype(np.uint8)
+        lab_header = minivess_header("label")
+        if tree == "after":
+            lab_header.set_xyzt_units("mm")
+        write_nifti(tmp_path / tree / "labelsTr/mv03.nii.gz", make_image(label, zooms, lab_header))
+    (written,) = volume_mips(tmp_path / "all", ["mv03"], tmp_path / "before", tmp_path / "after")
+    out = tmp_path / "one" / "mv03.png"
+    subprocess.run(
+        [sys.executable, "-m", "minivess_bundle.cli", "report-mip", "--volume", "mv03"]
+        + ["--before", str(tmp_path / "before"), "--after", str(tmp_path / "after")]
+        + ["--out", str(out)],
+        check=True,
+    )
+    assert out.read_bytes() == written.read_bytes()
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000

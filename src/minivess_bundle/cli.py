@@ -334,14 +334,23 @@ def cmd_verify(args: argparse.Namespace) -> None:
         write_bytes_atomic(args.out, (line + "\n").encode())
 
 
+def cmd_report_mip(args: argparse.Namespace) -> None:
+    """One volume's report figure: its MIP before and after resampling."""
+    from . import report
+
+    report.volume_mip(args.out, args.volume, args.before, args.after)
+
+
 def cmd_report_figures(args: argparse.Namespace) -> None:
-    """Figures for `snakemake --report`: MIPs, drift gallery, dataset plots, validation table."""
+    """Figures for `snakemake --report`: drift gallery, dataset plots, validation table (and
+    every volume's MIP with --mip-dir; the workflow draws those per volume, report-mip)."""
     import json
 
     from . import report
 
-    validation = json.loads(Path(args.validation_report).read_text())
-    report.volume_mips(args.mip_dir, validation["valid"], args.before, args.after)
+    if args.mip_dir:
+        validation = json.loads(Path(args.validation_report).read_text())
+        report.volume_mips(args.mip_dir, validation["valid"], args.before, args.after)
     report.dataset_figure(args.dataset_png, args.validation_report)
     report.validation_table(args.table_html, args.validation_report)
     if args.gallery_png and not args.drift_manifest:
@@ -626,13 +635,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="files hashed at once")
     p.set_defaults(func=cmd_verify)
 
+    p = sub.add_parser("report-mip", help=cmd_report_mip.__doc__)
+    p.add_argument("--volume", required=True)
+    p.add_argument("--before", required=True, help="the renamed tree")
+    p.add_argument("--after", required=True, help="the processed tree")
+    p.add_argument("--out", required=True, help="the PNG to write")
+    p.set_defaults(func=cmd_report_mip)
+
     p = sub.add_parser("report-figures", help=cmd_report_figures.__doc__)
     p.add_argument("--validation-report", required=True)
-    p.add_argument("--before", required=True, help="the renamed tree")
+    p.add_argument("--before", default="", help="the renamed tree (with --mip-dir)")
     p.add_argument("--after", required=True, help="the processed tree")
     p.add_argument("--drift", default="")
     p.add_argument("--drift-manifest", default="")
-    p.add_argument("--mip-dir", required=True)
+    p.add_argument("--mip-dir", default="", help="draw every volume's MIP here too")
     p.add_argument("--gallery-png", default="")
     p.add_argument("--dataset-png", required=True)
     p.add_argument("--table-html", required=True)

@@ -22,12 +22,13 @@ ATTEMPT_GROWTH = 0.5
 #: What a job asks for when its input cannot be read yet (MiB).
 FALLBACK_MB = 2048
 #: Interpreter + numpy + nibabel (+ SimpleITK where loaded), MiB.
-BASE_MB = {"validate": 300, "drift": 400, "fetch": 300, "omezarr": 400}
+BASE_MB = {"validate": 300, "drift": 400, "fetch": 300, "omezarr": 400, "report_mip": 300}
 #: Bytes held per voxel: validate (image, mask and float statistics), drift (image,
 #: a float copy and the mask), synthetic generation (mask, float image, noise), OME-Zarr
 #: export (image, mask, their z-y-x copies and the pyramid's float resize: measured
-#: 1044 MB peak RSS for 37.2 M voxels).
-BYTES_PER_VOXEL = {"validate": 12, "drift": 16, "fetch": 40, "omezarr": 28}
+#: 1044 MB peak RSS for 37.2 M voxels), report MIP (the image and its mask, 3 bytes,
+#: with margin; matplotlib is in the base).
+BYTES_PER_VOXEL = {"validate": 12, "drift": 16, "fetch": 40, "omezarr": 28, "report_mip": 4}
 
 
 def for_attempt(mem_mb: int | float, attempt: int = 1) -> int:

@@ -378,14 +378,21 @@ def report_drift_manifest(wildcards):
 
 
 def report_inputs(wildcards):
-    """What the report figures are drawn from."""
-    inputs = {
-        "renamed": [path for vol in valid_volumes() for path in renamed(vol).values()],
-        "processed": processed_outputs(wildcards),
-    }
+    """What the gallery is drawn from: the drift variants and their clean volumes."""
+    inputs = {"processed": processed_outputs(wildcards)}
     if drift_jobs():
         inputs["drift"] = drift_outputs(wildcards)
     return inputs
+
+
+def report_mip_outputs(wildcards):
+    """The report figure (MIP before / after resampling) of every valid volume."""
+    return [layout.fill(layout.REPORT_MIP, vol=vol) for vol in valid_volumes()]
+
+
+def report_mip_mem_mb(wildcards, input, attempt):
+    """A report MIP holds one volume (and its mask) at a time: from the header."""
+    return resources.per_voxel_mem_mb("report_mip", input.after_image, attempt)
 
 
 def omezarr_mem_mb(wildcards, input, attempt):
@@ -414,6 +421,7 @@ def all_outputs():
         drift_outputs,
         BUNDLE["verified"],
         layout.REPORT_DATASET,
+        report_mip_outputs,
         omezarr_outputs,
     ]
 

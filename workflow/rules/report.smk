@@ -1,24 +1,52 @@
 """Report: figures for `snakemake --report report.html` (vessels to look at: MIPs before and
-after resampling, a drift gallery, dataset plots, the validation table)."""
+after resampling, one job per volume as soon as it is resampled; a drift gallery, dataset
+plots, the validation table)."""
 
 
 report: "../report/workflow.rst"
 
 
+rule report_mip:
+    """Draw one volume's MIP before and after resampling, as soon as it is resampled."""
+    input:
+        before_image=layout.RENAMED["image"],
+        before_label=layout.RENAMED["label"],
+        after_image=layout.PROCESSED["image"],
+        after_label=layout.PROCESSED["label"],
+    output:
+        report(
+            layout.REPORT_MIP,
+            category="Volumes",
+            subcategory="MIP before / after resampling",
+            caption="../report/mips.rst",
+            labels={"volume": "{vol}"},
+        ),
+    log:
+        "logs/report/mip/{vol}.log",
+    benchmark:
+        "benchmarks/report_mip/{vol}.tsv"
+    conda:
+        ENV
+    container:
+        CONTAINER
+    resources:
+        mem_mb=report_mip_mem_mb,
+        runtime=10,
+    params:
+        before=section_root(layout.RENAMED_ROOT),
+        after=section_root(layout.PROCESSED_ROOT),
+    shell:
+        "minivess-bundle report-mip --volume {wildcards.vol} --before {params.before:q} "
+        "--after {params.after:q} --out {output:q} > {log:q} 2>&1"
+
+
 rule report_figures:
-    """Draw every report figure in one job (one matplotlib start-up)."""
+    """Draw the drift gallery, the dataset plots and the validation table (one matplotlib
+    start-up); the per-volume MIPs are report_mip's."""
     input:
         unpack(report_inputs),
         validation_report=layout.VALIDATION_REPORT,
     output:
-        mips=report(
-            directory(layout.REPORT_MIPS),
-            patterns=["{name}.png"],
-            category="Volumes",
-            subcategory="MIP before / after resampling",
-            caption="../report/mips.rst",
-            labels={"volume": "{name}"},
-        ),
         gallery=report(
             layout.REPORT_GALLERY,
             category="Drift variants",
@@ -39,6 +67,8 @@ rule report_figures:
         ),
     log:
         "logs/report/figures.log",
+    benchmark:
+        "benchmarks/report_figures/report_figures.tsv"
     conda:
         ENV
     container:
@@ -47,13 +77,12 @@ rule report_figures:
         mem_mb=fixed_mem_mb(2048),
         runtime=30,
     params:
-        before=section_root(layout.RENAMED_ROOT),
         after=section_root(layout.PROCESSED_ROOT),
         drift=section_root(layout.DRIFT_ROOT),
         drift_manifest=report_drift_manifest,
     shell:
         "minivess-bundle report-figures --validation-report {input.validation_report:q} "
-        "--before {params.before:q} --after {params.after:q} --drift {params.drift:q} "
-        "--drift-manifest={params.drift_manifest:q} --mip-dir {output.mips:q} "
+        "--after {params.after:q} --drift {params.drift:q} "
+        "--drift-manifest={params.drift_manifest:q} "
         "--gallery-png {output.gallery:q} --dataset-png {output.dataset:q} "
         "--table-html {output.table:q} > {log:q} 2>&1"
