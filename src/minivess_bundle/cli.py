@@ -312,25 +312,33 @@ def cmd_bundle(args: argparse.Namespace) -> None:
         config=json.loads(args.config_json) if args.config_json else {},
         stages=json.loads(args.stages_json) if args.stages_json else {},
         threads=args.threads,
+        archive=args.archive,
     )
     result = build_release(spec)
-    print(f"bundle {Path(args.out_dir) / result['archive']} sha256 {result['sha256']}")
+    if result["archive"]:
+        print(f"bundle {Path(args.out_dir) / result['archive']} sha256 {result['sha256']}")
+    else:
+        print(
+            f"bundle {Path(args.out_dir) / result['bag']} manifest-sha256.txt sha256 "
+            f"{result['manifest_digest']}"
+        )
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
-    """Verify a bag folder or archive: files, manifests, tag files, DVC hashes."""
+    """Verify bag folders or archives: files, manifests, tag files, DVC hashes."""
     from .errors import BundleError
     from .fsio import write_bytes_atomic
     from .verify import verdict, verify_bundle
 
-    result = verify_bundle(args.path, threads=args.threads)
-    line = verdict(result)
-    print(line)
-    for problem in result.problems:
-        print(f"  {problem}")
-    if not result.ok:
-        raise BundleError(f"verification failed: {len(result.problems)} problem(s)", path=args.path)
-    if args.out:
+    for path in args.paths:  # each in turn; the first that fails stops the command
+        result = verify_bundle(path, threads=args.threads)
+        line = verdict(result)
+        print(line)
+        for problem in result.problems:
+            print(f"  {problem}")
+        if not result.ok:
+            raise BundleError(f"verification failed: {len(result.problems)} problem(s)", path=path)
+    if args.out:  # the last path's verdict
         write_bytes_atomic(args.out, (line + "\n").encode())
 
 
@@ -627,10 +635,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages-json", default="")
     p.add_argument("--summary", required=True)
     p.add_argument("--threads", type=int, default=1, help="files copied and hashed at once")
+    p.add_argument(
+        "--archive",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also write the deterministic .tar and its .sha256 (--no-archive: the bag only)",
+    )
     p.set_defaults(func=cmd_bundle)
 
     p = sub.add_parser("verify", help=cmd_verify.__doc__)
-    p.add_argument("path", help="a bag folder or its .tar")
+    p.add_argument("paths", nargs="+", help="a bag folder and/or its .tar", metavar="path")
     p.add_argument("--out", default="", help="write the verdict here when it is OK")
     p.add_argument("--threads", type=int, default=1, help="files hashed at once")
     p.set_defaults(func=cmd_verify)
