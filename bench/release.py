@@ -57,7 +57,7 @@ SEED = 20230301
 CODEC, LEVEL = "isal", 2
 TARGET_UM = [1.0, 1.0, 1.0]
 #: Rules that run once per volume (the parallel part); the rest is the serial tail.
-PER_VOLUME = ("fetch", "rename", "validate", "resample", "drift", "place")
+PER_VOLUME = ("fetch", "rename", "validate", "resample", "drift", "place", "report_mip")
 
 
 # --------------------------------------------------------------------------- drift plan
@@ -617,8 +617,16 @@ def main(volumes_n: int | None, size: int, cores: int, keep: Path | None) -> Non
     wd = work / "wf"
     shutil.rmtree(wd, ignore_errors=True)
     wd.mkdir()
-    make_workdir(
-        wd, source="dir", dir={"path": str(release)}, volumes=volumes, synthetic={"size_xy": size}
+    import yaml
+
+    defaults = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    make_workdir(  # the repo's bundle defaults (the tests' workdirs switch the tar on)
+        wd,
+        source="dir",
+        dir={"path": str(release)},
+        volumes=volumes,
+        synthetic={"size_xy": size},
+        bundle={"archive": defaults["bundle"]["archive"]},
     )
     wf = run_workflow(wd, cores)
     rules = rule_table(wd)
