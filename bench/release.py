@@ -57,7 +57,7 @@ SEED = 20230301
 CODEC, LEVEL = "isal", 2
 TARGET_UM = [1.0, 1.0, 1.0]
 #: Rules that run once per volume (the parallel part); the rest is the serial tail.
-PER_VOLUME = ("fetch", "rename", "validate", "resample", "drift", "place", "report_mip")
+PER_VOLUME = ("fetch", "rename", "validate", "resample", "drift", "place")
 
 
 # --------------------------------------------------------------------------- drift plan

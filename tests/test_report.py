@@ -145,31 +145,34 @@ def test_load_streams_plain_files_and_keeps_nibabels_scaling_for_scaled_ones(tmp
     assert np.array_equal(voxels, data * 2.0 + 10.0)  # the values nibabel gives
 
 
-def test_report_mip_command_draws_the_same_png_as_the_all_volumes_call(tmp_path):
+def test_report_mips_command_draws_each_valid_volume_as_volume_mip_does(tmp_path):
     import subprocess
     import sys
 
-    from minivess_bundle.report import volume_mips
+    from minivess_bundle.report import volume_mip
 
     rng = np.random.default_rng(4)
-    for tree, zooms in (("before", (0.5, 0.5, 2.0)), ("after", (0.001, 0.001, 0.001))):
-        image = rng.integers(0, 4000, (12, 10, 6), dtype=np.uint16)
-        header = minivess_header("image")
-        if tree == "after":
-            header.set_xyzt_units("mm")
-        write_nifti(tmp_path / tree / "imagesTr/mv03.nii.gz", make_image(image, zooms, header))
-        label = (image > 3000).astype(np.uint8)
-        lab_header = minivess_header("label")
-        if tree == "after":
-            lab_header.set_xyzt_units("mm")
-        write_nifti(tmp_path / tree / "labelsTr/mv03.nii.gz", make_image(label, zooms, lab_header))
-    (written,) = volume_mips(tmp_path / "all", ["mv03"], tmp_path / "before", tmp_path / "after")
-    out = tmp_path / "one" / "mv03.png"
+    for vol in ("mv03", "mv04"):
+        for tree, zooms in (("before", (0.5, 0.5, 2.0)), ("after", (0.001, 0.001, 0.001))):
+            image = rng.integers(0, 4000, (12, 10, 6), dtype=np.uint16)
+            for kind, data in (("image", image), ("label", (image > 3000).astype(np.uint8))):
+                header = minivess_header(kind)
+                if tree == "after":
+                    header.set_xyzt_units("mm")
+                sub = "imagesTr" if kind == "image" else "labelsTr"
+                write_nifti(
+                    tmp_path / tree / sub / f"{vol}.nii.gz", make_image(data, zooms, header)
+                )
+    report = tmp_path / "validation_report.json"
+    report.write_text(json.dumps({"valid": ["mv03"], "quarantined": [{"volume": "mv04"}]}))
     subprocess.run(
-        [sys.executable, "-m", "minivess_bundle.cli", "report-mip", "--volume", "mv03"]
-        + ["--before", str(tmp_path / "before"), "--after", str(tmp_path / "after")]
-        + ["--out", str(out)],
+        [sys.executable, "-m", "minivess_bundle.cli", "report-mips"]
+        + ["--validation-report", str(report), "--mip-dir", str(tmp_path / "mip")]
+        + ["--before", str(tmp_path / "before"), "--after", str(tmp_path / "after")],
         check=True,
     )
-    assert out.read_bytes() == written.read_bytes()
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+    assert sorted(p.name for p in (tmp_path / "mip").iterdir()) == ["mv03.png"]  # valid only
+    one = volume_mip(tmp_path / "one.png", "mv03", tmp_path / "before", tmp_path / "after")
+    drawn = (tmp_path / "mip" / "mv03.png").read_bytes()
+    assert drawn == one.read_bytes()
+    assert drawn[:8] == b"\x89PNG\r\n\x1a\n" and len(drawn) > 5000

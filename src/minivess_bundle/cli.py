@@ -342,23 +342,25 @@ def cmd_verify(args: argparse.Namespace) -> None:
         write_bytes_atomic(args.out, (line + "\n").encode())
 
 
-def cmd_report_mip(args: argparse.Namespace) -> None:
-    """One volume's report figure: its MIP before and after resampling."""
+def cmd_report_mips(args: argparse.Namespace) -> None:
+    """Report figures of every valid volume: its MIP before and after resampling."""
+    import json
+
     from . import report
 
-    report.volume_mip(args.out, args.volume, args.before, args.after)
+    validation = json.loads(Path(args.validation_report).read_text())
+    report.volume_mips(args.mip_dir, validation["valid"], args.before, args.after)
 
 
 def cmd_report_figures(args: argparse.Namespace) -> None:
     """Figures for `snakemake --report`: drift gallery, dataset plots, validation table (and
-    every volume's MIP with --mip-dir; the workflow draws those per volume, report-mip)."""
+    every volume's MIP with --mip-dir; the workflow draws those earlier, report-mips)."""
     import json
 
     from . import report
 
     if args.mip_dir:
-        validation = json.loads(Path(args.validation_report).read_text())
-        report.volume_mips(args.mip_dir, validation["valid"], args.before, args.after)
+        cmd_report_mips(args)
     report.dataset_figure(args.dataset_png, args.validation_report)
     report.validation_table(args.table_html, args.validation_report)
     if args.gallery_png and not args.drift_manifest:
@@ -649,12 +651,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="files hashed at once")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("report-mip", help=cmd_report_mip.__doc__)
-    p.add_argument("--volume", required=True)
+    p = sub.add_parser("report-mips", help=cmd_report_mips.__doc__)
+    p.add_argument("--validation-report", required=True, help="its valid volumes are drawn")
     p.add_argument("--before", required=True, help="the renamed tree")
     p.add_argument("--after", required=True, help="the processed tree")
-    p.add_argument("--out", required=True, help="the PNG to write")
-    p.set_defaults(func=cmd_report_mip)
+    p.add_argument("--mip-dir", required=True, help="one <volume>.png each")
+    p.set_defaults(func=cmd_report_mips)
 
     p = sub.add_parser("report-figures", help=cmd_report_figures.__doc__)
     p.add_argument("--validation-report", required=True)

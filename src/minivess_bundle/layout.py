@@ -71,8 +71,6 @@ OMEZARR = f"{OMEZARR_ROOT}/{{vol}}.ome.zarr"
 OMEZARR_RECORD = f"{OMEZARR_ROOT}/{{vol}}.json"
 
 REPORT_MIPS = f"{REPORT_ROOT}/mip"
-#: One valid volume's report figure: MIP before and after resampling.
-REPORT_MIP = f"{REPORT_MIPS}/{{vol}}.png"
 REPORT_GALLERY = f"{REPORT_ROOT}/drift_gallery.png"
 REPORT_DATASET = f"{REPORT_ROOT}/dataset.png"
 REPORT_TABLE = f"{REPORT_ROOT}/validation.html"

@@ -391,14 +391,21 @@ def report_inputs(wildcards):
     return inputs
 
 
-def report_mip_outputs(wildcards):
-    """The report figure (MIP before / after resampling) of every valid volume."""
-    return [layout.fill(layout.REPORT_MIP, vol=vol) for vol in valid_volumes()]
+def report_mip_inputs(wildcards):
+    """What the MIPs are drawn from: every valid volume before and after resampling."""
+    return {
+        "renamed": [path for vol in valid_volumes() for path in renamed(vol).values()],
+        "processed": processed_outputs(wildcards),
+    }
 
 
-def report_mip_mem_mb(wildcards, input, attempt):
-    """A report MIP holds one volume (and its mask) at a time: from the header."""
-    return resources.per_voxel_mem_mb("report_mip", input.after_image, attempt)
+def report_mips_mem_mb(wildcards, input, attempt):
+    """The MIP job holds one volume (and its mask) at a time: the largest, from its header."""
+    images = [path for path in input.processed if "/imagesTr/" in path]
+    return max(
+        (resources.per_voxel_mem_mb("report_mip", path, attempt) for path in images),
+        default=resources.for_attempt(2048, attempt),
+    )
 
 
 def omezarr_mem_mb(wildcards, input, attempt):
@@ -427,7 +434,7 @@ def all_outputs():
         drift_outputs,
         BUNDLE["verified"],
         layout.REPORT_DATASET,
-        report_mip_outputs,
+        layout.REPORT_MIPS,
         omezarr_outputs,
     ]
 

@@ -1,48 +1,49 @@
 """Report: figures for `snakemake --report report.html` (vessels to look at: MIPs before and
-after resampling, one job per volume as soon as it is resampled; a drift gallery, dataset
-plots, the validation table)."""
+after resampling, drawn once every volume is resampled, beside the drift jobs; a drift
+gallery, dataset plots, the validation table after drift)."""
 
 
 report: "../report/workflow.rst"
 
 
-rule report_mip:
-    """Draw one volume's MIP before and after resampling, as soon as it is resampled."""
+rule report_mips:
+    """Draw every volume's MIP before and after resampling as soon as the last volume is
+    resampled (beside the drift jobs, not after them; one matplotlib start-up)."""
     input:
-        before_image=layout.RENAMED["image"],
-        before_label=layout.RENAMED["label"],
-        after_image=layout.PROCESSED["image"],
-        after_label=layout.PROCESSED["label"],
+        unpack(report_mip_inputs),
+        validation_report=layout.VALIDATION_REPORT,
     output:
-        report(
-            layout.REPORT_MIP,
+        mips=report(
+            directory(layout.REPORT_MIPS),
+            patterns=["{name}.png"],
             category="Volumes",
             subcategory="MIP before / after resampling",
             caption="../report/mips.rst",
-            labels={"volume": "{vol}"},
+            labels={"volume": "{name}"},
         ),
     log:
-        "logs/report/mip/{vol}.log",
+        "logs/report/mips.log",
     benchmark:
-        "benchmarks/report_mip/{vol}.tsv"
+        "benchmarks/report_mips/report_mips.tsv"
     conda:
         ENV
     container:
         CONTAINER
     resources:
-        mem_mb=report_mip_mem_mb,
-        runtime=10,
+        mem_mb=report_mips_mem_mb,
+        runtime=30,
     params:
         before=section_root(layout.RENAMED_ROOT),
         after=section_root(layout.PROCESSED_ROOT),
     shell:
-        "minivess-bundle report-mip --volume {wildcards.vol} --before {params.before:q} "
-        "--after {params.after:q} --out {output:q} > {log:q} 2>&1"
+        "minivess-bundle report-mips --validation-report {input.validation_report:q} "
+        "--before {params.before:q} --after {params.after:q} --mip-dir {output.mips:q} "
+        "> {log:q} 2>&1"
 
 
 rule report_figures:
     """Draw the drift gallery, the dataset plots and the validation table (one matplotlib
-    start-up); the per-volume MIPs are report_mip's."""
+    start-up); the MIPs are report_mips'."""
     input:
         unpack(report_inputs),
         validation_report=layout.VALIDATION_REPORT,
