@@ -25,6 +25,7 @@ rule report_mips:
         "logs/report/mips.log",
     benchmark:
         "benchmarks/report_mips/report_mips.tsv"
+    priority: 1  # before waiting drift jobs: off the serial tail
     conda:
         ENV
     container:
