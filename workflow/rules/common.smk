@@ -401,7 +401,8 @@ def report_mip_inputs(wildcards):
 
 def report_mips_mem_mb(wildcards, input, attempt):
     """The MIP job holds one volume (and its mask) at a time: the largest, from its header."""
-    images = [path for path in input.processed if "/imagesTr/" in path]
+    root = f"{layout.PROCESSED_ROOT}/imagesTr/"  # (none listed yet in a dry run)
+    images = [path for path in input if str(path).startswith(root)]
     return max(
         (resources.per_voxel_mem_mb("report_mip", path, attempt) for path in images),
         default=resources.for_attempt(2048, attempt),
