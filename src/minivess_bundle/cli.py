@@ -311,7 +311,7 @@ def cmd_bundle(args: argparse.Namespace) -> None:
         git_commit=args.git_commit,
         config=json.loads(args.config_json) if args.config_json else {},
         stages=json.loads(args.stages_json) if args.stages_json else {},
-        threads=args.threads,
+        threads=args.threads or 1,
         archive=args.archive,
     )
     result = build_release(spec)
@@ -331,7 +331,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
     from .verify import verdict, verify_bundle
 
     for path in args.paths:  # each in turn; the first that fails stops the command
-        result = verify_bundle(path, threads=args.threads)
+        result = verify_bundle(path, threads=args.threads or 1)
         line = verdict(result)
         print(line)
         for problem in result.problems:
@@ -636,19 +636,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config-json", default="")
     p.add_argument("--stages-json", default="")
     p.add_argument("--summary", required=True)
-    p.add_argument("--threads", type=int, default=1, help="files copied and hashed at once")
+    p.add_argument("--threads", type=int, help="files copied and hashed at once (default 1)")
     p.add_argument(
         "--archive",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also write the deterministic .tar and its .sha256 (--no-archive: the bag only)",
+        required=True,
+        help="also write the deterministic .tar and its .sha256 (--no-archive: the bag only; "
+        "the config's bundle.archive decides, so the command has no default of its own)",
     )
     p.set_defaults(func=cmd_bundle)
 
     p = sub.add_parser("verify", help=cmd_verify.__doc__)
     p.add_argument("paths", nargs="+", help="a bag folder and/or its .tar", metavar="path")
     p.add_argument("--out", default="", help="write the verdict here when it is OK")
-    p.add_argument("--threads", type=int, default=1, help="files hashed at once")
+    p.add_argument("--threads", type=int, help="files hashed at once (default 1)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("report-mips", help=cmd_report_mips.__doc__)
