@@ -60,7 +60,7 @@ checkpoint bundle:
         "--validation-report {input.validation_report:q} --listing={params.listing:q} "
         "--lock {input.lock:q} --git-commit={params.git_commit:q} "
         "--config-json {params.config_json:q} --stages-json {params.stages_json:q} "
-        "--summary {output.summary:q} {params.archive} --threads {threads} > {log:q} 2>&1"
+        "--summary {output.summary:q} {params.archive:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule verify_bundle:
