@@ -176,3 +176,23 @@ def test_report_mips_command_draws_each_valid_volume_as_volume_mip_does(tmp_path
     drawn = (tmp_path / "mip" / "mv03.png").read_bytes()
     assert drawn == one.read_bytes()
     assert drawn[:8] == b"\x89PNG\r\n\x1a\n" and len(drawn) > 5000
+
+
+def test_report_mips_memory_is_the_largest_volumes_from_its_header(tmp_path):
+    from minivess_bundle import resources
+
+    small, big = tmp_path / "small.nii.gz", tmp_path / "big.nii.gz"
+    write_nifti(
+        small, make_image(np.zeros((10, 10, 10), np.uint16), (1, 1, 1), minivess_header("image"))
+    )
+    write_nifti(
+        big, make_image(np.zeros((100, 100, 50), np.uint16), (1, 1, 1), minivess_header("image"))
+    )
+    expected = (
+        resources.REPORT_MIPS_BASE_MB + 500_000 * resources.REPORT_MIPS_BYTES_PER_VOXEL / 2**20
+    )
+    assert resources.report_mips_mem_mb([small, big]) == int(np.ceil(expected))
+    assert resources.report_mips_mem_mb([big, small], attempt=2) == int(np.ceil(expected * 1.5))
+    # nothing readable yet (a dry run before the checkpoint): the fallback
+    assert resources.report_mips_mem_mb([]) == resources.FALLBACK_MB
+    assert resources.report_mips_mem_mb([tmp_path / "missing.nii.gz"]) == resources.FALLBACK_MB

@@ -22,13 +22,12 @@ ATTEMPT_GROWTH = 0.5
 #: What a job asks for when its input cannot be read yet (MiB).
 FALLBACK_MB = 2048
 #: Interpreter + numpy + nibabel (+ SimpleITK where loaded), MiB.
-BASE_MB = {"validate": 300, "drift": 400, "fetch": 300, "omezarr": 400, "report_mip": 300}
+BASE_MB = {"validate": 300, "drift": 400, "fetch": 300, "omezarr": 400}
 #: Bytes held per voxel: validate (image, mask and float statistics), drift (image,
 #: a float copy and the mask), synthetic generation (mask, float image, noise), OME-Zarr
 #: export (image, mask, their z-y-x copies and the pyramid's float resize: measured
-#: 1044 MB peak RSS for 37.2 M voxels), report MIP (the image and its mask, 3 bytes,
-#: with margin; matplotlib is in the base).
-BYTES_PER_VOXEL = {"validate": 12, "drift": 16, "fetch": 40, "omezarr": 28, "report_mip": 4}
+#: 1044 MB peak RSS for 37.2 M voxels).
+BYTES_PER_VOXEL = {"validate": 12, "drift": 16, "fetch": 40, "omezarr": 28}
 
 
 def for_attempt(mem_mb: int | float, attempt: int = 1) -> int:
@@ -78,3 +77,24 @@ def synthetic_mem_mb(size_xy: int, max_z: int, attempt: int = 1) -> int:
     """Memory of generating one synthetic volume of at most ``size_xy^2 * max_z`` voxels."""
     voxels = size_xy**2 * max_z
     return for_attempt(BASE_MB["fetch"] + voxels * BYTES_PER_VOXEL["fetch"] / 2**20, attempt)
+
+
+#: The report's MIP job: interpreter, numpy, nibabel and matplotlib, MiB.
+REPORT_MIPS_BASE_MB = 300
+#: ... and one volume's image and mask at a time (3 bytes per voxel, with margin: 187 MB
+#: peak RSS measured for a 55 M-voxel volume, 509 x 509 x 212).
+REPORT_MIPS_BYTES_PER_VOXEL = 4
+
+
+def report_mips_mem_mb(paths: list[str | Path], attempt: int = 1) -> int:
+    """Memory of drawing the MIPs of the volumes at ``paths`` one after the other: the
+    largest one's, from its header; :data:`FALLBACK_MB` when none can be read yet."""
+    largest = 0
+    for path in paths:
+        try:
+            largest = max(largest, plausible_voxels(path)[1])
+        except Exception:  # not there yet or unreadable: the job itself reports it
+            return for_attempt(FALLBACK_MB, attempt)
+    if not largest:
+        return for_attempt(FALLBACK_MB, attempt)
+    return for_attempt(REPORT_MIPS_BASE_MB + largest * REPORT_MIPS_BYTES_PER_VOXEL / 2**20, attempt)

@@ -402,11 +402,8 @@ def report_mip_inputs(wildcards):
 def report_mips_mem_mb(wildcards, input, attempt):
     """The MIP job holds one volume (and its mask) at a time: the largest, from its header."""
     root = f"{layout.PROCESSED_ROOT}/imagesTr/"  # (none listed yet in a dry run)
-    images = [path for path in input if str(path).startswith(root)]
-    return max(
-        (resources.per_voxel_mem_mb("report_mip", path, attempt) for path in images),
-        default=resources.for_attempt(2048, attempt),
-    )
+    images = [str(path) for path in input if str(path).startswith(root)]
+    return resources.report_mips_mem_mb(images, attempt)
 
 
 def omezarr_mem_mb(wildcards, input, attempt):
