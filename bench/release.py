@@ -626,8 +626,16 @@ def main(volumes_n: int | None, size: int, cores: int, keep: Path | None) -> Non
     wd = work / "wf"
     shutil.rmtree(wd, ignore_errors=True)
     wd.mkdir()
-    make_workdir(
-        wd, source="dir", dir={"path": str(release)}, volumes=volumes, synthetic={"size_xy": size}
+    import yaml
+
+    defaults = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    make_workdir(  # the repo's bundle defaults (the tests' workdirs switch the tar on)
+        wd,
+        source="dir",
+        dir={"path": str(release)},
+        volumes=volumes,
+        synthetic={"size_xy": size},
+        bundle={"archive": defaults["bundle"]["archive"]},
     )
     wf = run_workflow(wd, cores)
     rules = rule_table(wd)

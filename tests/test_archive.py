@@ -113,3 +113,63 @@ def test_links_in_the_bag_and_wrong_names_are_refused(bag, tmp_path):
     with pytest.raises(BundleError, match="symbolic link"):
         write_archive(bag, tmp_path / "minivess-0.1.0.tar", SDE)
     assert not (tmp_path / "minivess-0.1.0.tar").exists()
+
+
+def _tarfile_reference(bag: Path, mtime: int) -> bytes:
+    """The archive as tarfile's stream writer gives it (what write_archive wrote before
+    it wrote the tar itself): the bytes the fast writer must reproduce exactly."""
+    import io
+
+    from minivess_bundle.archive import _tarinfo, archive_members
+
+    sink = io.BytesIO()
+    with tarfile.open(fileobj=sink, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+        for name, path in archive_members(bag):
+            info = _tarinfo(name, path, mtime)
+            if info.isdir():
+                tar.addfile(info)
+            else:
+                with open(path, "rb") as handle:
+                    tar.addfile(info, handle)
+    return sink.getvalue()
+
+
+@pytest.mark.parametrize("big", [0, (4 << 20) + 1])
+def test_fast_writer_gives_tarfiles_bytes_for_long_names_odd_sizes_and_record_ends(tmp_path, big):
+    """Long names (GNU long-name blocks), empty files, sizes at and around 512, an
+    executable, a file over one 4 MiB read, and totals that end on and off a record."""
+    bag = tmp_path / "minivess-0.1.0"
+    deep = bag / "data" / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    rng = __import__("random").Random(5)
+    for size in (0, 1, 511, 512, 513, 10240 - 512 * 3, 10240):
+        (deep / f"{'f' * 90}-{size}.bin").write_bytes(rng.randbytes(size))
+    (bag / "run.sh").write_bytes(b"#!/bin/sh\n")
+    os.chmod(bag / "run.sh", 0o755)
+    if big:
+        (bag / "data" / "big.bin").write_bytes(rng.randbytes(big))
+    digest = write_archive(bag, tmp_path / "minivess-0.1.0.tar", SDE)
+    written = (tmp_path / "minivess-0.1.0.tar").read_bytes()
+    reference = _tarfile_reference(bag, SDE)
+    assert len(written) % tarfile.RECORDSIZE == 0
+    assert written == reference
+    assert digest == hashlib.sha256(reference).hexdigest()
+    assert b"././@LongLink" in written  # names over 100 characters took GNU blocks
+
+
+def test_fast_writer_refuses_a_file_that_changes_size_while_archived(bag, tmp_path, monkeypatch):
+    from minivess_bundle import archive
+
+    real = archive._tarinfo
+
+    def shrunk(name, path, mtime):
+        info = real(name, path, mtime)
+        if name.endswith("data/raw/imagesTr/mv01.nii.gz"):
+            info.size += 1  # the header promised one byte more than the file gives
+        return info
+
+    monkeypatch.setattr(archive, "_tarinfo", shrunk)
+    with pytest.raises(BundleError, match="changed size while archiving"):
+        write_archive(bag, tmp_path / "minivess-0.1.0.tar", SDE)
+    assert not (tmp_path / "minivess-0.1.0.tar").exists()
+    assert not list(tmp_path.glob(".minivess-0.1.0.tar.tmp-*"))

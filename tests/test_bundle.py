@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -373,3 +374,131 @@ def test_croissant_validates_and_iterates_with_mlcroissant_and_a_pair_opens(inpu
     (drift,) = list(dataset.records("drift_variants"))
     assert drift["drift_variants/volume"] == b"mv01"
     assert drift["drift_variants/severity"] == pytest.approx(0.2)
+
+
+def test_bag_built_by_four_threads_is_byte_identical_to_one_thread(inputs, tmp_path):
+    one = build(inputs, tmp_path / "one", threads=1)
+    four = build(inputs, tmp_path / "four", threads=4)
+    assert tree_digest(Path(one["path"])) == tree_digest(Path(four["path"]))
+    assert one["digest"] == four["digest"] and one["digests"] == four["digests"]
+    # the digests taken while copying are the files' own
+    for rel, (size, digests) in four["digests"].items():
+        data = (Path(four["path"]) / rel).read_bytes()
+        assert size == len(data), rel
+        assert digests == {
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "sha512": hashlib.sha512(data).hexdigest(),
+            "md5": hashlib.md5(data).hexdigest(),
+        }, rel
+
+
+def test_first_failing_file_in_sorted_order_is_reported_whatever_the_threads(
+    inputs, tmp_path, monkeypatch
+):
+    real = fsio.copy_hashed
+
+    def failing(source, final, *args, **kwargs):
+        if Path(source).name in ("mv01.json", "mv02.json"):
+            raise OSError(28, "No space left on device", str(final))
+        return real(source, final, *args, **kwargs)
+
+    from minivess_bundle.bundle import assemble
+
+    monkeypatch.setattr(assemble, "copy_hashed", failing)
+    for threads in (1, 4):
+        with pytest.raises(OSError) as caught:
+            build(inputs, tmp_path / f"t{threads}", threads=threads)
+        assert caught.value.filename.endswith("data/raw/metadata/mv01.json"), threads
+        assert not (tmp_path / f"t{threads}" / "minivess-0.1.0").exists()
+        assert not [p for p in (tmp_path / f"t{threads}").iterdir() if p.name.startswith(".")]
+
+
+def test_copy_hashed_reads_once_gives_the_bytes_and_their_digests(tmp_path, monkeypatch):
+    source = tmp_path / "a.bin"
+    data = os.urandom((4 << 20) + 12345)  # over one read
+    source.write_bytes(data)
+    reads = []
+    real_open = open
+
+    class Counting:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def read(self, n=-1):
+            chunk = self.handle.read(n)
+            reads.append(len(chunk))
+            return chunk
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    def counting_open(path, mode="r", *args, **kwargs):
+        handle = real_open(path, mode, *args, **kwargs)
+        return Counting(handle) if Path(path) == source and "r" in mode else handle
+
+    monkeypatch.setattr(fsio, "_reflink", lambda s, t: False)  # ext4's path, anywhere
+    monkeypatch.setattr("builtins.open", counting_open)
+    method, size, digests = fsio.copy_hashed(source, tmp_path / "out" / "b.bin")
+    monkeypatch.undo()
+    assert (method, size) == ("copy", len(data))
+    assert sum(reads) == len(data)  # every byte of the source read exactly once
+    assert (tmp_path / "out" / "b.bin").read_bytes() == data
+    assert digests == {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha512": hashlib.sha512(data).hexdigest(),
+        "md5": hashlib.md5(data).hexdigest(),
+    }
+    assert not list((tmp_path / "out").glob(".*"))
+
+
+def test_copy_hashed_refuses_a_source_that_changes_size_and_leaves_nothing(tmp_path, monkeypatch):
+    source = tmp_path / "a.bin"
+    source.write_bytes(b"x" * 1000)
+    monkeypatch.setattr(fsio, "_reflink", lambda s, t: False)
+    real_stat = Path.stat
+
+    def grown(self, *args, **kwargs):  # the size seen before copying: one byte more
+        st = real_stat(self, *args, **kwargs)
+        return os.stat_result((*st[:6], st.st_size + 1, *st[7:])) if self == source else st
+
+    monkeypatch.setattr(Path, "stat", grown)
+    with pytest.raises(OSError, match="changed size while copying"):
+        fsio.copy_hashed(source, tmp_path / "out" / "b.bin")
+    monkeypatch.undo()
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_copy_hashed_shares_extents_on_a_copy_on_write_file_system(tmp_path):
+    """Run with MINIVESS_COW_DIR=<a folder on btrfs or XFS with reflink> (e.g. a loop
+    mount); elsewhere only the ext4/tmpfs path runs. The copy costs no blocks, has the
+    source's digests, and an edit to it never reaches the source."""
+    cow = os.environ.get("MINIVESS_COW_DIR")
+    folder = Path(cow) if cow else tmp_path
+    source = folder / "cow-src.bin"
+    data = os.urandom(32 << 20)
+    source.write_bytes(data)
+    try:
+        os.sync()
+        before = os.statvfs(folder)
+        method, size, digests = fsio.copy_hashed(source, folder / "cow" / "copy.bin")
+        os.sync()
+        after = os.statvfs(folder)
+        grew = (before.f_bfree - after.f_bfree) * before.f_frsize
+        assert digests["sha256"] == hashlib.sha256(data).hexdigest() and size == len(data)
+        if cow:
+            assert method == "reflink"
+            assert grew < 1 << 20, grew  # 32 MiB copied, under 1 MiB of new blocks
+        else:
+            assert method in ("copy", "reflink")
+        with open(folder / "cow" / "copy.bin", "r+b") as handle:
+            handle.write(b"EDITED")
+        assert source.read_bytes() == data
+    finally:
+        source.unlink()
+        shutil.rmtree(folder / "cow", ignore_errors=True)

@@ -181,3 +181,25 @@ def test_dvc_accepts_the_part_files_and_the_pipeline_lock_unchanged(bundle_dir, 
     part.write_text(good.replace(good.split("md5: ")[1][:32], "0" * 32))
     run_dvc(part.parents[2], env, "commit", "-f")
     assert part.read_text() == good
+
+
+def test_known_md5s_from_the_copy_give_the_same_dvc_files_and_a_resized_file_is_rehashed(
+    tmp_path,
+):
+    from minivess_bundle.dvcmeta import tree_files
+
+    out = tmp_path / "bundle"
+    summary = build(make_inputs(tmp_path / "in"), out)
+    bag = Path(summary["path"])
+    hashed = write_dvc_metadata(bag)
+    known = {rel: (d["md5"], size) for rel, (size, d) in summary["digests"].items()}
+    assert len(known) == 23 and all(rel.startswith("data/") for rel in known)
+    assert write_dvc_metadata(bag, known=known) == hashed
+    assert tree_files(bag, known) == tree_files(bag)
+    # an entry whose size disagrees with the file is not trusted: the file is read again
+    rel = "data/raw/imagesTr/mv01.nii.gz"
+    stale = dict(known, **{rel: ("0" * 32, known[rel][1] + 1)})
+    assert tree_files(bag, stale)[rel] == (file_md5(bag / rel), known[rel][1])
+    # the known md5 is what DVC records (the bundle's own hashes, taken while copying)
+    forged = dict(known, **{rel: ("f" * 32, known[rel][1])})
+    assert tree_files(bag, forged)[rel] == ("f" * 32, known[rel][1])

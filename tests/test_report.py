@@ -125,3 +125,74 @@ def test_matplotlib_default_log_ticks_overlap_on_the_release_spacing_range() -> 
     overlaps = _overlaps(_label_boxes(fig, ax))
     plt.close(fig)
     assert overlaps >= 1
+
+
+def test_load_streams_plain_files_and_keeps_nibabels_scaling_for_scaled_ones(tmp_path):
+    import nibabel as nib
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 4000, (7, 6, 5), dtype=np.uint16)
+    plain = tmp_path / "plain.nii.gz"
+    write_nifti(plain, make_image(data, (1.0, 1.0, 2.0), minivess_header("image")))
+    voxels, zooms = _load(plain)
+    assert voxels.shape == (7, 6, 5) and voxels.dtype == np.uint16
+    assert np.array_equal(voxels, data) and zooms == (1.0, 1.0, 2.0)
+    scaled_image = make_image(data, (1.0, 1.0, 2.0), minivess_header("image"))
+    scaled_image.header.set_slope_inter(2.0, 10.0)
+    scaled = tmp_path / "scaled.nii"
+    nib.save(scaled_image, scaled)
+    voxels, _ = _load(scaled)
+    assert np.array_equal(voxels, data * 2.0 + 10.0)  # the values nibabel gives
+
+
+def test_report_mips_command_draws_each_valid_volume_as_volume_mip_does(tmp_path):
+    import subprocess
+    import sys
+
+    from minivess_bundle.report import volume_mip
+
+    rng = np.random.default_rng(4)
+    for vol in ("mv03", "mv04"):
+        for tree, zooms in (("before", (0.5, 0.5, 2.0)), ("after", (0.001, 0.001, 0.001))):
+            image = rng.integers(0, 4000, (12, 10, 6), dtype=np.uint16)
+            for kind, data in (("image", image), ("label", (image > 3000).astype(np.uint8))):
+                header = minivess_header(kind)
+                if tree == "after":
+                    header.set_xyzt_units("mm")
+                sub = "imagesTr" if kind == "image" else "labelsTr"
+                write_nifti(
+                    tmp_path / tree / sub / f"{vol}.nii.gz", make_image(data, zooms, header)
+                )
+    report = tmp_path / "validation_report.json"
+    report.write_text(json.dumps({"valid": ["mv03"], "quarantined": [{"volume": "mv04"}]}))
+    subprocess.run(
+        [sys.executable, "-m", "minivess_bundle.cli", "report-mips"]
+        + ["--validation-report", str(report), "--mip-dir", str(tmp_path / "mip")]
+        + ["--before", str(tmp_path / "before"), "--after", str(tmp_path / "after")],
+        check=True,
+    )
+    assert sorted(p.name for p in (tmp_path / "mip").iterdir()) == ["mv03.png"]  # valid only
+    one = volume_mip(tmp_path / "one.png", "mv03", tmp_path / "before", tmp_path / "after")
+    drawn = (tmp_path / "mip" / "mv03.png").read_bytes()
+    assert drawn == one.read_bytes()
+    assert drawn[:8] == b"\x89PNG\r\n\x1a\n" and len(drawn) > 5000
+
+
+def test_report_mips_memory_is_the_largest_volumes_from_its_header(tmp_path):
+    from minivess_bundle import resources
+
+    small, big = tmp_path / "small.nii.gz", tmp_path / "big.nii.gz"
+    write_nifti(
+        small, make_image(np.zeros((10, 10, 10), np.uint16), (1, 1, 1), minivess_header("image"))
+    )
+    write_nifti(
+        big, make_image(np.zeros((100, 100, 50), np.uint16), (1, 1, 1), minivess_header("image"))
+    )
+    expected = (
+        resources.REPORT_MIPS_BASE_MB + 500_000 * resources.REPORT_MIPS_BYTES_PER_VOXEL / 2**20
+    )
+    assert resources.report_mips_mem_mb([small, big]) == int(np.ceil(expected))
+    assert resources.report_mips_mem_mb([big, small], attempt=2) == int(np.ceil(expected * 1.5))
+    # nothing readable yet (a dry run before the checkpoint): the fallback
+    assert resources.report_mips_mem_mb([]) == resources.FALLBACK_MB
+    assert resources.report_mips_mem_mb([tmp_path / "missing.nii.gz"]) == resources.FALLBACK_MB

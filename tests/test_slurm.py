@@ -153,6 +153,7 @@ SUBMITTED_RULES = {
     "bundle",
     "verify_bundle",
     "report_figures",
+    "report_mips",
 }
 LOCAL_RULES = {
     "all",
@@ -177,7 +178,9 @@ def test_only_heavy_jobs_are_submitted_to_slurm(slurm_run):
     per_rule = Counter(rule for rule, _ in planned)
     assert [per_rule["fetch"], per_rule["validate"]] == [volumes] * 2
     assert per_rule["resample"] == len(report["valid"]) >= 1  # quarantined ones stop there
-    assert [per_rule[rule] for rule in ("bundle", "verify_bundle", "report_figures")] == [1] * 3
+    assert [
+        per_rule[rule] for rule in ("bundle", "verify_bundle", "report_figures", "report_mips")
+    ] == [1] * 4
     # ... the tiny jobs run in the main process
     local = set(re.findall(r"^local(?:rule|checkpoint) (\w+):", output, re.M))
     assert local == LOCAL_RULES, local

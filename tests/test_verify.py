@@ -172,3 +172,38 @@ def test_rebuild_without_a_section_leaves_no_stale_dvc_file(tmp_path):
     result = verify_bundle(out / "minivess-0.1.0")
     assert result.ok, result.problems
     assert len(result.dvc_checked) == 1 + 2 + 3
+
+
+def _tamper(bundle: Path) -> None:
+    """A flipped byte, a deleted and an added payload file, an edited tag file, and a
+    flipped byte in the archive: many problems, whose order the threads must not change."""
+    bag = bundle / "minivess-0.1.0"
+    target = bag / "data/processed/imagesTr/mv01.nii.gz"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    (bag / "data/raw/metadata/mv01.json").unlink()
+    (bag / "data/processed/imagesTr/mv99.nii.gz").write_bytes(b"not in any manifest")
+    info = bag / "bag-info.txt"
+    info.write_text(info.read_text().replace("Bagging-Date: 2023-11-14", "Bagging-Date: 2024"))
+    tar_path = bundle / "minivess-0.1.0.tar"
+    with tarfile.open(tar_path) as tar:
+        member = tar.getmember("minivess-0.1.0/data/raw/labelsTr/mv02.nii.gz")
+    raw = bytearray(tar_path.read_bytes())
+    raw[member.offset_data + 10] ^= 0xFF
+    tar_path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("tampered", [False, True])
+def test_threads_give_the_same_verdict_problems_and_digest(bundle, tampered):
+    if tampered:
+        _tamper(bundle)
+    for path in (bundle / "minivess-0.1.0", bundle / "minivess-0.1.0.tar"):
+        one = verify_bundle(path, threads=1)
+        assert one.ok is not tampered, one.problems
+        for threads in (2, 4):
+            many = verify_bundle(path, threads=threads)
+            assert many == one, (path.name, threads)
+            assert verdict(many) == verdict(one)
+    if tampered:
+        assert len(verify_bundle(bundle / "minivess-0.1.0", threads=2).problems) >= 5

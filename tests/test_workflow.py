@@ -424,3 +424,41 @@ def test_a_huge_header_cannot_make_a_job_ask_for_huge_memory(tmp_path):
     run_snakemake(build, "--cores", "2", "all")
     report = json.loads((build / "results" / "validation_report.json").read_text())
     assert [q["volume"] for q in report["quarantined"]] == ["mv02"]
+
+
+def test_archive_off_leaves_no_tar_and_verifies_the_same_payload(synthetic_run, tmp_path):
+    """bundle.archive: false (the default outside the tests): the bundle job reruns, the
+    earlier tar and its checksum are removed, verify checks the bag alone, and the payload
+    is byte for byte the one the tar build bagged (only provenance's config and the two
+    files listing provenance's sha256 differ)."""
+    import hashlib
+    import shutil
+
+    workdir, _ = synthetic_run
+    other = tmp_path / "no-archive"
+    shutil.copytree(workdir, other, symlinks=True)
+    result = run_snakemake(other, "--cores", "2", "all", "--config", "bundle={archive: false}")
+    bundle = other / "results" / "bundle"
+    assert not (bundle / "minivess-0.1.0.tar").exists()
+    assert not (bundle / "minivess-0.1.0.tar.sha256").exists()
+    manifest = (bundle / "minivess-0.1.0" / "manifest-sha256.txt").read_bytes()
+    digest = hashlib.sha256(manifest).hexdigest()
+    said = result.stdout + result.stderr
+    assert (
+        f"minivess-bundle: results/bundle/minivess-0.1.0 manifest-sha256.txt sha256 {digest}"
+        in said
+    )
+    verified = (bundle / "minivess-0.1.0.verified.txt").read_text()
+    assert verified.startswith("OK minivess-0.1.0: ") and digest in verified
+    before = (workdir / BUNDLE / "manifest-sha256.txt").read_text().splitlines()
+    after = manifest.decode().splitlines()
+    assert len(after) == len(before) > 10
+    changed = {line.split("  ")[1] for line in set(before) ^ set(after)}
+    # provenance's config says archive: false; RO-Crate and Croissant list its sha256
+    assert changed == {
+        "data/provenance.json",
+        "data/ro-crate-metadata.json",
+        "data/croissant.json",
+    }, changed
+    summary = json.loads((bundle / "minivess-0.1.0.json").read_text())
+    assert (summary["archive"], summary["sha256"], summary["manifest_digest"]) == ("", "", digest)

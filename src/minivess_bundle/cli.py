@@ -346,36 +346,56 @@ def cmd_bundle(args: argparse.Namespace) -> None:
         git_commit=args.git_commit,
         config=json.loads(args.config_json) if args.config_json else {},
         stages=json.loads(args.stages_json) if args.stages_json else {},
+        threads=args.threads or 1,
+        archive=args.archive,
     )
     result = build_release(spec)
-    print(f"bundle {Path(args.out_dir) / result['archive']} sha256 {result['sha256']}")
+    if result["archive"]:
+        print(f"bundle {Path(args.out_dir) / result['archive']} sha256 {result['sha256']}")
+    else:
+        print(
+            f"bundle {Path(args.out_dir) / result['bag']} manifest-sha256.txt sha256 "
+            f"{result['manifest_digest']}"
+        )
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
-    """Verify a bag folder or archive: files, manifests, tag files, DVC hashes."""
+    """Verify bag folders or archives: files, manifests, tag files, DVC hashes."""
     from .errors import BundleError
     from .fsio import write_bytes_atomic
     from .verify import verdict, verify_bundle
 
-    result = verify_bundle(args.path)
-    line = verdict(result)
-    print(line)
-    for problem in result.problems:
-        print(f"  {problem}")
-    if not result.ok:
-        raise BundleError(f"verification failed: {len(result.problems)} problem(s)", path=args.path)
-    if args.out:
+    for path in args.paths:  # each in turn; the first that fails stops the command
+        result = verify_bundle(path, threads=args.threads or 1)
+        line = verdict(result)
+        print(line)
+        for problem in result.problems:
+            print(f"  {problem}")
+        if not result.ok:
+            raise BundleError(f"verification failed: {len(result.problems)} problem(s)", path=path)
+    if args.out:  # the last path's verdict
         write_bytes_atomic(args.out, (line + "\n").encode())
 
 
-def cmd_report_figures(args: argparse.Namespace) -> None:
-    """Figures for `snakemake --report`: MIPs, drift gallery, dataset plots, validation table."""
+def cmd_report_mips(args: argparse.Namespace) -> None:
+    """Report figures of every valid volume: its MIP before and after resampling."""
     import json
 
     from . import report
 
     validation = json.loads(Path(args.validation_report).read_text())
     report.volume_mips(args.mip_dir, validation["valid"], args.before, args.after)
+
+
+def cmd_report_figures(args: argparse.Namespace) -> None:
+    """Figures for `snakemake --report`: drift gallery, dataset plots, validation table (and
+    every volume's MIP with --mip-dir; the workflow draws those earlier, report-mips)."""
+    import json
+
+    from . import report
+
+    if args.mip_dir:
+        cmd_report_mips(args)
     report.dataset_figure(args.dataset_png, args.validation_report)
     report.validation_table(args.table_html, args.validation_report)
     if args.gallery_png and not args.drift_manifest:
@@ -660,20 +680,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config-json", default="")
     p.add_argument("--stages-json", default="")
     p.add_argument("--summary", required=True)
+    p.add_argument("--threads", type=int, help="files copied and hashed at once (default 1)")
+    p.add_argument(
+        "--archive",
+        action=argparse.BooleanOptionalAction,
+        required=True,
+        help="also write the deterministic .tar and its .sha256 (--no-archive: the bag only; "
+        "the config's bundle.archive decides, so the command has no default of its own)",
+    )
     p.set_defaults(func=cmd_bundle)
 
     p = sub.add_parser("verify", help=cmd_verify.__doc__)
-    p.add_argument("path", help="a bag folder or its .tar")
+    p.add_argument("paths", nargs="+", help="a bag folder and/or its .tar", metavar="path")
     p.add_argument("--out", default="", help="write the verdict here when it is OK")
+    p.add_argument("--threads", type=int, help="files hashed at once (default 1)")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("report-mips", help=cmd_report_mips.__doc__)
+    p.add_argument("--validation-report", required=True, help="its valid volumes are drawn")
+    p.add_argument("--before", required=True, help="the renamed tree")
+    p.add_argument("--after", required=True, help="the processed tree")
+    p.add_argument("--mip-dir", required=True, help="one <volume>.png each")
+    p.set_defaults(func=cmd_report_mips)
 
     p = sub.add_parser("report-figures", help=cmd_report_figures.__doc__)
     p.add_argument("--validation-report", required=True)
-    p.add_argument("--before", required=True, help="the renamed tree")
+    p.add_argument("--before", default="", help="the renamed tree (with --mip-dir)")
     p.add_argument("--after", required=True, help="the processed tree")
     p.add_argument("--drift", default="")
     p.add_argument("--drift-manifest", default="")
-    p.add_argument("--mip-dir", required=True)
+    p.add_argument("--mip-dir", default="", help="draw every volume's MIP here too")
     p.add_argument("--gallery-png", default="")
     p.add_argument("--dataset-png", required=True)
     p.add_argument("--table-html", required=True)

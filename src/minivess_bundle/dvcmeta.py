@@ -94,12 +94,17 @@ def dir_hash_from_files(files: Mapping[str, tuple[str, int]]) -> DirHash:
     )
 
 
-def tree_files(root: str | Path) -> dict[str, tuple[str, int]]:
+def tree_files(
+    root: str | Path, known: Mapping[str, tuple[str, int]] | None = None
+) -> dict[str, tuple[str, int]]:
     """``{posix relpath: (md5, size)}`` of every regular file under ``root``.
 
-    Symbolic links are refused (DVC would follow them; the bundle never has any).
+    ``known`` gives ``(md5, size)`` of files already hashed (the bundle hashes each
+    payload file while copying it); a file whose size differs from its entry is hashed
+    again. Symbolic links are refused (DVC would follow them; the bundle never has any).
     """
     root = Path(root)
+    known = known or {}
     if not root.is_dir():
         raise BundleError("folder to hash does not exist", path=root, expected="a folder")
     files: dict[str, tuple[str, int]] = {}
@@ -110,7 +115,12 @@ def tree_files(root: str | Path) -> dict[str, tuple[str, int]]:
             path = Path(dirpath, name)
             if path.is_symlink() or not path.is_file():
                 raise BundleError("symbolic link or special file in tree", path=path)
-            files[path.relative_to(root).as_posix()] = (file_md5(path), path.stat().st_size)
+            rel = path.relative_to(root).as_posix()
+            size = path.stat().st_size
+            if rel in known and known[rel][1] == size:
+                files[rel] = (known[rel][0], size)
+            else:
+                files[rel] = (file_md5(path), size)
     return files
 
 
@@ -208,16 +218,18 @@ def write_dvc_metadata(
     bag_dir: str | Path,
     out_dir: str | Path | None = None,
     commands: Mapping[str, str] | None = None,
+    known: Mapping[str, tuple[str, int]] | None = None,
 ) -> dict[str, str]:
     """Write the DVC metadata of ``bag_dir`` (see the module docstring) into ``out_dir``.
 
     ``out_dir`` defaults to the bag's parent. Returns ``{file written (relative to
-    out_dir): its md5 .dir value}`` (for ``dvc.yaml``/``README.md``: ``""``).
+    out_dir): its md5 .dir value}`` (for ``dvc.yaml``/``README.md``: ``""``). ``known``:
+    ``{path in the bag: (md5, size)}`` already computed (see :func:`tree_files`).
     """
     bag_dir = Path(bag_dir)
     out_dir = Path(out_dir) if out_dir is not None else bag_dir.parent
     name = bag_dir.name
-    files = tree_files(bag_dir)
+    files = tree_files(bag_dir, known)
     whole = dir_hash_from_files(files)
     rel_bag = os.path.relpath(bag_dir, out_dir).replace(os.sep, "/")
     written = {f"{name}.dvc": whole.md5}

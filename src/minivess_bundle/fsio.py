@@ -175,3 +175,104 @@ def link_or_copy(source: str | Path, final: str | Path, allow_link: bool = True)
             raise
         raise named from exc
     return method
+
+
+#: ``ioctl(FICLONE)`` (linux/fs.h): share all of a file's extents with another file.
+FICLONE = 0x40049409
+
+#: Read size of :func:`copy_hashed` and the hashing readers (big reads: fewer calls,
+#: and hashlib releases the GIL on buffers over 2 KiB, so threads hash in parallel).
+BIG_CHUNK = 4 << 20
+
+#: Digests every bag file carries: the BagIt manifests' two and DVC 3's md5.
+BAG_DIGESTS = ("sha256", "sha512", "md5")
+
+
+def _hashers(algorithms: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        a: hashlib.md5(usedforsecurity=False) if a == "md5" else hashlib.new(a) for a in algorithms
+    }
+
+
+def hash_file(path: str | Path, algorithms: tuple[str, ...] = BAG_DIGESTS):
+    """Size and ``{algorithm: hex}`` of a file, every digest from one read."""
+    hashers = _hashers(algorithms)
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(BIG_CHUNK):
+            size += len(chunk)
+            for hasher in hashers.values():
+                hasher.update(chunk)
+    return size, {name: h.hexdigest() for name, h in hashers.items()}
+
+
+def _reflink(source: Path, target: Path) -> bool:
+    """Make ``target`` share ``source``'s extents (btrfs, XFS with reflink, bcachefs);
+    False where the file system cannot (ext4, tmpfs, another file system)."""
+    import fcntl
+
+    try:
+        with open(source, "rb") as src, open(target, "wb") as dst:
+            fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
+            os.fsync(dst.fileno())
+        return True
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise
+        return False
+
+
+def copy_hashed(
+    source: str | Path,
+    final: str | Path,
+    algorithms: tuple[str, ...] = BAG_DIGESTS,
+    allow_link: bool = False,
+) -> tuple[str, int, dict[str, str]]:
+    """Place ``source``'s bytes at ``final`` and hash them, reading the bytes once.
+
+    A copy-on-write file system shares the extents (``FICLONE``: no bytes written,
+    an edit to either file never reaches the other), then the copy is read once for
+    its digests; elsewhere one read of ``source`` feeds the write and every digest
+    (no second read to check the copy: the digests are of the bytes written, and
+    :mod:`minivess_bundle.verify` re-reads the bag independently). ``allow_link``
+    hardlinks instead where it can. Written to a temporary sibling, fsynced and
+    renamed, like :func:`link_or_copy`. Returns ``(method, size, digests)``, method
+    ``"hardlink"``, ``"reflink"`` or ``"copy"``.
+    """
+    source, final = Path(source), Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(final)
+    remove_stale(final.parent, f".{glob.escape(final.name)}.tmp-*")
+    try:
+        method = ""
+        if allow_link:
+            with contextlib.suppress(OSError):  # another file system: copy instead
+                os.link(source, tmp)
+                method = "hardlink"
+        if not method and _reflink(source, tmp):
+            method = "reflink"
+        if method:
+            size, digests = hash_file(tmp, algorithms)
+        else:
+            method, size, hashers = "copy", 0, _hashers(algorithms)
+            expected = source.stat().st_size
+            with open(source, "rb") as src, open(tmp, "wb") as dst:
+                while chunk := src.read(BIG_CHUNK):
+                    size += len(chunk)
+                    for hasher in hashers.values():
+                        hasher.update(chunk)
+                    dst.write(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
+            if size != expected:
+                raise OSError(f"{source} changed size while copying to {final}")
+            digests = {name: h.hexdigest() for name, h in hashers.items()}
+        os.replace(tmp, final)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        named = _named(exc, tmp, final)
+        if named is exc:
+            raise
+        raise named from exc
+    return method, size, digests

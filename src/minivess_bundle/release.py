@@ -3,7 +3,7 @@
 :func:`build_release` is the bundle stage: it selects exactly the declared files
 into the bag's sections (a file the DAG did not declare can never reach the bag),
 builds the lineage and provenance records, the bag (:func:`~minivess_bundle.bundle.
-assemble_bundle`), its DVC metadata and the deterministic tar, and returns the
+assemble_bundle`), its DVC metadata and (``archive``) the deterministic tar, and returns the
 summary the workflow prints.
 
 Sections and where their files come from:
@@ -82,6 +82,8 @@ class ReleaseSpec:
     config: dict[str, Any] = field(default_factory=dict)
     stages: dict[str, Any] = field(default_factory=dict)
     extra_provenance: dict[str, Any] = field(default_factory=dict)
+    threads: int = 1
+    archive: bool = True
 
 
 def select(section: Section, into: Path) -> Path:
@@ -163,7 +165,7 @@ def _check_volumes(spec: ReleaseSpec, valid: list[str], quarantined: list[str]) 
 
 def build_release(spec: ReleaseSpec) -> dict[str, Any]:
     """Build the bag, its DVC metadata and the archive from ``spec``; return the summary."""
-    from .archive import write_archive
+    from .archive import sha256_path, write_archive
     from .bundle import assemble_bundle
     from .dvcmeta import write_dvc_metadata
     from .fsio import remove_stale, write_json_atomic
@@ -224,17 +226,24 @@ def build_release(spec: ReleaseSpec) -> dict[str, Any]:
             quarantine={q["volume"]: "; ".join(q["reasons"]) for q in report["quarantined"]},
             provenance=provenance,
             source_date_epoch=spec.source_date_epoch,
+            threads=spec.threads,
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     bag = Path(summary["path"])
-    write_dvc_metadata(bag)
+    known = {rel: (d["md5"], size) for rel, (size, d) in summary["digests"].items()}
+    write_dvc_metadata(bag, known=known)  # the payload's md5s from the copy
     archive = out_dir / f"{bag.name}.tar"
-    sha = write_archive(bag, archive, spec.source_date_epoch)
+    if spec.archive:
+        sha = write_archive(bag, archive, spec.source_date_epoch)
+    else:  # no tar: one left by an earlier build with it would no longer match the bag
+        sha = ""
+        for stale in (archive, sha256_path(archive)):
+            stale.unlink(missing_ok=True)
     result = {
         "name": bag.name,
         "bag": bag.name,
-        "archive": archive.name,
+        "archive": archive.name if spec.archive else "",
         "sha256": sha,
         "manifest_digest": summary["digest"],
         "files": summary["files"],
@@ -243,5 +252,8 @@ def build_release(spec: ReleaseSpec) -> dict[str, Any]:
         "quarantined": sorted(quarantined),
     }
     write_json_atomic(spec.summary, result)
-    log.info("bundle %s sha256 %s", archive, sha)
+    if spec.archive:
+        log.info("bundle %s sha256 %s", archive, sha)
+    else:
+        log.info("bundle %s manifest-sha256.txt sha256 %s (no archive)", bag, summary["digest"])
     return result

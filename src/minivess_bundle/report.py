@@ -51,14 +51,23 @@ UM_PER_UNIT = {0: 1.0, 1: 1e6, 2: 1e3, 3: 1.0}
 
 
 def _load(path: str | Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    """The voxels and the spacing in micrometres (whatever unit the header stores)."""
+    """The voxels (indexed x, y, z) and the spacing in micrometres (whatever unit the
+    header stores). A 3-D file without intensity scaling (every file of a build) is
+    streamed into one array (:func:`~minivess_bundle.nifti.read_voxels`: no copy of the
+    decompressed bytes); anything else goes through nibabel's scaling."""
     import numpy as np
 
-    from .nifti import read_nifti
+    from .nifti import read_header, read_nifti, read_voxels, spatial_problem
 
+    info = read_header(path)
+    header = info.header
+    factor = UM_PER_UNIT.get(int(header["xyzt_units"]) & 0x07, 1.0)
+    zooms = tuple(float(z) * factor for z in header.get_zooms()[:3])
+    slope, inter = header.get_slope_inter()
+    plain = slope in (None, 1.0) and inter in (None, 0.0)
+    if plain and len(info.shape) == 3 and spatial_problem(info) is None:
+        return read_voxels(info).T, zooms
     image = read_nifti(path)
-    factor = UM_PER_UNIT.get(int(image.header["xyzt_units"]) & 0x07, 1.0)
-    zooms = tuple(float(z) * factor for z in image.header.get_zooms()[:3])
     return np.asarray(image.dataobj), zooms
 
 
@@ -77,9 +86,9 @@ def _draw(ax, image_path: str | Path, label_path: str | Path | None, title: str)
         normalise(mip(image)), cmap="gray", interpolation="nearest", aspect=zooms[1] / zooms[0]
     )
     if label_path is not None:
-        label, _ = _load(label_path)
-        overlay = np.zeros((*mip(label).shape, 4), dtype=np.float32)
-        overlay[mip(label) > 0] = OVERLAY
+        label = mip(_load(label_path)[0])
+        overlay = np.zeros((*label.shape, 4), dtype=np.float32)
+        overlay[label > 0] = OVERLAY
         ax.imshow(overlay, interpolation="nearest", aspect=zooms[1] / zooms[0])
     ax.set_title(f"{title}\n{spacing_title(image.shape[:3], zooms)}", fontsize=8)
     ax.set_axis_off()
@@ -421,25 +430,27 @@ def validation_table(out_html: str | Path, validation_report: str | Path) -> Pat
     return write_bytes_atomic(out_html, page.encode())
 
 
+def volume_mip(out_png: str | Path, vol: str, before: str | Path, after: str | Path) -> Path:
+    """The PNG of one volume: MIP before (renamed) and after (processed) resampling."""
+    panels = [
+        (
+            "before resampling",
+            Path(before) / "imagesTr" / f"{vol}.nii.gz",
+            Path(before) / "labelsTr" / f"{vol}.nii.gz",
+        ),
+        (
+            "after resampling",
+            Path(after) / "imagesTr" / f"{vol}.nii.gz",
+            Path(after) / "labelsTr" / f"{vol}.nii.gz",
+        ),
+    ]
+    return mip_figure(out_png, panels, suptitle=vol)
+
+
 def volume_mips(
     out_dir: str | Path, volumes: Sequence[str], before: str | Path, after: str | Path
 ) -> list[Path]:
-    """One PNG per volume: MIP before (renamed) and after (processed) resampling."""
+    """One PNG per volume (:func:`volume_mip`) in ``out_dir``, named ``<volume>.png``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for vol in volumes:
-        panels = [
-            (
-                "before resampling",
-                Path(before) / "imagesTr" / f"{vol}.nii.gz",
-                Path(before) / "labelsTr" / f"{vol}.nii.gz",
-            ),
-            (
-                "after resampling",
-                Path(after) / "imagesTr" / f"{vol}.nii.gz",
-                Path(after) / "labelsTr" / f"{vol}.nii.gz",
-            ),
-        ]
-        written.append(mip_figure(out_dir / f"{vol}.png", panels, suptitle=vol))
-    return written
+    return [volume_mip(out_dir / f"{vol}.png", vol, before, after) for vol in volumes]

@@ -1,6 +1,6 @@
 """Bundle: a BagIt bag (sha256 + sha512 manifests) with dataset.json, provenance,
-RO-Crate and a datasheet; DVC metadata beside it; a deterministic tar; then an
-independent verification of what was written."""
+RO-Crate and a datasheet; DVC metadata beside it; a deterministic tar (bundle.archive);
+then an independent verification of what was written."""
 
 
 checkpoint bundle:
@@ -10,11 +10,10 @@ checkpoint bundle:
         validation_report=layout.VALIDATION_REPORT,
         lock=workflow.source_path("../../requirements/lock.txt"),
     output:
+        **BUNDLE_ARCHIVE,
         bag_manifest=BUNDLE["bag_manifest"],
         bag_tagmanifest=BUNDLE["bag_tagmanifest"],
         dvc=BUNDLE["dvc"],
-        archive=BUNDLE["archive"],
-        sha256=BUNDLE["sha256"],
         summary=BUNDLE["summary"],
     log:
         "logs/bundle/bundle.log",
@@ -24,12 +23,14 @@ checkpoint bundle:
         ENV
     container:
         CONTAINER
+    threads: 4  # files copied and hashed at once (capped by --cores)
     resources:
         mem_mb=fixed_mem_mb(1024),
         runtime=120,
     params:
         version=config["bundle"]["version"],
-        out_dir=lambda wildcards, output: str(Path(output.archive).parent),
+        out_dir=lambda wildcards, output: str(Path(output.summary).parent),
+        archive="--archive" if ARCHIVE else "--no-archive",
         epoch=SOURCE_DATE_EPOCH,
         raw_root=section_root(layout.RENAMED_ROOT),
         processed_root=section_root(layout.PROCESSED_ROOT),
@@ -59,11 +60,11 @@ checkpoint bundle:
         "--validation-report {input.validation_report:q} --listing={params.listing:q} "
         "--lock {input.lock:q} --git-commit={params.git_commit:q} "
         "--config-json {params.config_json:q} --stages-json {params.stages_json:q} "
-        "--summary {output.summary:q} > {log:q} 2>&1"
+        "--summary {output.summary:q} {params.archive:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule verify_bundle:
-    """Verify the archive and the bag independently of how they were made; reruns when
+    """Verify the bag (and the archive) independently of how they were made; reruns when
     any file of the bag changes, so an edited bundle is noticed."""
     input:
         verify_inputs,
@@ -75,13 +76,12 @@ rule verify_bundle:
         ENV
     container:
         CONTAINER
+    threads: 2  # hashing in parallel (capped by --cores)
     resources:
         mem_mb=fixed_mem_mb(512),
         runtime=60,
     params:
-        archive=lambda wildcards, output: output[0].removesuffix(".verified.txt")
-        + ".tar",
-        bag=lambda wildcards, output: output[0].removesuffix(".verified.txt"),
+        paths=VERIFY_PATHS,
     shell:
-        "(minivess-bundle verify {params.bag:q} && "
-        "minivess-bundle verify {params.archive:q} --out {output:q}) > {log:q} 2>&1"
+        "minivess-bundle verify {params.paths:q} --threads {threads} --out {output:q} "
+        "> {log:q} 2>&1"

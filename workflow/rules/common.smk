@@ -297,6 +297,11 @@ def drift_outputs(wildcards):
 
 
 BUNDLE = layout.bundle_files(config["bundle"]["version"])
+ARCHIVE = config["bundle"]["archive"]
+#: The tar and its checksum: bundle outputs only with bundle.archive.
+BUNDLE_ARCHIVE = {key: BUNDLE[key] for key in ("archive", "sha256")} if ARCHIVE else {}
+#: What verify_bundle checks: the bag folder, then the archive (bundle.archive).
+VERIFY_PATHS = [BUNDLE["bag"], *([BUNDLE["archive"]] if ARCHIVE else [])]
 DRIFT_EVAL_CONFIG = json.dumps(config["drift_eval"], sort_keys=True)
 SOURCE_DATE_EPOCH = int(
     os.environ.get("SOURCE_DATE_EPOCH") or config["bundle"]["source_date_epoch"]
@@ -389,11 +394,12 @@ def bundle_drift_manifest(wildcards):
 
 
 def verify_inputs(wildcards):
-    """The archive, its checksum, the DVC file and every file of the bag as it is now
-    (listed after the bundle checkpoint, so the list is stable across runs): an edit,
-    addition or removal in the bag makes the verification run again, and fail."""
+    """The archive and its checksum (bundle.archive), the DVC file and every file of the
+    bag as it is now (listed after the bundle checkpoint, so the list is stable across
+    runs): an edit, addition or removal in the bag makes the verification run again, and
+    fail."""
     bag = Path(checkpoints.bundle.get().output.bag_manifest).parent
-    inputs = [BUNDLE[key] for key in ("archive", "sha256", "bag_manifest", "dvc")]
+    inputs = [*BUNDLE_ARCHIVE.values(), BUNDLE["bag_manifest"], BUNDLE["dvc"]]
     return inputs + sorted(
         str(p) for p in bag.rglob("*") if p.is_file() and str(p) not in inputs
     )
@@ -406,14 +412,26 @@ def report_drift_manifest(wildcards):
 
 
 def report_inputs(wildcards):
-    """What the report figures are drawn from."""
-    inputs = {
-        "renamed": [path for vol in valid_volumes() for path in renamed(vol).values()],
-        "processed": processed_outputs(wildcards),
-    }
+    """What the gallery is drawn from: the drift variants and their clean volumes."""
+    inputs = {"processed": processed_outputs(wildcards)}
     if drift_jobs():
         inputs["drift"] = drift_outputs(wildcards)
     return inputs
+
+
+def report_mip_inputs(wildcards):
+    """What the MIPs are drawn from: every valid volume before and after resampling."""
+    return {
+        "renamed": [path for vol in valid_volumes() for path in renamed(vol).values()],
+        "processed": processed_outputs(wildcards),
+    }
+
+
+def report_mips_mem_mb(wildcards, input, attempt):
+    """The MIP job holds one volume (and its mask) at a time: the largest, from its header."""
+    root = f"{layout.PROCESSED_ROOT}/imagesTr/"  # (none listed yet in a dry run)
+    images = [str(path) for path in input if str(path).startswith(root)]
+    return resources.report_mips_mem_mb(images, attempt)
 
 
 def omezarr_mem_mb(wildcards, input, attempt):
@@ -442,6 +460,7 @@ def all_outputs():
         drift_outputs,
         BUNDLE["verified"],
         layout.REPORT_DATASET,
+        layout.REPORT_MIPS,
         omezarr_outputs,
     ]
 
@@ -451,8 +470,12 @@ def print_bundle_digest():
     summary = Path(BUNDLE["summary"])
     if summary.is_file():
         data = json.loads(summary.read_text())
+        if data["archive"]:
+            what = f"{data['archive']} sha256 {data['sha256']}"
+        else:  # no tar (bundle.archive: false): the manifest pins every payload byte
+            what = f"{data['bag']} manifest-sha256.txt sha256 {data['manifest_digest']}"
         print(
-            f"minivess-bundle: {layout.BUNDLE_ROOT}/{data['archive']} sha256 {data['sha256']} "
+            f"minivess-bundle: {layout.BUNDLE_ROOT}/{what} "
             f"({data['volumes']} volumes, {data['files']} files, "
             f"{len(data['quarantined'])} quarantined)"
         )

@@ -1,14 +1,16 @@
 """Report: figures for `snakemake --report report.html` (vessels to look at: MIPs before and
-after resampling, a drift gallery, dataset plots, the validation table)."""
+after resampling, drawn once every volume is resampled, beside the drift jobs; a drift
+gallery, dataset plots, the validation table after drift)."""
 
 
 report: "../report/workflow.rst"
 
 
-rule report_figures:
-    """Draw every report figure in one job (one matplotlib start-up)."""
+rule report_mips:
+    """Draw every volume's MIP before and after resampling as soon as the last volume is
+    resampled (beside the drift jobs, not after them; one matplotlib start-up)."""
     input:
-        unpack(report_inputs),
+        unpack(report_mip_inputs),
         validation_report=layout.VALIDATION_REPORT,
     output:
         mips=report(
@@ -19,6 +21,34 @@ rule report_figures:
             caption="../report/mips.rst",
             labels={"volume": "{name}"},
         ),
+    log:
+        "logs/report/mips.log",
+    benchmark:
+        "benchmarks/report_mips/report_mips.tsv"
+    priority: 1  # before waiting drift jobs: off the serial tail
+    conda:
+        ENV
+    container:
+        CONTAINER
+    resources:
+        mem_mb=report_mips_mem_mb,
+        runtime=30,
+    params:
+        before=section_root(layout.RENAMED_ROOT),
+        after=section_root(layout.PROCESSED_ROOT),
+    shell:
+        "minivess-bundle report-mips --validation-report {input.validation_report:q} "
+        "--before {params.before:q} --after {params.after:q} --mip-dir {output.mips:q} "
+        "> {log:q} 2>&1"
+
+
+rule report_figures:
+    """Draw the drift gallery, the dataset plots and the validation table (one matplotlib
+    start-up); the MIPs are report_mips'."""
+    input:
+        unpack(report_inputs),
+        validation_report=layout.VALIDATION_REPORT,
+    output:
         gallery=report(
             layout.REPORT_GALLERY,
             category="Drift variants",
@@ -39,6 +69,8 @@ rule report_figures:
         ),
     log:
         "logs/report/figures.log",
+    benchmark:
+        "benchmarks/report_figures/report_figures.tsv"
     conda:
         ENV
     container:
@@ -47,13 +79,12 @@ rule report_figures:
         mem_mb=fixed_mem_mb(2048),
         runtime=30,
     params:
-        before=section_root(layout.RENAMED_ROOT),
         after=section_root(layout.PROCESSED_ROOT),
         drift=section_root(layout.DRIFT_ROOT),
         drift_manifest=report_drift_manifest,
     shell:
         "minivess-bundle report-figures --validation-report {input.validation_report:q} "
-        "--before {params.before:q} --after {params.after:q} --drift {params.drift:q} "
-        "--drift-manifest={params.drift_manifest:q} --mip-dir {output.mips:q} "
+        "--after {params.after:q} --drift {params.drift:q} "
+        "--drift-manifest={params.drift_manifest:q} "
         "--gallery-png {output.gallery:q} --dataset-png {output.dataset:q} "
         "--table-html {output.table:q} > {log:q} 2>&1"

@@ -25,10 +25,12 @@ from :mod:`minivess_bundle.release`.
       LICENCE.txt  README.md     attribution and the datasheet
 
 Every section is optional (``None`` leaves it out). Files of the sections and the
-documents are copied with :func:`~minivess_bundle.fsio.link_or_copy` (a copy
-verified against its source's sha256; hardlinks on request), so their bytes are
-the inputs' bytes. The bag is built in a hidden sibling folder and renamed into
-place, so a failed build never leaves a half bag at the final path.
+documents are copied with :func:`~minivess_bundle.fsio.copy_hashed` (one read of
+each input feeds the copy and its sha256, sha512 and md5; extents shared by
+reflink on a copy-on-write file system; hardlinks on request), several files at
+a time (``threads``), so their bytes are the inputs' bytes. The bag is built in
+a hidden sibling folder and renamed into place, so a failed build never leaves a
+half bag at the final path.
 
 Determinism: the outputs depend only on the inputs' bytes, the arguments and
 ``SOURCE_DATE_EPOCH`` (Bagging-Date, datePublished) — never on wall-clock time,

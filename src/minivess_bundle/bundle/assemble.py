@@ -11,13 +11,14 @@ import re
 import shutil
 from collections import Counter
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..croissant import croissant_metadata
 from ..errors import BundleError
-from ..fsio import _fsync_dir, json_bytes, link_or_copy, remove_stale
+from ..fsio import _fsync_dir, copy_hashed, hash_file, json_bytes, remove_stale
 from .bagit import (
     GENERATED,
     SECTIONS,
@@ -25,7 +26,6 @@ from .bagit import (
     bag_name,
     bagging_date,
     check_bag_path,
-    file_digests,
     write_bag_files,
 )
 from .datasheet import datasheet
@@ -43,13 +43,12 @@ from .rocrate import ro_crate
 log = logging.getLogger(__name__)
 
 
-def _place_tree(
-    source: Path, dest: Path, section: str, link: bool = False
-) -> tuple[list[str], Counter]:
-    """Place every visible regular file of ``source`` under ``dest``; hidden ones are skipped."""
+def _place_tree(source: Path, dest: Path, section: str) -> list[tuple[Path, Path, str]]:
+    """``(file, where it goes, bag path)`` for every visible regular file of ``source``,
+    in sorted order; hidden ones are skipped, links and special files refused."""
     if not source.is_dir():
         raise BundleError(f"{section} folder does not exist", path=source)
-    placed, methods = [], Counter()
+    placed = []
     for dirpath, dirnames, filenames in os.walk(source):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames) + [d for d in dirnames if Path(dirpath, d).is_symlink()]:
@@ -65,11 +64,10 @@ def _place_tree(
                     expected="regular files only",
                 )
             check_bag_path(f"{section}/{rel}")
-            methods[link_or_copy(path, dest / rel, allow_link=link)] += 1
-            placed.append(f"{section}/{rel}")
+            placed.append((path, dest / rel, f"{section}/{rel}"))
     if not placed:
         raise BundleError(f"{section} folder holds no files", path=source)
-    return placed, methods
+    return placed
 
 
 def _is_synthetic(data: Path, payload: list[str], provenance: Mapping[str, Any]) -> bool:
@@ -123,17 +121,19 @@ class _Bag:
     provenance: dict[str, Any]
     bag_info: Mapping[str, str | list[str]]
     link: bool
+    threads: int = 1
 
 
 class _Payload:
-    """The files under ``data/`` of the bag being built, with their digests computed once."""
+    """The files under ``data/`` of the bag being built, with their digests computed once
+    (the placed files' while they were copied)."""
 
     def __init__(self, data: Path) -> None:
         self.data, self._cache = data, {}
 
     def digests(self, rel: str) -> tuple[int, dict[str, str]]:
         if rel not in self._cache:
-            self._cache[rel] = file_digests(self.data / rel)
+            self._cache[rel] = hash_file(self.data / rel)
         return self._cache[rel]
 
     def files(self) -> list[str]:
@@ -159,16 +159,27 @@ def _check_documents(documents: dict[str, Path], sources: dict[str, Path]) -> No
         raise BundleError("nothing to bundle", expected="at least one section or document")
 
 
-def _place_payload(bag: _Bag, data: Path) -> tuple[Counter, dict[str, int]]:
-    """Copy (or hardlink) the sections and documents into ``data/``."""
-    methods: Counter = Counter()
+def _place_payload(bag: _Bag, payload: _Payload) -> tuple[Counter, dict[str, int]]:
+    """Copy (or hardlink) the sections and documents into ``data/``, hashing each file
+    while it is copied, ``bag.threads`` files at a time (hashlib and file I/O release the
+    GIL). The files are listed (and checked) first, in sorted order, and the results are
+    taken in that order, so the first failure is always the same one."""
+    jobs: list[tuple[Path, Path, str]] = []
     counts: dict[str, int] = {}
     for section, source in bag.sources.items():
-        placed, used = _place_tree(source, data / section, section, bag.link)
-        methods.update(used)
+        placed = _place_tree(source, payload.data / section, section)
+        jobs += placed
         counts[section] = len(placed)
-    for doc, path in bag.documents.items():
-        methods[link_or_copy(path, data / doc, allow_link=bag.link)] += 1
+    jobs += [(path, payload.data / doc, doc) for doc, path in bag.documents.items()]
+
+    def place(job: tuple[Path, Path, str]) -> tuple[str, int, dict[str, str]]:
+        return copy_hashed(job[0], job[1], allow_link=bag.link)
+
+    methods: Counter = Counter()
+    with ThreadPoolExecutor(max_workers=max(1, bag.threads)) as pool:
+        for (_, _, rel), (method, size, digests) in zip(jobs, pool.map(place, jobs), strict=True):
+            methods[method] += 1
+            payload._cache[rel] = (size, digests)
     return methods, counts
 
 
@@ -269,6 +280,7 @@ def assemble_bundle(
     source_date_epoch: int,
     bag_info: Mapping[str, str | list[str]] | None = None,
     link: bool = False,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Build the bag ``<out_dir>/minivess-<version>/`` and return a summary.
 
@@ -306,6 +318,7 @@ def assemble_bundle(
         provenance=dict(provenance or {}),
         bag_info=bag_info or {},
         link=link,
+        threads=threads,
     )
     _check_documents(bag.documents, bag.sources)
     bag.out_dir.mkdir(parents=True, exist_ok=True)
@@ -316,7 +329,7 @@ def assemble_bundle(
     try:
         payload = _Payload(tmp / "data")
         payload.data.mkdir(parents=True)
-        methods, counts = _place_payload(bag, payload.data)
+        methods, counts = _place_payload(bag, payload)
         dataset, synthetic = _describe_payload(bag, payload, counts)
         rels = payload.files()
         sizes = [payload.digests(rel)[0] for rel in rels]
@@ -343,5 +356,10 @@ def assemble_bundle(
         "bytes": sum(sizes),
         "volumes": dataset["numTraining"] if dataset else 0,
         "sections": list(bag.sources),
-        "placement": {"hardlink": methods["hardlink"], "copy": methods["copy"]},
+        "placement": {
+            "hardlink": methods["hardlink"],
+            "copy": methods["copy"] + methods["reflink"],
+        },
+        "reflinked": methods["reflink"],
+        "digests": {f"data/{rel}": payload.digests(rel) for rel in rels},
     }

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import BundleError
-from ..fsio import CHUNK
+from ..fsio import hash_file
 
 log = logging.getLogger(__name__)
 
@@ -79,18 +79,7 @@ def check_bag_path(rel: str) -> str:
 
 def file_digests(path: str | Path) -> tuple[int, dict[str, str]]:
     """Size and ``{"sha256", "sha512", "md5"}`` of a file, in one read."""
-    hashers = {
-        "sha256": hashlib.sha256(),
-        "sha512": hashlib.sha512(),
-        "md5": hashlib.md5(usedforsecurity=False),
-    }
-    size = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            size += len(chunk)
-            for hasher in hashers.values():
-                hasher.update(chunk)
-    return size, {name: h.hexdigest() for name, h in hashers.items()}
+    return hash_file(path, ("sha256", "sha512", "md5"))
 
 
 def manifest_bytes(digests: Mapping[str, str]) -> bytes:
