@@ -802,3 +802,35 @@ def test_built_gallery_has_every_kind_titled_with_its_primary_figure(built, tmp_
     pixels = matplotlib.image.imread(out)
     assert pixels.shape[0] == round(2.35 * 80 * len(rows))  # one row per kind
     assert pixels.shape[1] == round(2.1 * 80 * 4)  # the clean panel and three levels
+
+
+def test_depth_blur_primary_figure_grows_where_the_hf_ratio_hits_its_floor():
+    """A 48 px build's mv05 (tests/data): the deepest quarter's high-frequency ratio is
+    0.148 / 0.0029 / 0.0031 at levels 1 / 3 / 5 (not monotone: the manifest step failed);
+    the primary figure, the deepest quarter's rms change in clean sd, grows strictly."""
+    import nibabel as nib
+
+    image = nib.load(REPO / "tests" / "data" / "synthetic_mv05_48px_processed.nii.gz")
+    clean = np.asarray(image.dataobj)
+    seed = drift.derive_seed(20230301, "mv05", "depth_blur")
+    figures = []
+    for severity in (0.2, 0.6, 1.0):
+        kind = drift.make_drift("depth_blur", severity, seed)
+        out, record = kind(clean, spacing=image.header.get_zooms()[:3])
+        figures.append(kind.figures(clean, out, record))
+    assert drift.make_drift("depth_blur", 0.2, seed).primary == (
+        "deep_rms_change_fraction",
+        "increasing",
+    )
+    hf = [f["hf_energy_ratio"] for f in figures]
+    assert hf[1] < hf[2] < 0.01 < hf[0]  # the floor: level 5 above level 3
+    rms = [f["deep_rms_change_fraction"] for f in figures]
+    assert 0.1 < rms[0] < rms[1] < rms[2] < 1.0
+    flat = np.full((6, 6, 8), 7, dtype=np.uint16)
+    out, record = drift.make_drift("depth_blur", 1.0, seed)(flat, spacing=(1.0, 1.0, 1.0))
+    assert (
+        drift.make_drift("depth_blur", 1.0, seed).figures(flat, out, record)[
+            "deep_rms_change_fraction"
+        ]
+        == 0.0
+    )
