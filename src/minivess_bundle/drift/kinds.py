@@ -134,7 +134,7 @@ class IntensityDrift(Drift):
 
     name = "intensity"
     primary = ("std_change", "increasing")
-    SCALE = Scale("gain_change", 0.31, 0.40)
+    SCALE = Scale("gain_change", 0.01, 0.10)
 
     def __init__(self, severity=0.5, seed=None, *, direction: int | None = None) -> None:
         super().__init__(severity, seed)
