@@ -6,8 +6,9 @@ magnitudes (``--values``: the kind's :attr:`Drift.SCALE` parameter, e.g. the gai
 or severities (``--severities``: the kind's own scale, to check a calibration), the
 patches are cut at the positions ``drift_eval`` uses, and the power of the KS detector
 (13 intensity/texture features, Bonferroni) at n patches and fraction 1.0 is measured
-against the same calibrated held-out null (:func:`minivess_bundle.drift_eval.protocol.evaluate`,
-imported, not copied), with more repetitions than the default so the curve is smooth.
+against the same calibrated held-out null, two-sided unless ``--null-tail greater``
+(:func:`minivess_bundle.drift_eval.protocol.evaluate`, imported, not copied), with more
+repetitions than the default so the curve is smooth.
 
 Label-only (topology, annotation), header-only (covariate) and set-level (prevalence)
 kinds leave the voxels unchanged: an intensity detector cannot see them by design and
@@ -97,12 +98,14 @@ def power_curves(
     patches_per_volume: int = 8,
     seed: int = 0,
     global_seed: int = 0,
+    null_tail: str = "two_sided",
 ) -> dict[str, Any]:
     """KS power per (kind, point) of ``grid`` (kind -> [("severity" | "value", x), ...]).
 
     ``reference`` and ``held_out``: volume id -> :func:`read_volume`. Uses drift_eval's
     units, patch positions, null and scoring with ``detectors = [ks]`` at one ``n`` and
-    one ``fraction``. Returns ``{"false_positive_rate", "curves": {kind: [{x, power}]}}``.
+    one ``fraction``, ranked on ``null_tail`` (drift_eval's ``null_tail``). Returns
+    ``{"false_positive_rate", "curves": {kind: [{x, power}]}}``.
     """
     import numpy as np
 
@@ -128,6 +131,7 @@ def power_curves(
             "repetitions": repetitions,
             "control_repetitions": control_repetitions,
             "null_draws": null_draws,
+            "null_tail": null_tail,
             "harm": False,
         }
     )
@@ -186,6 +190,7 @@ def power_curves(
         "fraction": fraction,
         "repetitions": repetitions,
         "null_draws": null_draws,
+        "null_tail": null_tail,
         "false_positive_rate": scored["false_positive_rate"][0]["fpr"],
         "curves": curves,
     }
@@ -201,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fraction", type=float, default=1.0)
     parser.add_argument("--repetitions", type=int, default=50)
     parser.add_argument("--null-draws", type=int, default=199)
+    parser.add_argument(
+        "--null-tail",
+        choices=["two_sided", "greater"],
+        default="two_sided",
+        help="rank against the null both ways (drift_eval's default) or one-sided",
+    )
     parser.add_argument(
         "--seed",
         type=int,
@@ -238,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             null_draws=args.null_draws,
             seed=seed,
             global_seed=seed,
+            null_tail=args.null_tail,
         )
         for seed in args.seed
     ]

@@ -201,18 +201,22 @@ def _clustered(held_out_offset: float | None, seed: int = 7, drift: float = 0.0)
         bag=Path("."), reference=reference, held_out=held_out, variants={("gain", 1): variants}
     )
     table = np.asarray(rows)
+    units.rows = table
     return plan, units, {"ks": lambda r, t, g: det.ks_bonferroni(table[r], table[t])}
 
 
-def test_a_fixed_held_out_set_fools_the_reference_null_and_the_held_out_null_holds_alpha():
+@pytest.mark.parametrize("tail", ["two_sided", "greater"])
+def test_a_fixed_held_out_set_fools_the_reference_null_and_the_held_out_null_holds_alpha(tail):
     """The old failure, reproduced: patches cluster by volume and the held-out volumes
-    (the same in every repetition) sit 1 sd above the reference mean. The plain KS flags
+    (the same in every repetition) sit 1.5 sd above the reference mean. The plain KS flags
     nearly every clean control; the null from reference pseudo-splits (right only on
     average over held-out sets) still flags far more than alpha; the null formed like a
-    control from the same volumes' clean units holds alpha +- 0.05."""
-    plan, units, detectors = _clustered(held_out_offset=1.0)
+    control from the same volumes' clean units holds alpha +- 0.05. Either tail (at 1 sd
+    the two-sided rank happens to let the pseudo-split null pass: the controls sit at
+    its 95th-96th percentile)."""
+    plan, units, detectors = _clustered(held_out_offset=1.5)
     base = {"sample_sizes": [20], "control_repetitions": 100, "null_draws": 99}
-    base |= {"detectors": ["ks"], "fractions": [1.0], "repetitions": 20}
+    base |= {"detectors": ["ks"], "fractions": [1.0], "repetitions": 20, "null_tail": tail}
     rates = {}
     for null in ("reference", "held_out"):
         cfg = protocol.resolve_config({**base, "null_source": null})
@@ -227,17 +231,57 @@ def test_a_fixed_held_out_set_fools_the_reference_null_and_the_held_out_null_hol
     assert rates["held_out"]["within_tolerance"] is True
 
 
+def _every_detector(plan, units, detectors):
+    """ks (from :func:`_clustered`), mmd and c2st on the same synthetic unit table."""
+    table = units.rows
+    d2 = det.squared_distances(table)
+
+    def mmd(r, t, g):
+        idx = np.asarray(list(r) + list(t))
+        return det.mmd_permutation(table[r], table[t], g, 49, d2=d2[np.ix_(idx, idx)])
+
+    return {**detectors, "mmd": mmd, "c2st": lambda r, t, g: det.c2st(table[r], table[t], g)}
+
+
+@pytest.mark.parametrize("tail", ["two_sided", "greater"])
 @pytest.mark.parametrize("seed", [7, 8, 9])
-def test_the_held_out_null_holds_alpha_for_randomly_drawn_held_out_volumes(seed):
+def test_the_held_out_null_holds_alpha_for_randomly_drawn_held_out_volumes(seed, tail):
+    """Controls on three randomly drawn held-out sets: every detector's calibrated
+    false-positive rate within alpha +- 0.05 at n = 5 and 20, with either tail."""
     plan, units, detectors = _clustered(held_out_offset=None, seed=seed)
     cfg = protocol.resolve_config(
-        {"sample_sizes": [5, 20], "control_repetitions": 100, "null_draws": 99}
-        | {"detectors": ["ks"], "fractions": [1.0], "repetitions": 5}
+        {"sample_sizes": [5, 20], "control_repetitions": 200, "null_draws": 199}
+        | {"detectors": ["ks"], "fractions": [1.0], "repetitions": 1, "null_tail": tail}
     )
+    detectors = _every_detector(plan, units, detectors)
     scored = protocol.evaluate(plan, units, detectors, cfg, seed=seed)
+    assert {row["detector"] for row in scored["false_positive_rate"]} == {"ks", "mmd", "c2st"}
     for row in scored["false_positive_rate"]:
-        assert row["fpr_uncalibrated"] > 0.3 or row["n"] == 5
+        assert row["fpr_uncalibrated"] > 0.3 or row["n"] == 5 or row["detector"] != "ks"
         assert row["within_tolerance"] is True, row
+
+
+@pytest.mark.parametrize(("tail", "low", "high"), [("two_sided", 0.9, 1.0), ("greater", 0.0, 0.1)])
+@pytest.mark.parametrize(("offset", "names"), [(1.0, ("ks", "mmd")), (2.0, ("ks", "mmd", "c2st"))])
+def test_a_drift_towards_the_reference_pool_is_found_two_sided_and_missed_one_sided(
+    offset, names, tail, low, high
+):
+    """The held-out volumes sit ``offset`` sd above the reference pool; the drift moves
+    their units back by as much, to the pool's middle: every detector's statistic gets
+    *smaller* than under no drift. Two-sided: power >= 0.9 at n = 20; one-sided (greater):
+    power <= alpha + 0.05, the drift is invisible. c2st (accuracy of 20 held-out
+    predictions, a coarse statistic) needs 2 sd: 0.7 at 1 sd (measured)."""
+    plan, units, detectors = _clustered(held_out_offset=offset, drift=-offset)
+    cfg = protocol.resolve_config(
+        {"sample_sizes": [20], "control_repetitions": 20, "null_draws": 99}
+        | {"detectors": ["ks"], "fractions": [1.0], "repetitions": 20, "null_tail": tail}
+    )
+    detectors = {k: v for k, v in _every_detector(plan, units, detectors).items() if k in names}
+    scored = protocol.evaluate(plan, units, detectors, cfg, seed=1)
+    power = {row["detector"]: row["power"] for row in scored["results"]}
+    assert set(power) == set(names)
+    for name, value in power.items():
+        assert low <= value <= high, (name, power)
 
 
 def test_the_held_out_null_keeps_the_power_to_find_a_drift_of_the_held_out_volumes():
@@ -285,8 +329,53 @@ def test_false_positive_tolerance_is_alpha_plus_minus_0_05_inclusive(rate, withi
 
 
 def test_calibrated_p_counts_ties_against_rejection():
-    assert protocol.calibrated_p([1.0, 2.0, 3.0], 3.0) == pytest.approx(2 / 4)
-    assert protocol.calibrated_p([1.0, 2.0, 3.0], 3.5) == pytest.approx(1 / 4)
+    assert protocol.calibrated_p([1.0, 2.0, 3.0], 3.0, "greater") == pytest.approx(2 / 4)
+    assert protocol.calibrated_p([1.0, 2.0, 3.0], 3.5, "greater") == pytest.approx(1 / 4)
+    # two-sided: min(1, 2 min(P_hi, P_lo)), a tie counts on both sides
+    assert protocol.calibrated_p([1.0, 2.0, 3.0], 3.0) == 1.0  # 2 * 2/4
+    assert protocol.calibrated_p([1.0, 2.0, 3.0], 3.5) == pytest.approx(2 / 4)  # 2 * 1/4
+    assert protocol.calibrated_p([1.0, 2.0, 3.0], 0.5) == pytest.approx(2 / 4)  # 2 * P_lo
+    assert protocol.calibrated_p([1.0, 2.0, 3.0], 0.5, "greater") == 1.0
+    assert protocol.calibrated_p([1.0, 2.0, 3.0], 2.0) == 1.0  # 2 * min(3/4, 3/4), capped
+    # a statistic the null equals everywhere (c2st at n = 1: always 0.5) never rejects
+    assert protocol.calibrated_p([0.5] * 9, 0.5) == 1.0
+    assert protocol.calibrated_p([0.5] * 9, 0.5 + 1e-13) == 1.0
+    assert protocol.calibrated_p([], 7.0) == 1.0
+    with pytest.raises(DriftEvalError, match="null tail 'less'"):
+        protocol.calibrated_p([1.0], 1.0, "less")
+
+
+@pytest.mark.parametrize(
+    ("observed", "two_sided", "greater"),
+    [
+        (195.0, 0.05, 0.025),  # 4 draws >= observed: P_hi = 5/200, rejects both ways
+        (194.0, 0.06, 0.03),  # 5 draws >= observed: two-sided does not reject
+        (198.5, 0.01, 0.005),  # above every draw: the smallest p, 1/200 (x2)
+        (3.0, 0.05, 0.985),  # 4 draws <= observed: P_lo = 5/200, only two-sided rejects
+        (4.0, 0.06, 0.98),  # 5 draws <= observed: neither rejects
+        (-1.0, 0.01, 1.0),  # below every draw
+    ],
+)
+def test_calibrated_p_at_the_rejection_boundary_with_199_draws(observed, two_sided, greater):
+    null = [float(v) for v in range(199)]  # 0 .. 198
+    assert protocol.calibrated_p(null, observed) == pytest.approx(two_sided)
+    assert protocol.calibrated_p(null, observed, "greater") == pytest.approx(greater)
+    assert (protocol.calibrated_p(null, observed) <= ALPHA) is (two_sided <= ALPHA + 1e-12)
+
+
+@pytest.mark.parametrize("tail", ["two_sided", "greater"])
+def test_calibrated_p_rejects_exactly_alpha_of_exchangeable_statistics(tail):
+    """200 exchangeable statistics, each ranked against the other 199: exactly 10 (alpha)
+    reject, the 5 largest and the 5 smallest two-sided, the 10 largest one-sided."""
+    values = np.random.default_rng(3).normal(size=200)
+    rejected = [
+        i
+        for i in range(200)
+        if protocol.calibrated_p(list(np.delete(values, i)), values[i], tail) <= ALPHA + 1e-12
+    ]
+    order = list(np.argsort(values))
+    expected = order[:5] + order[-5:] if tail == "two_sided" else order[-10:]
+    assert sorted(rejected) == sorted(int(i) for i in expected)
 
 
 def _unit_files(tmp_path: Path, shift: float, count: int, seed: int) -> list[str]:
@@ -411,6 +500,9 @@ def test_unknown_config_keys_and_detectors_are_refused():
     with pytest.raises(DriftEvalError, match="drift_eval.null_source 'pooled'"):
         protocol.resolve_config({"null_source": "pooled"})
     assert protocol.resolve_config({})["null_source"] == "held_out"
+    with pytest.raises(DriftEvalError, match="drift_eval.null_tail 'less'"):
+        protocol.resolve_config({"null_tail": "less"})
+    assert protocol.resolve_config({})["null_tail"] == "two_sided"
 
 
 def test_the_schema_refuses_a_power_outside_0_1():

@@ -53,6 +53,9 @@ def test_drift_eval_target_scores_every_detector_on_every_manifest_set(tmp_path)
     # the null is drawn from the held-out volume's clean units, formed like a control
     assert result["design"]["config"]["null_source"] == "held_out"
     assert result["design"]["calibration"].startswith("null of each statistic from n clean")
+    # ranked two-sided by default, and the design says so
+    assert result["design"]["config"]["null_tail"] == "two_sided"
+    assert "two-sided: p = min(1, 2 min(P_hi, P_lo))" in result["design"]["calibration"]
     # 4 patches per volume: 4 reference + 1 held-out clean, and each variant whose image
     # changed (a variant with the clean image shares the clean units)
     images = [v["files"]["image"] for v in manifest["variants"] if v["level"] is not None]

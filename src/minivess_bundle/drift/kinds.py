@@ -134,7 +134,7 @@ class IntensityDrift(Drift):
 
     name = "intensity"
     primary = ("std_change", "increasing")
-    SCALE = Scale("gain_change", 0.31, 0.40)
+    SCALE = Scale("gain_change", 0.01, 0.10)
 
     def __init__(self, severity=0.5, seed=None, *, direction: int | None = None) -> None:
         super().__init__(severity, seed)
@@ -440,7 +440,7 @@ class AttenuationDrift(Drift):
 
     name = "attenuation"
     primary = ("measured_delta_inverse_length_per_um", "increasing")
-    SCALE = Scale("inverse_length_factor_minus_1", 0.6, 3.0)
+    SCALE = Scale("inverse_length_factor_minus_1", 0.7, 5.0)
 
     def __init__(
         self, severity=0.5, seed=None, *, attenuation_length_um: float = 250.0, axis: int = 2
@@ -546,7 +546,7 @@ class BleachingDrift(Drift):
 
     name = "bleaching"
     primary = ("bleached_fraction_last_slice", "increasing")
-    SCALE = Scale("bleached_fraction_last_slice", 0.1, 0.5)
+    SCALE = Scale("bleached_fraction_last_slice", 0.12, 0.5)
 
     def parameters(self):
         return {"kept_fraction_last_slice": 1.0 - self.amount, "axis": 2}
@@ -582,7 +582,7 @@ class PMTDrift(Drift):
 
     name = "pmt"
     primary = ("fitted_gain_change_last_slice", "increasing")
-    SCALE = Scale("gain_change_at_last_slice", 0.02, 0.40)
+    SCALE = Scale("gain_change_at_last_slice", 0.02, 0.5)
 
     def parameters(self):
         a = self.amount

@@ -30,7 +30,12 @@ cover only some held-out volumes (gradual: one batch per volume) draws its drift
 from those volumes alone, so its null is formed like its test, with those volumes' clean
 units in place of the drifted ones (otherwise a batch's own volume would be taken for
 drift). The calibrated
-p-value is ``(1 + #{null >= observed}) / (1 + null_draws)``; a test rejects at
+p-value (:func:`calibrated_p`) is two-sided by default (``null_tail: two_sided``):
+``min(1, 2 min(P_hi, P_lo))``, ``P_hi = (1 + #{null >= observed}) / (1 + null_draws)``,
+``P_lo`` the same with ``<=``. The null is conditional on held-out volumes that already sit
+off the reference pool, so a drift that moves them *towards* the pool (attenuation, a
+brightening gain, saturation ...) makes the statistic *smaller* than without drift; a
+one-sided rank (``null_tail: greater``, ``P_hi`` alone) never sees it. A test rejects at
 ``p <= alpha``. Both calibrated and uncalibrated rates are recorded.
 """
 
@@ -81,6 +86,7 @@ DEFAULTS: dict[str, Any] = {
     "control_repetitions": 200,
     "null_draws": 199,
     "null_source": "held_out",
+    "null_tail": "two_sided",
     "permutations": 100,
     "alpha": 0.05,
     "fpr_tolerance": 0.05,
@@ -92,6 +98,8 @@ DEFAULTS: dict[str, Any] = {
 }
 #: how the null of each statistic is drawn (see the module docstring)
 NULLS = ("held_out", "reference")
+#: which side of the null a statistic is ranked on (see :func:`calibrated_p`)
+TAILS = ("two_sided", "greater")
 REPRESENTATION = {"ks": "features", "mmd": "embedding", "c2st": "features", "bbsd": "softmax"}
 DESCRIPTION = {
     "ks": "univariate KS per intensity/texture feature (13), Bonferroni",
@@ -139,6 +147,10 @@ def resolve_config(config: dict[str, Any] | None) -> dict[str, Any]:
     if merged["null_source"] not in NULLS:
         raise DriftEvalError(
             f"config drift_eval.null_source {merged['null_source']!r}", expected=f"one of {NULLS}"
+        )
+    if merged["null_tail"] not in TAILS:
+        raise DriftEvalError(
+            f"config drift_eval.null_tail {merged['null_tail']!r}", expected=f"one of {TAILS}"
         )
     unknown = [d for d in merged["detectors"] if d not in REPRESENTATION]
     if unknown:
@@ -246,10 +258,33 @@ def within_tolerance(rate: float, alpha: float, tolerance: float) -> bool:
     return abs(float(rate) - float(alpha)) <= float(tolerance) + 1e-12
 
 
-def calibrated_p(null: list[float], observed: float) -> float:
-    """``(1 + #{null >= observed}) / (1 + len(null))`` (ties count against rejection)."""
+def calibrated_p(null: list[float], observed: float, tail: str = "two_sided") -> float:
+    """The rank of ``observed`` among the ``null`` statistics as a p-value.
+
+    Every detector's statistic is oriented "larger = further from the reference" (KS and
+    BBSD: ``-log10`` of the Bonferroni minimum p; MMD: the squared MMD; C2ST: the held-out
+    accuracy), and ``N = len(null)``:
+
+    - ``greater``: ``P_hi = (1 + #{null >= observed}) / (1 + N)``, a drift is only a larger
+      statistic;
+    - ``two_sided`` (default): ``min(1, 2 min(P_hi, P_lo))`` with
+      ``P_lo = (1 + #{null <= observed}) / (1 + N)``: a statistic that moves away from its
+      no-drift distribution in either direction is a change. The held-out stream's
+      statistic is its distance from the reference pool, so a drift that moves the held-out
+      units *towards* the pool makes it smaller than under no drift.
+
+    Ties (within 1e-12) count on both sides, against rejection; a statistic the null equals
+    everywhere gives ``p = 1``. With exchangeable draws, ``P(p <= alpha) <= alpha``.
+    """
     exceed = sum(1 for value in null if value >= observed - 1e-12)
-    return (1 + exceed) / (1 + len(null))
+    p_hi = (1 + exceed) / (1 + len(null))
+    if tail == "greater":
+        return p_hi
+    if tail != "two_sided":
+        raise DriftEvalError(f"null tail {tail!r}", expected=f"one of {TAILS}")
+    below = sum(1 for value in null if value <= observed + 1e-12)
+    p_lo = (1 + below) / (1 + len(null))
+    return min(1.0, 2.0 * min(p_hi, p_lo))
 
 
 def make_detectors(
@@ -356,7 +391,7 @@ def evaluate(
     def score(outcomes, null) -> dict[str, tuple[bool, bool]]:
         return {
             name: (
-                calibrated_p(null[name], o.statistic) <= alpha,
+                calibrated_p(null[name], o.statistic, cfg["null_tail"]) <= alpha,
                 o.p_value <= alpha,
             )
             for name, o in outcomes.items()
@@ -579,7 +614,14 @@ def run_drift_eval(
                 if cfg["null_source"] == "held_out"
                 else "null of each statistic from pseudo-splits of the reference volumes"
             )
-            + ", p = (1 + #{null >= observed}) / (1 + null_draws)",
+            + (
+                ", two-sided: p = min(1, 2 min(P_hi, P_lo)), P_hi = (1 + #{null >= observed}) "
+                "/ (1 + null_draws), P_lo = (1 + #{null <= observed}) / (1 + null_draws)"
+                if cfg["null_tail"] == "two_sided"
+                else ", one-sided: p = (1 + #{null >= observed}) / (1 + null_draws)"
+            )
+            + "; every statistic is larger = further from the reference; ties count "
+            "against rejection",
             "detectors": {
                 name: {
                     "representation": REPRESENTATION.get(name, "unit files (.npy)"),
