@@ -120,3 +120,24 @@ def test_drift_job_memory_per_voxel_is_covered_by_its_kinds_estimate(tmp_path, k
     assert resources.drift_mem_mb(kind, big_path) == int(
         np.ceil(resources.BASE_MB["drift"] + big * assumed / 2**20)
     )
+
+
+def test_no_rule_asks_for_more_cpus_than_a_two_cpu_node_has():
+    """A SLURM job gets cpus_per_task = threads; a rule asking for more CPUs than any node has
+    stays pending for ever (the bundle's threads: 4 never started on CI's 2-CPU node). Two is
+    the smallest node the workflow supports; --set-threads raises a rule's share."""
+    import re
+
+    from conftest import REPO
+
+    asked = {}
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for rule, body in re.findall(
+            r"^(?:rule|checkpoint) (\w+):\n(.*?)(?=^rule |^checkpoint |\Z)",
+            smk.read_text(),
+            re.M | re.S,
+        ):
+            for value in re.findall(r"^\s+threads:\s*(\S+)", body, re.M):
+                asked[rule] = int(value)
+    assert asked["bundle"] == 2 and asked["resample"] == 1
+    assert max(asked.values()) == 2, asked

@@ -23,7 +23,9 @@ checkpoint bundle:
         ENV
     container:
         CONTAINER
-    threads: 4  # files copied and hashed at once (capped by --cores)
+    # files copied and hashed at once: 2, so a SLURM node with 2 CPUs can run it (4 asked for
+    # cpus_per_task=4 and never started on one); more with --set-threads bundle=N
+    threads: 2
     resources:
         mem_mb=fixed_mem_mb(1024),
         runtime=120,
