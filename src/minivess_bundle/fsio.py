@@ -64,6 +64,22 @@ def _named(exc: BaseException, tmp: Path, final: Path) -> BaseException:
 
 
 @contextlib.contextmanager
+def _cleaned_up(tmp: Path, final: Path) -> Iterator[None]:
+    """On any error inside, remove ``tmp`` and raise the error named for ``final``
+    (:func:`_named`): a failed write (a full disk) leaves nothing behind, and its error
+    names the final file rather than the temporary one."""
+    try:
+        yield
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        named = _named(exc, tmp, final)
+        if named is exc:
+            raise
+        raise named from exc
+
+
+@contextlib.contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success move it to ``final`` atomically.
 
@@ -73,19 +89,12 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(final)
     remove_stale(final.parent, f".{glob.escape(final.name)}.tmp-*", keep=tmp)
-    try:
+    with _cleaned_up(tmp, final):
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, final)
         _fsync_dir(final.parent)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        named = _named(exc, tmp, final)
-        if named is exc:
-            raise
-        raise named from exc
 
 
 def write_bytes_atomic(final: str | Path, data: bytes) -> Path:
@@ -151,7 +160,7 @@ def link_or_copy(source: str | Path, final: str | Path, allow_link: bool = True)
     tmp = temp_path_for(final)
     remove_stale(final.parent, f".{glob.escape(final.name)}.tmp-*")
     method = "copy"
-    try:
+    with _cleaned_up(tmp, final):
         if allow_link:
             with contextlib.suppress(OSError):  # another file system: copy instead
                 os.link(source, tmp)
@@ -165,15 +174,6 @@ def link_or_copy(source: str | Path, final: str | Path, allow_link: bool = True)
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
         os.replace(tmp, final)
-    except BaseException as exc:
-        # A failed copy (a full disk) leaves nothing behind, and its error names the
-        # final file rather than the temporary one.
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        named = _named(exc, tmp, final)
-        if named is exc:
-            raise
-        raise named from exc
     return method
 
 
@@ -243,7 +243,7 @@ def copy_hashed(
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(final)
     remove_stale(final.parent, f".{glob.escape(final.name)}.tmp-*")
-    try:
+    with _cleaned_up(tmp, final):
         method = ""
         if allow_link:
             with contextlib.suppress(OSError):  # another file system: copy instead
@@ -268,11 +268,4 @@ def copy_hashed(
                 raise OSError(f"{source} changed size while copying to {final}")
             digests = {name: h.hexdigest() for name, h in hashers.items()}
         os.replace(tmp, final)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        named = _named(exc, tmp, final)
-        if named is exc:
-            raise
-        raise named from exc
     return method, size, digests
