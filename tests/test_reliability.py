@@ -158,13 +158,22 @@ def freeze(pgid: int, deadline: float) -> None:
 
     SIGSTOP is sent again on every look: a process forked while the group was being stopped
     (a job starting) may have escaped the first one. Load-proof: no fixed wait, only
-    ``deadline`` (that of the whole run) bounds a hang."""
+    ``deadline`` (that of the whole run) bounds a hang.
+
+    A parent stopped in the middle of ``vfork`` (``posix_spawn``: snakemake starting a job)
+    waits, uninterruptibly (state D), for its child to exec; if the SIGSTOP caught the child
+    first, the parent can never stop. So after every 50 looks the group runs on for a moment
+    (SIGCONT) and the stop starts again: the child execs and both stop."""
+    looks = 0
     while True:
         os.killpg(pgid, signal.SIGSTOP)
         if all(s in "TtZX" for s in _group(pgid)):
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"process group {pgid} did not stop: {_group(pgid)}")
+        looks += 1
+        if looks % 50 == 0:
+            os.killpg(pgid, signal.SIGCONT)
         time.sleep(0.001)
 
 
