@@ -17,12 +17,13 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from minivess_bundle import layout, resources  # noqa: E402
-from minivess_bundle.config import (  # noqa: E402
+from minivess_bundle.core import layout  # noqa: E402
+from minivess_bundle import resources  # noqa: E402
+from minivess_bundle.core.config import (  # noqa: E402
     coerce as coerce_config,
     recorded as recorded_config,
 )
-from minivess_bundle.layout import staged, renamed, processed  # noqa: E402
+from minivess_bundle.core.layout import staged, renamed, processed  # noqa: E402
 from minivess_bundle.drift.kinds import KINDS  # noqa: E402
 from minivess_bundle.drift.plan import (  # noqa: E402
     LEVELLED_KINDS,
@@ -33,7 +34,7 @@ from minivess_bundle.drift.plan import (  # noqa: E402
     skipped_sets,
     reference_volumes,
 )
-from minivess_bundle.volumes import (  # noqa: E402
+from minivess_bundle.core.volumes import (  # noqa: E402
     EBRAINS_LICENCE,
     SYNTHETIC_LICENCE,
     VOLUME_PATTERN,

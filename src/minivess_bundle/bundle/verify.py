@@ -10,7 +10,7 @@ reports, by file name:
   ``manifest-sha512.txt``) and both tag manifests;
 * **Payload-Oxum** (bytes.files of ``data/``) and ``bagit.txt`` (BagIt 1.0, UTF-8);
 * **DVC hashes** in the DVC files next to PATH (``<name>.dvc``,
-  ``dvc/parts/*.dvc``, ``dvc/pipeline/dvc.lock``; see :mod:`minivess_bundle.dvcmeta`)
+  ``dvc/parts/*.dvc``, ``dvc/pipeline/dvc.lock``; see :mod:`minivess_bundle.bundle.dvcmeta`)
   for every output that points into the bag, when such files exist;
 * for an archive: one top folder, no absolute or ``..`` names, no links or
   special members, no duplicate names, and the ``<archive>.sha256`` line when
@@ -32,10 +32,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bundle import ALGORITHMS, file_digests, parse_bag_info, parse_manifest
+from ..core.errors import BundleError
+from ..core.fsio import BIG_CHUNK, sha256_file
+from . import ALGORITHMS, file_digests, parse_bag_info, parse_manifest
 from .dvcmeta import DVC_DIR, dir_hash_from_files, read_dvc_outs, subtree
-from .errors import BundleError
-from .fsio import BIG_CHUNK, sha256_file
 
 #: Tag files read into memory for checking (bigger root files are only hashed).
 MAX_TAG_BYTES = 64 << 20

@@ -40,10 +40,10 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin
 
-from . import __version__
-from .errors import MinivessError
-from .fsio import link_or_copy, sha256_file, write_json_atomic
-from .volumes import EBRAINS_LICENCE, check_volume_id, staging_names
+from .. import __version__
+from ..core.errors import MinivessError
+from ..core.fsio import link_or_copy, sha256_file, write_json_atomic
+from ..core.volumes import EBRAINS_LICENCE, check_volume_id, staging_names
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx

@@ -28,8 +28,8 @@ def real_stats(mask_path: str | Path) -> dict[str, float]:
     """Calibration figures of a real mask file (spacing read from its header)."""
     import numpy as np
 
-    from .morphology import vessel_stats
-    from .nifti import read_nifti
+    from ..core.morphology import vessel_stats
+    from ..core.nifti import read_nifti
 
     image = read_nifti(mask_path)
     spacing = tuple(float(z) for z in image.header.get_zooms()[:3])
@@ -38,7 +38,7 @@ def real_stats(mask_path: str | Path) -> dict[str, float]:
 
 def synthetic_stats(volume: str, seed: int, size_xy: int = 512) -> dict[str, float]:
     """Calibration figures of one synthetic volume."""
-    from .morphology import vessel_stats
+    from ..core.morphology import vessel_stats
     from .synthetic import generate_volume
 
     synthetic = generate_volume(seed, volume, size_xy)

@@ -2,7 +2,7 @@
 
 Proves the bundle trains (the dataset plan's acceptance "training runs on the real
 NIfTI data for at least 1 epoch"), not that it trains well. :func:`train_smoke`
-builds the :mod:`minivess_bundle.monai` datalist and loaders, trains
+builds the :mod:`minivess_bundle.consumers.monai` datalist and loaders, trains
 ``monai.networks.nets.UNet`` (3 levels, 8/16/32 channels) with ``DiceCELoss`` and
 Adam, validates whole volumes by sliding-window inference, and writes
 ``smoke_metrics.json``::
@@ -27,7 +27,7 @@ device: seeds are fixed for torch, numpy and MONAI (``set_determinism``), the
 split and crops are seeded. ``timing`` is measured, so the file as a whole is not
 byte-reproducible; compare it without that key. No path appears in the file.
 
-clDice is :func:`minivess_bundle.metrics.cldice` (Shit et al., CVPR 2021, on
+clDice is :func:`minivess_bundle.core.metrics.cldice` (Shit et al., CVPR 2021, on
 :func:`skimage.morphology.skeletonize` centrelines).
 """
 
@@ -41,9 +41,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .errors import ConsumerError
-from .fsio import write_json_atomic
+from .. import __version__
+from ..core.errors import ConsumerError
+from ..core.fsio import write_json_atomic
 from .monai import DEFAULT_PATCH, PERCENTILES, datalist, entry_id, make_loaders, target_pixdim
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -149,7 +149,7 @@ def validate(
     import torch
     from monai.inferers import sliding_window_inference
 
-    from .metrics import cldice
+    from ..core.metrics import cldice
 
     model.eval()
     per_volume: dict[str, dict[str, float]] = {}
@@ -193,7 +193,7 @@ def save_model(
 
     import torch
 
-    from .fsio import write_bytes_atomic
+    from ..core.fsio import write_bytes_atomic
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     buffer = io.BytesIO()
@@ -346,7 +346,7 @@ def train_smoke(
 ) -> dict[str, Any]:
     """Train a small UNet on ``data_path`` as ``settings`` say and write ``out_json``.
 
-    ``data_path`` is anything :func:`minivess_bundle.monai.datalist` reads (a bundle
+    ``data_path`` is anything :func:`minivess_bundle.consumers.monai.datalist` reads (a bundle
     folder, its ``data/``, a loader layout). ``overrides`` replace fields of
     ``settings`` (:class:`SmokeSettings`), e.g. ``train_smoke(bag, out, epochs=2)``.
     Validation is sliding-window inference over whole volumes (seconds per volume on

@@ -234,7 +234,7 @@ def copy_hashed(
     an edit to either file never reaches the other), then the copy is read once for
     its digests; elsewhere one read of ``source`` feeds the write and every digest
     (no second read to check the copy: the digests are of the bytes written, and
-    :mod:`minivess_bundle.verify` re-reads the bag independently). ``allow_link``
+    :mod:`minivess_bundle.bundle.verify` re-reads the bag independently). ``allow_link``
     hardlinks instead where it can. Written to a temporary sibling, fsynced and
     renamed, like :func:`link_or_copy`. Returns ``(method, size, digests)``, method
     ``"hardlink"``, ``"reflink"`` or ``"copy"``.

@@ -53,11 +53,11 @@ UM_PER_UNIT = {0: 1.0, 1: 1e6, 2: 1e3, 3: 1.0}
 def _load(path: str | Path) -> tuple[np.ndarray, tuple[float, ...]]:
     """The voxels (indexed x, y, z) and the spacing in micrometres (whatever unit the
     header stores). A 3-D file without intensity scaling (every file of a build) is
-    streamed into one array (:func:`~minivess_bundle.nifti.read_voxels`: no copy of the
+    streamed into one array (:func:`~minivess_bundle.core.nifti.read_voxels`: no copy of the
     decompressed bytes); anything else goes through nibabel's scaling."""
     import numpy as np
 
-    from .nifti import read_header, read_nifti, read_voxels, spatial_problem
+    from ..core.nifti import read_header, read_nifti, read_voxels, spatial_problem
 
     info = read_header(path)
     header = info.header
@@ -100,7 +100,7 @@ def mip_figure(
     suptitle: str = "",
 ) -> Path:
     """One row of MIP panels ``(title, image, label-or-None)``; label drawn as a red overlay."""
-    from .fsio import atomic_path
+    from ..core.fsio import atomic_path
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.4), squeeze=False)
@@ -233,7 +233,7 @@ def drift_gallery(
     """
     import numpy as np
 
-    from .fsio import atomic_path
+    from ..core.fsio import atomic_path
 
     plt = _pyplot()
     volume, rows = gallery_rows(manifest, volume)
@@ -287,7 +287,7 @@ def drift_gallery(
 
 def note_figure(out_png: str | Path, text: str) -> Path:
     """A small figure that only says ``text`` (e.g. why a gallery is empty)."""
-    from .fsio import atomic_path
+    from ..core.fsio import atomic_path
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 1.2))
@@ -319,7 +319,7 @@ def dataset_figure(out_png: str | Path, validation_report: str | Path) -> Path:
     """Shapes, spacings, intensity percentiles and foreground fractions of every volume."""
     import numpy as np
 
-    from .fsio import atomic_path
+    from ..core.fsio import atomic_path
 
     report = json.loads(Path(validation_report).read_text())
     volumes = report["volumes"]
@@ -391,7 +391,7 @@ def validation_table(out_html: str | Path, validation_report: str | Path) -> Pat
     """An HTML table: one row per volume, one column per check (pass / FAIL with reason)."""
     import html
 
-    from .fsio import write_bytes_atomic
+    from ..core.fsio import write_bytes_atomic
 
     report = json.loads(Path(validation_report).read_text())
     volumes = report["volumes"]

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import BundleError
+from .. import __version__
+from ..core.errors import BundleError
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +165,10 @@ def _check_volumes(spec: ReleaseSpec, valid: list[str], quarantined: list[str]) 
 
 def build_release(spec: ReleaseSpec) -> dict[str, Any]:
     """Build the bag, its DVC metadata and the archive from ``spec``; return the summary."""
+    from ..core.fsio import remove_stale, write_json_atomic
+    from . import assemble_bundle
     from .archive import sha256_path, write_archive
-    from .bundle import assemble_bundle
     from .dvcmeta import write_dvc_metadata
-    from .fsio import remove_stale, write_json_atomic
     from .provenance_env import container_image
 
     if spec.quarantined not in QUARANTINE_POLICIES:

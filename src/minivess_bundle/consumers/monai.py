@@ -10,7 +10,7 @@ Data sources :func:`datalist` accepts:
 * a bundle folder ``minivess-<version>/`` (reads ``data/dataset.json``), its
   ``data/`` folder (reads ``dataset.json``) or a ``dataset.json`` file: the
   MSD-style ``training`` list, paths relative to the JSON's folder;
-* any folder :func:`minivess_bundle.loader.discover_nifti_pairs` reads
+* any folder :func:`minivess_bundle.consumers.loader.discover_nifti_pairs` reads
   (``imagesTr/labelsTr``, ``raw/seg``, ``processed/``...).
 
 Units: the bundle's raw section keeps MiniVess's micrometre values with
@@ -48,9 +48,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import splits
-from .errors import ConsumerError
-from .fsio import write_json_atomic
+from ..core import splits
+from ..core.errors import ConsumerError
+from ..core.fsio import write_json_atomic
 from .loader import discover_nifti_pairs, nifti_stem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -168,7 +168,7 @@ def find_pairs(path: str | Path) -> tuple[list[dict[str, str]], str]:
     paths, and ``source`` ``"dataset.json"`` or ``"layout"``. A ``dataset.json`` (in
     ``<path>/data/``, in ``<path>/``, or ``path`` itself) wins over a folder scan;
     every file it lists must exist. Raises :class:`ConsumerError` or
-    :class:`~minivess_bundle.errors.LoaderError` (orphans, no layout).
+    :class:`~minivess_bundle.core.errors.LoaderError` (orphans, no layout).
     """
     path = Path(path).absolute()
     json_path = _dataset_json_for(path)
@@ -216,7 +216,7 @@ def datalist(
     """A MONAI/MSD datalist of ``path`` with a deterministic validation split.
 
     With ``fold`` (0, 1 or 2) the split is fold ``fold`` of the dataset authors'
-    3-fold cross-validation (:mod:`minivess_bundle.splits`, the folds the nnU-Net
+    3-fold cross-validation (:mod:`minivess_bundle.core.splits`, the folds the nnU-Net
     export's ``splits_final.json`` holds), over the volumes ``path`` has;
     ``val_fraction`` and ``seed`` are then unused. Without it, :func:`split_ids`.
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .errors import LoaderError
+from ..core.errors import LoaderError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 EBRAINS_LABEL_SUFFIX = "_y"

@@ -31,8 +31,8 @@ import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .errors import BundleError
-from .fsio import BIG_CHUNK, atomic_path, write_bytes_atomic
+from ..core.errors import BundleError
+from ..core.fsio import BIG_CHUNK, atomic_path, write_bytes_atomic
 
 TAR_SUFFIXES = (".tar", ".tar.gz")
 

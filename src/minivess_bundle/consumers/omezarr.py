@@ -43,8 +43,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .errors import ConsumerError
-from .volumes import check_volume_id
+from ..core.errors import ConsumerError
+from ..core.volumes import check_volume_id
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def write_omezarr(
     from ome_zarr.scale import Methods
     from ome_zarr.writer import write_image, write_labels
 
-    from .nifti import read_nifti
+    from ..core.nifti import read_nifti
 
     check_volume_id(volume)
     image_path, label_path, out = Path(image_path), Path(label_path), Path(out)

@@ -3,11 +3,11 @@
 :func:`export_nnunet` builds ``<out_root>/DatasetNNN_<name>/``::
 
     dataset.json        channel_names {"0": "two-photon"}, labels, numTraining, file_ending
-    splits_final.json   the dataset authors' 3 folds (minivess_bundle.splits), for nnU-Net
+    splits_final.json   the dataset authors' 3 folds (minivess_bundle.core.splits), for nnU-Net
     imagesTr/mvNN_0000.nii.gz
     labelsTr/mvNN.nii.gz
 
-by hardlinks from the bundle (:func:`~minivess_bundle.fsio.link_or_copy`: a copy
+by hardlinks from the bundle (:func:`~minivess_bundle.core.fsio.link_or_copy`: a copy
 verified against its source's sha256 across file systems), so the bytes nnU-Net
 reads are the bundle's bytes. The folder is built under a hidden name, checked
 with :func:`check_nnunet_dataset` and renamed into place.
@@ -44,10 +44,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .errors import ConsumerError
-from .fsio import json_bytes, link_or_copy, write_bytes_atomic
+from ..core.errors import ConsumerError
+from ..core.fsio import json_bytes, link_or_copy, write_bytes_atomic
+from ..core.splits import folds
 from .monai import find_pairs
-from .splits import folds
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ MAX_LISTED = 5
 NNUNET_SNIPPET = """\
 export nnUNet_raw="$PWD/nnUNet_raw" nnUNet_preprocessed="$PWD/nnUNet_preprocessed" \\
        nnUNet_results="$PWD/nnUNet_results"
-python -c "from minivess_bundle.nnunet import export_nnunet; \\
+python -c "from minivess_bundle.consumers.nnunet import export_nnunet; \\
 export_nnunet('{bundle}', '$nnUNet_raw', dataset_id=501)"
 nnUNetv2_plan_and_preprocess -d 501 --verify_dataset_integrity
 cp "$nnUNet_raw/Dataset501_MiniVess/splits_final.json" \
@@ -119,7 +119,7 @@ def export_nnunet(
 
     ``bundle_dir`` is a bundle folder (its ``data/dataset.json`` training list is
     used), its ``data/`` folder, or any layout
-    :func:`~minivess_bundle.loader.discover_nifti_pairs` reads. Images become
+    :func:`~minivess_bundle.consumers.loader.discover_nifti_pairs` reads. Images become
     ``imagesTr/<id>_0000<ending>``, labels ``labelsTr/<id><ending>``. Labels are
     the bundle's ``labels`` (else background 0, vessel 1); name, description,
     reference, licence and release are copied from the bundle's dataset.json.
@@ -390,7 +390,7 @@ def _check_case(
     import nibabel as nib
     import numpy as np
 
-    from .nifti import read_nifti
+    from ..core.nifti import read_nifti
 
     out: list[str] = []
     indices = sorted(entry["images"])

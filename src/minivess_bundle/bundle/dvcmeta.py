@@ -33,8 +33,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import BundleError
-from .fsio import CHUNK, write_bytes_atomic
+from ..core.errors import BundleError
+from ..core.fsio import CHUNK, write_bytes_atomic
 
 #: Payload sections that get a ``.dvc`` file of their own, in pipeline order.
 SECTIONS = ("raw", "processed", "drift")

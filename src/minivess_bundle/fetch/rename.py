@@ -17,9 +17,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .errors import RenameError
-from .fsio import link_or_copy, sha256_file
-from .volumes import check_volume_id
+from ..core.errors import RenameError
+from ..core.fsio import link_or_copy, sha256_file
+from ..core.volumes import check_volume_id
 
 log = logging.getLogger(__name__)
 ROLES = ("image", "label", "metadata")
@@ -70,7 +70,7 @@ def rename_volume(
 
 def inventory(data_dir: str | Path) -> dict[str, Any]:
     """Every pair the loader finds in ``data_dir``, with sizes and sha256, paths relative."""
-    from .loader import discover_nifti_pairs
+    from ..consumers.loader import discover_nifti_pairs
 
     data_dir = Path(data_dir)
     records = []

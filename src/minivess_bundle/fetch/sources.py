@@ -2,7 +2,7 @@
 
 A source is either the EBRAINS ZIP (``d-bf268b89-1420-476b-b428-b85a913eb523.zip``)
 or a folder it was already extracted to. Either way one job lands one volume in
-the EBRAINS layout, which :func:`minivess_bundle.volumes.staging_names` spells::
+the EBRAINS layout, which :func:`minivess_bundle.core.volumes.staging_names` spells::
 
     <staging>/raw/mvNN.nii.gz
     <staging>/seg/mvNN_y.nii.gz
@@ -20,7 +20,7 @@ before the file is moved into place, so a final path only ever holds verified
 bytes. The ZIP may hold the layout at its root or under one top-level folder;
 the prefix is detected when the archive is opened.
 
-A folder source is copied with :func:`minivess_bundle.fsio.link_or_copy`
+A folder source is copied with :func:`minivess_bundle.core.fsio.link_or_copy`
 (``allow_link=False``: a verified copy, never a hardlink to the user's files, whose
 metadata the workflow must not touch), and a symlink in it that resolves outside
 the folder is refused.
@@ -54,9 +54,9 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import fsio
-from .errors import SourceError
-from .volumes import EBRAINS_LICENCE, staging_names
+from ..core import fsio
+from ..core.errors import SourceError
+from ..core.volumes import EBRAINS_LICENCE, staging_names
 
 log = logging.getLogger(__name__)
 
