@@ -201,13 +201,9 @@ def floor(api_base: str, volumes: list[str], out: Path) -> dict:
     from minivess_bundle.core.nifti import gunzip_bytes, gzip_bytes
     from minivess_bundle.core.volumes import EBRAINS_LICENCE, staging_names
     from minivess_bundle.fetch import ebrains
-    from minivess_bundle.resample import (
-        _output_header,
-        _to_uint16,
-        output_affine_mm,
-        output_grid,
-        resample_slab,
-    )
+    from minivess_bundle.resample import output_affine_mm, output_grid, resample_slab
+    from minivess_bundle.resample.grid import _output_header
+    from minivess_bundle.resample.kernels import _to_uint16
     from minivess_bundle.validate import intensity_stats, label_values
 
     settings = ebrains.ClientSettings(api_base=api_base, dataset_id=DATASET_ID)

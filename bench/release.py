@@ -429,13 +429,9 @@ def _volume_task(args: tuple) -> list:
 
     from minivess_bundle.core.nifti import gunzip_bytes, gzip_bytes
     from minivess_bundle.core.volumes import staging_names
-    from minivess_bundle.resample import (
-        _output_header,
-        _to_uint16,
-        output_affine_mm,
-        output_grid,
-        resample_slab,
-    )
+    from minivess_bundle.resample import output_affine_mm, output_grid, resample_slab
+    from minivess_bundle.resample.grid import _output_header
+    from minivess_bundle.resample.kernels import _to_uint16
     from minivess_bundle.validate import intensity_stats, label_values
 
     release, bag, volume = args

@@ -778,7 +778,7 @@ def test_built_variants_change_only_their_target_file(built):
 
 @pytest.mark.workflow
 def test_built_gallery_has_every_kind_titled_with_its_primary_figure(built, tmp_path):
-    from minivess_bundle.report.figures import figures as report
+    from minivess_bundle.report import figures as report
 
     workdir, manifest = built
     volume, rows = report.gallery_rows(manifest)

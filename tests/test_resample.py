@@ -12,11 +12,11 @@ import SimpleITK as sitk
 
 from minivess_bundle.core import nifti
 from minivess_bundle.core.errors import ResampleError
+from minivess_bundle.core.nifti import DeterministicGzipWriter
 from minivess_bundle.resample import (
     BASE_MEM_MB,
     NIFTI_UNITS_MM,
     NUMPY_BASE_MEM_MB,
-    DeterministicGzipWriter,
     estimate_resample_mem_mb,
     output_grid,
     resample_pair,

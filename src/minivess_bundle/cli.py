@@ -381,7 +381,7 @@ def cmd_report_mips(args: argparse.Namespace) -> None:
     """Report figures of every valid volume: its MIP before and after resampling."""
     import json
 
-    from .report.figures import figures as report
+    from .report import figures as report
 
     validation = json.loads(Path(args.validation_report).read_text())
     report.volume_mips(args.mip_dir, validation["valid"], args.before, args.after)
@@ -392,7 +392,7 @@ def cmd_report_figures(args: argparse.Namespace) -> None:
     every volume's MIP with --mip-dir; the workflow draws those earlier, report-mips)."""
     import json
 
-    from .report.figures import figures as report
+    from .report import figures as report
 
     if args.mip_dir:
         cmd_report_mips(args)
