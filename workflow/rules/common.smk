@@ -42,7 +42,8 @@ from minivess_bundle.volumes import (  # noqa: E402
 )
 
 # Values given as --config key='{a: false}' arrive as strings: typed from the schema first.
-SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+# (source_path, not workflow.basedir: deployed as a module, basedir is the deployment's folder.)
+SCHEMA = Path(workflow.source_path("../schemas/config.schema.yaml"))
 config.update(coerce_config(config, yaml.safe_load(SCHEMA.read_text())))
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -308,6 +309,10 @@ SOURCE_DATE_EPOCH = int(
 )
 
 
+# The workflow's own folder, also when it is deployed as a module (snakedeploy).
+WORKFLOW_DIR = os.path.dirname(workflow.source_path("../../Snakefile"))
+
+
 def git_commit():
     """The workflow's commit: MINIVESS_GIT_COMMIT (set in the container), else git, else ""."""
     baked = os.environ.get("MINIVESS_GIT_COMMIT", "")
@@ -315,7 +320,7 @@ def git_commit():
         return baked
     try:
         return subprocess.run(
-            ["git", "-C", workflow.basedir, "rev-parse", "HEAD"],
+            ["git", "-C", WORKFLOW_DIR, "rev-parse", "HEAD"],
             capture_output=True,
             text=True,
             check=True,
