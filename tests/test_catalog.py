@@ -105,8 +105,14 @@ def test_catalog_file_has_the_catalogs_keys_and_each_claim_holds():
     assert re.search(r'^report: "../report/workflow.rst"$', rules, re.M)
 
 
+def _git(cwd: Path, *args: str) -> str:
+    command = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
 def _tracked_copy(dest: Path) -> Path:
-    """The working tree's tracked files (what a clone of it holds) copied to ``dest``."""
+    """The working tree's tracked files (what a clone of it holds) copied to ``dest`` and
+    committed there (a clone of the working tree as it is, uncommitted edits included)."""
     files = subprocess.run(
         ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
     ).stdout.split(b"\0")
@@ -115,6 +121,9 @@ def _tracked_copy(dest: Path) -> Path:
         if source.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
+    _git(dest, "init", "-q")
+    _git(dest, "add", "-A")
+    _git(dest, "commit", "-q", "-m", "clone")
     return dest
 
 
@@ -156,7 +165,7 @@ def test_snakedeploy_deployment_from_a_local_clone_builds_the_tiny_config(tmp_pa
     (deployment / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     before = _digest(clone)
     env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
-    env["MINIVESS_GIT_COMMIT"] = "0" * 40
+    env.pop("MINIVESS_GIT_COMMIT", None)
     result = subprocess.run(
         [str(bindir / "snakemake"), "--cores", "2", "all"],
         cwd=deployment,
@@ -177,6 +186,8 @@ def test_snakedeploy_deployment_from_a_local_clone_builds_the_tiny_config(tmp_pa
     assert raw == ["mv01.nii.gz", "mv02.nii.gz", "mv39.nii.gz"]
     provenance = json.loads((bundle / "minivess-0.1.0" / "data" / "provenance.json").read_text())
     assert provenance["config"]["volumes"] == TINY["volumes"]
+    # The commit recorded is the workflow's (the clone's), not the deployment folder's (none).
+    assert provenance["workflow"]["git_commit"] == _git(clone, "rev-parse", "HEAD").strip()
     # Everything landed in the deployment; the workflow's own folder is untouched.
     assert _digest(clone) == before
 

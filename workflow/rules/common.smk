@@ -309,8 +309,10 @@ SOURCE_DATE_EPOCH = int(
 )
 
 
-# The workflow's own folder, also when it is deployed as a module (snakedeploy).
-WORKFLOW_DIR = os.path.dirname(workflow.source_path("../../Snakefile"))
+# The workflow's own folder (two above this file's), also when it is deployed as a module
+# (snakedeploy): workflow.basedir is then the deployment's. A remote module has no folder here
+# (a URL): git fails and the commit is "".
+WORKFLOW_DIR = os.path.dirname(os.path.dirname(str(workflow.current_basedir)))
 
 
 def git_commit():
