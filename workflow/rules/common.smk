@@ -43,7 +43,8 @@ from minivess_bundle.core.volumes import (  # noqa: E402
 )
 
 # Values given as --config key='{a: false}' arrive as strings: typed from the schema first.
-SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+# (source_path, not workflow.basedir: deployed as a module, basedir is the deployment's folder.)
+SCHEMA = Path(workflow.source_path("../schemas/config.schema.yaml"))
 config.update(coerce_config(config, yaml.safe_load(SCHEMA.read_text())))
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -309,6 +310,12 @@ SOURCE_DATE_EPOCH = int(
 )
 
 
+# The workflow's own folder (two above this file's), also when it is deployed as a module
+# (snakedeploy): workflow.basedir is then the deployment's. A remote module has no folder here
+# (a URL): git fails and the commit is "".
+WORKFLOW_DIR = os.path.dirname(os.path.dirname(str(workflow.current_basedir)))
+
+
 def git_commit():
     """The workflow's commit: MINIVESS_GIT_COMMIT (set in the container), else git, else ""."""
     baked = os.environ.get("MINIVESS_GIT_COMMIT", "")
@@ -316,7 +323,7 @@ def git_commit():
         return baked
     try:
         return subprocess.run(
-            ["git", "-C", workflow.basedir, "rev-parse", "HEAD"],
+            ["git", "-C", WORKFLOW_DIR, "rev-parse", "HEAD"],
             capture_output=True,
             text=True,
             check=True,
