@@ -21,7 +21,7 @@ import pytest
 from bundle_utils import build, dvc_env, dvc_exe, make_inputs, run_dvc
 from conftest import require, require_tool, tree_digest, unavailable
 
-from minivess_bundle.dvcmeta import file_md5, write_dvc_metadata
+from minivess_bundle.bundle.dvcmeta import file_md5, write_dvc_metadata
 
 BAG = "minivess-0.1.0"
 BUCKET = "minivess-bundles"
