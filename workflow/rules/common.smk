@@ -12,15 +12,13 @@ import sys
 from urllib.parse import urlsplit
 from pathlib import Path
 
-import yaml
-from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from minivess_bundle import layout, resources  # noqa: E402
 from minivess_bundle.config import (  # noqa: E402
-    coerce as coerce_config,
     recorded as recorded_config,
+    validated as validated_config,
 )
 from minivess_bundle.layout import staged, renamed, processed  # noqa: E402
 from minivess_bundle.drift.kinds import KINDS  # noqa: E402
@@ -41,10 +39,9 @@ from minivess_bundle.volumes import (  # noqa: E402
     staging_names,
 )
 
-# Values given as --config key='{a: false}' arrive as strings: typed from the schema first.
-SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-config.update(coerce_config(config, yaml.safe_load(SCHEMA.read_text())))
-validate(config, schema="../schemas/config.schema.yaml")
+# The package checks the config first (typed, defaults from its schema, one line per
+# problem, source paths by their config key), before any job is planned.
+config.update(validated_config(config, files=workflow.configfiles))
 
 VOLUMES = resolve_volumes(config["volumes"])
 SOURCE = config["source"]

@@ -2,8 +2,7 @@
 
 The one owner of the plan: ``workflow/rules/common.smk``, :func:`generate_drifted_dataset`
 and the bench call these functions. ``drift_config`` is the config's ``drift:`` block;
-missing keys take the schema's defaults (:data:`DEFAULTS`, pinned to
-``workflow/schemas/config.schema.yaml`` by a test).
+missing keys take the schema's defaults (:data:`DEFAULTS`, read from the config schema).
 """
 
 from __future__ import annotations
@@ -11,35 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..config import default
 from .kinds import KINDS, SET_KINDS
 
-#: The config schema's defaults of the ``drift:`` block.
-DEFAULTS: dict = {
-    "enabled": True,
-    "volumes": "auto",
-    "types": [
-        "intensity",
-        "noise",
-        "resolution",
-        "topology",
-        "covariate",
-        "attenuation",
-        "pmt",
-        "motion",
-        "bleaching",
-        "stripes",
-        "saturation",
-        "depth_blur",
-        "annotation",
-        "z_step",
-        "compound",
-        "prevalence",
-        "gradual",
-    ],
-    "levels": [1, 3, 5],
-    "gradual": {"base": "intensity", "n_batches": 3, "max_severity": 1.0},
-    "compound": {"kinds": ["attenuation", "noise"]},
-}
+#: The config schema's defaults of the ``drift:`` block (``types: all``: every kind).
+DEFAULTS: dict = default("drift")
 
 
 #: Kinds whose variants of one volume are made by one job writing every configured
@@ -64,10 +39,13 @@ class DriftJob:
 
 
 def with_defaults(drift_config: Mapping) -> dict:
-    """``drift_config`` with the schema's defaults filled in (gradual merged key by key)."""
+    """``drift_config`` with the schema's defaults filled in (gradual merged key by key)
+    and ``types: all`` spelled out as every kind of the registry, in its order."""
     merged = {**DEFAULTS, **dict(drift_config)}
     for key in ("gradual", "compound"):
         merged[key] = {**DEFAULTS[key], **dict(drift_config.get(key, {}))}
+    if merged["types"] == "all":
+        merged["types"] = list(KINDS)
     return merged
 
 
