@@ -12,7 +12,6 @@ import sys
 from urllib.parse import urlsplit
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from minivess_bundle import layout, resources  # noqa: E402
