@@ -63,7 +63,7 @@ PER_VOLUME = ("fetch", "rename", "validate", "resample", "drift", "place")
 # --------------------------------------------------------------------------- drift plan
 
 
-from minivess_bundle.drift.plan import plan_jobs  # noqa: E402  (the workflow's own plan)
+from minivess_bundle.drift.plan import plan_groups  # noqa: E402  (the workflow's own plan)
 
 
 def drift_variants(
@@ -502,16 +502,14 @@ def same_work_floor(release: Path, volumes: list[str], out: Path, procs: int) ->
     rows = [_write(bag, f"data/raw/metadata/{EBRAINS_LICENCE}", licence)]
     reports: dict = {}
     by_size = sorted(volumes, key=lambda v: -(release / "raw" / f"{v}.nii.gz").stat().st_size)
-    jobs = plan_jobs(volumes, default_drift_config())
-    grouped: dict[tuple[str, str], list] = defaultdict(list)
-    for job in jobs:
-        grouped[(job.volume, job.kind)].append(job)
+    groups = plan_groups(volumes, default_drift_config())
     with ProcessPoolExecutor(procs) as pool:
         futures = {v: pool.submit(_volume_task, (release, bag, v)) for v in by_size}
         drift_futures = []
-        for (volume, kind), levels in grouped.items():
-            futures[volume].result()  # its processed pair must exist first
-            drift_futures.append(pool.submit(_drift_task, (bag, volume, kind, levels)))
+        for group in groups:
+            futures[group.volume].result()  # its processed pair must exist first
+            task = (bag, group.volume, group.kind, group.jobs())
+            drift_futures.append(pool.submit(_drift_task, task))
         for future in list(futures.values()) + drift_futures:
             written, report = future.result()
             rows += written
@@ -542,7 +540,7 @@ def same_work_floor(release: Path, volumes: list[str], out: Path, procs: int) ->
         "cpu": cpu,
         "files": len(rows),
         "payload": written,
-        "drift_jobs": len(jobs),
+        "drift_jobs": sum(len(group.levels) for group in groups),
     }
 
 

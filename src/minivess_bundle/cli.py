@@ -293,8 +293,8 @@ def cmd_drift_select(args: argparse.Namespace) -> None:
     """Choose one set-level drift set (prevalence) of clean volumes; write its dataset.json
     and manifest entry (no image is changed)."""
     from .drift.base import severity_for_level
+    from .drift.datasets import report_fractions, set_pool
     from .drift.prevalence import generate_set
-    from .drift.variant import report_fractions, set_pool
     from .fsio import write_json_atomic
 
     level = args.drift_level

@@ -25,7 +25,7 @@ from minivess_bundle.drift.plan import (  # noqa: E402
     LEVELLED_KINDS,
     drift_levels,
     drift_volumes as plan_drift_volumes,
-    plan_jobs,
+    plan_groups,
     plan_sets,
     skipped_sets,
     reference_volumes,
@@ -184,10 +184,17 @@ def drift_volumes():
     return plan_drift_volumes(valid_volumes(), DRIFT)
 
 
+def drift_groups():
+    """The plan's jobs: (volume, kind, levels, params) groups (drift.plan.plan_groups)."""
+    return plan_groups(valid_volumes(), DRIFT)
+
+
 def drift_jobs():
-    """(volume, kind, level) of every variant (drift.plan.plan_jobs)."""
+    """(volume, kind, level) of every variant (the groups' levels)."""
     return [
-        (job.volume, job.kind, job.level) for job in plan_jobs(valid_volumes(), DRIFT)
+        (group.volume, group.kind, level)
+        for group in drift_groups()
+        for level in group.levels
     ]
 
 
@@ -227,9 +234,9 @@ def drift_pool_files(wildcards):
 
 def drift_params(wildcards):
     """Explicit parameters of one drift job as JSON (gradual: base kind and batches)."""
-    for job in plan_jobs(valid_volumes(), DRIFT):
-        if job.kind == wildcards.drift and job.params:
-            return json.dumps(job.params, sort_keys=True)
+    for group in drift_groups():
+        if group.kind == wildcards.drift and group.params:
+            return json.dumps(group.params, sort_keys=True)
     return ""
 
 

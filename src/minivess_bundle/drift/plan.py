@@ -38,6 +38,22 @@ class DriftJob:
     params: dict = field(default_factory=dict, hash=False, compare=True)
 
 
+@dataclass(frozen=True)
+class DriftGroup:
+    """One job of the workflow: a volume, a kind and every level it writes (gradual: its
+    batch), with the kind's parameters. The workflow, the dataset driver and the bench
+    all run these."""
+
+    volume: str
+    kind: str
+    levels: tuple[int, ...]
+    params: dict = field(default_factory=dict, hash=False, compare=True)
+
+    def jobs(self) -> list[DriftJob]:
+        """The group's variants, one per level."""
+        return [DriftJob(self.volume, self.kind, level, self.params) for level in self.levels]
+
+
 def with_defaults(drift_config: Mapping) -> dict:
     """``drift_config`` with the schema's defaults filled in (gradual merged key by key)
     and ``types: all`` spelled out as every kind of the registry, in its order."""
@@ -108,6 +124,18 @@ def plan_jobs(valid: Sequence[str], drift_config: Mapping) -> list[DriftJob]:
                 DriftJob(v, kind, int(level), {}) for v in volumes for level in config["levels"]
             ]
     return jobs
+
+
+def plan_groups(valid: Sequence[str], drift_config: Mapping) -> list[DriftGroup]:
+    """:func:`plan_jobs` grouped by (volume, kind) in plan order: one job each (a levelled
+    kind writes every level; gradual's one level is the volume's batch)."""
+    groups: dict[tuple[str, str], list[DriftJob]] = {}
+    for job in plan_jobs(valid, drift_config):
+        groups.setdefault((job.volume, job.kind), []).append(job)
+    return [
+        DriftGroup(volume, kind, tuple(job.level for job in jobs), jobs[0].params)
+        for (volume, kind), jobs in groups.items()
+    ]
 
 
 def plan_sets(valid: Sequence[str], drift_config: Mapping) -> list[DriftJob]:

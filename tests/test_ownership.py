@@ -1,0 +1,104 @@
+"""One owner per fact: no import cycle in the package, each identity literal spelled once.
+
+Static checks over ``src/`` and ``workflow/`` (``ast`` and text), so they cost
+milliseconds and fail with the module or literal at fault.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from conftest import REPO
+
+SRC = REPO / "src"
+PACKAGE = SRC / "minivess_bundle"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path, modules: set[str]) -> set[str]:
+    """The package modules ``path`` imports, at top level or inside functions alike
+    (a lazy import is still an edge: it runs, and a cycle through it is still a cycle).
+    A package's ``__init__`` importing its own submodules is how a package re-exports
+    them, not an edge back into a cycle, so it is left out."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(max(node.level - 1, 0)):
+                base = base.rpartition(".")[0]
+            stem = f"{base}.{node.module}" if node.level and node.module else node.module or base
+            targets = [stem, *(f"{stem}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        for target in targets:
+            if target in modules and target != name:
+                found.add(target)
+    if path.name == "__init__.py":
+        found = {t for t in found if not t.startswith(name + ".")}
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    paths = sorted(PACKAGE.rglob("*.py"))
+    modules = {module_name(p) for p in paths}
+    return {module_name(p): imports(p, modules) for p in paths}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan), as sorted lists."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for succ in sorted(graph.get(node, ())):
+            if succ not in index:
+                visit(succ)
+                low[node] = min(low[node], low[succ])
+            elif succ in stack:
+                low[node] = min(low[node], index[succ])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle_through_a_lazy_import():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_graph_sees_relative_and_lazy_imports():
+    graph = import_graph()
+    assert "minivess_bundle.drift.prevalence" in graph["minivess_bundle.drift.plan"]  # lazy
+    assert "minivess_bundle.drift.datasets" in graph["minivess_bundle.drift.prevalence"]
+    assert "minivess_bundle.errors" in graph["minivess_bundle.config"]
+    assert len(graph) >= 60
+
+
+def test_the_package_has_no_import_cycle():
+    """drift/ had variant -> manifest -> prevalence -> variant and plan -> prevalence."""
+    assert cycles(import_graph()) == []
