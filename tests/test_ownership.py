@@ -102,3 +102,63 @@ def test_the_graph_sees_relative_and_lazy_imports():
 def test_the_package_has_no_import_cycle():
     """drift/ had variant -> manifest -> prevalence -> variant and plan -> prevalence."""
     assert cycles(import_graph()) == []
+
+
+#: Facts with one owner: (what, the exact text, the one file under src/ or workflow/ that
+#: spells it). Everything else imports the owner's constant.
+OWNED = [
+    ("EBRAINS id", "bf268b89-1420-476b-b428-b85a913eb523", "src/minivess_bundle/dataset.py"),
+    ("DOI", "10.1038/s41597-023-02048-8", "src/minivess_bundle/dataset.py"),
+    ("licence", "CC BY-NC-SA 4.0", "src/minivess_bundle/dataset.py"),
+    ("licence URL", "licenses/by-nc-sa/4.0", "src/minivess_bundle/dataset.py"),
+    ("licence SPDX", "CC-BY-NC-SA-4.0", "src/minivess_bundle/dataset.py"),
+    ("an author", "Teikari", "src/minivess_bundle/dataset.py"),
+    ("the other author", "Poon", "src/minivess_bundle/dataset.py"),
+    ("title", "rodent cerebrovasculature from in vivo", "src/minivess_bundle/dataset.py"),
+    ("nnU-Net id", "501", "src/minivess_bundle/dataset.py"),
+    ("mask labels", '"vessel": 1', "src/minivess_bundle/dataset.py"),
+    ("image channel", '"0": "two-photon"', "src/minivess_bundle/dataset.py"),
+    ("bag name prefix", '"minivess-"', "src/minivess_bundle/layout.py"),
+    ("bag sections", '"raw", "processed", "drift", "quarantine"', "src/minivess_bundle/layout.py"),
+    ("config schema", "config.schema.yaml", "src/minivess_bundle/config.py"),
+]
+SCANNED = (".py", ".smk", ".yaml", ".yml", ".json", ".rst", ".md")
+
+
+def occurrences(text: str, content: str) -> int:
+    """How often ``text`` occurs in ``content``; a number must stand alone (``501``, not
+    ``1501``)."""
+    import re
+
+    if text.isdigit():
+        return len(re.findall(rf"(?<![0-9]){re.escape(text)}(?![0-9])", content))
+    return content.count(text)
+
+
+def spellings(text: str) -> dict[str, int]:
+    """Where ``text`` occurs in src/ and workflow/ (and the Snakefile): file -> count."""
+    found = {}
+    files = [REPO / "Snakefile", *(REPO / "src").rglob("*"), *(REPO / "workflow").rglob("*")]
+    for path in files:
+        if path.is_file() and (path.suffix in SCANNED or path.name == "Snakefile"):
+            count = occurrences(text, path.read_text(encoding="utf-8", errors="replace"))
+            if count:
+                found[path.relative_to(REPO).as_posix()] = count
+    return found
+
+
+def test_each_owned_fact_is_spelled_once_by_its_owner():
+    """The dataset identity in dataset.py, the bag's name and sections in layout.py, the
+    schema's path in config.py: a second spelling anywhere is a copy that can drift."""
+    wrong = {}
+    for what, text, owner in OWNED:
+        found = spellings(text)
+        if found != {owner: 1}:
+            wrong[what] = found
+    assert wrong == {}
+
+
+def test_the_counter_counts_every_copy_and_numbers_standing_alone():
+    assert occurrences("501", "id 501, 1501, 5010, (501)") == 2
+    assert occurrences("Teikari", "Teikari P. and Teikari, P.") == 2
+    assert spellings("Teikari") == {"src/minivess_bundle/dataset.py": 1}

@@ -458,9 +458,11 @@ def cmd_drift_eval(args: argparse.Namespace) -> None:
 
 def cmd_export_nnunet(args: argparse.Namespace) -> None:
     """Export the bundle as an nnU-Net v2 raw dataset (DatasetNNN_MiniVess), checked."""
+    from .dataset import NNUNET_ID
     from .nnunet import export_nnunet
 
-    folder = export_nnunet(args.bundle, args.out_root, dataset_id=args.dataset_id)
+    dataset_id = NNUNET_ID if args.dataset_id is None else args.dataset_id
+    folder = export_nnunet(args.bundle, args.out_root, dataset_id=dataset_id)
     log.info("nnU-Net dataset at %s", folder)
 
 
@@ -738,7 +740,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-nnunet", help=cmd_export_nnunet.__doc__)
     p.add_argument("bundle")
     p.add_argument("--out-root", required=True)
-    p.add_argument("--dataset-id", type=int, default=501)
+    p.add_argument("--dataset-id", type=int, default=None, help="default: dataset.NNUNET_ID")
     p.set_defaults(func=cmd_export_nnunet)
 
     p = sub.add_parser("omezarr", help=cmd_omezarr.__doc__)

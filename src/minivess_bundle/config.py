@@ -1,6 +1,6 @@
 """The workflow's configuration: its schema, defaults, types and one short line per problem.
 
-The schema (``data/config.schema.yaml``, shipped with the package) is the one source of
+The schema (:data:`SCHEMA_PATH`, package data) is the one source of
 every default; :func:`default` reads one and :func:`with_defaults` fills them in.
 :func:`check` turns a config into a list of short problems (the unknown key with a
 "did you mean", the value against what was expected, drift kind names against the kind
@@ -284,7 +284,7 @@ def source_problems(config: Mapping[str, Any]) -> list[str]:
         if not path:
             problems.append(
                 "zip.path: empty but source is 'zip'; set it, e.g. "
-                "--config source=zip zip='{path: /data/d-bf268b89-....zip}' (or zip.url)"
+                "--config source=zip zip='{path: /data/d-....zip}' (or zip.url)"
             )
         elif not os.path.isfile(path):
             problems.append(f"zip.path: no such file {path!r} (source: zip)")
@@ -325,4 +325,8 @@ def validated(config: Mapping[str, Any], files: Sequence[str | Path] = ()) -> di
     problems = check(typed)
     if problems:
         raise ConfigProblems(problems)
+    if not typed["ebrains"]["dataset_id"]:
+        from .dataset import EBRAINS_ID
+
+        typed["ebrains"] = {**typed["ebrains"], "dataset_id": EBRAINS_ID}
     return typed

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..croissant import croissant_metadata
+from ..dataset import AUTHORS
 from ..errors import BundleError
 from ..fsio import _fsync_dir, copy_hashed, hash_file, json_bytes, remove_stale
 from .bagit import (
@@ -238,7 +239,7 @@ def _describe_payload(bag: _Bag, payload: _Payload, counts: dict[str, int]) -> d
         licence_url=DATASET["licence_url"],
         citation=CITATION,
         url=DOI_URL,
-        creators=["Charissa Poon", "Petteri Teikari"],
+        creators=list(AUTHORS),
         files=payload.sizes_and_sha256(),
         dataset=dataset,
     )

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..dataset import CHANNEL_NAMES, LABELS
 from ..errors import DriftError
 
 
@@ -22,8 +23,8 @@ def set_dataset(
         "name": f"MiniVess-drift-{kind}-{level}",
         "description": f"MiniVess drift {what}: {kind}, level {level}; "
         "ground truth in drift_manifest.json",
-        "channel_names": {"0": "two-photon"},
-        "labels": {"background": 0, "vessel": 1},
+        "channel_names": dict(CHANNEL_NAMES),
+        "labels": dict(LABELS),
         "file_ending": ".nii.gz",
         "numTraining": len(training),
         "training": training,
