@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .cmdline import bundle
 from .errors import MinivessError
 
 log = logging.getLogger("minivess_bundle")
@@ -313,50 +314,6 @@ def cmd_drift_select(args: argparse.Namespace) -> None:
     write_json_atomic(args.out, dataset)
     write_json_atomic(args.entry, entry)
     log.info("%s level %s: %s", args.type, level, [v["volume"] for v in entry["volumes"]])
-
-
-def _section(root: str, files: list[str]):
-    from .release import Section
-
-    return Section(root, tuple(files)) if files else None
-
-
-def cmd_bundle(args: argparse.Namespace) -> None:
-    """Assemble the bag, its DVC metadata and the deterministic archive from the declared
-    files; print the digest."""
-    import json
-
-    from .release import ReleaseSpec, build_release
-
-    spec = ReleaseSpec(
-        out_dir=args.out_dir,
-        version=args.bundle_version,
-        source_date_epoch=args.source_date_epoch,
-        validation_report=args.validation_report,
-        summary=args.summary,
-        raw=_section(args.raw_root, args.raw),
-        processed=_section(args.processed_root, args.processed),
-        resample_records=tuple(args.resample_records),
-        drift=_section(args.drift_root, args.drift),
-        drift_manifest=args.drift_manifest,
-        quarantine=_section(args.quarantine_root, args.quarantine),
-        quarantined=args.quarantined,
-        listing=args.listing,
-        lock=args.lock,
-        git_commit=args.git_commit,
-        config=json.loads(args.config_json) if args.config_json else {},
-        stages=json.loads(args.stages_json) if args.stages_json else {},
-        threads=args.threads or 1,
-        archive=args.archive,
-    )
-    result = build_release(spec)
-    if result["archive"]:
-        print(f"bundle {Path(args.out_dir) / result['archive']} sha256 {result['sha256']}")
-    else:
-        print(
-            f"bundle {Path(args.out_dir) / result['bag']} manifest-sha256.txt sha256 "
-            f"{result['manifest_digest']}"
-        )
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
@@ -660,37 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_drift_set)
 
-    p = sub.add_parser("bundle", help=cmd_bundle.__doc__)
-    p.add_argument("--bundle-version", required=True)
-    p.add_argument("--out-dir", required=True)
-    p.add_argument("--source-date-epoch", type=int, required=True)
-    for section, what in (
-        ("raw", "renamed files of the valid volumes and the licence"),
-        ("processed", "processed files of the valid volumes"),
-        ("drift", "drift variants and each set's dataset.json"),
-        ("quarantine", "renamed files of the quarantined volumes"),
-    ):
-        p.add_argument(f"--{section}", nargs="*", default=[], help=f"the {what}; none: left out")
-        p.add_argument(f"--{section}-root", default="", help=f"the folder --{section} lies in")
-    p.add_argument("--resample-records", nargs="*", default=[])
-    p.add_argument("--drift-manifest", default="", help="empty: no drift section")
-    p.add_argument("--quarantined", choices=("omit", "include"), required=True)
-    p.add_argument("--validation-report", required=True)
-    p.add_argument("--listing", default="")
-    p.add_argument("--lock", default="")
-    p.add_argument("--git-commit", default="")
-    p.add_argument("--config-json", default="")
-    p.add_argument("--stages-json", default="")
-    p.add_argument("--summary", required=True)
-    p.add_argument("--threads", type=int, help="files copied and hashed at once (default 1)")
-    p.add_argument(
-        "--archive",
-        action=argparse.BooleanOptionalAction,
-        required=True,
-        help="also write the deterministic .tar and its .sha256 (--no-archive: the bag only; "
-        "the config's bundle.archive decides, so the command has no default of its own)",
-    )
-    p.set_defaults(func=cmd_bundle)
+    bundle.add_parser(sub)
 
     p = sub.add_parser("verify", help=cmd_verify.__doc__)
     p.add_argument("paths", nargs="+", help="a bag folder and/or its .tar", metavar="path")
@@ -782,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        args.func(args)
+        code = args.func(args)  # a cmdline module's main returns its exit code
     except MinivessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -790,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"error: {args.command}: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":  # pragma: no cover

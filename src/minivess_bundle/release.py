@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,102 @@ class ReleaseSpec:
     extra_provenance: dict[str, Any] = field(default_factory=dict)
     threads: int = 1
     archive: bool = True
+
+    #: The stage this spec is for (``minivess-bundle bundle --spec``).
+    STAGE = "bundle"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReleaseSpec:
+        """The spec from :func:`dataclasses.asdict`'s shape (the ``--spec`` JSON)."""
+        values = dict(data)
+        for name in SECTION_NAMES:
+            section = values.get(name)
+            values[name] = Section(section["root"], tuple(section["files"])) if section else None
+        values["resample_records"] = tuple(values.get("resample_records", ()))
+        return cls(**values)
+
+
+#: The bag's file sections, each a :class:`Section` of :class:`ReleaseSpec`.
+SECTION_NAMES = ("raw", "processed", "drift", "quarantine")
+
+
+def stage_record(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What each stage did, by the config (provenance's ``stages``)."""
+    validate = config["validate"]
+    return {
+        "fetch": {"source": config["source"]},
+        "rename": {"method": "verified copy, bytes untouched"},
+        "validate": {
+            key: validate[key]
+            for key in (
+                "modality",
+                "source_units",
+                "image_dtype",
+                "label_dtype",
+                "foreground_fraction",
+                "on_invalid",
+            )
+        },
+        "resample": config["resample"],
+        "drift": config["drift"],
+        "compression": config["compression"],
+    }
+
+
+def release_spec(
+    config: Mapping[str, Any],
+    files: Mapping[str, Any],
+    *,
+    out_dir: str,
+    summary: str,
+    validation_report: str,
+    lock: str = "",
+    git_commit: str = "",
+    threads: int = 1,
+    environ: Mapping[str, str] | None = None,
+) -> ReleaseSpec:
+    """The bundle stage's spec from the (validated) config and the files the rule declares.
+
+    ``files`` maps each section of :data:`SECTION_NAMES` to its declared files (empty:
+    left out), ``records`` to the resample records, and optionally ``drift_manifest`` and
+    ``listing``. The sections' folders are the layout's; ``SOURCE_DATE_EPOCH`` in
+    ``environ`` (default: this process's) wins over ``bundle.source_date_epoch``.
+    """
+    from . import layout
+    from .config import recorded
+
+    environ = os.environ if environ is None else environ
+    roots = {
+        "raw": layout.RENAMED_ROOT,
+        "processed": layout.PROCESSED_ROOT,
+        "drift": layout.DRIFT_ROOT,
+        "quarantine": layout.RENAMED_ROOT,
+    }
+    sections = {
+        name: Section(roots[name], tuple(map(str, files.get(name, ()))))
+        if files.get(name)
+        else None
+        for name in SECTION_NAMES
+    }
+    bundle = config["bundle"]
+    return ReleaseSpec(
+        out_dir=str(out_dir),
+        version=bundle["version"],
+        source_date_epoch=int(environ.get("SOURCE_DATE_EPOCH") or bundle["source_date_epoch"]),
+        validation_report=str(validation_report),
+        summary=str(summary),
+        **sections,
+        resample_records=tuple(map(str, files.get("records", ()))),
+        drift_manifest=str(files.get("drift_manifest", "")),
+        quarantined=bundle["quarantined"],
+        listing=str(files.get("listing", "")),
+        lock=str(lock),
+        git_commit=git_commit,
+        config=recorded(config),
+        stages=stage_record(config),
+        threads=int(threads or 1),
+        archive=bool(bundle["archive"]),
+    )
 
 
 def select(section: Section, into: Path) -> Path:

@@ -15,10 +15,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from minivess_bundle import layout, resources  # noqa: E402
-from minivess_bundle.config import (  # noqa: E402
-    recorded as recorded_config,
-    validated as validated_config,
-)
+from minivess_bundle.config import validated as validated_config  # noqa: E402
+from minivess_bundle.release import release_spec  # noqa: E402
+from minivess_bundle.spec import to_json as spec_json  # noqa: E402
 from minivess_bundle.layout import staged, renamed, processed  # noqa: E402
 from minivess_bundle.drift.kinds import KINDS  # noqa: E402
 from minivess_bundle.drift.plan import (  # noqa: E402
@@ -306,9 +305,6 @@ BUNDLE_ARCHIVE = {key: BUNDLE[key] for key in ("archive", "sha256")} if ARCHIVE 
 #: What verify_bundle checks: the bag folder, then the archive (bundle.archive).
 VERIFY_PATHS = [BUNDLE["bag"], *([BUNDLE["archive"]] if ARCHIVE else [])]
 DRIFT_EVAL_CONFIG = json.dumps(config["drift_eval"], sort_keys=True)
-SOURCE_DATE_EPOCH = int(
-    os.environ.get("SOURCE_DATE_EPOCH") or config["bundle"]["source_date_epoch"]
-)
 
 
 def git_commit():
@@ -328,18 +324,6 @@ def git_commit():
 
 
 GIT_COMMIT = git_commit()
-STAGES_JSON = json.dumps(
-    {
-        "fetch": {"source": SOURCE},
-        "rename": {"method": "verified copy, bytes untouched"},
-        "validate": json.loads(VALIDATION_RULES)
-        | {"on_invalid": config["validate"]["on_invalid"]},
-        "resample": config["resample"],
-        "drift": DRIFT,
-        "compression": config["compression"],
-    },
-    sort_keys=True,
-)
 
 
 def quarantined_volumes():
@@ -379,21 +363,24 @@ def bundle_inputs(wildcards):
     return inputs
 
 
-def bundle_section(name):
-    """A params function: the declared files of one bag section (the shell's file list)."""
-    return lambda wildcards: bundle_inputs(wildcards)[name]
-
-
 def section_root(root):
     """A params function: the folder a section's declared files are relative to."""
     return lambda wildcards: root
 
 
-def bundle_drift_manifest(wildcards):
-    """The drift manifest when the bundle has a drift section, else ""."""
-    if config["bundle"]["drift"] and has_drift():
-        return layout.DRIFT_MANIFEST
-    return ""
+def bundle_spec(wildcards, input, output, threads):
+    """The bundle stage's one spec (release.release_spec: config + declared files), JSON."""
+    spec = release_spec(
+        config,
+        bundle_inputs(wildcards),
+        out_dir=str(Path(output.summary).parent),
+        summary=output.summary,
+        validation_report=input.validation_report,
+        lock=input.lock,
+        git_commit=GIT_COMMIT,
+        threads=threads,
+    )
+    return spec_json(spec)
 
 
 def verify_inputs(wildcards):

@@ -1,0 +1,109 @@
+"""One spec per stage: the bundle rule passes one JSON spec the package builds and reads."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+from minivess_bundle import cli, spec
+from minivess_bundle.config import recorded, validated
+from minivess_bundle.errors import ConfigError
+from minivess_bundle.release import ReleaseSpec, Section, release_spec
+
+
+def files() -> dict:
+    return {
+        "raw": ["results/renamed/metadata/LICENCE.txt", "results/renamed/imagesTr/mv01.nii.gz"],
+        "processed": ["results/processed/imagesTr/mv01.nii.gz"],
+        "records": ["results/processed/metadata/mv01.resample.json"],
+        "drift": [],
+        "quarantine": [],
+        "drift_manifest": "",
+    }
+
+
+def built(environ=None, **config_changes) -> ReleaseSpec:
+    config = validated({**config_changes})
+    return release_spec(
+        config,
+        files(),
+        out_dir="results/bundle",
+        summary="results/bundle/minivess-0.1.0.json",
+        validation_report="results/validation/report.json",
+        lock="requirements/lock.txt",
+        git_commit="abc",
+        threads=2,
+        environ=environ or {},
+    )
+
+
+def test_the_spec_is_built_from_the_config_and_round_trips_through_json():
+    release = built()
+    assert release.version == "0.1.0" and release.quarantined == "omit"
+    assert release.archive is False and release.threads == 2
+    assert release.source_date_epoch == 1677628800
+    assert release.raw == Section("results/renamed", tuple(files()["raw"]))
+    assert release.processed == Section("results/processed", tuple(files()["processed"]))
+    assert release.drift is None and release.quarantine is None  # no files: left out
+    assert release.config == recorded(validated({}))
+    assert release.stages["validate"]["on_invalid"] == "quarantine"
+    text = spec.to_json(release)
+    assert spec.read(ReleaseSpec, text) == release
+    assert json.loads(text)["stage"] == "bundle"
+    assert spec.to_json(built()) == text  # same config and files: the same bytes
+
+
+def test_source_date_epoch_from_the_environment_wins():
+    assert built(environ={"SOURCE_DATE_EPOCH": "1700000000"}).source_date_epoch == 1700000000
+    assert built(bundle={"archive": True}).archive is True
+
+
+def test_a_spec_of_another_stage_or_with_an_unknown_field_is_one_clear_error(tmp_path):
+    text = spec.to_json(built())
+    other = text.replace('"stage":"bundle"', '"stage":"resample"')
+    with pytest.raises(ConfigError, match="spec of stage 'resample' — expected a 'bundle' spec"):
+        spec.read(ReleaseSpec, other)
+    data = json.loads(text)
+    data["spec"]["bundle_version"] = "0.1.0"
+    with pytest.raises(ConfigError, match=r"bundle spec: unknown fields \['bundle_version'\]"):
+        spec.read(ReleaseSpec, json.dumps(data))
+    path = tmp_path / "spec.json"
+    path.write_text(text)
+    assert spec.read(ReleaseSpec, f"@{path}") == built()
+
+
+def test_the_cli_turns_a_bad_spec_into_one_line(capsys):
+    assert cli.main(["bundle", "--spec", "{not json"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: config: spec is not JSON (") and "\n" not in err
+
+
+def test_the_bundle_rule_passes_one_spec_and_nothing_else():
+    """It took 23 flags and carried the whole config as JSON twice."""
+    text = (REPO / "workflow" / "rules" / "bundle.smk").read_text()
+    rule = text[text.index("checkpoint bundle:") : text.index("rule verify_bundle")]
+    params = rule[rule.index("    params:") : rule.index("    shell:")]
+    assert re.findall(r"^        (\w+)=", params, re.M) == ["spec"]
+    assert '"minivess-bundle bundle --spec {params.spec:q} > {log:q} 2>&1"' in rule
+
+
+def test_the_cli_imports_no_stage_module_until_a_command_runs():
+    """Job start-up stays small: `minivess-bundle --help` imports no stage module."""
+    code = (
+        "import sys, minivess_bundle.cli as c; c.build_parser(); "
+        "print(sorted(m for m in sys.modules if m.startswith('minivess_bundle')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(eval(out.stdout))  # noqa: S307 - our own repr of a list of names
+    assert loaded <= {
+        "minivess_bundle",
+        "minivess_bundle.cli",
+        "minivess_bundle.cmdline",
+        "minivess_bundle.cmdline.bundle",
+        "minivess_bundle.errors",
+    }, loaded
