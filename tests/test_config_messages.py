@@ -189,3 +189,30 @@ def test_an_unknown_drift_kind_on_the_command_line_is_named(tmp_path):
     line = next(x for x in text.splitlines() if x.startswith("config: "))
     assert line.startswith("config: drift.types[1]: 'stripe' is not a drift kind")
     assert "(did you mean 'stripes'?)" in line
+
+
+def test_the_config_command_checks_files_as_the_workflow_does(tmp_path, capsys):
+    from minivess_bundle import cli
+
+    assert cli.main(["config", str(REPO / "config" / "config.yaml")]) == 0
+    assert capsys.readouterr().out == f"config: ok ({REPO / 'config' / 'config.yaml'})\n"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("drfit: {}\nseed: x\n")
+    assert cli.main(["config", str(REPO / "config" / "config.yaml"), str(bad)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: config: unknown key 'drfit' (did you mean 'drift'?)",
+        "error: config: seed: 'x' is not an integer",
+    ]
+
+
+def test_the_printed_defaults_are_a_valid_config_equal_to_the_schemas(tmp_path, capsys):
+    import yaml
+
+    from minivess_bundle import cli
+
+    assert cli.main(["config", "--defaults"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed == cfg.default("") and printed["synthetic"]["size_xy"] == 128
+    path = tmp_path / "defaults.yaml"
+    path.write_text(yaml.safe_dump(printed))
+    assert cli.main(["config", str(path)]) == 0

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .cmdline import bundle
+from .cmdline import bundle, config
 from .errors import MinivessError
 
 log = logging.getLogger("minivess_bundle")
@@ -618,6 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_drift_set)
 
     bundle.add_parser(sub)
+    config.add_parser(sub)
 
     p = sub.add_parser("verify", help=cmd_verify.__doc__)
     p.add_argument("paths", nargs="+", help="a bag folder and/or its .tar", metavar="path")

@@ -106,7 +106,7 @@ def _node(path: str) -> Mapping[str, Any]:
 
 
 def _default_of(node: Mapping[str, Any]) -> Any:
-    value = copy.deepcopy(node.get("default"))
+    value = copy.deepcopy(node.get("default", {} if "properties" in node else None))
     if isinstance(value, dict) and "properties" in node:
         for key, child in node["properties"].items():
             if key not in value and ("default" in child or "properties" in child):
