@@ -105,5 +105,6 @@ def test_the_cli_imports_no_stage_module_until_a_command_runs():
         "minivess_bundle.cli",
         "minivess_bundle.cmdline",
         "minivess_bundle.cmdline.bundle",
+        "minivess_bundle.cmdline.config",
         "minivess_bundle.errors",
     }, loaded
