@@ -108,3 +108,16 @@ def test_the_cli_imports_no_stage_module_until_a_command_runs():
         "minivess_bundle.cmdline",
         "minivess_bundle.errors",
     }, loaded
+
+
+def test_the_validate_rules_are_the_block_without_its_policy_and_the_record_is_whole():
+    from minivess_bundle.config import schema, validation_rules
+    from minivess_bundle.release import stage_record
+
+    config = validated({"validate": {"on_invalid": "fail", "foreground_fraction": [0.01, 0.4]}})
+    keys = set(schema()["properties"]["validate"]["properties"])
+    assert set(validation_rules(config)) == keys - {"on_invalid"}
+    assert validation_rules(config)["foreground_fraction"] == [0.01, 0.4]
+    record = stage_record(config)
+    assert record["validate"] == config["validate"] and record["validate"]["on_invalid"] == "fail"
+    assert record["drift"] == config["drift"] and record["fetch"] == {"source": "synthetic"}

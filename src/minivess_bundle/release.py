@@ -105,21 +105,10 @@ SECTION_NAMES = ("raw", "processed", "drift", "quarantine")
 
 def stage_record(config: Mapping[str, Any]) -> dict[str, Any]:
     """What each stage did, by the config (provenance's ``stages``)."""
-    validate = config["validate"]
     return {
         "fetch": {"source": config["source"]},
         "rename": {"method": "verified copy, bytes untouched"},
-        "validate": {
-            key: validate[key]
-            for key in (
-                "modality",
-                "source_units",
-                "image_dtype",
-                "label_dtype",
-                "foreground_fraction",
-                "on_invalid",
-            )
-        },
+        "validate": dict(config["validate"]),
         "resample": config["resample"],
         "drift": config["drift"],
         "compression": config["compression"],

@@ -21,7 +21,10 @@ warnings.filterwarnings(
 )
 
 from minivess_bundle import layout, resources  # noqa: E402
-from minivess_bundle.config import validated as validated_config  # noqa: E402
+from minivess_bundle.config import (  # noqa: E402
+    validated as validated_config,
+    validation_rules,
+)
 from minivess_bundle.release import release_spec  # noqa: E402
 from minivess_bundle.spec import to_json as spec_json  # noqa: E402
 from minivess_bundle.layout import staged, renamed, processed  # noqa: E402
@@ -118,19 +121,7 @@ def fetch_mem_mb(wildcards, attempt):
     return resources.synthetic_mem_mb(size["size_xy"], size["max_z"], attempt)
 
 
-VALIDATION_RULES = json.dumps(
-    {
-        key: config["validate"][key]
-        for key in (
-            "modality",
-            "source_units",
-            "image_dtype",
-            "label_dtype",
-            "foreground_fraction",
-        )
-    },
-    sort_keys=True,
-)
+VALIDATION_RULES = json.dumps(validation_rules(config), sort_keys=True)
 RESAMPLE_SPACING = (
     "native"
     if config["resample"]["target_spacing_um"] == "native"
