@@ -29,6 +29,7 @@ from typing import Any
 
 from . import __version__
 from .errors import BundleError
+from .layout import BAG_SECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,8 @@ class ReleaseSpec:
         return cls(**values)
 
 
-#: The bag's file sections, each a :class:`Section` of :class:`ReleaseSpec`.
-SECTION_NAMES = ("raw", "processed", "drift", "quarantine")
+#: The bag's file sections, each a :class:`Section` of :class:`ReleaseSpec` (the layout's).
+SECTION_NAMES = BAG_SECTIONS
 
 
 def stage_record(config: Mapping[str, Any]) -> dict[str, Any]:
