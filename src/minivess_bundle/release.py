@@ -30,6 +30,7 @@ from typing import Any
 from . import __version__
 from .errors import BundleError
 from .layout import BAG_SECTIONS
+from .volumes import renamed_names
 
 log = logging.getLogger(__name__)
 
@@ -213,11 +214,12 @@ def resample_lineage(records: Sequence[str | Path], with_raw: bool) -> list[dict
     for path in sorted(records, key=lambda p: Path(p).name):
         vol = Path(path).name.removesuffix(".json")
         record = json.loads(Path(path).read_text())
-        for role, sub in (("image", "imagesTr"), ("label", "labelsTr")):
+        names = renamed_names(vol)  # imagesTr/<vol>.nii.gz, labelsTr/<vol>.nii.gz
+        for role in ("image", "label"):
             lineage.append(
                 {
-                    "file": f"processed/{sub}/{vol}.nii.gz",
-                    "source": f"raw/{sub}/{vol}.nii.gz" if with_raw else None,
+                    "file": f"processed/{names[role]}",
+                    "source": f"raw/{names[role]}" if with_raw else None,
                     "rule": "resample",
                     "parameters": {
                         "target_spacing": record.get("target_spacing"),

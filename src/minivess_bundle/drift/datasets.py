@@ -13,6 +13,7 @@ from typing import Any
 
 from ..dataset import CHANNEL_NAMES, LABELS
 from ..errors import DriftError
+from ..volumes import renamed_names
 
 
 def set_dataset(
@@ -36,7 +37,7 @@ def variant_dataset_json(kind: str, level_dir: str, entries: Sequence[dict]) -> 
     """The ``dataset.json`` of one variant set (the drifted files beside it)."""
     volumes = sorted(e["volume"] for e in entries)
     training = [
-        {"image": f"./imagesTr/{v}.nii.gz", "label": f"./labelsTr/{v}.nii.gz"} for v in volumes
+        {role: f"./{renamed_names(v)[role]}" for role in ("image", "label")} for v in volumes
     ]
     severities = sorted({e["severity"] for e in entries})
     return set_dataset(kind, level_dir, "variant set", training, {"severities": severities})
@@ -56,8 +57,7 @@ def set_pool(
     return {
         vol: {
             "foreground_fraction": float(fractions[vol]),
-            "image": root / "imagesTr" / f"{vol}.nii.gz",
-            "label": root / "labelsTr" / f"{vol}.nii.gz",
+            **{role: root / renamed_names(vol)[role] for role in ("image", "label")},
         }
         for vol in pool
     }

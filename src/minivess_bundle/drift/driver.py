@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DriftError
+from ..volumes import renamed_names
 from .base import severity_for_level
 from .datasets import variant_dataset_json
 from .kinds import check_kind
@@ -73,8 +74,8 @@ def generate_drifted_dataset(
             VariantFiles(
                 pairs[volume]["image"],
                 pairs[volume]["label"],
-                output_dir / kind / str(level) / "imagesTr" / f"{volume}.nii.gz",
-                output_dir / kind / str(level) / "labelsTr" / f"{volume}.nii.gz",
+                output_dir / kind / str(level) / renamed_names(volume)["image"],
+                output_dir / kind / str(level) / renamed_names(volume)["label"],
                 source_dir,
                 output_dir,
             )
