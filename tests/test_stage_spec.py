@@ -121,3 +121,14 @@ def test_the_validate_rules_are_the_block_without_its_policy_and_the_record_is_w
     record = stage_record(config)
     assert record["validate"] == config["validate"] and record["validate"]["on_invalid"] == "fail"
     assert record["drift"] == config["drift"] and record["fetch"] == {"source": "synthetic"}
+
+
+def test_a_drift_job_reads_no_yaml_at_start_up():
+    """The plan's defaults come from the schema when first asked for: importing the drift
+    package (every drift job does) loads neither PyYAML nor jsonschema."""
+    code = (
+        "import sys, minivess_bundle.drift, minivess_bundle.cli; "
+        "print(sorted({'yaml', 'jsonschema', 'difflib'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -18,7 +18,6 @@ switches drift off. Anything else is left as it is for the schema to judge.
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import os
 import re
@@ -96,7 +95,13 @@ def recorded(config: Mapping[str, Any]) -> dict[str, Any]:
 
 @functools.cache
 def _schema() -> dict[str, Any]:
-    return load_yaml(SCHEMA_PATH)
+    """The schema, read once per process with libyaml where present (a job that needs a
+    default pays ~ms; the duplicate-key check of the file is a test's)."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with open(SCHEMA_PATH, encoding="utf-8") as handle:
+        return yaml.load(handle, Loader=loader)  # noqa: S506 - a safe loader
 
 
 def schema() -> dict[str, Any]:
@@ -200,6 +205,8 @@ def _where(path) -> str:
 
 
 def _suggest(word: Any, choices) -> str:
+    import difflib
+
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

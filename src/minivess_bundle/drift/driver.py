@@ -14,11 +14,12 @@ from typing import Any
 
 from ..errors import DriftError
 from ..volumes import renamed_names
+from . import plan
 from .base import severity_for_level
 from .datasets import variant_dataset_json
 from .kinds import check_kind
 from .manifest import DriftManifest
-from .plan import DEFAULTS, plan_groups, plan_sets, reference_volumes, with_defaults
+from .plan import plan_groups, plan_sets, reference_volumes, with_defaults
 from .variant import Compression, VariantFiles, VariantSpec, generate_drift_levels
 
 #: Keys of the driver beyond the config's ``drift:`` block (whose keys are the plan's).
@@ -39,7 +40,7 @@ def generate_drifted_dataset(
     from ..fsio import write_json_atomic
     from ..loader import discover_nifti_pairs
 
-    known = (*DEFAULTS, *DRIVER_KEYS)
+    known = (*plan.DEFAULTS, *DRIVER_KEYS)
     unknown = set(drift_config) - set(known)
     if unknown:
         raise DriftError(

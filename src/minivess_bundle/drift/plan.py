@@ -13,8 +13,18 @@ from dataclasses import dataclass, field
 from ..config import default
 from .kinds import KINDS, SET_KINDS
 
-#: The config schema's defaults of the ``drift:`` block (``types: all``: every kind).
-DEFAULTS: dict = default("drift")
+
+def _defaults() -> dict:
+    """The config schema's defaults of the ``drift:`` block (``types: all``: every kind)."""
+    return default("drift")
+
+
+def __getattr__(name: str):
+    """``DEFAULTS``: the schema's defaults of the ``drift:`` block, read when first asked
+    for (a drift job that never needs them never parses the schema)."""
+    if name == "DEFAULTS":
+        return _defaults()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: Kinds whose variants of one volume are made by one job writing every configured
@@ -57,9 +67,10 @@ class DriftGroup:
 def with_defaults(drift_config: Mapping) -> dict:
     """``drift_config`` with the schema's defaults filled in (gradual merged key by key)
     and ``types: all`` spelled out as every kind of the registry, in its order."""
-    merged = {**DEFAULTS, **dict(drift_config)}
+    defaults = _defaults()
+    merged = {**defaults, **dict(drift_config)}
     for key in ("gradual", "compound"):
-        merged[key] = {**DEFAULTS[key], **dict(drift_config.get(key, {}))}
+        merged[key] = {**defaults[key], **dict(drift_config.get(key, {}))}
     if merged["types"] == "all":
         merged["types"] = list(KINDS)
     return merged
