@@ -63,7 +63,10 @@ PER_VOLUME = ("fetch", "rename", "validate", "resample", "drift", "place")
 # --------------------------------------------------------------------------- drift plan
 
 
+from minivess_bundle.config import validated  # noqa: E402
 from minivess_bundle.drift.plan import plan_groups  # noqa: E402  (the workflow's own plan)
+from minivess_bundle.resample import ResampleSpec  # noqa: E402
+from minivess_bundle.spec import to_json as spec_json  # noqa: E402
 
 
 def drift_variants(
@@ -555,6 +558,10 @@ def startup_real(scratch: Path) -> dict[str, float]:
     staged = write_synthetic_volume(scratch / "staging", "mv05", SEED, size_xy=32, max_z=32)
     cli = str(Path(sys.executable).parent / "minivess-bundle")
     rules = json.dumps({"foreground_fraction": [0.001, 0.5], "modality": "microscopy"})
+    # the workflow's resample spec, 1 um isotropic, no voxel limit
+    resample_config = validated({"compression": {"codec": CODEC, "level": LEVEL}})
+    resample_config["resample"]["max_output_voxels"] = 0
+    resample_spec = spec_json(ResampleSpec.from_config(resample_config))
     o = scratch
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
@@ -563,10 +570,7 @@ def startup_real(scratch: Path) -> dict[str, float]:
                                  staged["label"], "--metadata", staged["metadata"], "--rules",
                                  rules, "--on-invalid", "quarantine", "--out", str(o / "v.json")],
         "resample (32^3 pair)": [cli, "resample", "mv05", "--image", staged["image"], "--label",
-                                 staged["label"], "--spacing", "1", "1", "1",
-                                 "--image-interpolator", "linear", "--label-interpolator",
-                                 "nearest", "--max-output-voxels", "0", "--source-units", "um",
-                                 "--threads", "1", "--codec", CODEC, "--level", str(LEVEL),
+                                 staged["label"], "--spec", resample_spec, "--threads", "1",
                                  "--out-image",
                                  str(o / "p_i.nii.gz"), "--out-label", str(o / "p_l.nii.gz"),
                                  "--record", str(o / "r.json")],

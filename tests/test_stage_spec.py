@@ -132,3 +132,28 @@ def test_a_drift_job_reads_no_yaml_at_start_up():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_resample_spec_fields_are_the_config_keys_and_round_trip():
+    """ResampleSpec's fields are the schema's keys (resample block, validate.source_units,
+    compression block): a key added to one and not the other fails here, by name."""
+    import dataclasses
+
+    from minivess_bundle.config import schema
+    from minivess_bundle.resample import ResampleSpec
+
+    properties = schema()["properties"]
+    keys = {
+        *properties["resample"]["properties"],
+        "source_units",
+        *properties["compression"]["properties"],
+    }
+    assert {f.name for f in dataclasses.fields(ResampleSpec)} == keys
+    config = validated({"resample": {"target_spacing_um": [0.5, 0.5, 2]}})
+    stage = ResampleSpec.from_config(config)
+    assert stage.target_spacing_um == (0.5, 0.5, 2.0) and stage.source_units == "um"
+    assert spec.read(ResampleSpec, spec.to_json(stage)) == stage
+    native = ResampleSpec.from_config(validated({"resample": {"target_spacing_um": "native"}}))
+    assert spec.read(ResampleSpec, spec.to_json(native)).target_spacing_um == "native"
+    rule = (REPO / "workflow" / "rules" / "resample.smk").read_text()
+    assert re.findall(r"^        (\w+)=", rule[rule.index("    params:") :], re.M)[:1] == ["spec"]

@@ -43,23 +43,24 @@ def cmd_resample(args: argparse.Namespace) -> None:
     """Resample one validated pair onto the target grid (z-slabs, streamed gzip)."""
     import json
 
+    from . import spec
     from .fsio import write_json_atomic
-    from .resample import resample_pair
+    from .resample import ResampleSpec, resample_pair
 
-    spacing = "native" if args.spacing == ["native"] else [float(v) for v in args.spacing]
+    stage = spec.read(ResampleSpec, args.spec)
     record = resample_pair(
         args.volume,
         args.image,
         args.label,
         args.out_image,
         args.out_label,
-        spacing,
-        args.image_interpolator,
-        args.label_interpolator,
-        args.codec,
-        args.level,
-        args.max_output_voxels or None,
-        args.source_units,
+        stage.target_spacing_um,
+        stage.image_interpolator,
+        stage.label_interpolator,
+        stage.codec,
+        stage.level,
+        stage.max_output_voxels or None,
+        stage.source_units,
         threads=args.threads,
     )
     if args.record:
@@ -276,20 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("resample", help=cmd_resample.__doc__)
     p.add_argument("volume", type=_volume)
+    p.add_argument("--spec", required=True, help="the resample spec (ResampleSpec) as JSON")
     p.add_argument("--image", required=True)
     p.add_argument("--label", required=True)
-    p.add_argument(
-        "--spacing",
-        nargs="+",
-        required=True,
-        help="target spacing in um (x y z, or one value), or 'native'",
-    )
-    p.add_argument("--image-interpolator", choices=("linear", "bspline"), required=True)
-    p.add_argument("--label-interpolator", choices=("nearest", "label_gaussian"), required=True)
-    p.add_argument("--max-output-voxels", type=int, required=True, help="0: no limit")
-    p.add_argument("--source-units", choices=("um", "mm", "nm", "m"), required=True)
     p.add_argument("--threads", type=int, required=True)
-    _add_compression(p)
     p.add_argument("--out-image", required=True)
     p.add_argument("--out-label", required=True)
     p.add_argument("--record", default="", help="write what was done as JSON here")

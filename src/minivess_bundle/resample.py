@@ -42,7 +42,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -693,6 +694,41 @@ def _plan_grid(
             "raise the limit or choose a coarser spacing",
         )
     return grid
+
+
+@dataclass(frozen=True)
+class ResampleSpec:
+    """The resample stage's parameters: its fields are the config's keys (``resample``,
+    ``validate.source_units``, ``compression``), so :meth:`from_config` maps them by name
+    and the rule passes this one spec (``minivess-bundle resample --spec``)."""
+
+    target_spacing_um: str | tuple[float, ...]
+    image_interpolator: str
+    label_interpolator: str
+    max_output_voxels: int
+    source_units: str
+    codec: str
+    level: int
+
+    STAGE = "resample"
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ResampleSpec:
+        """The spec of a validated config."""
+        return cls.from_dict(
+            {
+                **config["resample"],
+                "source_units": config["validate"]["source_units"],
+                **config["compression"],
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ResampleSpec:
+        """The spec from its JSON shape (a spacing list becomes a tuple of floats)."""
+        spacing = data["target_spacing_um"]
+        spacing = spacing if spacing == "native" else tuple(float(v) for v in spacing)
+        return cls(**{**data, "target_spacing_um": spacing})
 
 
 def resample_pair(

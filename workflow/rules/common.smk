@@ -26,6 +26,7 @@ from minivess_bundle.config import (  # noqa: E402
     validation_rules,
 )
 from minivess_bundle.release import release_spec  # noqa: E402
+from minivess_bundle.resample import ResampleSpec  # noqa: E402
 from minivess_bundle.spec import to_json as spec_json  # noqa: E402
 from minivess_bundle.layout import staged, renamed, processed  # noqa: E402
 from minivess_bundle.drift.kinds import KINDS  # noqa: E402
@@ -122,11 +123,8 @@ def fetch_mem_mb(wildcards, attempt):
 
 
 VALIDATION_RULES = json.dumps(validation_rules(config), sort_keys=True)
-RESAMPLE_SPACING = (
-    "native"
-    if config["resample"]["target_spacing_um"] == "native"
-    else " ".join(str(float(v)) for v in config["resample"]["target_spacing_um"])
-)
+#: The resample stage's one spec (resample.ResampleSpec), the same for every volume.
+RESAMPLE_SPEC = spec_json(ResampleSpec.from_config(config))
 
 
 def fixed_mem_mb(mem_mb):
