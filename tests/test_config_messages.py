@@ -147,7 +147,7 @@ def test_source_paths_are_named_by_their_config_key(tmp_path):
     assert problems(source="zip", zip={"path": str(missing)}) == [
         f"config: zip.path: no such file '{missing}' (source: zip)"
     ]
-    assert problems(source="zip")[0].startswith("config: zip.path: empty but source is 'zip'")
+    assert problems(source="zip")[0].startswith("config: zip.path is empty but source is 'zip'")
     assert problems(source="dir", dir={"path": str(missing)}) == [
         f"config: dir.path: no such folder '{missing}' (source: dir)"
     ]

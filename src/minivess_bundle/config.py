@@ -296,7 +296,7 @@ def source_problems(config: Mapping[str, Any]) -> list[str]:
         path = config["zip"].get("path", "")
         if not path:
             problems.append(
-                "zip.path: empty but source is 'zip'; set it, e.g. "
+                "zip.path is empty but source is 'zip'; set it, e.g. "
                 "--config source=zip zip='{path: /data/d-....zip}' (or zip.url)"
             )
         elif not os.path.isfile(path):
@@ -305,7 +305,7 @@ def source_problems(config: Mapping[str, Any]) -> list[str]:
         path = config["dir"].get("path", "")
         if not path:
             problems.append(
-                "dir.path: empty but source is 'dir'; set it, e.g. "
+                "dir.path is empty but source is 'dir'; set it, e.g. "
                 "--config source=dir dir='{path: /data/minivess}'"
             )
         elif not os.path.isdir(path):
