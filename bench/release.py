@@ -63,7 +63,10 @@ PER_VOLUME = ("fetch", "rename", "validate", "resample", "drift", "place")
 # --------------------------------------------------------------------------- drift plan
 
 
-from minivess_bundle.drift.plan import plan_jobs  # noqa: E402  (the workflow's own plan)
+from minivess_bundle.core.spec import to_json as spec_json  # noqa: E402
+from minivess_bundle.drift.plan import plan_groups  # noqa: E402  (the workflow's own plan)
+from minivess_bundle.resample import ResampleSpec  # noqa: E402
+from minivess_bundle.settings import validated  # noqa: E402
 
 
 def drift_variants(
@@ -498,16 +501,14 @@ def same_work_floor(release: Path, volumes: list[str], out: Path, procs: int) ->
     rows = [_write(bag, f"data/raw/metadata/{EBRAINS_LICENCE}", licence)]
     reports: dict = {}
     by_size = sorted(volumes, key=lambda v: -(release / "raw" / f"{v}.nii.gz").stat().st_size)
-    jobs = plan_jobs(volumes, default_drift_config())
-    grouped: dict[tuple[str, str], list] = defaultdict(list)
-    for job in jobs:
-        grouped[(job.volume, job.kind)].append(job)
+    groups = plan_groups(volumes, default_drift_config())
     with ProcessPoolExecutor(procs) as pool:
         futures = {v: pool.submit(_volume_task, (release, bag, v)) for v in by_size}
         drift_futures = []
-        for (volume, kind), levels in grouped.items():
-            futures[volume].result()  # its processed pair must exist first
-            drift_futures.append(pool.submit(_drift_task, (bag, volume, kind, levels)))
+        for group in groups:
+            futures[group.volume].result()  # its processed pair must exist first
+            task = (bag, group.volume, group.kind, group.jobs())
+            drift_futures.append(pool.submit(_drift_task, task))
         for future in list(futures.values()) + drift_futures:
             written, report = future.result()
             rows += written
@@ -538,7 +539,7 @@ def same_work_floor(release: Path, volumes: list[str], out: Path, procs: int) ->
         "cpu": cpu,
         "files": len(rows),
         "payload": written,
-        "drift_jobs": len(jobs),
+        "drift_jobs": sum(len(group.levels) for group in groups),
     }
 
 
@@ -553,6 +554,10 @@ def startup_real(scratch: Path) -> dict[str, float]:
     staged = write_synthetic_volume(scratch / "staging", "mv05", SEED, size_xy=32, max_z=32)
     cli = str(Path(sys.executable).parent / "minivess-bundle")
     rules = json.dumps({"foreground_fraction": [0.001, 0.5], "modality": "microscopy"})
+    # the workflow's resample spec, 1 um isotropic, no voxel limit
+    resample_config = validated({"compression": {"codec": CODEC, "level": LEVEL}})
+    resample_config["resample"]["max_output_voxels"] = 0
+    resample_spec = spec_json(ResampleSpec.from_config(resample_config))
     o = scratch
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
@@ -561,10 +566,7 @@ def startup_real(scratch: Path) -> dict[str, float]:
                                  staged["label"], "--metadata", staged["metadata"], "--rules",
                                  rules, "--on-invalid", "quarantine", "--out", str(o / "v.json")],
         "resample (32^3 pair)": [cli, "resample", "mv05", "--image", staged["image"], "--label",
-                                 staged["label"], "--spacing", "1", "1", "1",
-                                 "--image-interpolator", "linear", "--label-interpolator",
-                                 "nearest", "--max-output-voxels", "0", "--source-units", "um",
-                                 "--threads", "1", "--codec", CODEC, "--level", str(LEVEL),
+                                 staged["label"], "--spec", resample_spec, "--threads", "1",
                                  "--out-image",
                                  str(o / "p_i.nii.gz"), "--out-label", str(o / "p_l.nii.gz"),
                                  "--record", str(o / "r.json")],
