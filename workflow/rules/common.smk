@@ -142,6 +142,26 @@ def fixed_mem_mb(mem_mb):
     return lambda wildcards, attempt: resources.for_attempt(mem_mb, attempt)
 
 
+def _submission_group(stage, vol):
+    """The group of ``vol``'s ``stage`` jobs (resources.submission_group), registered under
+    ``stage`` the way Snakemake registers a group with wildcards, so that profiles/slurm's
+    ``group-components: [prepare=N]`` joins the chains of one group (its volumes') into
+    one submission. Groups are inactive in a local run."""
+    group = resources.submission_group(stage, vol, VOLUMES)
+    workflow.parent_groupids[group] = stage
+    return group
+
+
+def prepare_group(wildcards):
+    """SLURM: one submission runs fetch -> rename -> validate of a few volumes."""
+    return _submission_group(resources.GROUP_PREPARE, wildcards.vol)
+
+
+def process_group(wildcards):
+    """SLURM: one submission runs resample -> drift of the same few volumes."""
+    return _submission_group(resources.GROUP_PROCESS, wildcards.vol)
+
+
 def validate_mem_mb(wildcards, input, attempt):
     """Validation holds image and mask (plus float statistics): from the header, for at
     most the voxels the file can hold (an untrusted header cannot inflate it)."""

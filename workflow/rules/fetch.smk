@@ -17,6 +17,8 @@ if SOURCE != "ebrains":
             "logs/fetch/{vol}.log",
         benchmark:
             "benchmarks/fetch/{vol}.tsv"
+        group:
+            prepare_group
         conda:
             ENV
         container:
@@ -107,6 +109,8 @@ if SOURCE == "ebrains":
             "logs/fetch/{vol}.log",
         benchmark:
             "benchmarks/fetch/{vol}.tsv"
+        group:
+            prepare_group
         conda:
             ENV
         container:

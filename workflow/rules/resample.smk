@@ -16,6 +16,8 @@ rule resample:
         "logs/resample/{vol}.log",
     benchmark:
         "benchmarks/resample/{vol}.tsv"
+    group:
+        process_group
     conda:
         ENV
     container:
