@@ -145,15 +145,18 @@ REPORT_MIPS_BASE_MB = 300
 REPORT_MIPS_BYTES_PER_VOXEL = 4
 
 
-def report_mips_mem_mb(paths: list[str | Path], attempt: int = 1) -> int:
-    """Memory of drawing the MIPs of the volumes at ``paths`` one after the other: the
-    largest one's, from its header; :data:`FALLBACK_MB` when none can be read yet."""
+def report_mips_mem_mb(paths: list[str | Path], attempt: int = 1, threads: int = 1) -> int:
+    """Memory of drawing the MIPs of the volumes at ``paths``, ``threads`` at a time: the
+    largest one's, from its header, once per worker; :data:`FALLBACK_MB` per worker when
+    none can be read yet."""
+    workers = max(1, int(threads))
     largest = 0
     for path in paths:
         try:
             largest = max(largest, plausible_voxels(path)[1])
         except Exception:  # not there yet or unreadable: the job itself reports it
-            return for_attempt(FALLBACK_MB, attempt)
+            return for_attempt(FALLBACK_MB * workers, attempt)
     if not largest:
-        return for_attempt(FALLBACK_MB, attempt)
-    return for_attempt(REPORT_MIPS_BASE_MB + largest * REPORT_MIPS_BYTES_PER_VOXEL / 2**20, attempt)
+        return for_attempt(FALLBACK_MB * workers, attempt)
+    one = REPORT_MIPS_BASE_MB + largest * REPORT_MIPS_BYTES_PER_VOXEL / 2**20
+    return for_attempt(one * workers, attempt)

@@ -74,6 +74,8 @@ rule verify_bundle:
         BUNDLE["verified"],
     log:
         "logs/bundle/verify.log",
+    benchmark:
+        "benchmarks/verify_bundle/verify_bundle.tsv"
     conda:
         ENV
     container:

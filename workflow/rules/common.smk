@@ -447,11 +447,12 @@ def report_mip_inputs(wildcards):
     }
 
 
-def report_mips_mem_mb(wildcards, input, attempt):
-    """The MIP job holds one volume (and its mask) at a time: the largest, from its header."""
+def report_mips_mem_mb(wildcards, input, threads, attempt):
+    """Each of the MIP job's workers holds one volume (and its mask) at a time: the
+    largest, from its header, per worker."""
     root = f"{layout.PROCESSED_ROOT}/imagesTr/"  # (none listed yet in a dry run)
     images = [str(path) for path in input if str(path).startswith(root)]
-    return resources.report_mips_mem_mb(images, attempt)
+    return resources.report_mips_mem_mb(images, attempt, threads)
 
 
 def omezarr_mem_mb(wildcards, input, attempt):

@@ -26,6 +26,7 @@ rule report_mips:
     benchmark:
         "benchmarks/report_mips/report_mips.tsv"
     priority: 1  # before waiting drift jobs: off the serial tail
+    threads: 2  # volumes drawn at once (capped by --cores; more with --set-threads)
     conda:
         ENV
     container:
@@ -39,7 +40,7 @@ rule report_mips:
     shell:
         "minivess-bundle report-mips --validation-report {input.validation_report:q} "
         "--before {params.before:q} --after {params.after:q} --mip-dir {output.mips:q} "
-        "> {log:q} 2>&1"
+        "--threads {threads} > {log:q} 2>&1"
 
 
 rule report_figures:
