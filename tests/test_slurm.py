@@ -121,8 +121,8 @@ def _planned_jobs(output: str) -> list[tuple[str, str, str]]:
         elif current and re.match(r" {4,8}wildcards: ", line):
             pairs = line.strip().removeprefix("wildcards: ").split(", ")
             current[2] = "_".join(pair.split("=", 1)[1] for pair in pairs)
-        elif line and not line.startswith(" ") and not line.startswith("Shell command"):
-            current, group = None, "" if not line.startswith("[") else group
+        elif re.fullmatch(r"local(?:rule|checkpoint) \w+:", line):
+            current, group = None, ""
     return [tuple(job) for job in jobs]
 
 
@@ -266,19 +266,23 @@ def test_failed_slurm_job_is_reported_with_its_slurm_log(tmp_path):
     output = result.stdout + result.stderr
     _cancel(_run_id(output))
     assert result.returncode == 1, output[-4000:]
-    failed = re.search(r"SLURM-job '(\d+)' failed, SLURM status is: 'FAILED'", output)
-    assert failed, output[-4000:]
-    # The rule's error block names the SLURM log of that job beside the rule's own log.
-    logs = re.findall(
-        r"^\s+log: logs/fetch/mv01\.log, (\S+/\.snakemake/slurm_logs/rule_fetch/mv01/(\d+)\.log)",
+    # The group's error block names its SLURM log, then each job of it with its own log.
+    group = submission_group(GROUP_PREPARE, "mv01", ["mv01"])
+    assert group == "prepare_mv01"
+    block = re.search(
+        rf"^\s+message: Error in group {group}\n\s+log: (\S+/\.snakemake/slurm_logs/"
+        rf"group_{group}_fetch_rename_validate/(\d+)\.log) \(check log file",
         output,
         re.M,
     )
-    assert logs, output[-4000:]
-    slurm_log, job_id = Path(logs[0][0]), logs[0][1]
+    assert block, output[-4000:]
+    assert re.search(
+        r"^\s+rule fetch:\n(?:\s+\w+: .*\n)*?\s+log: logs/fetch/mv01\.log", output, re.M
+    )
+    slurm_log, job_id = Path(block.group(1)), block.group(2)
     assert slurm_log.is_file() and slurm_log.is_relative_to(workdir)
     assert "Error in rule fetch" in slurm_log.read_text()
     assert "mv01: fetch: not a ZIP archive" in (workdir / "logs/fetch/mv01.log").read_text()
     jobs = {job["id"]: job for job in _sacct_jobs(_run_id(output))}
-    assert jobs[job_id]["comment"] == "rule_fetch_wildcards_mv01"
+    assert jobs[job_id]["comment"] == f"rule_{group}_fetch_rename_validate"
     assert jobs[job_id]["state"] == "FAILED"
