@@ -377,7 +377,7 @@ def slurm_submissions(volumes: list[str], valid: list[str]) -> dict[str, list[st
 
 
 def slurm_grouped_projection(
-    workdir: Path, volumes: list[str], valid: list[str], queue_s: float
+    workdir: Path, volumes: list[str], valid: list[str], queue_s: float, cores: int = 0
 ) -> dict[str, float]:
     """Unlimited nodes, profiles/slurm's submissions (:func:`slurm_submissions`), each
     waiting ``queue_s`` and running its jobs on resources.GROUP_CORES cores (list scheduling
@@ -403,7 +403,7 @@ def slurm_grouped_projection(
             drift[parts[-1]].append(s)
         elif parts[0] in TAIL_SUBMITTED:
             tail[parts[0]] = s
-    cores = resources.GROUP_CORES
+    cores = cores or resources.GROUP_CORES  # the profile's `cores`: CPUs per submission
     groups = slurm_submissions(volumes, valid)
     members: dict[str, list[str]] = defaultdict(list)
     for vol in volumes:
@@ -853,8 +853,10 @@ def main(volumes_n: int | None, size: int, cores: int, keep: Path | None) -> Non
             f"{grouped['total']:.0f} s = prepare {grouped['prepare']:.0f} + process "
             f"{grouped['process']:.0f} + tail submitted {grouped['tail_submitted']:.0f}"
             + (target if queue == 60 else "")
-            + f"; with the tail local {local_tail:.0f} s; one job per rule, tail local "
-            f"(before the groups): {slurm_projection(wd, conc['tail'], queue):.0f} s"
+            + f"; with the tail local {local_tail:.0f} s; with 8 CPUs per submission "
+            f"(cores: 8) {slurm_grouped_projection(wd, volumes, valid, queue, 8)['total']:.0f} s; "
+            f"one job per rule, tail local (before the groups): "
+            f"{slurm_projection(wd, conc['tail'], queue):.0f} s"
         )
     print(
         f"physical floor: decoded {phys['inputs']} inputs ({phys['decoded_bytes'] / 1e9:.2f} GB), "
