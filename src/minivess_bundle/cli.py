@@ -169,7 +169,8 @@ def cmd_report_mips(args: argparse.Namespace) -> None:
     from .report import figures as report
 
     validation = json.loads(Path(args.validation_report).read_text())
-    report.volume_mips(args.mip_dir, validation["valid"], args.before, args.after)
+    threads = getattr(args, "threads", 1)  # (report-figures --mip-dir draws them in one)
+    report.volume_mips(args.mip_dir, validation["valid"], args.before, args.after, threads)
 
 
 def cmd_report_figures(args: argparse.Namespace) -> None:
@@ -347,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--before", required=True, help="the renamed tree")
     p.add_argument("--after", required=True, help="the processed tree")
     p.add_argument("--mip-dir", required=True, help="one <volume>.png each")
+    p.add_argument("--threads", type=int, default=1, help="volumes drawn at once (default 1)")
     p.set_defaults(func=cmd_report_mips)
 
     p = sub.add_parser("report-figures", help=cmd_report_figures.__doc__)

@@ -42,6 +42,8 @@ rule verify_bundle:
         BUNDLE["verified"],
     log:
         "logs/bundle/verify.log",
+    benchmark:
+        "benchmarks/verify_bundle/verify_bundle.tsv"
     conda:
         ENV
     threads: 2  # hashing in parallel (capped by --cores)

@@ -131,6 +131,26 @@ def fixed_mem_mb(mem_mb):
     return lambda wildcards, attempt: resources.for_attempt(mem_mb, attempt)
 
 
+def _submission_group(stage, vol):
+    """The group of ``vol``'s ``stage`` jobs (resources.submission_group), registered under
+    ``stage`` the way Snakemake registers a group with wildcards, so that profiles/slurm's
+    ``group-components: [prepare=N]`` joins the chains of one group (its volumes') into
+    one submission. Groups are inactive in a local run."""
+    group = resources.submission_group(stage, vol, VOLUMES)
+    workflow.parent_groupids[group] = stage
+    return group
+
+
+def prepare_group(wildcards):
+    """SLURM: one submission runs fetch -> rename -> validate of a few volumes."""
+    return _submission_group(resources.GROUP_PREPARE, wildcards.vol)
+
+
+def process_group(wildcards):
+    """SLURM: one submission runs resample -> drift of the same few volumes."""
+    return _submission_group(resources.GROUP_PROCESS, wildcards.vol)
+
+
 def validate_mem_mb(wildcards, input, attempt):
     """Validation holds image and mask (plus float statistics): from the header, for at
     most the voxels the file can hold (an untrusted header cannot inflate it)."""
@@ -417,11 +437,12 @@ def report_mip_inputs(wildcards):
     }
 
 
-def report_mips_mem_mb(wildcards, input, attempt):
-    """The MIP job holds one volume (and its mask) at a time: the largest, from its header."""
+def report_mips_mem_mb(wildcards, input, threads, attempt):
+    """Each of the MIP job's workers holds one volume (and its mask) at a time: the
+    largest, from its header, per worker."""
     root = f"{layout.PROCESSED_ROOT}/imagesTr/"  # (none listed yet in a dry run)
     images = [str(path) for path in input if str(path).startswith(root)]
-    return resources.report_mips_mem_mb(images, attempt)
+    return resources.report_mips_mem_mb(images, attempt, threads)
 
 
 def omezarr_mem_mb(wildcards, input, attempt):

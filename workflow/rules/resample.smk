@@ -16,6 +16,8 @@ rule resample:
         "logs/resample/{vol}.log",
     benchmark:
         "benchmarks/resample/{vol}.tsv"
+    group:
+        process_group
     conda:
         ENV
     # One thread: on 2 cores two resample jobs then run side by side. Measured on an
