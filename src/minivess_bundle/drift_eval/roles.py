@@ -16,18 +16,21 @@ The valid volumes of a build are split, at the level of volumes, into four disjo
 The evaluation pool (every volume but the training list) is shuffled with a seed derived
 from (seed, ``"drift_eval/roles"``, shuffle) and cut into ``folds`` near-equal folds;
 replication ``r`` is shuffle ``r // folds``, fold ``f = r % folds``: test = fold ``f``,
-calibration = fold ``f + 1`` (mod ``folds``), reference = the other folds. Over ``folds``
-replications every pool volume is a test volume once and a calibration volume once.
+calibration = the next ``calibration_folds`` folds (mod ``folds``), reference = the other
+folds. Over ``folds`` replications every pool volume is a test volume once.
 
 **How the counts trade off.** With all 70 volumes, training takes the authors' fold (23 or
 24 volumes, ample for a 3-D UNet on MiniVess) and the pool holds 46-47; with the default
-``folds = 5`` each replication has 9-10 test, 9-10 calibration and 28 reference volumes.
-More folds give more reference volumes but fewer test and calibration volumes per
-replication, so each null spans less of the between-volume variation and each FPR figure
-rests on fewer new volumes (the FPR's interval widens); fewer folds give the opposite and
-fewer replications per shuffle. A tiny build (e.g. 8 volumes: 2-3 training, 5-6 pool)
-gets ``min(folds, pool)`` folds of one or two volumes: every role still holds a volume,
-but its figures say little. Fewer than 3 pool volumes is an error.
+``folds = 5`` and ``calibration_folds = 2`` each replication has 9-10 test, 18-19
+calibration and 18-19 reference volumes. The calibration count matters most: volumes
+differ as wholes, so a statistic of a new volume is ranked against the null's volumes,
+and its false-alarm rate can only approach ``alpha`` once the null spans enough volumes
+(about ``1/alpha - 1`` = 19 at ``alpha = 0.05``; with 9 the rate on new volumes is near
+0.1 whatever the detector). More reference volumes make a detector's reference richer;
+more test volumes narrow the FPR and power intervals of one replication. A tiny build
+(e.g. 8 volumes: 2-3 training, 5-6 pool) gets ``min(folds, pool)`` folds of one or two
+volumes: every role still holds a volume, but its figures say little. Fewer than 3 pool
+volumes is an error.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from .sets import DriftEvalError, derive_seed
 
 #: default number of folds the evaluation pool is cut into (replications per shuffle)
 FOLDS = 5
+#: default number of folds the calibration role takes in each replication
+CALIBRATION_FOLDS = 2
 #: the smallest evaluation pool: one reference, one calibration and one test volume
 MIN_POOL = 3
 ROLE_NAMES = ("training", "reference", "calibration", "test")
@@ -102,6 +107,7 @@ def assign_roles(
     replication: int = 0,
     *,
     folds: int = FOLDS,
+    calibration_folds: int = CALIBRATION_FOLDS,
     training: Sequence[str] | None = None,
 ) -> Roles:
     """The roles of replication ``replication`` (0, 1, ...) of a run with ``seed``.
@@ -117,6 +123,15 @@ def assign_roles(
         raise DriftEvalError(f"roles: replication {replication!r}", expected="an integer >= 0")
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < MIN_POOL:
         raise DriftEvalError(f"roles: folds {folds!r}", expected=f"an integer >= {MIN_POOL}")
+    if (
+        isinstance(calibration_folds, bool)
+        or not isinstance(calibration_folds, int)
+        or not 1 <= calibration_folds <= folds - 2
+    ):
+        raise DriftEvalError(
+            f"roles: calibration_folds {calibration_folds!r} of {folds} folds",
+            expected=f"an integer 1..{folds - 2} (a test fold and a reference fold remain)",
+        )
     train = tuple(sorted(training)) if training is not None else training_volumes(vols, seed)
     stray = sorted(set(train) - set(vols))
     if stray:
@@ -131,13 +146,15 @@ def assign_roles(
             expected=f"at least {MIN_POOL} (one reference, one calibration, one test volume)",
         )
     k = min(folds, len(pool))
+    c = max(1, min(calibration_folds, k - 2))
     shuffle, fold = divmod(replication, k)
     rng = np.random.default_rng(derive_seed(seed, "drift_eval/roles", shuffle))
     order = [pool[i] for i in rng.permutation(len(pool))]
     cuts = [order[i::k] for i in range(k)]
     test = cuts[fold]
-    calibration = cuts[(fold + 1) % k]
-    reference = [v for i, c in enumerate(cuts) if i not in (fold, (fold + 1) % k) for v in c]
+    calibrating = {(fold + 1 + j) % k for j in range(c)}
+    calibration = [v for i in sorted(calibrating) for v in cuts[i]]
+    reference = [v for i, cut in enumerate(cuts) if i != fold and i not in calibrating for v in cut]
     return Roles(
         training=tuple(train),
         reference=tuple(sorted(reference)),

@@ -59,10 +59,18 @@ class Plan:
     variants: dict[tuple[str, int], dict[str, dict[str, Any]]] = field(default_factory=dict)
     #: volume -> {"image", "label", "image_sha256", "label_sha256"} (clean, processed)
     clean: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: (kind, level) -> {"kind", "severity", "target"}: what to apply in-process (gradual:
+    #: its base kind at the batch's severity) and which file the kind changes
+    recipes: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
 
     @property
     def groups(self) -> list[tuple[str, int]]:
         return sorted(self.variants)
+
+    @property
+    def volumes(self) -> list[str]:
+        """Every clean volume of the bundle (reference and held-out)."""
+        return sorted({*self.reference, *self.held_out})
 
 
 def derive_seed(global_seed: int, purpose: str, *parts: object) -> int:
@@ -125,6 +133,15 @@ def read_plan(bag: str | Path) -> Plan:
                 "label_sha256": label["clean"]["sha256"],
             },
         )
+        parameters = entry.get("parameters") or {}
+        plan.recipes.setdefault(
+            (kind, int(level)),
+            {
+                "kind": str(parameters.get("base", "intensity")) if kind == "gradual" else kind,
+                "severity": float(entry["severity"]),
+                "target": str(entry.get("target", "image")),
+            },
+        )
         plan.variants.setdefault((kind, int(level)), {})[vol] = {
             "image": str(data / "drift" / image["drifted"]["path"]),
             "label": str(data / "drift" / label["drifted"]["path"]),
@@ -149,12 +166,8 @@ def read_plan(bag: str | Path) -> Plan:
     return plan
 
 
-def read_checked(path: str | Path, sha256: str | None, volume: str) -> np.ndarray:
-    """The voxels of a NIfTI file (float32, x/y/z), its bytes checked against the manifest."""
-    import numpy as np
-
-    from ..nifti import read_array
-
+def check_file(path: str | Path, sha256: str | None, volume: str) -> Path:
+    """``path``, present and (where the manifest records one) with the recorded sha256."""
     path = Path(path)
     if not path.is_file():
         raise DriftEvalError(
@@ -169,13 +182,27 @@ def read_checked(path: str | Path, sha256: str | None, volume: str) -> np.ndarra
                 expected="the bytes the manifest records",
                 path=path,
             )
-    _, array = read_array(path, volume)
+    return path
+
+
+def _read_3d(path: Path, volume: str):
+    from ..nifti import read_array
+
+    image, array = read_array(path, volume)
     if array.ndim == 4 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim != 3:
         raise DriftEvalError(
             f"shape {array.shape}", volume=volume, expected="a 3-D volume", path=path
         )
+    return image, array
+
+
+def read_checked(path: str | Path, sha256: str | None, volume: str) -> np.ndarray:
+    """The voxels of a NIfTI file (float32, x/y/z), its bytes checked against the manifest."""
+    import numpy as np
+
+    _, array = _read_3d(check_file(path, sha256, volume), volume)
     return np.asarray(array, dtype=np.float32)
 
 
@@ -228,3 +255,35 @@ def draw_units(
             pools[vol] = list(rng.permutation(units_of[vol]))
         chosen.append(int(pools[vol].pop()))
     return chosen
+
+
+def draw_sample(
+    volumes: list[str],
+    units_of: dict[str, list[int]],
+    count: int,
+    rng: np.random.Generator,
+    volumes_per_sample: int,
+) -> list[int]:
+    """A sample of ``count`` units from ``min(count, volumes_per_sample, len(volumes))``
+    volumes drawn at random without replacement, units round-robin (:func:`draw_units`).
+
+    A batch a detector sees comes from a few volumes, and which volumes is part of the
+    chance: a null drawn this way spans the between-volume variation of its role."""
+    v = max(1, min(int(count), int(volumes_per_sample), len(volumes)))
+    chosen = [volumes[i] for i in sorted(rng.choice(len(volumes), size=v, replace=False))]
+    return draw_units(chosen, units_of, int(count), rng)
+
+
+def read_volume(plan: Plan, vol: str) -> dict[str, Any]:
+    """The clean ``image`` (its stored dtype), ``label`` and ``spacing`` (um) of ``vol``,
+    checked against the manifest's sha256 where it records one."""
+    from ..nifti import spacing_um
+
+    files = plan.clean[vol]
+    out: dict[str, Any] = {}
+    for role in ("image", "label"):
+        path = check_file(files[role], files.get(f"{role}_sha256"), vol)
+        header, out[role] = _read_3d(path, vol)
+        if role == "image":
+            out["spacing"] = spacing_um(header.header)
+    return out
