@@ -37,12 +37,13 @@ def test_roles_are_pairwise_disjoint_and_each_volume_is_tested_once_per_rotation
         sizes = [len(getattr(roles, n)) for n in ROLE_NAMES]
         assert sum(sizes) == 70
         assert len(set().union(*(getattr(roles, n) for n in ROLE_NAMES))) == 70
-        assert 9 <= len(roles.test) <= 10 and 9 <= len(roles.calibration) <= 10
-        assert 27 <= len(roles.reference) <= 29
+        # the default: 1 test fold, 2 calibration folds, 2 reference folds of 9-10 volumes
+        assert 9 <= len(roles.test) <= 10 and 18 <= len(roles.calibration) <= 20
+        assert 18 <= len(roles.reference) <= 20
         tested += roles.test
         calibrated += roles.calibration
     pool = sorted(set(ALL) - set(training_volumes(ALL, 20230301)))
-    assert sorted(tested) == pool and sorted(calibrated) == pool
+    assert sorted(tested) == pool and sorted(calibrated) == sorted(pool * 2)
 
 
 def test_roles_depend_on_seed_and_replication_only_and_reshuffle_after_a_rotation():
@@ -77,5 +78,11 @@ def test_overlapping_roles_and_bad_arguments_are_refused():
         assign_roles(ALL, 0, -1)
     with pytest.raises(DriftEvalError, match="folds 2"):
         assign_roles(ALL, 0, 0, folds=2)
+    # calibration_folds at its boundaries: 1 .. folds - 2
+    assert len(assign_roles(ALL, 0, 0, folds=5, calibration_folds=3).reference) in (9, 10)
+    with pytest.raises(DriftEvalError, match="calibration_folds 4 of 5 folds"):
+        assign_roles(ALL, 0, 0, folds=5, calibration_folds=4)
+    with pytest.raises(DriftEvalError, match="calibration_folds 0"):
+        assign_roles(ALL, 0, 0, calibration_folds=0)
     with pytest.raises(DriftEvalError, match=r"training volumes \['zz'\]"):
         assign_roles(ALL, 0, 0, training=["zz"])
