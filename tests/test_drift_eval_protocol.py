@@ -195,9 +195,9 @@ def test_the_feature_table_is_parquet_with_one_row_per_unit_and_role(runs, small
 
 
 def test_evidently_data_drift_preset_runs_as_a_plugin_row_of_the_benchmark(small_bag, tmp_path):
-    from minivess_bundle.drift_eval.detectors import EVIDENTLY_PRESET, _pandas_3_shim
+    from minivess_bundle.drift_eval.detectors import EVIDENTLY_PRESET, patch_pandas_for_evidently
 
-    _pandas_3_shim()
+    patch_pandas_for_evidently()
     require("evidently", "the evidently extra: pip install 'minivess-bundle[evidently]'")
     assert EVIDENTLY_PRESET == {"method": "ks", "threshold": 0.05, "drift_share": 0.5}
     config = {

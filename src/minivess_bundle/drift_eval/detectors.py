@@ -209,7 +209,7 @@ def c2st(reference: np.ndarray, test: np.ndarray, rng: np.random.Generator) -> O
 EVIDENTLY_PRESET = {"method": "ks", "threshold": 0.05, "drift_share": 0.5}
 
 
-def _pandas_3_shim() -> None:
+def patch_pandas_for_evidently() -> None:
     """Evidently 0.7 imports ``pandas.core.dtypes.common.infer_dtype_from_object``, which
     pandas 3 removed; give it pandas 2's meaning (the dtype's scalar type) before import."""
     import pandas as pd
@@ -232,7 +232,7 @@ def evidently_preset(reference: np.ndarray, test: np.ndarray, columns: Sequence[
     try:
         import pandas as pd
 
-        _pandas_3_shim()
+        patch_pandas_for_evidently()
         from evidently import DataDefinition, Dataset, Report
         from evidently.presets import DataDriftPreset
     except ImportError as exc:

@@ -167,3 +167,47 @@ def draw_all(result: dict[str, Any], figures: dict[str, str | Path]) -> None:
         false_alarms(result, figures["fpr"])
     if figures.get("difficulty"):
         difficulty_curve(result, figures["difficulty"])
+
+
+def markdown_table(result: dict[str, Any], fraction: float = 1.0) -> str:
+    """The benchmark table of a result as Markdown: one row per (detector, kind) at the
+    highest level, power at each n with its 95 % interval, then the detector's false-alarm
+    rate on new clean volumes at each n, and a harm AUROC column (``—`` until the harm
+    module fills ``result["harm"]["auroc"]``)."""
+    rows = [r for r in result["results"] if math.isclose(r["fraction"], fraction)]
+    sizes = sorted({r["n"] for r in rows})
+    top = {}
+    for r in rows:
+        top[r["kind"]] = max(top.get(r["kind"], r["level"]), r["level"])
+    fpr = {(r["detector"], r["n"]): r for r in result["false_positive_rate"]}
+    auroc = (result.get("harm") or {}).get("auroc") or {}
+
+    def cell(rate: float, interval: list[float]) -> str:
+        return f"{rate:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+    head = ["detector", "kind (level)", *(f"power n={n}" for n in sizes)]
+    head += [*(f"FPR n={n}" for n in sizes), "harm AUROC"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for det in sorted({r["detector"] for r in rows}):
+        for kind in sorted(top):
+            by_n = {
+                r["n"]: r
+                for r in rows
+                if r["detector"] == det and r["kind"] == kind and r["level"] == top[kind]
+            }
+            power = [
+                cell(by_n[n]["power"], by_n[n]["power_interval"]) if n in by_n else "—"
+                for n in sizes
+            ]
+            alarms = [
+                cell(fpr[(det, n)]["fpr"], fpr[(det, n)]["fpr_interval"])
+                if (det, n) in fpr
+                else "—"
+                for n in sizes
+            ]
+            harm = auroc.get(det, {}).get(kind) if isinstance(auroc.get(det), dict) else None
+            harm_text = "—" if harm is None else f"{harm}"
+            lines.append(
+                "| " + " | ".join([det, f"{kind} ({top[kind]})", *power, *alarms, harm_text]) + " |"
+            )
+    return "\n".join(lines) + "\n"
