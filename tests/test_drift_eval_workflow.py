@@ -81,6 +81,18 @@ def test_drift_eval_target_scores_every_detector_on_every_manifest_set(tmp_path)
     for row in result["false_positive_rate"]:
         assert row["within_tolerance"] == (row["fpr"] <= 0.05 + 0.05 + 1e-12)
         assert row["repetitions"] == 10 * 5
+    # the in-process drift of a test volume is the drift job's own: byte-equal voxels
+    import numpy as np
+
+    from minivess_bundle.drift_eval.protocol import drifted_image
+    from minivess_bundle.drift_eval.sets import read_plan, read_volume
+    from minivess_bundle.nifti import read_array
+
+    plan = read_plan(workdir / "results/bundle/minivess-0.1.0")
+    recipe = {**plan.recipes[("noise", 1)], "stream": "noise"}
+    ours = drifted_image(recipe, read_volume(plan, "mv05"), "mv05", result["design"]["seed"])
+    _, theirs = read_array(plan.variants[("noise", 1)]["mv05"]["image"])
+    assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
     # the per-unit table loads in pandas, one row per unit and role
     frame = pd.read_parquet(workdir / "results/drift_eval/features.parquet")
     assert set(frame["role"]) == {"reference", "calibration", "test"}

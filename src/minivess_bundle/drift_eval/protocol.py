@@ -248,7 +248,7 @@ def drifted_image(recipe: dict[str, Any], volume: dict[str, Any], vol: str, glob
 
     kind = recipe["kind"]
     seed = drift_seed(int(global_seed), vol, recipe["stream"])
-    drift = make_drift(kind, float(recipe["severity"]), seed)
+    drift = make_drift(kind, float(recipe["severity"]), seed, **recipe.get("params", {}))
     out, _ = drift(volume["image"], spacing=volume["spacing"], mask=volume["label"], volume=vol)
     return out
 

@@ -59,8 +59,8 @@ class Plan:
     variants: dict[tuple[str, int], dict[str, dict[str, Any]]] = field(default_factory=dict)
     #: volume -> {"image", "label", "image_sha256", "label_sha256"} (clean, processed)
     clean: dict[str, dict[str, str]] = field(default_factory=dict)
-    #: (kind, level) -> {"kind", "severity", "target"}: what to apply in-process (gradual:
-    #: its base kind at the batch's severity) and which file the kind changes
+    #: (kind, level) -> {"kind", "severity", "target", "params"}: what to apply in-process
+    #: (gradual: its base kind at the batch's severity) and which file the kind changes
     recipes: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -140,6 +140,10 @@ def read_plan(bag: str | Path) -> Plan:
                 "kind": str(parameters.get("base", "intensity")) if kind == "gradual" else kind,
                 "severity": float(entry["severity"]),
                 "target": str(entry.get("target", "image")),
+                # compound: the kinds it was made of (the config may change them)
+                "params": {"kinds": list(parameters["kinds"])}
+                if kind == "compound" and isinstance(parameters.get("kinds"), list)
+                else {},
             },
         )
         plan.variants.setdefault((kind, int(level)), {})[vol] = {
