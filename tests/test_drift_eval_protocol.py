@@ -93,17 +93,16 @@ def small_bag(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(small_bag, tmp_path_factory) -> dict[int, dict]:
+    """Each seed's result; its feature table at ``runs[seed]["_table"]`` (not in the JSON)."""
     out = tmp_path_factory.mktemp("runs")
-    return {
-        seed: protocol.run_drift_eval(
-            small_bag,
-            out / f"{seed}.json",
-            config=SMALL,
-            seed=seed,
-            features_path=out / f"{seed}.parquet",
+    results = {}
+    for seed in (1, 2):
+        table = out / f"{seed}.parquet"
+        results[seed] = protocol.run_drift_eval(
+            small_bag, out / f"{seed}.json", config=SMALL, seed=seed, features_path=table
         )
-        for seed in (1, 2)
-    }
+        results[seed]["_table"] = table
+    return results
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -149,24 +148,23 @@ def test_every_power_cell_has_its_interval_replications_and_repetitions(runs):
         assert row["power_interval"][0] <= row["power"] <= row["power_interval"][1]
         assert len(row["power_by_replication"]) == 5
         assert row["power"] == pytest.approx(sum(row["power_by_replication"]) / 5, abs=1e-6)
-    protocol.validate_result(runs[1])
+    protocol.validate_result({k: v for k, v in runs[1].items() if k != "_table"})
 
 
-def test_the_result_is_byte_identical_when_run_again(runs, small_bag, tmp_path):
+def test_the_result_and_the_table_are_byte_identical_when_run_again(runs, small_bag, tmp_path):
+    first = {k: v for k, v in runs[1].items() if k != "_table"}
     again = protocol.run_drift_eval(
-        small_bag, tmp_path / "again.json", config=SMALL, seed=1, features_path=tmp_path / "a.pq"
+        small_bag, tmp_path / "a.json", config=SMALL, seed=1, features_path=tmp_path / "a.pq"
     )
-    assert json.dumps(again, sort_keys=True) == json.dumps(runs[1], sort_keys=True)
+    assert json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True)
+    assert (tmp_path / "a.pq").read_bytes() == runs[1]["_table"].read_bytes()
 
 
-def test_the_feature_table_is_parquet_with_one_row_per_unit_and_role(runs, small_bag, tmp_path):
+def test_the_feature_table_is_parquet_with_one_row_per_unit_and_role(runs):
     pq = require("pyarrow.parquet", "the train extra")
     from minivess_bundle.drift_eval.features import FEATURE_NAMES
 
-    protocol.run_drift_eval(
-        small_bag, tmp_path / "r.json", config=SMALL, seed=1, features_path=tmp_path / "f.parquet"
-    )
-    table = pq.read_table(tmp_path / "f.parquet")
+    table = pq.read_table(runs[1]["_table"])
     assert table.schema.names == [
         *protocol.TABLE_COLUMNS,
         *FEATURE_NAMES,
@@ -181,17 +179,19 @@ def test_the_feature_table_is_parquet_with_one_row_per_unit_and_role(runs, small
         assert (clean["role"] == role).sum() == 10 * len(roles[role])
     drifted = first[first["kind"] != "clean"]
     assert set(drifted["role"]) == {"test"} and set(drifted["kind"]) == {"noise", "topology"}
+    assert len(drifted) == 2 * 10 * len(roles["test"])
     assert (drifted["level"] == 5).all() and (drifted["severity"] == 1.0).all()
     assert frame[protocol.HARM_COLUMN].isna().all()
     assert not frame[list(FEATURE_NAMES)].isna().any().any()
-    # a unit's clean and drifted rows sit at the same patch corner
-    noise = drifted[drifted["kind"] == "noise"].set_index(["volume", "x", "y", "z"])
-    assert set(noise.index) <= set(clean.set_index(["volume", "x", "y", "z"]).index)
-    # deterministic bytes
-    protocol.run_drift_eval(
-        small_bag, tmp_path / "r.json", config=SMALL, seed=1, features_path=tmp_path / "g.parquet"
-    )
-    assert (tmp_path / "f.parquet").read_bytes() == (tmp_path / "g.parquet").read_bytes()
+    # the same patch corners, in the same order: topology leaves the image as it is (the
+    # same features), noise changes it
+    key = ["volume", "x", "y", "z"]
+    base = clean[clean["role"] == "test"]
+    for kind, same in (("topology", True), ("noise", False)):
+        rows = drifted[drifted["kind"] == kind]
+        assert rows[key].to_numpy().tolist() == base[key].to_numpy().tolist()
+        features = rows[list(FEATURE_NAMES)].to_numpy() == base[list(FEATURE_NAMES)].to_numpy()
+        assert features.all() == same
 
 
 def test_evidently_data_drift_preset_runs_as_a_plugin_row_of_the_benchmark(small_bag, tmp_path):

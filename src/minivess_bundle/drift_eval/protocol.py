@@ -633,7 +633,7 @@ def write_unit_files(units: Units, folder: Path) -> list[str]:
     return paths
 
 
-def feature_table(units: Units, roles: list[Roles]):
+def feature_table(units: Units, roles: list[Roles], plan: Plan):
     """The per-unit feature table as a ``pyarrow.Table`` (long form, one row per unit and
     replication it takes part in).
 
@@ -641,32 +641,37 @@ def feature_table(units: Units, roles: list[Roles]):
     replication: reference, calibration or test; ``kind`` is ``clean`` for a clean unit,
     ``level`` and ``severity`` 0 then; x, y, z the patch corner), the 13 features
     (:data:`.features.FEATURE_NAMES`) and :data:`HARM_COLUMN` (null here: the harm module
-    fills it). Drifted units appear for the test volumes of their replication only.
-    ``table.to_pandas()`` is the frame Evidently's ``Dataset.from_pandas`` takes: filter
-    one replication, ``role == "reference"`` as the reference and a test selection as the
-    current data, the feature names as numerical columns.
+    fills it). Drifted units appear for the test volumes of their replication only, one
+    row per (kind, level) even where the kind leaves the image unchanged (then the
+    features equal the clean unit's). ``table.to_pandas()`` is the frame Evidently's
+    ``Dataset.from_pandas`` takes: filter one replication, ``role == "reference"`` as the
+    reference and a test selection as the current data, the features as numerical columns.
     """
     import pyarrow as pa
 
     columns: dict[str, list] = {name: [] for name in (*TABLE_COLUMNS, *feat.FEATURE_NAMES)}
-    by_volume: dict[str, list[int]] = {}
-    for unit, (vol, *_rest) in enumerate(units.meta):
-        by_volume.setdefault(vol, []).append(unit)
+    groups: dict[str, list[tuple[str, int]]] = {}
+    for key in units.of:
+        if key[0] != "clean":
+            groups.setdefault(key[2], []).append((key[0], key[1]))
+
+    def add(r, role, vol, key, kind, level, severity):
+        for unit in units.of[key]:
+            corner = units.meta[unit][4]
+            values = (r, role, unit, vol, kind, level, severity, *corner)
+            for name, value in zip(TABLE_COLUMNS, values, strict=True):
+                columns[name].append(value)
+            for name, value in zip(feat.FEATURE_NAMES, units.features[unit], strict=True):
+                columns[name].append(float(value))
+
     for r, role in enumerate(roles):
         for name in ("reference", "calibration", "test"):
             for vol in getattr(role, name):
-                for unit in by_volume.get(vol, []):
-                    _, kind, level, severity, corner = units.meta[unit]
-                    if kind != "clean" and name != "test":
-                        continue
-                    for key, value in zip(
-                        TABLE_COLUMNS,
-                        (r, name, unit, vol, kind, level, severity, *corner),
-                        strict=True,
-                    ):
-                        columns[key].append(value)
-                    for key, value in zip(feat.FEATURE_NAMES, units.features[unit], strict=True):
-                        columns[key].append(float(value))
+                add(r, name, vol, ("clean", vol), "clean", 0, 0.0)
+                if name == "test":
+                    for kind, level in sorted(groups.get(vol, [])):
+                        severity = float(plan.recipes[(kind, level)]["severity"])
+                        add(r, name, vol, (kind, level, vol), kind, level, severity)
     rows = len(columns["unit"])
     types = {
         "replication": pa.int16(),
@@ -834,7 +839,7 @@ def run_drift_eval(
     }
     validate_result(result)
     if features_path:
-        write_feature_table(feature_table(units, roles), features_path)
+        write_feature_table(feature_table(units, roles, plan), features_path)
     write_json_atomic(out_json, result)
     if figures:
         from .figures import draw_all
