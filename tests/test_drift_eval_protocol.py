@@ -4,7 +4,6 @@ the per-unit Parquet table, and Evidently's preset as a plug-in detector."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
