@@ -1,27 +1,21 @@
 """Evaluation sets: what a detector compares, read as data from a verified bundle.
 
-The drift manifest (``data/drift_manifest.json``) says which volumes are held out (the
-volumes its variants were made of), which are the clean reference (each variant's
-``reference_split_ids``: the valid volumes of the training split), and every variant's
-(kind, level) and files with their sha256. Nothing here lists drift kinds or levels: they
-are whatever the manifest holds.
+The drift manifest (``data/drift_manifest.json``) says which volumes the bundle holds (the
+clean training-split volumes, ``reference_split_ids``, and the held-out volumes its
+variants were made of) and every variant's (kind, level, severity, target) with its files
+and sha256. Nothing here lists drift kinds or levels: they are whatever the manifest holds
+(:attr:`Plan.recipes`: how to apply each set in-process to any volume).
 
-**The sample unit is a patch.** With seven held-out volumes a sample of 10 or 20 volumes
-does not exist, so a sample of size ``n`` is ``n`` patches (the "patch equivalent" of
-``n`` volumes). Every volume has ``patches_per_volume`` patch positions of ``patch``
-voxels (x, y, z), drawn uniformly from the volume's grid with a seed derived from
-(global seed, ``"drift_eval/patch"``, volume); a drift variant is cut at the same
-positions as its clean volume, so clean and drifted units are paired. A volume smaller
-than the patch along an axis is edge-padded (logged).
+**The sample unit is a patch.** Every volume has ``patches_per_volume`` patch positions of
+``patch`` voxels (x, y, z), drawn uniformly from the volume's grid with a seed derived from
+(global seed, ``"drift_eval/patch"``, volume); a drift variant is cut at the same positions
+as its clean volume, so clean and drifted units are paired. A volume smaller than the patch
+along an axis is edge-padded (logged).
 
-A **test sample** of ``n`` units for (kind, level, fraction ``f``): ``k = floor(f n + 1/2)``
-units are drifted, ``n - k`` clean; each unit's volume is taken round-robin from a seeded
-permutation of the candidate volumes (the held-out volumes, or for drifted units those
-that have a variant at that (kind, level)), its patch position at random without
-replacement within the volume. A **control** sample is the same with ``k = 0``. The
-**reference** of a repetition is every patch of ``len(reference) - len(held_out)``
-reference volumes drawn at random, so that the calibrated null (:mod:`.protocol`) draws
-pseudo-tests from exactly the same design.
+A **sample** of ``n`` units (:func:`draw_sample`) comes from ``min(n, volumes_per_sample)``
+volumes of one role drawn at random, units round-robin over them, a patch position at random
+without replacement within a volume (with replacement once its positions are used up).
+Which roles exist and how drifted units enter a sample is :mod:`.protocol`'s.
 """
 
 from __future__ import annotations
