@@ -381,13 +381,13 @@ def calibrated_p(null: list[float], observed: float, tail: str = "two_sided") ->
     BBSD: ``-log10`` of the Bonferroni minimum p; MMD: the squared MMD; C2ST: the held-out
     accuracy), and ``N = len(null)``:
 
-    - ``greater``: ``P_hi = (1 + #{null >= observed}) / (1 + N)``, a drift is only a larger
-      statistic;
-    - ``two_sided`` (default): ``min(1, 2 min(P_hi, P_lo))`` with
+    - ``greater`` (drift_eval's default): ``P_hi = (1 + #{null >= observed}) / (1 + N)``, a drift is
+      only a larger statistic;
+    - ``two_sided`` (this function's default): ``min(1, 2 min(P_hi, P_lo))`` with
       ``P_lo = (1 + #{null <= observed}) / (1 + N)``: a statistic that moves away from its
-      no-drift distribution in either direction is a change. The held-out stream's
-      statistic is its distance from the reference pool, so a drift that moves the held-out
-      units *towards* the pool makes it smaller than under no drift.
+      no-drift distribution in either direction is a change (a drift that moves a volume
+      *towards* the reference pool makes its statistic smaller); it needs about twice the
+      calibration volumes of ``greater`` for the same false-alarm control.
 
     Ties (within 1e-12) count on both sides, against rejection; a statistic the null equals
     everywhere gives ``p = 1``. With exchangeable draws, ``P(p <= alpha) <= alpha``.
