@@ -35,6 +35,8 @@ def test_drift_eval_target_scores_every_detector_on_every_manifest_set(tmp_path)
     if os.environ.get("CI") != "true":
         pytest.importorskip("torch")
         pytest.importorskip("monai")
+    import pandas as pd
+
     from minivess_bundle.drift_eval.protocol import validate_result
 
     workdir = make_workdir(tmp_path, **TINY)
@@ -44,33 +46,57 @@ def test_drift_eval_target_scores_every_detector_on_every_manifest_set(tmp_path)
     manifest = json.loads(
         (workdir / "results/bundle/minivess-0.1.0/data/drift_manifest.json").read_text()
     )
-    assert result["bundle"]["reference"] == ["mv01", "mv02", "mv03", "mv04"]
+    assert result["bundle"]["volumes"] == ["mv01", "mv02", "mv03", "mv04", "mv05"]
     assert result["bundle"]["held_out"] == ["mv05"]
     sets = {(s["kind"], s["level"]) for s in result["bundle"]["sets"]}
     assert sets == {(v["drift_type"], v["level"]) for v in manifest["variants"]}
     detectors = ["bbsd", "c2st", "ks", "mmd"]
     assert sorted(result["design"]["detectors"]) == detectors
-    # the null is drawn from the held-out volume's clean units, formed like a control
-    assert result["design"]["config"]["null_source"] == "held_out"
-    assert result["design"]["calibration"].startswith("null of each statistic from n clean")
-    # ranked two-sided by default, and the design says so
-    assert result["design"]["config"]["null_tail"] == "two_sided"
-    assert "two-sided: p = min(1, 2 min(P_hi, P_lo))" in result["design"]["calibration"]
-    # 4 patches per volume: 4 reference + 1 held-out clean, and each variant whose image
-    # changed (a variant with the clean image shares the clean units)
-    images = [v["files"]["image"] for v in manifest["variants"] if v["level"] is not None]
-    changed = sum(i["drifted"]["sha256"] != i["clean"]["sha256"] for i in images)
-    assert result["design"]["units"] == 4 * (4 + 1 + changed)
+    # disjoint roles, rotated: the model's training list in none of them
+    roles = result["roles"]
+    training = set(roles["training"])
+    pool = 5 - len(training)
+    assert len(roles["replications"]) == 5
+    for rep in roles["replications"]:
+        parts = [set(rep[k]) for k in ("reference", "calibration", "test")]
+        assert sum(map(len, parts)) == len(set().union(*parts)) == pool
+        assert not training & set().union(*parts)
+    # the null is drawn from the calibration volumes only, ranked one-sided by default
+    assert result["design"]["config"]["null_tail"] == "greater"
+    assert result["design"]["calibration"].startswith("null of each statistic from null_draws")
+    assert "one-sided: p = (1 + #{null >= observed})" in result["design"]["calibration"]
+    # 4 patches per volume: every pool volume clean, and (each pool volume being a test
+    # volume once) drifted in-process for the one kind that changes the image (noise)
+    assert result["design"]["units"] == 4 * (pool + pool)
     # one row per (detector, set, fraction, n); drifted units = floor(f n + 1/2)
     assert len(result["results"]) == len(detectors) * len(sets) * 2 * 2
     for row in result["results"]:
         assert row["drifted_units"] == int(row["fraction"] * row["n"] + 0.5)
-        assert row["repetitions"] == 3 and 0 <= row["power"] <= 1
+        assert row["repetitions"] == 3 * 5 and row["replications"] == 5
+        assert row["power_interval"][0] <= row["power"] <= row["power_interval"][1]
+        assert row["image_changed"] == (row["kind"] == "noise")
     assert {(r["detector"], r["n"]) for r in result["false_positive_rate"]} == {
         (d, n) for d in detectors for n in (2, 4)
     }
     for row in result["false_positive_rate"]:
-        assert row["within_tolerance"] == (abs(row["fpr"] - 0.05) <= 0.05 + 1e-12)
+        assert row["within_tolerance"] == (row["fpr"] <= 0.05 + 0.05 + 1e-12)
+        assert row["repetitions"] == 10 * 5
+    # the in-process drift of a test volume is the drift job's own: byte-equal voxels
+    import numpy as np
+
+    from minivess_bundle.core.nifti import read_array
+    from minivess_bundle.drift_eval.protocol import drifted_image
+    from minivess_bundle.drift_eval.sets import read_plan, read_volume
+
+    plan = read_plan(workdir / "results/bundle/minivess-0.1.0")
+    recipe = {**plan.recipes[("noise", 1)], "stream": "noise"}
+    ours = drifted_image(recipe, read_volume(plan, "mv05"), "mv05", result["design"]["seed"])
+    _, theirs = read_array(plan.variants[("noise", 1)]["mv05"]["image"])
+    assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
+    # the per-unit table loads in pandas, one row per unit and role
+    frame = pd.read_parquet(workdir / "results/drift_eval/features.parquet")
+    assert set(frame["role"]) == {"reference", "calibration", "test"}
+    assert len(frame[(frame["replication"] == 0) & (frame["kind"] == "clean")]) == 4 * pool
     # harm: one label per variant, drop = clean - drifted on the same crop
     harm = result["harm"]
     assert len(harm["variants"]) == len(manifest["variants"])

@@ -229,6 +229,7 @@ def cmd_drift_eval(args: argparse.Namespace) -> None:
         config=json.loads(args.config) if args.config else None,
         seed=args.seed,
         figures={"power": args.power_png, "fpr": args.fpr_png, "difficulty": args.difficulty_png},
+        features_path=args.features or None,
     )
     worst = max(result["false_positive_rate"], key=lambda r: r["fpr"])
     log.info(
@@ -376,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle", help="the verified bag folder")
     p.add_argument("--model", default="", help="the check target's model (smoke_model.pt)")
     p.add_argument("--out", required=True, help="drift_eval.json")
+    p.add_argument("--features", default="", help="also write the per-unit table (Parquet)")
     p.add_argument("--config", default="", help="the drift_eval config block as JSON")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--power-png", default="")

@@ -4,13 +4,15 @@ the `check` target trains: torch/MONAI from the `train` extra)."""
 
 
 rule drift_eval_score:
-    """Power, false alarms and harm of every detector on every drift set of the bundle."""
+    """Power and false alarms (with intervals) of every detector on rotating volume roles,
+    harm, and the per-unit feature table."""
     input:
         bag=BUNDLE["bag_manifest"],
         verified=BUNDLE["verified"],
         model=layout.CHECK_MODEL,
     output:
         result=layout.DRIFT_EVAL,
+        features=layout.DRIFT_EVAL_FEATURES,
         power=report(
             layout.DRIFT_EVAL_POWER_PNG,
             category="Drift evaluation",
@@ -45,7 +47,7 @@ rule drift_eval_score:
         config=DRIFT_EVAL_CONFIG,
     shell:
         "minivess-bundle drift-eval {params.bag:q} --model {input.model:q} "
-        "--out {output.result:q} --config {params.config:q} --seed {params.seed} "
+        "--out {output.result:q} --features {output.features:q} --config {params.config:q} --seed {params.seed} "
         "--power-png {output.power:q} --fpr-png {output.fpr:q} "
         "--difficulty-png {output.difficulty:q} > {log:q} 2>&1"
 

@@ -86,6 +86,7 @@ CHECK_MODEL = f"{RESULTS}/check/smoke_model.pt"
 
 DRIFT_EVAL_ROOT = f"{RESULTS}/drift_eval"
 DRIFT_EVAL = f"{DRIFT_EVAL_ROOT}/drift_eval.json"
+DRIFT_EVAL_FEATURES = f"{DRIFT_EVAL_ROOT}/features.parquet"
 DRIFT_EVAL_POWER_PNG = f"{DRIFT_EVAL_ROOT}/power_curves.png"
 DRIFT_EVAL_FPR_PNG = f"{DRIFT_EVAL_ROOT}/false_alarms.png"
 DRIFT_EVAL_DIFFICULTY_PNG = f"{DRIFT_EVAL_ROOT}/difficulty.png"

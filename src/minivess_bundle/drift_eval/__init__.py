@@ -2,15 +2,18 @@
 
 One concern per module:
 
-- :mod:`.sets`: what is compared: the bundle's reference (clean training-split volumes),
-  held-out clean volumes and drift variants, read as data from the drift manifest, and
-  how a sample of ``n`` units (patches) is drawn from them;
+- :mod:`.sets`: what is compared: the bundle's clean volumes and the (kind, level) sets of
+  its drift manifest, read as data, and how a sample of ``n`` units (patches) is drawn;
+- :mod:`.roles`: the disjoint volume roles (training, reference, calibration, test) of each
+  replication, rotated over folds;
+- :mod:`.intervals`: the Wilson interval and a replicated rate's summary;
 - :mod:`.features`: the fixed representations of a patch (intensity and texture features,
   a seeded random-projection embedding);
 - :mod:`.detectors`: the reference detectors (KS + Bonferroni, MMD, classifier two-sample
   test, BBSD) and the plug-in interface for one's own (a Python function or a command);
-- :mod:`.protocol`: sample sizes, repetitions, seeds, the calibrated null and the
-  power / false-positive tables, written as ``drift_eval.json`` (schema-validated);
+- :mod:`.protocol`: sample sizes, repetitions, seeds, the null from calibration volumes,
+  the in-process drift of test volumes, the power / false-positive tables with intervals,
+  written as ``drift_eval.json`` (schema-validated), and the per-unit Parquet table;
 - :mod:`.harm`: the segmentation model the ``check`` target trains: its softmax outputs
   (BBSD) and its Dice / clDice on clean vs drifted volumes (harm labels);
 - :mod:`.figures`: power curves, the false-alarm panel and the difficulty curve (PNG).

@@ -205,6 +205,61 @@ def c2st(reference: np.ndarray, test: np.ndarray, rng: np.random.Generator) -> O
     return Outcome(statistic=correct / trials, p_value=min(1.0, p))
 
 
+#: how Evidently's DataDriftPreset is configured: as the dataset authors configure it
+EVIDENTLY_PRESET = {"method": "ks", "threshold": 0.05, "drift_share": 0.5}
+
+
+def patch_pandas_for_evidently() -> None:
+    """Evidently 0.7 imports ``pandas.core.dtypes.common.infer_dtype_from_object``, which
+    pandas 3 removed; give it pandas 2's meaning (the dtype's scalar type) before import."""
+    import pandas as pd
+    import pandas.core.dtypes.common as common
+
+    if not hasattr(common, "infer_dtype_from_object"):
+        common.infer_dtype_from_object = lambda dtype: pd.api.types.pandas_dtype(dtype).type
+
+
+def evidently_preset(reference: np.ndarray, test: np.ndarray, columns: Sequence[str]) -> Outcome:
+    """Evidently's DataDriftPreset (:data:`EVIDENTLY_PRESET`) on the rows of ``reference``
+    (the reference data) and ``test`` (the current data), one numerical column each.
+
+    Statistic: the share of drifted columns; ``p_value`` 0 when Evidently declares the
+    dataset drifted (share >= drift share), else 1, so the uncalibrated rate is
+    Evidently's own verdict. Needs the optional ``evidently`` extra.
+    """
+    import numpy as np
+
+    try:
+        import pandas as pd
+
+        patch_pandas_for_evidently()
+        from evidently import DataDefinition, Dataset, Report
+        from evidently.presets import DataDriftPreset
+    except ImportError as exc:
+        raise DriftEvalError(
+            f"detector evidently: {exc}",
+            expected="the evidently extra: pip install 'minivess-bundle[evidently]'",
+        ) from exc
+    names = list(columns)
+    definition = DataDefinition(numerical_columns=names)
+    frames = [
+        Dataset.from_pandas(
+            pd.DataFrame(np.atleast_2d(rows), columns=names), data_definition=definition
+        )
+        for rows in (test, reference)
+    ]
+    snapshot = Report([DataDriftPreset(**EVIDENTLY_PRESET)]).run(*frames)
+    for metric in snapshot.dict()["metrics"]:
+        if metric["metric_name"].startswith("DriftedColumnsCount"):
+            share = float(metric["value"]["share"])
+            drifted = share >= EVIDENTLY_PRESET["drift_share"]
+            return Outcome(statistic=share, p_value=0.0 if drifted else 1.0)
+    raise DriftEvalError(
+        "detector evidently: no DriftedColumnsCount in the report",
+        expected="Evidently 0.7's DataDriftPreset",
+    )
+
+
 PValueFunction = Callable[[list[str], list[str]], float]
 
 

@@ -45,16 +45,24 @@ def power_curves(result: dict[str, Any], path: str | Path) -> None:
         for d, det in enumerate(detectors):
             for lv in levels:
                 pts = sorted(
-                    (r["n"], r["power"])
+                    (r["n"], r["power"], *r["power_interval"])
                     for r in rows
                     if r["kind"] == kind and r["detector"] == det and r["level"] == lv
                 )
                 if pts:
-                    ax.plot(
-                        *zip(*pts, strict=True),
-                        styles[lv],
+                    ns, power, low, high = zip(*pts, strict=True)
+                    ax.errorbar(
+                        ns,
+                        power,
+                        yerr=[
+                            [p - lo for p, lo in zip(power, low, strict=True)],
+                            [hi - p for p, hi in zip(power, high, strict=True)],
+                        ],
+                        fmt=styles[lv],
                         marker="o",
                         ms=3,
+                        capsize=2,
+                        lw=0.9,
                         color=colours(d),
                         label=f"{det} L{lv}",
                     )
@@ -69,7 +77,11 @@ def power_curves(result: dict[str, Any], path: str | Path) -> None:
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, fontsize=6, loc="lower right", ncol=len(detectors))
-    fig.suptitle("Power at fraction 1.0 (calibrated null, alpha line in grey)", fontsize=10)
+    fig.suptitle(
+        "Power at fraction 1.0 on new test volumes, mean of the replications with its 95 % "
+        "interval (alpha in grey)",
+        fontsize=9,
+    )
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
@@ -100,15 +112,22 @@ def false_alarms(result: dict[str, Any], path: str | Path) -> None:
             hatch="//",
             edgecolor=colours(d),
         )
-        ax.bar(xs, [by_n[n]["fpr"] for n in sizes], width, color=colours(d), label=det)
-    ax.axhspan(max(0, alpha - tol), alpha + tol, color="green", alpha=0.12)
+        fpr = [by_n[n]["fpr"] for n in sizes]
+        errors = [
+            [f - by_n[n]["fpr_interval"][0] for f, n in zip(fpr, sizes, strict=True)],
+            [by_n[n]["fpr_interval"][1] - f for f, n in zip(fpr, sizes, strict=True)],
+        ]
+        ax.bar(xs, fpr, width, color=colours(d), label=det, yerr=errors, capsize=2)
+    ax.axhspan(0, alpha + tol, color="green", alpha=0.12)
     ax.axhline(alpha, color="green", lw=1)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(sizes))], [str(n) for n in sizes])
     ax.set_xlabel("n (patches)")
     ax.set_ylabel("false-positive rate")
     ax.set_ylim(0, 1.02)
     ax.set_title(
-        "Controls (clean held-out): calibrated (filled) vs uncalibrated (hatched)", fontsize=9
+        "False alarms on new clean volumes: calibrated (filled, 95 % interval)\n"
+        "vs the detectors' own p-values (hatched)",
+        fontsize=9,
     )
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -148,3 +167,47 @@ def draw_all(result: dict[str, Any], figures: dict[str, str | Path]) -> None:
         false_alarms(result, figures["fpr"])
     if figures.get("difficulty"):
         difficulty_curve(result, figures["difficulty"])
+
+
+def markdown_table(result: dict[str, Any], fraction: float = 1.0) -> str:
+    """The benchmark table of a result as Markdown: one row per (detector, kind) at the
+    highest level, power at each n with its 95 % interval, then the detector's false-alarm
+    rate on new clean volumes at each n, and a harm AUROC column (``—`` until the harm
+    module fills ``result["harm"]["auroc"]``)."""
+    rows = [r for r in result["results"] if math.isclose(r["fraction"], fraction)]
+    sizes = sorted({r["n"] for r in rows})
+    top = {}
+    for r in rows:
+        top[r["kind"]] = max(top.get(r["kind"], r["level"]), r["level"])
+    fpr = {(r["detector"], r["n"]): r for r in result["false_positive_rate"]}
+    auroc = (result.get("harm") or {}).get("auroc") or {}
+
+    def cell(rate: float, interval: list[float]) -> str:
+        return f"{rate:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+    head = ["detector", "kind (level)", *(f"power n={n}" for n in sizes)]
+    head += [*(f"FPR n={n}" for n in sizes), "harm AUROC"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for det in sorted({r["detector"] for r in rows}):
+        for kind in sorted(top):
+            by_n = {
+                r["n"]: r
+                for r in rows
+                if r["detector"] == det and r["kind"] == kind and r["level"] == top[kind]
+            }
+            power = [
+                cell(by_n[n]["power"], by_n[n]["power_interval"]) if n in by_n else "—"
+                for n in sizes
+            ]
+            alarms = [
+                cell(fpr[(det, n)]["fpr"], fpr[(det, n)]["fpr_interval"])
+                if (det, n) in fpr
+                else "—"
+                for n in sizes
+            ]
+            harm = auroc.get(det, {}).get(kind) if isinstance(auroc.get(det), dict) else None
+            harm_text = "—" if harm is None else f"{harm}"
+            lines.append(
+                "| " + " | ".join([det, f"{kind} ({top[kind]})", *power, *alarms, harm_text]) + " |"
+            )
+    return "\n".join(lines) + "\n"

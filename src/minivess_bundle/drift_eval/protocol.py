@@ -1,42 +1,41 @@
-"""The protocol: sample sizes, repetitions, seeds, the calibrated null, power and false alarms.
+"""The protocol: disjoint volume roles, a null from calibration volumes, power and false
+alarms on new volumes, each with its interval, replicated over rotating roles.
 
-For every sample size ``n`` (units = patches, see :mod:`.sets`) and repetition ``r``, a
-reference is drawn (every patch of ``len(reference) - h`` reference volumes, ``h`` the
-number of held-out volumes) and a test sample is formed: for each (kind, level, fraction)
-in the manifest, and for the **controls** (clean held-out units only). Every random draw
-has its own seed derived from (global seed, purpose, kind, level, fraction, n, r), so
-results do not depend on order, core count or which detectors run.
+**Roles** (:mod:`.roles`): the bundle's clean volumes are split at the level of volumes
+into training (the reference model's, fixed for the run), reference, calibration and test;
+replication ``r`` rotates reference / calibration / test over ``folds`` folds of the
+evaluation pool (and reshuffles after a full rotation). Every figure averages
+``replications`` (seed x split) replications.
+
+**Units and samples.** A unit is a patch (:mod:`.sets`: ``patches_per_volume`` seeded
+positions per volume). A sample of ``n`` units comes from
+``min(n, volumes_per_sample)`` volumes of one role drawn at random, units round-robin
+(:func:`.sets.draw_sample`). The reference of a replication is every patch of its
+reference volumes.
 
 **Calibrated null.** Patches of one volume are not independent draws: a volume differs
-from the reference pool as a whole (volume-level clustering), so a detector's own p-value
-(which assumes independent rows) flags clean held-out data far too often. The held-out
-volumes are also the same in every repetition, so a null drawn from pseudo-splits of the
-reference (``null_source: reference``: ``h`` reference volumes play the held-out ones) is right
-only on average over held-out sets: for the one fixed set it cannot know how those
-particular volumes differ from the reference, and a sensitive detector's false-alarm rate
-on the controls ends far above ``alpha`` (measured: KS 0.28 at n = 5, MMD 0.30 at n = 20).
-The default null (``null_source: held_out``) is therefore **conditional on the held-out
-volumes and their patch positions** and formed exactly like a control: ``null_draws``
-times, ``n`` clean units of the held-out volumes (round-robin, from the same positions the
-tests and controls draw from) against a freshly drawn reference. A control's statistic and
-the null draws are then i.i.d. given the held-out set, so the test has level ``alpha``
-whatever the held-out volumes are. (A null from other positions of the same volumes is
-not enough: eight positions per volume are a finite sample, and measured on the quick
-start the BBSD false-alarm rate was 0.19 at n = 20 with the null at eight other
-positions.) Drift is judged against what the same volumes look like clean (the
-monitoring design: the clean stream before a change calibrates the alarm), and kinds that
-leave the voxels unchanged score power ``alpha``, as they should. A set whose variants
-cover only some held-out volumes (gradual: one batch per volume) draws its drifted units
-from those volumes alone, so its null is formed like its test, with those volumes' clean
-units in place of the drifted ones (otherwise a batch's own volume would be taken for
-drift). The calibrated
-p-value (:func:`calibrated_p`) is two-sided by default (``null_tail: two_sided``):
-``min(1, 2 min(P_hi, P_lo))``, ``P_hi = (1 + #{null >= observed}) / (1 + null_draws)``,
-``P_lo`` the same with ``<=``. The null is conditional on held-out volumes that already sit
-off the reference pool, so a drift that moves them *towards* the pool (attenuation, a
-brightening gain, saturation ...) makes the statistic *smaller* than without drift; a
-one-sided rank (``null_tail: greater``, ``P_hi`` alone) never sees it. A test rejects at
-``p <= alpha``. Both calibrated and uncalibrated rates are recorded.
+from the reference as a whole, so a detector's own p-value (which assumes independent
+rows) flags clean *new* volumes far too often (measured on main's design: KS 0.85 at
+n = 5). The null of each statistic is therefore drawn from the **calibration volumes
+only**: ``null_draws`` samples formed exactly like a test sample (random volumes of the
+role, ``n`` units) against the replication's reference. Calibration and test volumes are
+disjoint draws from the same population, so a clean test sample and a null draw are
+exchangeable and the rank p-value (:func:`calibrated_p`, two-sided by default) has level
+``alpha`` on volumes neither the reference nor the null saw, which the **controls** (clean
+samples of the test volumes) measure.
+
+**Power.** A drifted test sample is a sample of the test volumes with ``k = floor(f n +
+1/2)`` of its units replaced by the same patches of the drifted volume. The drift is
+applied in-process to every test volume with the package's own kinds, seeds and context
+(:func:`drifted_image`: the stream a drift job would use for that volume, at the severity
+the manifest records for (kind, level)), because the bundle's drift files exist only for
+its few held-out volumes while the roles rotate over all of them. Label-, header- and
+set-level kinds leave the image unchanged; their power is a false-alarm rate by design.
+
+Every random draw has its own seed derived from (global seed, purpose, replication, ...),
+so results do not depend on order, core count or which detectors run. Every power and
+FPR cell carries the per-replication rates, the pooled trials and a Wilson interval
+(:mod:`.intervals`).
 """
 
 from __future__ import annotations
@@ -52,38 +51,45 @@ from typing import Any
 
 from .. import __version__
 from ..core.config import default
-from ..core.fsio import write_json_atomic
+from ..core.fsio import write_bytes_atomic, write_json_atomic
 from . import features as feat
 from .detectors import (
     Outcome,
     c2st,
+    evidently_preset,
     ks_bonferroni,
     mmd_permutation,
     plugin_from_config,
-    squared_distances,
 )
+from .intervals import summarise_rate
+from .roles import Roles, assign_roles
 from .sets import (
     DriftEvalError,
     Plan,
     cut_patch,
     derive_seed,
-    draw_units,
+    draw_sample,
     patch_corners,
     read_checked,
     read_plan,
+    read_volume,
     round_half_up,
 )
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-#: The config schema's defaults of the ``drift_eval:`` block.
+SCHEMA_VERSION = 2
+#: The config schema's defaults of the ``drift_eval:`` block (the schema owns them).
 DEFAULTS: dict[str, Any] = default("drift_eval")
-#: how the null of each statistic is drawn (see the module docstring)
-NULLS = ("held_out", "reference")
 #: which side of the null a statistic is ranked on (see :func:`calibrated_p`)
 TAILS = ("two_sided", "greater")
-REPRESENTATION = {"ks": "features", "mmd": "embedding", "c2st": "features", "bbsd": "softmax"}
+REPRESENTATION = {
+    "ks": "features",
+    "mmd": "embedding",
+    "c2st": "features",
+    "bbsd": "softmax",
+    "evidently": "features",
+}
 DESCRIPTION = {
     "ks": "univariate KS per intensity/texture feature (13), Bonferroni",
     "mmd": "Gaussian-kernel MMD (median heuristic), permutation p, on a seeded "
@@ -91,7 +97,25 @@ DESCRIPTION = {
     "c2st": "classifier two-sample test: L2 logistic regression on the 13 features, "
     "balanced halves, held-out accuracy, binomial p",
     "bbsd": "BBSD: KS per softmax summary of the check model (4), Bonferroni",
+    "evidently": "Evidently DataDriftPreset as the dataset authors configure it (KS per "
+    "column, threshold 0.05, drift share 0.5) on the 13 per-unit statistics; statistic: "
+    "the share of drifted columns (the optional evidently extra)",
 }
+#: the columns of the per-unit feature table besides the features (see :func:`feature_table`)
+TABLE_COLUMNS = (
+    "replication",
+    "role",
+    "unit",
+    "volume",
+    "kind",
+    "level",
+    "severity",
+    "x",
+    "y",
+    "z",
+)
+#: the harm column of the feature table (filled by the harm module; null where not scored)
+HARM_COLUMN = "harm_dice_drop"
 
 
 def schema() -> dict[str, Any]:
@@ -127,10 +151,6 @@ def resolve_config(config: dict[str, Any] | None) -> dict[str, Any]:
             merged[key].update(value)
         else:
             merged[key] = value
-    if merged["null_source"] not in NULLS:
-        raise DriftEvalError(
-            f"config drift_eval.null_source {merged['null_source']!r}", expected=f"one of {NULLS}"
-        )
     if merged["null_tail"] not in TAILS:
         raise DriftEvalError(
             f"config drift_eval.null_tail {merged['null_tail']!r}", expected=f"one of {TAILS}"
@@ -140,105 +160,197 @@ def resolve_config(config: dict[str, Any] | None) -> dict[str, Any]:
         raise DriftEvalError(
             f"config drift_eval.detectors {unknown}", expected=f"some of {sorted(REPRESENTATION)}"
         )
+    for key in ("folds", "calibration_folds", "replications", "volumes_per_sample", "repetitions"):
+        if isinstance(merged[key], bool) or not isinstance(merged[key], int) or merged[key] < 1:
+            raise DriftEvalError(
+                f"config drift_eval.{key} {merged[key]!r}", expected="an integer >= 1"
+            )
     return merged
 
 
 class Units:
-    """Every patch of the evaluation, with its representations, indexed by unit number."""
+    """Every patch of the evaluation as rows of each representation, indexed by unit number.
 
-    def __init__(self) -> None:
+    Patches themselves are kept only when a plug-in needs them as files; BBSD's softmax
+    rows are computed as patches are added (``softmax(patches, scales)``).
+    """
+
+    def __init__(self, keep_patches: bool = False, softmax: Callable | None = None) -> None:
+        self.keep_patches = keep_patches
+        self.softmax = softmax
         self.patches: list[Any] = []
-        self.scales: list[tuple[float, float]] = []
         self.features: list[Any] = []
         self.embeddings: list[Any] = []
-        #: ("clean", vol) or (kind, level, vol) -> unit indices
+        self.softmax_rows: list[Any] = []
+        #: per unit: (volume, kind, level, severity, corner); clean units: kind "clean"
+        self.meta: list[tuple[str, str, int, float, tuple[int, int, int]]] = []
+        #: ("clean", vol) or (kind, level, vol) -> unit indices, in patch-position order
         self.of: dict[tuple, list[int]] = {}
 
-    def add(self, key: tuple, patches: list[Any], scale: tuple[float, float], projection) -> None:
-        start = len(self.patches)
-        for patch in patches:
-            self.patches.append(patch)
-            self.scales.append(scale)
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def add(
+        self,
+        key: tuple,
+        patches: list[Any],
+        scale: tuple[float, float],
+        projection,
+        corners: list[tuple[int, int, int]],
+        severity: float = 0.0,
+    ) -> None:
+        import numpy as np
+
+        start = len(self.meta)
+        vol = key[-1]
+        kind, level = ("clean", 0) if key[0] == "clean" else (str(key[0]), int(key[1]))
+        for patch, corner in zip(patches, corners, strict=True):
             self.features.append(feat.intensity_features(patch))
             self.embeddings.append(feat.embedding(patch, projection))
-        self.of[key] = list(range(start, len(self.patches)))
+            self.meta.append((vol, kind, level, float(severity), tuple(corner)))
+            if self.keep_patches:
+                self.patches.append(patch)
+        if self.softmax is not None:
+            self.softmax_rows.extend(self.softmax(np.asarray(patches), [scale] * len(patches)))
+        self.of[key] = list(range(start, len(self.meta)))
+
+    def alias(self, key: tuple, clean_key: tuple) -> None:
+        """``key``'s units are ``clean_key``'s (a kind that leaves the image unchanged)."""
+        self.of[key] = self.of[clean_key]
+
+
+def drifted_image(recipe: dict[str, Any], volume: dict[str, Any], vol: str, global_seed: int):
+    """The drifted image of ``vol`` for a manifest (kind, level): its kind (gradual: its base)
+    at the recorded severity, with the seed and context a drift job uses for that volume."""
+    from ..drift import derive_seed as drift_seed
+    from ..drift import make_drift
+
+    kind = recipe["kind"]
+    seed = drift_seed(int(global_seed), vol, recipe["stream"])
+    drift = make_drift(kind, float(recipe["severity"]), seed, **recipe.get("params", {}))
+    out, _ = drift(volume["image"], spacing=volume["spacing"], mask=volume["label"], volume=vol)
+    return out
+
+
+def plan_roles(plan: Plan, cfg: dict[str, Any], seed: int, training=None) -> list[Roles]:
+    """The roles of every replication of the run (:func:`.roles.assign_roles`)."""
+    return [
+        assign_roles(
+            plan.volumes,
+            seed,
+            r,
+            folds=int(cfg["folds"]),
+            calibration_folds=int(cfg["calibration_folds"]),
+            training=training,
+        )
+        for r in range(int(cfg["replications"]))
+    ]
 
 
 def collect_units(
-    plan: Plan, cfg: dict[str, Any], seed: int, model: Any, device: str
-) -> tuple[Units, dict[str, Any]]:
-    """Cut every patch (clean and drifted) and, with a model, score harm on the way."""
-    from .harm import segment_scores, volume_scale
+    plan: Plan,
+    cfg: dict[str, Any],
+    seed: int,
+    roles: list[Roles],
+    softmax: Callable | None = None,
+) -> Units:
+    """Cut every clean patch of every non-training volume and, for every volume that is a
+    test volume of some replication, the same patches of each in-process drift variant.
 
+    Volumes are read one at a time (their memory is freed before the next)."""
+    import numpy as np
+
+    from .harm import volume_scale
+
+    changes_image = image_kinds()
     patch = tuple(int(p) for p in cfg["patch"])
     projection = feat.projection_matrix(derive_seed(seed, "drift_eval/projection"))
-    units = Units()
-    corners: dict[str, list] = {}
-    harm: dict[str, Any] = {"clean": {}, "variants": []}
-    want_harm = bool(cfg["harm"]) and model is not None
-    crop = [int(c) for c in cfg["harm_crop"]]
-    clean_cache: dict[str, Any] = {}
+    units = Units(keep_patches=bool(cfg["plugins"]), softmax=softmax)
+    tested = sorted({v for r in roles for v in r.test})
+    used = sorted({v for r in roles for v in (*r.reference, *r.calibration, *r.test)})
+    for vol in used:
+        volume = read_volume(plan, vol)
+        image = volume["image"]
+        if any(s < p for s, p in zip(image.shape, patch, strict=True)):
+            log.warning("%s: shape %s < patch %s: edge-padded", vol, image.shape, patch)
+        corners = patch_corners(
+            image.shape,
+            patch,
+            int(cfg["patches_per_volume"]),
+            derive_seed(seed, "drift_eval/patch", vol),
+        )
 
-    def cut(vol: str, array) -> list:
-        if vol not in corners:
-            if any(s < p for s, p in zip(array.shape, patch, strict=True)):
-                log.warning(
-                    "%s: shape %s is smaller than the patch %s: edge-padded",
-                    vol,
-                    array.shape,
-                    patch,
+        def cut(array, corners=corners):
+            array = np.asarray(array, dtype=np.float32)
+            return [cut_patch(array, c, patch) for c in corners]
+
+        units.add(("clean", vol), cut(image), volume_scale(image), projection, corners)
+        if vol in tested:
+            for kind, level in plan.groups:
+                recipe = {**plan.recipes[(kind, level)], "stream": kind}
+                if recipe["target"] != "image" or recipe["kind"] not in changes_image:
+                    units.alias((kind, level, vol), ("clean", vol))
+                    continue
+                drifted = drifted_image(recipe, volume, vol, seed)
+                units.add(
+                    (kind, level, vol),
+                    cut(drifted),
+                    volume_scale(drifted),
+                    projection,
+                    corners,
+                    recipe["severity"],
                 )
-            corners[vol] = patch_corners(
-                array.shape,
-                patch,
-                int(cfg["patches_per_volume"]),
-                derive_seed(seed, "drift_eval/patch", vol),
-            )
-        return [cut_patch(array, c, patch) for c in corners[vol]]
+        log.info("%s: patches cut%s", vol, " (clean and drifted)" if vol in tested else "")
+    return units
 
-    for vol in plan.reference + plan.held_out:
+
+def image_kinds() -> frozenset[str]:
+    """The single-volume kinds that change the image (their ``target`` is ``image``)."""
+    from ..drift.kinds import TRANSFORMS
+
+    return frozenset(k for k, cls in TRANSFORMS.items() if cls.target == "image")
+
+
+def manifest_harm(plan: Plan, cfg: dict[str, Any], model: Any, device: str) -> dict[str, Any]:
+    """Dice / clDice of the check model on the manifest's clean and drifted held-out files."""
+    from .harm import segment_scores
+
+    harm: dict[str, Any] = {"clean": {}, "variants": []}
+    if model is None or not cfg["harm"]:
+        return harm
+    crop = [int(c) for c in cfg["harm_crop"]]
+    for vol in plan.held_out:
         files = plan.clean[vol]
         array = read_checked(files["image"], files.get("image_sha256"), vol)
-        units.add(("clean", vol), cut(vol, array), volume_scale(array), projection)
-        if want_harm and vol in plan.held_out:
-            label = read_checked(files["label"], files.get("label_sha256"), vol)
-            harm["clean"][vol] = segment_scores(model, array, label, crop, device)
-            clean_cache[vol] = label
-        log.info("%s: %d patches", vol, len(corners[vol]))
+        label = read_checked(files["label"], files.get("label_sha256"), vol)
+        harm["clean"][vol] = segment_scores(model, array, label, crop, device)
     for kind, level in plan.groups:
         for vol, files in sorted(plan.variants[(kind, level)].items()):
-            clean_units = units.of[("clean", vol)]
-            if files["same_image"]:
-                units.of[(kind, level, vol)] = clean_units
-                array = None
-            else:
-                array = read_checked(files["image"], files["image_sha256"], vol)
-                units.add((kind, level, vol), cut(vol, array), volume_scale(array), projection)
-            if want_harm:
-                if array is None:
-                    array = read_checked(plan.clean[vol]["image"], None, vol)
-                label = read_checked(files["label"], files["label_sha256"], vol)
-                scores = segment_scores(model, array, label, crop, device)
-                clean = harm["clean"][vol]
-                harm["variants"].append(
-                    {
-                        "kind": kind,
-                        "level": level,
-                        "volume": vol,
-                        "severity": files["severity"],
-                        "clean": {k: clean[k] for k in ("dice", "cldice")},
-                        "drifted": {k: scores[k] for k in ("dice", "cldice")},
-                        "dice_drop": round(clean["dice"] - scores["dice"], 6),
-                        "cldice_drop": round(clean["cldice"] - scores["cldice"], 6),
-                    }
-                )
-            log.info("%s %s/%s: patches cut", vol, kind, level)
-    return units, harm
+            path = plan.clean[vol]["image"] if files["same_image"] else files["image"]
+            sha = None if files["same_image"] else files["image_sha256"]
+            array = read_checked(path, sha, vol)
+            label = read_checked(files["label"], files["label_sha256"], vol)
+            scores = segment_scores(model, array, label, crop, device)
+            clean = harm["clean"][vol]
+            harm["variants"].append(
+                {
+                    "kind": kind,
+                    "level": level,
+                    "volume": vol,
+                    "severity": files["severity"],
+                    "clean": {k: clean[k] for k in ("dice", "cldice")},
+                    "drifted": {k: scores[k] for k in ("dice", "cldice")},
+                    "dice_drop": round(clean["dice"] - scores["dice"], 6),
+                    "cldice_drop": round(clean["cldice"] - scores["cldice"], 6),
+                }
+            )
+    return harm
 
 
 def within_tolerance(rate: float, alpha: float, tolerance: float) -> bool:
-    """``|rate - alpha| <= tolerance`` (inclusive, with float slack)."""
-    return abs(float(rate) - float(alpha)) <= float(tolerance) + 1e-12
+    """``rate <= alpha + tolerance`` (inclusive, with float slack): a false-alarm rate
+    below ``alpha`` is a conservative test, not a failure."""
+    return float(rate) <= float(alpha) + float(tolerance) + 1e-12
 
 
 def calibrated_p(null: list[float], observed: float, tail: str = "two_sided") -> float:
@@ -248,13 +360,13 @@ def calibrated_p(null: list[float], observed: float, tail: str = "two_sided") ->
     BBSD: ``-log10`` of the Bonferroni minimum p; MMD: the squared MMD; C2ST: the held-out
     accuracy), and ``N = len(null)``:
 
-    - ``greater``: ``P_hi = (1 + #{null >= observed}) / (1 + N)``, a drift is only a larger
-      statistic;
-    - ``two_sided`` (default): ``min(1, 2 min(P_hi, P_lo))`` with
+    - ``greater`` (drift_eval's default): ``P_hi = (1 + #{null >= observed}) / (1 + N)``, a drift is
+      only a larger statistic;
+    - ``two_sided`` (this function's default): ``min(1, 2 min(P_hi, P_lo))`` with
       ``P_lo = (1 + #{null <= observed}) / (1 + N)``: a statistic that moves away from its
-      no-drift distribution in either direction is a change. The held-out stream's
-      statistic is its distance from the reference pool, so a drift that moves the held-out
-      units *towards* the pool makes it smaller than under no drift.
+      no-drift distribution in either direction is a change (a drift that moves a volume
+      *towards* the reference pool makes its statistic smaller); it needs about twice the
+      calibration volumes of ``greater`` for the same false-alarm control.
 
     Ties (within 1e-12) count on both sides, against rejection; a statistic the null equals
     everywhere gives ``p = 1``. With exchangeable draws, ``P(p <= alpha) <= alpha``.
@@ -274,25 +386,21 @@ def make_detectors(
     cfg: dict[str, Any], reps: dict[str, Any], unit_paths: list[str] | None
 ) -> dict[str, Callable[[list[int], list[int], Any], Outcome]]:
     """name -> detector on (reference unit indices, test unit indices, rng)."""
-    import numpy as np
-
     detectors: dict[str, Callable] = {}
     for name in cfg["detectors"]:
         rows = reps[REPRESENTATION[name]]
         if name in ("ks", "bbsd"):
             detectors[name] = lambda r, t, rng, rows=rows: ks_bonferroni(rows[r], rows[t])
         elif name == "mmd":
-            d2 = squared_distances(rows)
-
-            def mmd(r, t, rng, rows=rows, d2=d2):
-                idx = np.asarray(list(r) + list(t))
-                return mmd_permutation(
-                    rows[r], rows[t], rng, int(cfg["permutations"]), d2=d2[np.ix_(idx, idx)]
-                )
-
-            detectors[name] = mmd
+            detectors[name] = lambda r, t, rng, rows=rows: mmd_permutation(
+                rows[r], rows[t], rng, int(cfg["permutations"])
+            )
         elif name == "c2st":
             detectors[name] = lambda r, t, rng, rows=rows: c2st(rows[r], rows[t], rng)
+        elif name == "evidently":
+            detectors[name] = lambda r, t, rng, rows=rows: evidently_preset(
+                rows[r], rows[t], feat.FEATURE_NAMES
+            )
     for entry in cfg["plugins"]:
         plugin = plugin_from_config(entry)
         paths = unit_paths or []
@@ -308,23 +416,15 @@ def evaluate(
     detectors: dict[str, Callable],
     cfg: dict[str, Any],
     seed: int,
+    roles: list[Roles],
 ) -> dict[str, Any]:
-    """Null draws, controls and tests for every (detector, group, fraction, n)."""
+    """Null draws, controls and tests of every replication; every cell summarised."""
     import numpy as np
 
-    alpha = float(cfg["alpha"])
-    reference, held_out = plan.reference, plan.held_out
-    h = min(len(held_out), len(reference) - 1)
-    keep = len(reference) - h
-
-    def units_of(vols, key=None):
-        return {v: units.of[("clean", v) if key is None else (*key, v)] for v in vols}
-
-    clean_units = units_of(reference + held_out)
-
-    def reference_units(rng, vols) -> list[int]:
-        chosen = [vols[i] for i in sorted(rng.choice(len(vols), size=keep, replace=False))]
-        return [u for v in chosen for u in clean_units[v]]
+    alpha, tail = float(cfg["alpha"]), cfg["null_tail"]
+    per_sample = int(cfg["volumes_per_sample"])
+    names = list(detectors)
+    clean = {key[1]: ids for key, ids in units.of.items() if key[0] == "clean"}
 
     def run_all(ref, test, *parts):
         out = {}
@@ -333,123 +433,111 @@ def evaluate(
             out[name] = detect(ref, test, rng)
         return out
 
-    nulls: dict[tuple, dict[str, list[float]]] = {}
-
-    def null_of(n, vols: tuple[str, ...] = (), k: int = 0) -> dict[str, list[float]]:
-        """Every detector's null statistics at ``n``: formed like a control, or, for a set
-        whose variants cover only the held-out volumes ``vols`` (gradual: one batch per
-        volume), like its test with the clean units of ``vols`` in place of the ``k``
-        drifted ones, so which volumes a sample comes from is not taken for drift."""
-        key = (int(n), vols, int(k))
-        if key in nulls:
-            return nulls[key]
-        stats: dict[str, list[float]] = {name: [] for name in detectors}
-        for b in range(int(cfg["null_draws"])):
-            extra = (*vols, k) if vols else ()
-            rng = np.random.default_rng(derive_seed(seed, "drift_eval/null", n, b, *extra))
-            if cfg["null_source"] == "held_out":
-                # formed exactly like a control: the held-out volumes' clean units (the
-                # positions every test draws from) against a freshly drawn reference
-                ref = reference_units(rng, reference)
-                if vols:
-                    test = draw_units(list(vols), clean_units, k, rng) if k else []
-                    test += draw_units(held_out, clean_units, int(n) - k, rng) if n - k else []
-                else:
-                    test = draw_units(held_out, clean_units, int(n), rng)
-            else:
-                order = list(rng.permutation(len(reference)))
-                pseudo_held = [reference[i] for i in sorted(order[:h])]
-                pseudo_ref = [reference[i] for i in sorted(order[h:])]
-                ref = [u for v in pseudo_ref for u in clean_units[v]]
-                test = draw_units(pseudo_held, clean_units, int(n), rng)
-            for name, outcome in run_all(ref, test, "null", n, b, *extra).items():
-                stats[name].append(outcome.statistic)
-        nulls[key] = stats
-        log.info("null n=%s %s: %d draws", n, " ".join(vols), cfg["null_draws"])
-        return stats
-
-    for n in cfg["sample_sizes"]:
-        null_of(n)
-
     def score(outcomes, null) -> dict[str, tuple[bool, bool]]:
         return {
-            name: (
-                calibrated_p(null[name], o.statistic, cfg["null_tail"]) <= alpha,
-                o.p_value <= alpha,
-            )
+            name: (calibrated_p(null[name], o.statistic, tail) <= alpha, o.p_value <= alpha)
             for name, o in outcomes.items()
         }
 
+    sizes = [int(n) for n in cfg["sample_sizes"]]
+    # (detector, n) / (detector, kind, level, fraction, n) -> per replication [cal, raw] hits
+    fpr_hits: dict[tuple, list[list[int]]] = {(d, n): [] for d in names for n in sizes}
+    test_hits: dict[tuple, list[list[int]]] = {}
+    for r, role in enumerate(roles):
+        reference = [u for v in role.reference for u in clean[v]]
+        calibration, test = list(role.calibration), list(role.test)
+        # a drifted unit is the same patch of the drifted volume: clean unit -> drifted unit
+        swap = {
+            group: {
+                c: d for v in test for c, d in zip(clean[v], units.of[(*group, v)], strict=True)
+            }
+            for group in plan.groups
+        }
+        for n in sizes:
+            null: dict[str, list[float]] = {name: [] for name in names}
+            for b in range(int(cfg["null_draws"])):
+                rng = np.random.default_rng(derive_seed(seed, "drift_eval/null", r, n, b))
+                sample = draw_sample(calibration, clean, n, rng, per_sample)
+                for name, outcome in run_all(reference, sample, "null", r, n, b).items():
+                    null[name].append(outcome.statistic)
+            hits = {name: [0, 0] for name in names}
+            for c in range(int(cfg["control_repetitions"])):
+                rng = np.random.default_rng(derive_seed(seed, "drift_eval/control", r, n, c))
+                sample = draw_sample(test, clean, n, rng, per_sample)
+                outcomes = run_all(reference, sample, "control", r, n, c)
+                for name, flags in score(outcomes, null).items():
+                    hits[name][0] += flags[0]
+                    hits[name][1] += flags[1]
+            for name in names:
+                fpr_hits[(name, n)].append(hits[name])
+            for group in plan.groups:
+                for fraction in cfg["fractions"]:
+                    k = round_half_up(float(fraction) * n)
+                    hits = {name: [0, 0] for name in names}
+                    for t in range(int(cfg["repetitions"])):
+                        rng = np.random.default_rng(
+                            derive_seed(seed, "drift_eval/test", *group, fraction, r, n, t)
+                        )
+                        sample = draw_sample(test, clean, n, rng, per_sample)
+                        sample = [swap[group][u] for u in sample[:k]] + sample[k:]
+                        outcomes = run_all(reference, sample, "test", *group, fraction, r, n, t)
+                        for name, flags in score(outcomes, null).items():
+                            hits[name][0] += flags[0]
+                            hits[name][1] += flags[1]
+                    for name in names:
+                        key = (name, *group, float(fraction), n)
+                        test_hits.setdefault(key, []).append(hits[name])
+            log.info("replication %d n=%d done", r, n)
+    confidence = float(cfg["confidence"])
     fpr = []
-    for n in cfg["sample_sizes"]:
-        hits = {name: [0, 0] for name in detectors}
-        reps = int(cfg["control_repetitions"])
-        for r in range(reps):
-            rng = np.random.default_rng(derive_seed(seed, "drift_eval/control", n, r))
-            ref = reference_units(rng, reference)
-            test = draw_units(held_out, clean_units, int(n), rng)
-            outcomes = run_all(ref, test, "control", n, r)
-            for name, (cal, raw) in score(outcomes, null_of(n)).items():
-                hits[name][0] += cal
-                hits[name][1] += raw
-        for name in detectors:
-            rate = hits[name][0] / reps
-            fpr.append(
-                {
-                    "detector": name,
-                    "n": int(n),
-                    "repetitions": reps,
-                    "fpr": round(rate, 6),
-                    "fpr_uncalibrated": round(hits[name][1] / reps, 6),
-                    "within_tolerance": within_tolerance(rate, alpha, cfg["fpr_tolerance"]),
-                }
-            )
-        log.info("controls n=%s done", n)
-
+    for (name, n), per_rep in fpr_hits.items():
+        cal = summarise_rate([h[0] for h in per_rep], int(cfg["control_repetitions"]), confidence)
+        raw = summarise_rate([h[1] for h in per_rep], int(cfg["control_repetitions"]), confidence)
+        fpr.append(
+            {
+                "detector": name,
+                "n": n,
+                "replications": cal["replications"],
+                "repetitions": cal["trials"],
+                "false_alarms": cal["successes"],
+                "fpr": cal["rate"],
+                "fpr_interval": cal["interval"],
+                "fpr_by_replication": cal["by_replication"],
+                "fpr_uncalibrated": raw["rate"],
+                "within_tolerance": within_tolerance(cal["rate"], alpha, cfg["fpr_tolerance"]),
+            }
+        )
+    changes_image = image_kinds()
     results = []
-    for kind, level in plan.groups:
-        variants = plan.variants[(kind, level)]
-        drifted_units = units_of(sorted(variants), (kind, level))
-        severity = sorted({v["severity"] for v in variants.values()})
-        for fraction in cfg["fractions"]:
-            for n in cfg["sample_sizes"]:
-                k = round_half_up(float(fraction) * int(n))
-                partial = cfg["null_source"] == "held_out" and set(variants) != set(held_out)
-                null = null_of(n, tuple(sorted(variants)), k) if partial and k else null_of(n)
-                hits = {name: [0, 0] for name in detectors}
-                reps = int(cfg["repetitions"])
-                for r in range(reps):
-                    rng = np.random.default_rng(
-                        derive_seed(seed, "drift_eval/test", kind, level, fraction, n, r)
-                    )
-                    ref = reference_units(rng, reference)
-                    test = draw_units(sorted(variants), drifted_units, k, rng) if k else []
-                    test += draw_units(held_out, clean_units, int(n) - k, rng) if n - k else []
-                    outcomes = run_all(ref, test, "test", kind, level, fraction, n, r)
-                    for name, (cal, raw) in score(outcomes, null).items():
-                        hits[name][0] += cal
-                        hits[name][1] += raw
-                for name in detectors:
-                    results.append(
-                        {
-                            "detector": name,
-                            "kind": kind,
-                            "level": int(level),
-                            "severity": severity[0] if len(severity) == 1 else severity,
-                            "fraction": float(fraction),
-                            "n": int(n),
-                            "drifted_units": k,
-                            "repetitions": reps,
-                            "power": round(hits[name][0] / reps, 6),
-                            "power_uncalibrated": round(hits[name][1] / reps, 6),
-                        }
-                    )
-        log.info("%s/%s done", kind, level)
+    for (name, kind, level, fraction, n), per_rep in test_hits.items():
+        recipe = plan.recipes[(kind, level)]
+        cal = summarise_rate([h[0] for h in per_rep], int(cfg["repetitions"]), confidence)
+        raw = summarise_rate([h[1] for h in per_rep], int(cfg["repetitions"]), confidence)
+        results.append(
+            {
+                "detector": name,
+                "kind": kind,
+                "level": int(level),
+                "severity": recipe["severity"],
+                "image_changed": recipe["target"] == "image" and recipe["kind"] in changes_image,
+                "fraction": fraction,
+                "n": n,
+                "drifted_units": round_half_up(fraction * n),
+                "replications": cal["replications"],
+                "repetitions": cal["trials"],
+                "rejections": cal["successes"],
+                "power": cal["rate"],
+                "power_interval": cal["interval"],
+                "power_by_replication": cal["by_replication"],
+                "power_uncalibrated": raw["rate"],
+            }
+        )
     return {"results": results, "false_positive_rate": fpr}
 
 
 def difficulty(results: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
-    """Per kind: power by level of the difficulty detector at (n, fraction), vs the target."""
+    """Per kind: power (with interval) by level of the difficulty detector at (n, fraction),
+    against the target (lowest level in ``low``, highest level at least ``high``)."""
     spec = cfg["difficulty"]
     low_lo, low_hi = (float(v) for v in spec["low"])
     high = float(spec["high"])
@@ -460,26 +548,30 @@ def difficulty(results: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, 
             and row["n"] == int(spec["n"])
             and math.isclose(row["fraction"], float(spec["fraction"]))
         ):
-            kinds.setdefault(row["kind"], {})[str(row["level"])] = row["power"]
+            kinds.setdefault(row["kind"], {})[str(row["level"])] = row
     out = {}
     for kind, by_level in sorted(kinds.items()):
         levels = sorted(by_level, key=int)
         first, last = by_level[levels[0]], by_level[levels[-1]]
         needs = []
-        if first > low_hi:
-            needs.append(
-                f"level {levels[0]} is too easy (power {first:.2f} > {low_hi}): "
-                "a smaller severity at the low end"
-            )
-        if first < low_lo:
-            needs.append(f"level {levels[0]} power {first:.2f} < {low_lo}")
-        if last < high:
-            needs.append(
-                f"level {levels[-1]} is too subtle (power {last:.2f} < {high}): "
-                "a larger severity at the high end"
-            )
+        if not first["image_changed"]:
+            needs.append("the image is unchanged: an image detector scores alpha by design")
+        else:
+            if first["power"] > low_hi:
+                needs.append(
+                    f"level {levels[0]} is too easy (power {first['power']:.2f} > {low_hi}): "
+                    "a smaller severity at the low end"
+                )
+            if first["power"] < low_lo:
+                needs.append(f"level {levels[0]} power {first['power']:.2f} < {low_lo}")
+            if last["power"] < high:
+                needs.append(
+                    f"level {levels[-1]} is too subtle (power {last['power']:.2f} < {high}): "
+                    "a larger severity at the high end"
+                )
         out[kind] = {
-            "power_by_level": by_level,
+            "power_by_level": {lv: row["power"] for lv, row in by_level.items()},
+            "interval_by_level": {lv: row["power_interval"] for lv, row in by_level.items()},
             "meets_target": not needs,
             "needs": "; ".join(needs) if needs else "nothing",
         }
@@ -520,6 +612,84 @@ def write_unit_files(units: Units, folder: Path) -> list[str]:
     return paths
 
 
+def feature_table(units: Units, roles: list[Roles], plan: Plan):
+    """The per-unit feature table as a ``pyarrow.Table`` (long form, one row per unit and
+    replication it takes part in).
+
+    Columns: :data:`TABLE_COLUMNS` (``role`` is the unit's volume's role in that
+    replication: reference, calibration or test; ``kind`` is ``clean`` for a clean unit,
+    ``level`` and ``severity`` 0 then; x, y, z the patch corner), the 13 features
+    (:data:`.features.FEATURE_NAMES`) and :data:`HARM_COLUMN` (null here: the harm module
+    fills it). Drifted units appear for the test volumes of their replication only, one
+    row per (kind, level) even where the kind leaves the image unchanged (then the
+    features equal the clean unit's). ``table.to_pandas()`` is the frame Evidently's
+    ``Dataset.from_pandas`` takes: filter one replication, ``role == "reference"`` as the
+    reference and a test selection as the current data, the features as numerical columns.
+    """
+    import pyarrow as pa
+
+    columns: dict[str, list] = {name: [] for name in (*TABLE_COLUMNS, *feat.FEATURE_NAMES)}
+    groups: dict[str, list[tuple[str, int]]] = {}
+    for key in units.of:
+        if key[0] != "clean":
+            groups.setdefault(key[2], []).append((key[0], key[1]))
+
+    def add(r, role, vol, key, kind, level, severity):
+        for unit in units.of[key]:
+            corner = units.meta[unit][4]
+            values = (r, role, unit, vol, kind, level, severity, *corner)
+            for name, value in zip(TABLE_COLUMNS, values, strict=True):
+                columns[name].append(value)
+            for name, value in zip(feat.FEATURE_NAMES, units.features[unit], strict=True):
+                columns[name].append(float(value))
+
+    for r, role in enumerate(roles):
+        for name in ("reference", "calibration", "test"):
+            for vol in getattr(role, name):
+                add(r, name, vol, ("clean", vol), "clean", 0, 0.0)
+                if name == "test":
+                    for kind, level in sorted(groups.get(vol, [])):
+                        severity = float(plan.recipes[(kind, level)]["severity"])
+                        add(r, name, vol, (kind, level, vol), kind, level, severity)
+    rows = len(columns["unit"])
+    types = {
+        "replication": pa.int16(),
+        "role": pa.string(),
+        "unit": pa.int32(),
+        "volume": pa.string(),
+        "kind": pa.string(),
+        "level": pa.int8(),
+        "severity": pa.float64(),
+        "x": pa.int32(),
+        "y": pa.int32(),
+        "z": pa.int32(),
+    }
+    fields = [pa.field(k, types[k], nullable=False) for k in TABLE_COLUMNS]
+    fields += [pa.field(k, pa.float64(), nullable=False) for k in feat.FEATURE_NAMES]
+    fields.append(pa.field(HARM_COLUMN, pa.float64(), nullable=True))
+    columns[HARM_COLUMN] = [None] * rows
+    schema = pa.schema(
+        fields,
+        metadata={
+            "description": "minivess-bundle drift_eval per-unit feature table (a unit is a "
+            "patch); see minivess_bundle.drift_eval.protocol.feature_table",
+            "schema_version": str(SCHEMA_VERSION),
+        },
+    )
+    return pa.table({f.name: pa.array(columns[f.name], f.type) for f in fields}, schema=schema)
+
+
+def write_feature_table(table, path: str | Path) -> Path:
+    """``table`` as Parquet (zstd), written atomically; the same table gives the same bytes."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd", write_statistics=True)
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
 def run_drift_eval(
     bag: str | Path,
     out_json: str | Path,
@@ -527,17 +697,20 @@ def run_drift_eval(
     config: dict[str, Any] | None = None,
     seed: int = 0,
     figures: dict[str, str | Path] | None = None,
+    features_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate every configured detector on the bundle ``bag``; write ``out_json``.
 
     ``model_path`` is the ``check`` target's saved UNet (:func:`train_smoke.save_model`);
     without it BBSD and harm labels are left out. ``figures`` maps ``power``, ``fpr`` and
-    ``difficulty`` to PNG paths. Returns the result written.
+    ``difficulty`` to PNG paths; ``features_path``: also write the per-unit feature table
+    (Parquet, :func:`feature_table`). Returns the result written.
     """
     import numpy as np
 
     cfg = resolve_config(config)
     plan = read_plan(bag)
+    roles = plan_roles(plan, cfg, int(seed))
     model, device = None, "none"
     needs_model = "bbsd" in cfg["detectors"] or bool(cfg["harm"])
     if needs_model:
@@ -551,31 +724,46 @@ def run_drift_eval(
 
         device = select_device(cfg["device"])
         model = load_model(model_path, device)
-    units, harm = collect_units(plan, cfg, int(seed), model, device)
+    softmax = None
+    if "bbsd" in cfg["detectors"]:
+        from .harm import softmax_features
+
+        def softmax(patches, scales):
+            return list(softmax_features(model, patches, scales, device))
+
+    units = collect_units(plan, cfg, int(seed), roles, softmax)
+    harm = manifest_harm(plan, cfg, model, device)
     reps: dict[str, Any] = {
         "features": np.asarray(units.features),
         "embedding": np.asarray(units.embeddings),
     }
-    if "bbsd" in cfg["detectors"]:
-        from .harm import softmax_features
-
-        reps["softmax"] = softmax_features(model, np.asarray(units.patches), units.scales, device)
+    if softmax is not None:
+        reps["softmax"] = np.asarray(units.softmax_rows)
     out_dir = Path(out_json).parent
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".units-", dir=out_dir) as tmp:
         paths = write_unit_files(units, Path(tmp)) if cfg["plugins"] else None
         detectors = make_detectors(cfg, reps, paths)
-        scored = evaluate(plan, units, detectors, cfg, int(seed))
+        scored = evaluate(plan, units, detectors, cfg, int(seed), roles)
+    per_sample = int(cfg["volumes_per_sample"])
     result = {
         "schema_version": SCHEMA_VERSION,
         "generator": {"module": __name__, "package_version": __version__},
         "bundle": {
             "name": Path(bag).name,
-            "reference": plan.reference,
+            "volumes": plan.volumes,
             "held_out": plan.held_out,
             "sets": [
                 {"kind": k, "level": lv, "volumes": sorted(plan.variants[(k, lv)])}
                 for k, lv in plan.groups
+            ],
+        },
+        "roles": {
+            "training": list(roles[0].training),
+            "folds": int(cfg["folds"]),
+            "replications": [
+                {"replication": r, **{k: v for k, v in role.as_dict().items() if k != "training"}}
+                for r, role in enumerate(roles)
             ],
         },
         "design": {
@@ -584,18 +772,14 @@ def run_drift_eval(
             "sample_unit": (
                 f"one patch of {cfg['patch']} voxels (x, y, z) of a processed volume; "
                 f"{cfg['patches_per_volume']} seeded positions per volume, shared by its "
-                "drift variants; a sample of n units spreads over the held-out volumes "
-                "round-robin; floor(fraction * n + 1/2) units are drifted"
+                f"drift variants; a sample of n units comes from min(n, {per_sample}) "
+                "volumes of one role drawn at random, units round-robin; "
+                "floor(fraction * n + 1/2) units are drifted"
             ),
-            "reference": "every patch of len(reference) - len(held_out) reference volumes, "
-            "drawn per repetition",
+            "reference": "every patch of the replication's reference volumes",
             "calibration": (
-                "null of each statistic from n clean units of the held-out volumes (the "
-                "positions the tests draw from) vs a drawn reference, formed like a control "
-                "(a set whose variants cover only some held-out volumes, e.g. gradual: like "
-                "its test, with those volumes' clean units in place of the drifted ones)"
-                if cfg["null_source"] == "held_out"
-                else "null of each statistic from pseudo-splits of the reference volumes"
+                "null of each statistic from null_draws samples of the calibration volumes "
+                "(formed like a test sample) against the replication's reference"
             )
             + (
                 ", two-sided: p = min(1, 2 min(P_hi, P_lo)), P_hi = (1 + #{null >= observed}) "
@@ -605,6 +789,12 @@ def run_drift_eval(
             )
             + "; every statistic is larger = further from the reference; ties count "
             "against rejection",
+            "false_alarms": "clean samples of the test volumes (new to reference and null)",
+            "power": "samples of the test volumes with the drifted units taken from each "
+            "volume's in-process drift variant (the drift job's kind, severity, seed and "
+            "context); kinds that leave the image unchanged share the clean units",
+            "interval": f"Wilson score interval at {cfg['confidence']} over the pooled "
+            "repetitions of every replication",
             "detectors": {
                 name: {
                     "representation": REPRESENTATION.get(name, "unit files (.npy)"),
@@ -613,7 +803,7 @@ def run_drift_eval(
                 for name in detectors
             },
             "feature_names": list(feat.FEATURE_NAMES),
-            "units": len(units.patches),
+            "units": len(units),
             "device": device,
         },
         **scored,
@@ -627,6 +817,8 @@ def run_drift_eval(
         },
     }
     validate_result(result)
+    if features_path:
+        write_feature_table(feature_table(units, roles, plan), features_path)
     write_json_atomic(out_json, result)
     if figures:
         from .figures import draw_all

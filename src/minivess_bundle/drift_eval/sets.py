@@ -1,27 +1,21 @@
 """Evaluation sets: what a detector compares, read as data from a verified bundle.
 
-The drift manifest (``data/drift_manifest.json``) says which volumes are held out (the
-volumes its variants were made of), which are the clean reference (each variant's
-``reference_split_ids``: the valid volumes of the training split), and every variant's
-(kind, level) and files with their sha256. Nothing here lists drift kinds or levels: they
-are whatever the manifest holds.
+The drift manifest (``data/drift_manifest.json``) says which volumes the bundle holds (the
+clean training-split volumes, ``reference_split_ids``, and the held-out volumes its
+variants were made of) and every variant's (kind, level, severity, target) with its files
+and sha256. Nothing here lists drift kinds or levels: they are whatever the manifest holds
+(:attr:`Plan.recipes`: how to apply each set in-process to any volume).
 
-**The sample unit is a patch.** With seven held-out volumes a sample of 10 or 20 volumes
-does not exist, so a sample of size ``n`` is ``n`` patches (the "patch equivalent" of
-``n`` volumes). Every volume has ``patches_per_volume`` patch positions of ``patch``
-voxels (x, y, z), drawn uniformly from the volume's grid with a seed derived from
-(global seed, ``"drift_eval/patch"``, volume); a drift variant is cut at the same
-positions as its clean volume, so clean and drifted units are paired. A volume smaller
-than the patch along an axis is edge-padded (logged).
+**The sample unit is a patch.** Every volume has ``patches_per_volume`` patch positions of
+``patch`` voxels (x, y, z), drawn uniformly from the volume's grid with a seed derived from
+(global seed, ``"drift_eval/patch"``, volume); a drift variant is cut at the same positions
+as its clean volume, so clean and drifted units are paired. A volume smaller than the patch
+along an axis is edge-padded (logged).
 
-A **test sample** of ``n`` units for (kind, level, fraction ``f``): ``k = floor(f n + 1/2)``
-units are drifted, ``n - k`` clean; each unit's volume is taken round-robin from a seeded
-permutation of the candidate volumes (the held-out volumes, or for drifted units those
-that have a variant at that (kind, level)), its patch position at random without
-replacement within the volume. A **control** sample is the same with ``k = 0``. The
-**reference** of a repetition is every patch of ``len(reference) - len(held_out)``
-reference volumes drawn at random, so that the calibrated null (:mod:`.protocol`) draws
-pseudo-tests from exactly the same design.
+A **sample** of ``n`` units (:func:`draw_sample`) comes from ``min(n, volumes_per_sample)``
+volumes of one role drawn at random, units round-robin over them, a patch position at random
+without replacement within a volume (with replacement once its positions are used up).
+Which roles exist and how drifted units enter a sample is :mod:`.protocol`'s.
 """
 
 from __future__ import annotations
@@ -59,10 +53,18 @@ class Plan:
     variants: dict[tuple[str, int], dict[str, dict[str, Any]]] = field(default_factory=dict)
     #: volume -> {"image", "label", "image_sha256", "label_sha256"} (clean, processed)
     clean: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: (kind, level) -> {"kind", "severity", "target", "params"}: what to apply in-process
+    #: (gradual: its base kind at the batch's severity) and which file the kind changes
+    recipes: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
 
     @property
     def groups(self) -> list[tuple[str, int]]:
         return sorted(self.variants)
+
+    @property
+    def volumes(self) -> list[str]:
+        """Every clean volume of the bundle (reference and held-out)."""
+        return sorted({*self.reference, *self.held_out})
 
 
 def derive_seed(global_seed: int, purpose: str, *parts: object) -> int:
@@ -125,6 +127,19 @@ def read_plan(bag: str | Path) -> Plan:
                 "label_sha256": label["clean"]["sha256"],
             },
         )
+        parameters = entry.get("parameters") or {}
+        plan.recipes.setdefault(
+            (kind, int(level)),
+            {
+                "kind": str(parameters.get("base", "intensity")) if kind == "gradual" else kind,
+                "severity": float(entry["severity"]),
+                "target": str(entry.get("target", "image")),
+                # compound: the kinds it was made of (the config may change them)
+                "params": {"kinds": list(parameters["kinds"])}
+                if kind == "compound" and isinstance(parameters.get("kinds"), list)
+                else {},
+            },
+        )
         plan.variants.setdefault((kind, int(level)), {})[vol] = {
             "image": str(data / "drift" / image["drifted"]["path"]),
             "label": str(data / "drift" / label["drifted"]["path"]),
@@ -149,12 +164,8 @@ def read_plan(bag: str | Path) -> Plan:
     return plan
 
 
-def read_checked(path: str | Path, sha256: str | None, volume: str) -> np.ndarray:
-    """The voxels of a NIfTI file (float32, x/y/z), its bytes checked against the manifest."""
-    import numpy as np
-
-    from ..core.nifti import read_array
-
+def check_file(path: str | Path, sha256: str | None, volume: str) -> Path:
+    """``path``, present and (where the manifest records one) with the recorded sha256."""
     path = Path(path)
     if not path.is_file():
         raise DriftEvalError(
@@ -169,13 +180,27 @@ def read_checked(path: str | Path, sha256: str | None, volume: str) -> np.ndarra
                 expected="the bytes the manifest records",
                 path=path,
             )
-    _, array = read_array(path, volume)
+    return path
+
+
+def _read_3d(path: Path, volume: str):
+    from ..core.nifti import read_array
+
+    image, array = read_array(path, volume)
     if array.ndim == 4 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim != 3:
         raise DriftEvalError(
             f"shape {array.shape}", volume=volume, expected="a 3-D volume", path=path
         )
+    return image, array
+
+
+def read_checked(path: str | Path, sha256: str | None, volume: str) -> np.ndarray:
+    """The voxels of a NIfTI file (float32, x/y/z), its bytes checked against the manifest."""
+    import numpy as np
+
+    _, array = _read_3d(check_file(path, sha256, volume), volume)
     return np.asarray(array, dtype=np.float32)
 
 
@@ -228,3 +253,35 @@ def draw_units(
             pools[vol] = list(rng.permutation(units_of[vol]))
         chosen.append(int(pools[vol].pop()))
     return chosen
+
+
+def draw_sample(
+    volumes: list[str],
+    units_of: dict[str, list[int]],
+    count: int,
+    rng: np.random.Generator,
+    volumes_per_sample: int,
+) -> list[int]:
+    """A sample of ``count`` units from ``min(count, volumes_per_sample, len(volumes))``
+    volumes drawn at random without replacement, units round-robin (:func:`draw_units`).
+
+    A batch a detector sees comes from a few volumes, and which volumes is part of the
+    chance: a null drawn this way spans the between-volume variation of its role."""
+    v = max(1, min(int(count), int(volumes_per_sample), len(volumes)))
+    chosen = [volumes[i] for i in sorted(rng.choice(len(volumes), size=v, replace=False))]
+    return draw_units(chosen, units_of, int(count), rng)
+
+
+def read_volume(plan: Plan, vol: str) -> dict[str, Any]:
+    """The clean ``image`` (its stored dtype), ``label`` and ``spacing`` (um) of ``vol``,
+    checked against the manifest's sha256 where it records one."""
+    from ..core.nifti import spacing_um
+
+    files = plan.clean[vol]
+    out: dict[str, Any] = {}
+    for role in ("image", "label"):
+        path = check_file(files[role], files.get(f"{role}_sha256"), vol)
+        header, out[role] = _read_3d(path, vol)
+        if role == "image":
+            out["spacing"] = spacing_um(header.header)
+    return out

@@ -1,0 +1,234 @@
+"""The drift benchmark's protocol on a small build: false alarms on new clean volumes at
+alpha + 0.05 under two seeds, every cell with its Wilson interval, the roles recorded,
+the per-unit Parquet table, and Evidently's preset as a plug-in detector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import require
+from drift_eval_bag import make_bag
+
+from minivess_bundle.drift_eval import protocol
+from minivess_bundle.drift_eval.intervals import summarise_rate, wilson_interval
+from minivess_bundle.drift_eval.sets import DriftEvalError
+
+ALPHA = 0.05
+
+# --- the interval maths ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("successes", "trials", "low", "high"),
+    [
+        (0, 10, 0.0, 0.277533),  # no rejection: the lower end is exactly 0
+        (10, 10, 0.722467, 1.0),  # every trial: the upper end is exactly 1
+        (5, 10, 0.236593, 0.763407),
+        (1, 1, 0.206549, 1.0),  # one trial, the smallest count there is
+        (0, 1, 0.0, 0.793451),
+        (10, 200, 0.027383, 0.089578),
+    ],
+)
+def test_wilson_interval_equals_the_closed_form_at_its_boundaries(successes, trials, low, high):
+    # expected values: statsmodels proportion_confint(method="wilson"), an independent code
+    lo, hi = wilson_interval(successes, trials)
+    assert lo == pytest.approx(low, abs=1e-6) and hi == pytest.approx(high, abs=1e-6)
+    assert 0.0 <= lo <= successes / trials <= hi <= 1.0
+
+
+def test_wilson_interval_narrows_with_trials_and_widens_with_confidence():
+    assert wilson_interval(50, 1000)[1] - wilson_interval(50, 1000)[0] < 0.03
+    narrow, wide = wilson_interval(5, 20, 0.9), wilson_interval(5, 20, 0.99)
+    assert wide[0] < narrow[0] and wide[1] > narrow[1]
+
+
+@pytest.mark.parametrize(
+    ("successes", "trials", "confidence", "message"),
+    [
+        (0, 0, 0.95, "over 0 trials"),
+        (3, 2, 0.95, "3 successes in 2 trials"),
+        (-1, 2, 0.95, "-1 successes"),
+        (1, 2, 1.0, "confidence 1.0"),
+        (1, 2, 0.0, "confidence 0.0"),
+    ],
+)
+def test_wilson_interval_refuses_impossible_counts(successes, trials, confidence, message):
+    with pytest.raises(DriftEvalError, match=message):
+        wilson_interval(successes, trials, confidence)
+
+
+def test_a_replicated_rate_is_the_mean_of_its_replications_with_the_pooled_interval():
+    cell = summarise_rate([1, 0, 3, 0, 1], 20)
+    assert cell["rate"] == pytest.approx(0.05) and cell["trials"] == 100
+    assert cell["by_replication"] == [0.05, 0.0, 0.15, 0.0, 0.05]
+    assert cell["interval"] == [round(v, 6) for v in wilson_interval(5, 100)]
+
+
+@pytest.mark.parametrize(("rate", "within"), [(0.1, True), (0.100001, False), (0.0, True)])
+def test_false_alarm_tolerance_is_at_most_alpha_plus_0_05_inclusive(rate, within):
+    assert protocol.within_tolerance(rate, ALPHA, 0.05) is within
+
+
+# --- the protocol on a small build --------------------------------------------------------------
+
+SMALL = {
+    "detectors": ["ks", "mmd", "c2st"],
+    "patch": [8, 8, 4],
+    "patches_per_volume": 10,
+    "fractions": [1.0],
+    "repetitions": 2,
+    "permutations": 19,
+    "harm": False,
+}
+
+
+@pytest.fixture(scope="module")
+def small_bag(tmp_path_factory) -> Path:
+    """70 small synthetic volumes (the release's count, so the roles have the default
+    sizes), one held-out volume with a noise and a topology variant in the manifest."""
+    return make_bag(tmp_path_factory.mktemp("drift_eval"), count=70, size_xy=24, max_z=8)
+
+
+@pytest.fixture(scope="module")
+def runs(small_bag, tmp_path_factory) -> dict[int, dict]:
+    """Each seed's result; its feature table at ``runs[seed]["_table"]`` (not in the JSON)."""
+    out = tmp_path_factory.mktemp("runs")
+    results = {}
+    for seed in (1, 2):
+        table = out / f"{seed}.parquet"
+        results[seed] = protocol.run_drift_eval(
+            small_bag, out / f"{seed}.json", config=SMALL, seed=seed, features_path=table
+        )
+        results[seed]["_table"] = table
+    return results
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_false_alarms_on_new_clean_volumes_stay_within_alpha_plus_0_05(runs, seed):
+    result = runs[seed]
+    defaults = protocol.DEFAULTS
+    cells = {(r["detector"], r["n"]): r for r in result["false_positive_rate"]}
+    assert set(cells) == {(d, n) for d in SMALL["detectors"] for n in defaults["sample_sizes"]}
+    for (detector, n), row in cells.items():
+        assert row["fpr"] <= ALPHA + 0.05, (detector, n, row)
+        assert row["within_tolerance"]
+        assert row["replications"] == defaults["replications"] >= 5
+        assert row["repetitions"] == defaults["replications"] * defaults["control_repetitions"]
+        assert row["fpr_interval"][0] <= row["fpr"] <= row["fpr_interval"][1]
+    # the detectors' own p-values, which take a volume's patches for independent draws,
+    # alarm far above alpha on the same new volumes: the calibration is what holds it
+    assert cells[("ks", 20)]["fpr_uncalibrated"] > 0.5
+
+
+def test_roles_are_recorded_disjoint_and_the_training_list_is_in_no_role(runs):
+    roles = runs[1]["roles"]
+    training = set(roles["training"])
+    assert training and roles["folds"] == 5
+    assert len(roles["replications"]) == 5
+    tested = []
+    for rep in roles["replications"]:
+        parts = [set(rep[k]) for k in ("reference", "calibration", "test")]
+        assert sum(map(len, parts)) == len(set().union(*parts)) == 70 - len(training)
+        assert not training & set().union(*parts)
+        assert len(rep["calibration"]) >= 18
+        tested += rep["test"]
+    assert len(tested) == len(set(tested)) == 70 - len(training)
+
+
+def test_every_power_cell_has_its_interval_replications_and_repetitions(runs):
+    rows = runs[1]["results"]
+    assert {(r["kind"], r["image_changed"]) for r in rows} == {
+        ("noise", True),
+        ("topology", False),
+    }
+    for row in rows:
+        assert row["replications"] == 5 and row["repetitions"] == 5 * SMALL["repetitions"]
+        assert row["power_interval"][0] <= row["power"] <= row["power_interval"][1]
+        assert len(row["power_by_replication"]) == 5
+        assert row["power"] == pytest.approx(sum(row["power_by_replication"]) / 5, abs=1e-6)
+    protocol.validate_result({k: v for k, v in runs[1].items() if k != "_table"})
+
+
+def test_the_result_and_the_table_are_byte_identical_when_run_again(small_bag, tmp_path):
+    cheap = {**SMALL, "sample_sizes": [5], "replications": 2, "null_draws": 19}
+    cheap |= {"control_repetitions": 5}
+    for name in ("a", "b"):
+        protocol.run_drift_eval(
+            small_bag,
+            tmp_path / f"{name}.json",
+            config=cheap,
+            seed=1,
+            features_path=tmp_path / f"{name}.parquet",
+        )
+    for suffix in ("json", "parquet"):
+        assert (tmp_path / f"a.{suffix}").read_bytes() == (tmp_path / f"b.{suffix}").read_bytes()
+
+
+def test_the_feature_table_is_parquet_with_one_row_per_unit_and_role(runs):
+    pq = require("pyarrow.parquet", "the train extra")
+    from minivess_bundle.drift_eval.features import FEATURE_NAMES
+
+    table = pq.read_table(runs[1]["_table"])
+    assert table.schema.names == [
+        *protocol.TABLE_COLUMNS,
+        *FEATURE_NAMES,
+        protocol.HARM_COLUMN,
+    ]
+    frame = table.to_pandas()
+    roles = runs[1]["roles"]["replications"][0]
+    first = frame[frame["replication"] == 0]
+    clean = first[first["kind"] == "clean"]
+    for role in ("reference", "calibration", "test"):
+        assert sorted(set(clean[clean["role"] == role]["volume"])) == roles[role]
+        assert (clean["role"] == role).sum() == 10 * len(roles[role])
+    drifted = first[first["kind"] != "clean"]
+    assert set(drifted["role"]) == {"test"} and set(drifted["kind"]) == {"noise", "topology"}
+    assert len(drifted) == 2 * 10 * len(roles["test"])
+    assert (drifted["level"] == 5).all() and (drifted["severity"] == 1.0).all()
+    assert frame[protocol.HARM_COLUMN].isna().all()
+    assert not frame[list(FEATURE_NAMES)].isna().any().any()
+    # the same patch corners, in the same order: topology leaves the image as it is (the
+    # same features), noise changes it
+    key = ["volume", "x", "y", "z"]
+    base = clean[clean["role"] == "test"]
+    for kind, same in (("topology", True), ("noise", False)):
+        rows = drifted[drifted["kind"] == kind]
+        assert rows[key].to_numpy().tolist() == base[key].to_numpy().tolist()
+        features = rows[list(FEATURE_NAMES)].to_numpy() == base[list(FEATURE_NAMES)].to_numpy()
+        assert features.all() == same
+
+
+def test_evidently_data_drift_preset_runs_as_a_plugin_row_of_the_benchmark(small_bag, tmp_path):
+    from minivess_bundle.drift_eval.detectors import EVIDENTLY_PRESET, patch_pandas_for_evidently
+
+    patch_pandas_for_evidently()
+    require("evidently", "the evidently extra: pip install 'minivess-bundle[evidently]'")
+    assert EVIDENTLY_PRESET == {"method": "ks", "threshold": 0.05, "drift_share": 0.5}
+    config = {
+        **SMALL,
+        "detectors": ["evidently"],
+        "sample_sizes": [20],
+        "replications": 1,
+        "null_draws": 19,
+        "control_repetitions": 5,
+        "repetitions": 3,
+    }
+    result = protocol.run_drift_eval(small_bag, tmp_path / "ev.json", config=config, seed=1)
+    (fpr,) = result["false_positive_rate"]
+    assert fpr["detector"] == "evidently" and fpr["repetitions"] == 5
+    assert 0.0 <= fpr["fpr"] <= 1.0 and fpr["fpr_interval"][1] > fpr["fpr"] - 1e-9
+    rows = {r["kind"]: r for r in result["results"]}
+    assert set(rows) == {"noise", "topology"} and rows["noise"]["detector"] == "evidently"
+    # Evidently's own verdict (KS per column, drift share 0.5) on 20 patches of one new
+    # volume: it flags clean new volumes as drifted, which the calibrated rate corrects
+    assert fpr["fpr_uncalibrated"] >= fpr["fpr"]
+    assert "Evidently DataDriftPreset" in result["design"]["detectors"]["evidently"]["description"]
+
+
+def test_unknown_and_out_of_range_protocol_keys_are_refused():
+    with pytest.raises(DriftEvalError, match="drift_eval.null_source"):
+        protocol.resolve_config({"null_source": "held_out"})
+    for key in ("folds", "calibration_folds", "replications", "volumes_per_sample"):
+        with pytest.raises(DriftEvalError, match=f"drift_eval.{key} 0"):
+            protocol.resolve_config({key: 0})
