@@ -15,6 +15,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/fetch.smk"
 include: "workflow/rules/rename.smk"
+include: "workflow/rules/fingerprint.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/resample.smk"
 include: "workflow/rules/drift.smk"
@@ -33,6 +34,7 @@ localrules:
     rename,
     rename_licence,
     renamed_inventory,
+    fingerprint,
     validation_report,
     processed_metadata,
     drift_set,
@@ -42,6 +44,7 @@ localrules:
 
 onsuccess:
     print_bundle_digest()
+    print_fingerprint()
 
 
 rule all:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .cmdline import fingerprint as fingerprint_command
 from .errors import MinivessError
 
 log = logging.getLogger("minivess_bundle")
@@ -769,6 +770,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seeds", type=int, nargs="+", default=[20230301])
     p.set_defaults(func=cmd_calibrate)
+
+    fingerprint_command.add_parser(sub)
     return parser
 
 
@@ -780,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        args.func(args)
+        code = args.func(args)
     except MinivessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -788,7 +791,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"error: {args.command}: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ stage                  files
 fetch (staging)        ``results/staging/{raw,seg,json}/`` (EBRAINS names; temporary)
 downloads              ``results/downloads/`` (ZIP, EBRAINS listing and object cache)
 rename                 ``results/renamed/{imagesTr,labelsTr,metadata}/``
+fingerprint            ``results/fingerprint.json`` (full real builds: the authors' DVC hash)
 validate               ``results/validation/{vol}.json``, ``results/validation_report.json``
 resample               ``results/processed/{imagesTr,labelsTr,metadata}/``,
                        ``results/resample/{vol}.json``
@@ -74,6 +75,9 @@ REPORT_MIPS = f"{REPORT_ROOT}/mip"
 REPORT_GALLERY = f"{REPORT_ROOT}/drift_gallery.png"
 REPORT_DATASET = f"{REPORT_ROOT}/dataset.png"
 REPORT_TABLE = f"{REPORT_ROOT}/validation.html"
+
+#: The renamed tree against the authors' DVC snapshot (full real builds; fingerprint.py).
+FINGERPRINT = f"{RESULTS}/fingerprint.json"
 
 CHECK_SMOKE = f"{RESULTS}/check/smoke_metrics.json"
 CHECK_MODEL = f"{RESULTS}/check/smoke_model.pt"

@@ -462,6 +462,7 @@ def all_outputs():
         layout.REPORT_DATASET,
         layout.REPORT_MIPS,
         omezarr_outputs,
+        fingerprint_outputs(),
     ]
 
 
