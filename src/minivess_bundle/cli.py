@@ -346,7 +346,12 @@ def cmd_bundle(args: argparse.Namespace) -> None:
         lock=args.lock,
         git_commit=args.git_commit,
         config=json.loads(args.config_json) if args.config_json else {},
-        stages=json.loads(args.stages_json) if args.stages_json else {},
+        stages=(json.loads(args.stages_json) if args.stages_json else {})
+        | (
+            {"fingerprint": json.loads(Path(args.fingerprint).read_text())}
+            if args.fingerprint
+            else {}
+        ),
         threads=args.threads or 1,
         archive=args.archive,
     )
@@ -676,6 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quarantined", choices=("omit", "include"), required=True)
     p.add_argument("--validation-report", required=True)
     p.add_argument("--listing", default="")
+    p.add_argument("--fingerprint", default="", help="results/fingerprint.json, if checked")
     p.add_argument("--lock", default="")
     p.add_argument("--git-commit", default="")
     p.add_argument("--config-json", default="")

@@ -8,6 +8,7 @@ checkpoint bundle:
     input:
         unpack(bundle_inputs),
         validation_report=layout.VALIDATION_REPORT,
+        fingerprint=fingerprint_outputs(),
         lock=workflow.source_path("../../requirements/lock.txt"),
     output:
         **BUNDLE_ARCHIVE,
@@ -46,6 +47,7 @@ checkpoint bundle:
         quarantine=bundle_section("quarantine"),
         drift_manifest=bundle_drift_manifest,
         listing=layout.EBRAINS_LISTING if SOURCE == "ebrains" else "",
+        fingerprint=layout.FINGERPRINT if FINGERPRINT else "",
         git_commit=GIT_COMMIT,
         config_json=json.dumps(recorded_config(config), sort_keys=True),
         stages_json=STAGES_JSON,
@@ -60,6 +62,7 @@ checkpoint bundle:
         "--quarantine-root {params.quarantine_root:q} --quarantine {params.quarantine:q} "
         "--quarantined {params.quarantined} "
         "--validation-report {input.validation_report:q} --listing={params.listing:q} "
+        "--fingerprint={params.fingerprint:q} "
         "--lock {input.lock:q} --git-commit={params.git_commit:q} "
         "--config-json {params.config_json:q} --stages-json {params.stages_json:q} "
         "--summary {output.summary:q} {params.archive:q} --threads {threads} > {log:q} 2>&1"
