@@ -24,6 +24,7 @@ include: "workflow/rules/omezarr.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/check.smk"
 include: "workflow/rules/drift_eval.smk"
+include: "workflow/rules/hf.smk"
 
 
 # Tiny jobs (copies, merges of small JSON files, targets) run in the main process; under

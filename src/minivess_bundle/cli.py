@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .cmdline import fingerprint as fingerprint_command
+from .cmdline import hf_export as hf_export_command
 from .errors import MinivessError
 
 log = logging.getLogger("minivess_bundle")
@@ -778,6 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_calibrate)
 
     fingerprint_command.add_parser(sub)
+    hf_export_command.add_parser(sub)
     return parser
 
 

@@ -20,6 +20,7 @@ drift                  ``results/drift/{drift}/{level}/{imagesTr,labelsTr}/``,
 bundle                 ``results/bundle/minivess-<version>{/,.tar,.dvc,...}``
 ome-zarr (optional)    ``results/omezarr/{vol}.ome.zarr/``, ``results/omezarr/{vol}.json``
 report                 ``results/report/``
+hf (on demand)         ``results/hf/minivess-<version>/`` (Hugging Face niftifolder + card)
 check                  ``results/check/``, ``results/nnunet/``
 drift_eval             ``results/drift_eval/`` (detector power, false alarms, harm, figures)
 =====================  ==================================================================
@@ -39,6 +40,7 @@ DRIFT_ROOT = f"{RESULTS}/drift"
 BUNDLE_ROOT = f"{RESULTS}/bundle"
 REPORT_ROOT = f"{RESULTS}/report"
 OMEZARR_ROOT = f"{RESULTS}/omezarr"
+HF_ROOT = f"{RESULTS}/hf"
 
 #: One volume's files as the fetch stage lands them (the EBRAINS layout).
 STAGED = {role: f"{STAGING_ROOT}/{name}" for role, name in staging_names("mv00").items()}
@@ -141,3 +143,8 @@ def bundle_files(version: str) -> dict[str, str]:
         "summary": f"{bag}.json",
         "verified": f"{bag}.verified.txt",
     }
+
+
+def hf_folder(version: str) -> str:
+    """The Hugging Face export of the bundle version (``snakemake hf``; hf.py)."""
+    return f"{HF_ROOT}/minivess-{version}"
