@@ -100,18 +100,11 @@ def _file(path: Path, volume: str | None = None) -> Path:
 
 
 def _spacing_um(path: Path, volume: str) -> list[float]:
-    from .bundle.describe import read_header
-    from .nifti import _UM_PER_XYZT_UNIT
+    """The voxel size in micrometres from the header (nifti.spacing_um, header only)."""
+    from .nifti import read_header, spacing_um
 
-    header = read_header(path)
-    scale = _UM_PER_XYZT_UNIT.get(header["xyzt_units"] & 7)
-    if scale is None:
-        raise ConsumerError(
-            f"hf export: xyzt_units {header['xyzt_units']} names no length unit",
-            volume=volume,
-            path=path,
-        )
-    return [round(z * scale, 6) for z in header["spacing"]]
+    header = read_header(path, error=ConsumerError, check_size=False).header
+    return [round(z, 6) for z in spacing_um(header)]
 
 
 def clean_rows(data: Path) -> list[Row]:
