@@ -17,6 +17,7 @@ from pathlib import Path
 from . import __version__
 from .cmdline import fingerprint as fingerprint_command
 from .cmdline import hf_export as hf_export_command
+from .cmdline import validate_crate as validate_crate_command
 from .errors import MinivessError
 
 log = logging.getLogger("minivess_bundle")
@@ -780,6 +781,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fingerprint_command.add_parser(sub)
     hf_export_command.add_parser(sub)
+    validate_crate_command.add_parser(sub)
     return parser
 
 
