@@ -8,7 +8,7 @@ checkpoint bundle:
     input:
         unpack(bundle_inputs),
         validation_report=layout.VALIDATION_REPORT,
-        fingerprint=fingerprint_outputs(),
+        fingerprint=FINGERPRINT_OUTPUTS,
         lock=workflow.source_path("../../requirements/lock.txt"),
     output:
         **BUNDLE_ARCHIVE,
@@ -47,7 +47,7 @@ checkpoint bundle:
         quarantine=bundle_section("quarantine"),
         drift_manifest=bundle_drift_manifest,
         listing=layout.EBRAINS_LISTING if SOURCE == "ebrains" else "",
-        fingerprint=layout.FINGERPRINT if FINGERPRINT else "",
+        fingerprint=lambda wildcards, input: input.get("fingerprint", ""),
         git_commit=GIT_COMMIT,
         config_json=json.dumps(recorded_config(config), sort_keys=True),
         stages_json=STAGES_JSON,

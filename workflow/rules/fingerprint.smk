@@ -1,24 +1,6 @@
 """Fingerprint: a full real build's renamed tree against the dataset authors' DVC
-snapshot (minivess_bundle.fingerprint; docs/fingerprint.md)."""
-
-from minivess_bundle.fingerprint import applies as fingerprint_applies  # noqa: E402
-
-#: Checked when the build copies the release's bytes: a real source and all 70 volumes.
-FINGERPRINT = fingerprint_applies(SOURCE, VOLUMES)
-
-
-def fingerprint_outputs():
-    """The check's record when the build is checked (see FINGERPRINT), else nothing."""
-    return [layout.FINGERPRINT] if FINGERPRINT else []
-
-
-def print_fingerprint():
-    """Say on the console whether the renamed tree equals the authors' snapshot."""
-    record = Path(layout.FINGERPRINT)
-    if FINGERPRINT and record.is_file():
-        check = json.loads(record.read_text())
-        verdict = "" if check["matches"] else "WARNING: "
-        print(f"minivess-bundle: {verdict}{check['message']}")
+snapshot (minivess_bundle.fingerprint; docs/fingerprint.md). Runs when FINGERPRINT
+(common.smk) says the build is checked; its record goes into the bag's provenance."""
 
 
 rule fingerprint:
@@ -38,8 +20,10 @@ rule fingerprint:
         mem_mb=256,
         runtime=10,
     params:
-        root=layout.RENAMED_ROOT,
-        licence=f"metadata/{LICENCE}",
+        root=lambda wildcards, input: Path(input.files[0]).parents[1],
+        licence=lambda wildcards, input: Path(input.licence)
+        .relative_to(Path(input.files[0]).parents[1])
+        .as_posix(),
         strict="--strict" if config["fingerprint"]["strict"] else "",
     shell:
         "minivess-bundle fingerprint {params.root:q} --exclude {params.licence:q} "

@@ -21,7 +21,7 @@ rule hf:
         mem_mb=fixed_mem_mb(256),
         runtime=30,
     params:
-        bag=BUNDLE["bag"],
-        out=layout.hf_folder(config["bundle"]["version"]),
+        bag=lambda wildcards, input: Path(input.bag).parent,
+        out=lambda wildcards, output: Path(output.card).parent,
     shell:
         "minivess-bundle hf-export {params.bag:q} --out {params.out:q} > {log:q} 2>&1"
