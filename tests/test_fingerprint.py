@@ -186,10 +186,11 @@ def dry_run_jobs(workdir: Path, source: Path, volumes: str | list[str]) -> str:
     return ran.stdout + ran.stderr
 
 
-def test_workflow_leaves_subsets_and_synthetic_builds_unchecked(tmp_path):
-    """(The full real build's check runs in the workflow test below.)"""
+def test_workflow_checks_full_real_builds_only(tmp_path):
     source = tmp_path / "release"
     source.mkdir()
+    full = dry_run_jobs(tmp_path / "full", source, "all")
+    assert re.search(r"\bfingerprint\b", full) and re.search(r"\brename\s+70\b", full)
     subset = dry_run_jobs(tmp_path / "subset", source, ["mv01"])
     assert "rename" in subset and not re.search(r"\bfingerprint\b", subset)
     synthetic = make_workdir(tmp_path / "synthetic", source="synthetic", volumes="all")
@@ -199,21 +200,19 @@ def test_workflow_leaves_subsets_and_synthetic_builds_unchecked(tmp_path):
 
 
 @pytest.mark.workflow
-def test_a_full_dir_build_prints_records_and_under_strict_fails_on_the_fingerprint(tmp_path):
-    """70 tiny volumes from a `dir` source: the rule runs after rename, its verdict (this
-    copy is not the authors') is on the console and in results/fingerprint.json, and
-    fingerprint.strict turns it into a failed job naming the check."""
-    from minivess_bundle.synthetic import write_synthetic_volume
-
+def test_the_rule_prints_records_and_under_strict_fails_on_a_different_tree(tmp_path):
+    """A full `dir` build whose renamed tree is in place (70 tiny volumes + licence): the
+    rule's verdict (this copy is not the authors') is on the console and in
+    results/fingerprint.json, and fingerprint.strict turns it into a failed job."""
     source = tmp_path / "release"
-    for vol in ALL_VOLUMES:
-        write_synthetic_volume(source, vol, seed=5, size_xy=16, max_z=4)
-    (source / EBRAINS_LICENCE).write_bytes(b"%PDF-1.4 licence\n")
+    source.mkdir()
     workdir = make_workdir(tmp_path / "work", source="dir", dir={"path": str(source)})
-    ran = run_snakemake(workdir, "--cores", "2", "results/fingerprint.json")
+    write_tree(workdir / "results" / "renamed", list(ALL_VOLUMES))
+    ran = run_snakemake(workdir, "--cores", "1", "results/fingerprint.json")
     record = json.loads((workdir / "results" / "fingerprint.json").read_text())
     assert record["matches"] is False
     assert record["observed"]["nfiles"] == 210 and record["missing"] == record["unexpected"] == []
+    assert "same file count (210)" in record["message"]
     assert "some file's contents differ" in record["message"]
     assert f"minivess-bundle: WARNING: {record['message']}" in ran.stdout + ran.stderr
     strict = run_snakemake(
@@ -230,6 +229,7 @@ def test_a_full_dir_build_prints_records_and_under_strict_fails_on_the_fingerpri
     assert strict.returncode == 1, strict.stdout[-2000:] + strict.stderr[-3000:]
     log = (workdir / "logs" / "fingerprint.log").read_text()
     assert log.startswith("error: fingerprint: the renamed tree differs"), (log, strict.stderr)
+    assert not (workdir / "results" / "fingerprint.json").exists()
 
 
 def test_bundle_command_records_the_check_in_the_bags_provenance(tmp_path):
