@@ -200,10 +200,10 @@ def test_workflow_checks_full_real_builds_only(tmp_path):
 
 
 @pytest.mark.workflow
-def test_the_rule_prints_records_and_under_strict_fails_on_a_different_tree(tmp_path):
+def test_the_rule_prints_and_records_the_verdict_and_passes_strict_on(tmp_path):
     """A full `dir` build whose renamed tree is in place (70 tiny volumes + licence): the
     rule's verdict (this copy is not the authors') is on the console and in
-    results/fingerprint.json, and fingerprint.strict turns it into a failed job."""
+    results/fingerprint.json, and fingerprint.strict makes the job run with --strict."""
     source = tmp_path / "release"
     source.mkdir()
     workdir = make_workdir(tmp_path / "work", source="dir", dir={"path": str(source)})
@@ -215,21 +215,23 @@ def test_the_rule_prints_records_and_under_strict_fails_on_a_different_tree(tmp_
     assert "same file count (210)" in record["message"]
     assert "some file's contents differ" in record["message"]
     assert f"minivess-bundle: WARNING: {record['message']}" in ran.stdout + ran.stderr
+    # fingerprint.strict reaches the job as --strict (the CLI test above proves what it does;
+    # a real failing run costs Snakemake's ~60 s shutdown after a failed job)
     strict = run_snakemake(
         workdir,
-        "--cores",
-        "1",
+        "-n",
+        "-p",
         "--forcerun",
         "fingerprint",
         "results/fingerprint.json",
         "--config",
         "fingerprint={strict: true}",
-        check=False,
     )
-    assert strict.returncode == 1, strict.stdout[-2000:] + strict.stderr[-3000:]
-    log = (workdir / "logs" / "fingerprint.log").read_text()
-    assert log.startswith("error: fingerprint: the renamed tree differs"), (log, strict.stderr)
-    assert not (workdir / "results" / "fingerprint.json").exists()
+    printed = (strict.stdout + strict.stderr).splitlines()
+    command = next(line for line in printed if "minivess-bundle fingerprint" in line)
+    assert command.split("minivess-bundle", 1)[1].startswith(" fingerprint results/renamed ")
+    assert "--exclude 'metadata/Licence (CCBY-NC-SA).pdf'" in command
+    assert command.rstrip().endswith("--strict > logs/fingerprint.log 2>&1")
 
 
 def test_bundle_command_records_the_check_in_the_bags_provenance(tmp_path):
