@@ -24,7 +24,7 @@ rule fingerprint:
         licence=lambda wildcards, input: Path(input.licence)
         .relative_to(Path(input.files[0]).parents[1])
         .as_posix(),
-        strict="--strict" if config["fingerprint"]["strict"] else "",
+        strict="--strict" if config["fingerprint"]["strict"] else "--no-strict",
     shell:
         "minivess-bundle fingerprint {params.root:q} --exclude {params.licence:q} "
-        "--out {output:q} {params.strict} > {log:q} 2>&1"
+        "--out {output:q} {params.strict:q} > {log:q} 2>&1"

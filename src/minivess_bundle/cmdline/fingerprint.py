@@ -24,7 +24,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="a file to leave out (the licence, which the authors' tree has not); repeatable",
     )
     p.add_argument("--out", help="write the check as JSON here (recorded in provenance)")
-    p.add_argument("--strict", action="store_true", help="a difference is an error")
+    p.add_argument(
+        "--strict",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="a difference is an error (default: a warning)",
+    )
     p.set_defaults(func=main)
     return p
 
