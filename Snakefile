@@ -44,8 +44,8 @@ localrules:
 
 
 onsuccess:
-    print_bundle_digest()
     print_fingerprint()
+    print_bundle_digest()
 
 
 rule all:
