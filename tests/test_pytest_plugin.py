@@ -156,9 +156,17 @@ def installed_package(tmp_path: Path) -> Path:
         shutil.copy2(REPO / name, source / name)
     shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__"))
     site = tmp_path / "site"
+    # Build with this venv's setuptools when it is new enough for pyproject.toml's
+    # build-system (offline); else let pip fetch the build backend from its index.
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    local = Version(version("setuptools")) >= Version("70.1")  # bdist_wheel built in
+    build = ["--no-index", "--no-build-isolation"] if local else []
     ran = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"]
-        + ["--no-build-isolation", "--target", str(site), str(source)],
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *build]
+        + ["--target", str(site), str(source)],
         capture_output=True,
         text=True,
         timeout=300,
