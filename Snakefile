@@ -13,6 +13,13 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+# The project image for every rule (config container_image; used under --sdm apptainer): one
+# global directive, before the rules are defined, instead of one line per rule.
+container: CONTAINER
+
+
 include: "workflow/rules/fetch.smk"
 include: "workflow/rules/rename.smk"
 include: "workflow/rules/fingerprint.smk"

@@ -114,7 +114,7 @@ def default_drift_config() -> dict:
 
 
 def _stage_one(args: tuple) -> str:
-    from minivess_bundle.synthetic import write_synthetic_volume
+    from minivess_bundle.fetch.synthetic import write_synthetic_volume
 
     root, volume, size = args
     write_synthetic_volume(root, volume, seed=SEED, size_xy=size)
@@ -125,8 +125,8 @@ def stage_release(root: Path, volumes: list[str], size: int, procs: int) -> floa
     """Generate the synthetic release into ``root`` (EBRAINS layout); seconds, or None
     when ``root`` already holds it. Volumes already there from a run with the same size,
     seed and generator are kept (the same bytes); only the missing ones are generated."""
-    from minivess_bundle.synthetic import GENERATOR_VERSION
-    from minivess_bundle.volumes import EBRAINS_LICENCE, staging_names
+    from minivess_bundle.core.volumes import EBRAINS_LICENCE, staging_names
+    from minivess_bundle.fetch.synthetic import GENERATOR_VERSION
 
     stamp = {"size": size, "seed": SEED, "generator": GENERATOR_VERSION}
     stamp_file = root / "bench-stamp.json"
@@ -149,7 +149,7 @@ def stage_release(root: Path, volumes: list[str], size: int, procs: int) -> floa
 
 
 def _input_voxels(volume: str, size: int) -> int:
-    from minivess_bundle.synthetic import draw_acquisition
+    from minivess_bundle.fetch.synthetic import draw_acquisition
 
     shape = draw_acquisition(SEED, volume, size).shape
     return shape[0] * shape[1] * shape[2]
@@ -329,7 +329,7 @@ def footprint(workdir: Path) -> dict[str, int]:
     """results/ on disk (each inode once, allocated blocks) and the bag's payload bytes."""
     import yaml
 
-    from minivess_bundle import layout
+    from minivess_bundle.core import layout
 
     seen, results = set(), 0
     for path in (workdir / layout.RESULTS).rglob("*"):
@@ -347,14 +347,14 @@ def footprint(workdir: Path) -> dict[str, int]:
 
 
 def _decode(path: str) -> int:
-    from minivess_bundle.nifti import gunzip_bytes
+    from minivess_bundle.core.nifti import gunzip_bytes
 
     with open(path, "rb") as handle:
         return len(gunzip_bytes(handle.read()))
 
 
 def _encode(path: str) -> int:
-    from minivess_bundle.nifti import gzip_bytes
+    from minivess_bundle.core.nifti import gzip_bytes
 
     with open(path, "rb") as handle:
         return len(gzip_bytes(handle.read(), CODEC, LEVEL))
@@ -378,8 +378,8 @@ def physical_floor(workdir: Path, scratch: Path, procs: int) -> dict:
     Inputs: the staged images and labels. Outputs: every distinct .nii.gz the build made
     (processed and drift variants, each file once: the bag's and tar's copies are bytes,
     not codec work), decompressed untimed into ``scratch`` first."""
-    from minivess_bundle import layout
-    from minivess_bundle.nifti import gunzip_bytes
+    from minivess_bundle.core import layout
+    from minivess_bundle.core.nifti import gunzip_bytes
 
     inputs = sorted(str(p) for p in (workdir / layout.RENAMED_ROOT).rglob("*.nii.gz"))
     digests, raw_outputs = set(), []
@@ -427,16 +427,12 @@ def _volume_task(args: tuple) -> list:
     import nibabel as nib
     import numpy as np
 
-    from minivess_bundle.nifti import gunzip_bytes, gzip_bytes
-    from minivess_bundle.resample import (
-        _output_header,
-        _to_uint16,
-        output_affine_mm,
-        output_grid,
-        resample_slab,
-    )
+    from minivess_bundle.core.nifti import gunzip_bytes, gzip_bytes
+    from minivess_bundle.core.volumes import staging_names
+    from minivess_bundle.resample import output_affine_mm, output_grid, resample_slab
+    from minivess_bundle.resample.grid import _output_header
+    from minivess_bundle.resample.kernels import _to_uint16
     from minivess_bundle.validate import intensity_stats, label_values
-    from minivess_bundle.volumes import staging_names
 
     release, bag, volume = args
     names = staging_names(volume)
@@ -491,7 +487,7 @@ def _drift_task(args: tuple) -> list:
 
 def same_work_floor(release: Path, volumes: list[str], out: Path, procs: int) -> dict:
     """The bench's floor over ``procs`` processes (see the module docstring)."""
-    from minivess_bundle.volumes import EBRAINS_LICENCE
+    from minivess_bundle.core.volumes import EBRAINS_LICENCE
 
     shutil.rmtree(out, ignore_errors=True)
     bag = out / "bag"
@@ -551,7 +547,7 @@ def same_work_floor(release: Path, volumes: list[str], out: Path, procs: int) ->
 
 def startup_real(scratch: Path) -> dict[str, float]:
     """Best of 5 wall of the CLI subcommands the per-volume rules call, on a 32^3 pair."""
-    from minivess_bundle.synthetic import write_synthetic_volume
+    from minivess_bundle.fetch.synthetic import write_synthetic_volume
 
     scratch.mkdir(parents=True, exist_ok=True)
     staged = write_synthetic_volume(scratch / "staging", "mv05", SEED, size_xy=32, max_z=32)
@@ -589,8 +585,8 @@ def startup_real(scratch: Path) -> dict[str, float]:
 def codec_times(workdir: Path, max_raw: int = 300_000_000) -> dict:
     """isal level 2 vs zlib level 6 on the processed files (the first ``max_raw`` bytes' worth,
     in name order; zlib 6 runs at ~6 MB/s): bytes and seconds, one process."""
-    from minivess_bundle.layout import PROCESSED_ROOT
-    from minivess_bundle.nifti import gunzip_bytes, gzip_bytes
+    from minivess_bundle.core.layout import PROCESSED_ROOT
+    from minivess_bundle.core.nifti import gunzip_bytes, gzip_bytes
 
     sizes = {"raw": 0, "isal2": 0, "zlib6": 0, "isal2_s": 0.0, "zlib6_s": 0.0}
     for path in sorted((workdir / PROCESSED_ROOT).rglob("*.nii.gz")):
@@ -609,7 +605,7 @@ def codec_times(workdir: Path, max_raw: int = 300_000_000) -> dict:
 
 
 def main(volumes_n: int | None, size: int, cores: int, keep: Path | None) -> None:
-    from minivess_bundle.volumes import ALL_VOLUMES
+    from minivess_bundle.core.volumes import ALL_VOLUMES
 
     volumes = list(ALL_VOLUMES[:volumes_n] if volumes_n else ALL_VOLUMES)
     work = keep or Path(tempfile.mkdtemp(prefix="bench-release-"))

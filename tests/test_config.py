@@ -7,7 +7,7 @@ import yaml
 from conftest import REPO
 from jsonschema import validate
 
-from minivess_bundle.config import OUTSIDE_BAG, coerce, recorded
+from minivess_bundle.core.config import OUTSIDE_BAG, coerce, recorded
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
 

@@ -13,8 +13,8 @@ import pytest
 from bundle_utils import build, make_inputs
 from conftest import require
 
-from minivess_bundle import crate
-from minivess_bundle.errors import ConsumerError
+from minivess_bundle.consumers import crate
+from minivess_bundle.core.errors import ConsumerError
 
 #: sha256 of ro-crate-py 0.16.0's rocrate/data/ro-crate.jsonld (the RO-Crate 1.3 context).
 CONTEXT_SHA256 = hashlib.sha256(crate.context_bytes()).hexdigest()

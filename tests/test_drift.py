@@ -17,10 +17,11 @@ import pytest
 import yaml
 from conftest import REAL_MASK, REPO, tree_digest
 
-from minivess_bundle import drift, metrics
-from minivess_bundle.errors import DriftError
-from minivess_bundle.fsio import sha256_file
-from minivess_bundle.nifti import read_array, read_nifti, spacing_um
+from minivess_bundle import drift
+from minivess_bundle.core import metrics
+from minivess_bundle.core.errors import DriftError
+from minivess_bundle.core.fsio import sha256_file
+from minivess_bundle.core.nifti import read_array, read_nifti, spacing_um
 
 SEED = 20230301
 SEVERITIES = [drift.LEVELS[level] for level in range(1, 6)]
@@ -32,7 +33,7 @@ LABEL_KINDS = [k for k, cls in drift.TRANSFORMS.items() if cls.target == "label"
 @pytest.fixture(scope="module")
 def volumes():
     """Three synthetic volumes (image uint16, mask uint8, spacing in um)."""
-    from minivess_bundle.synthetic import generate_volume
+    from minivess_bundle.fetch.synthetic import generate_volume
 
     out = []
     for seed, vol in ((7, "mv68"), (3, "mv05"), (11, "mv15")):
@@ -401,7 +402,7 @@ def test_prevalence_is_planned_only_when_the_pool_gives_distinct_levels():
 
 
 def test_prevalence_set_lists_clean_files_that_resolve_and_no_new_image(tmp_path):
-    from minivess_bundle.synthetic import write_synthetic_volume
+    from minivess_bundle.fetch.synthetic import write_synthetic_volume
 
     source = tmp_path / "clean"
     for i, vol in enumerate(["mv01", "mv02", "mv03", "mv04", "mv05", "mv06", "mv07"]):
@@ -490,7 +491,7 @@ def test_image_drifts_refuse_masks_and_mask_drifts_refuse_images(volumes, tmp_pa
     for kind in LABEL_KINDS:
         with pytest.raises(DriftError, match=f"{kind} drift needs a mask"):
             drift.apply_drift(image, kind, 0.5, 1)
-    from minivess_bundle.synthetic import write_synthetic_volume
+    from minivess_bundle.fetch.synthetic import write_synthetic_volume
 
     clean = write_synthetic_volume(tmp_path / "c", "mv05", seed=5, size_xy=24, max_z=8)
     spec = drift.VariantSpec("mv05", "noise", 3)
@@ -543,7 +544,7 @@ LEVELLED_PARAMS = {
 @pytest.fixture(scope="module")
 def clean_pair(tmp_path_factory):
     """One 40-px synthetic clean pair (image, label) in the staging layout."""
-    from minivess_bundle.synthetic import write_synthetic_volume
+    from minivess_bundle.fetch.synthetic import write_synthetic_volume
 
     root = tmp_path_factory.mktemp("clean")
     return root, write_synthetic_volume(root, "mv05", seed=5, size_xy=40, max_z=24)
@@ -777,7 +778,7 @@ def test_built_variants_change_only_their_target_file(built):
 
 @pytest.mark.workflow
 def test_built_gallery_has_every_kind_titled_with_its_primary_figure(built, tmp_path):
-    from minivess_bundle import report
+    from minivess_bundle.report import figures as report
 
     workdir, manifest = built
     volume, rows = report.gallery_rows(manifest)

@@ -14,8 +14,8 @@ from bundle_utils import dvc_env, dvc_exe, run_dvc
 from conftest import unavailable
 from workflow_utils import make_workdir, run_snakemake
 
-from minivess_bundle import fingerprint as fp
-from minivess_bundle.volumes import ALL_VOLUMES, EBRAINS_LICENCE
+from minivess_bundle.core.volumes import ALL_VOLUMES, EBRAINS_LICENCE
+from minivess_bundle.fetch import fingerprint as fp
 
 LICENCE = f"metadata/{EBRAINS_LICENCE}"
 
@@ -137,7 +137,7 @@ def test_a_difference_warns_or_fails_under_strict(tree_and_dvc, caplog):
     tree, expected = tree_and_dvc
     (tree / "metadata" / "mv01.json").write_text("{}")
     result = fp.check_tree(tree, exclude=[LICENCE], expected=expected)
-    with caplog.at_level("WARNING", logger="minivess_bundle.fingerprint"):
+    with caplog.at_level("WARNING", logger="minivess_bundle.fetch.fingerprint"):
         fp.enforce(result, strict=False, path=tree)
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     assert "differs from the authors' DVC snapshot" in caplog.records[0].getMessage()

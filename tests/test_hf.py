@@ -17,9 +17,9 @@ import yaml
 from conftest import require
 from workflow_utils import make_workdir, pinned_git_commit, run_snakemake
 
-from minivess_bundle import hf
-from minivess_bundle.errors import ConsumerError
-from minivess_bundle.splits import folds
+from minivess_bundle.consumers import hf
+from minivess_bundle.core.errors import ConsumerError
+from minivess_bundle.core.splits import folds
 
 pytestmark = pytest.mark.workflow
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from minivess_bundle.loader import discover_nifti_pairs
+from minivess_bundle.consumers.loader import discover_nifti_pairs
 from minivess_bundle.testing import DESCRIP, create_synthetic_nifti_dataset
 
 

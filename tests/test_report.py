@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minivess_bundle.nifti import make_image, minivess_header, write_nifti
-from minivess_bundle.report import _load, dataset_figure, readable_log_ticks, spacing_title
+from minivess_bundle.core.nifti import make_image, minivess_header, write_nifti
+from minivess_bundle.report.figures import _load, dataset_figure, readable_log_ticks, spacing_title
 
 
 def test_mip_titles_give_every_spacing_in_micrometres_whatever_the_header_unit(
@@ -149,7 +149,7 @@ def test_report_mips_command_draws_each_valid_volume_as_volume_mip_does(tmp_path
     import subprocess
     import sys
 
-    from minivess_bundle.report import volume_mip
+    from minivess_bundle.report.figures import volume_mip
 
     rng = np.random.default_rng(4)
     for vol in ("mv03", "mv04"):

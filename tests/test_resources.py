@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from minivess_bundle import resources
-from minivess_bundle.nifti import MAX_DEFLATE_RATIO
+from minivess_bundle.core.nifti import MAX_DEFLATE_RATIO
 
 
 def _lying_file(path, shape=(30000, 30000, 30000)):
@@ -79,8 +79,8 @@ def _drift_job_peak_mb(tmp_path, kind: str, size_xy: int) -> tuple[float, int]:
     import subprocess
     import sys
 
-    from minivess_bundle.nifti import read_header
-    from minivess_bundle.synthetic import write_synthetic_volume
+    from minivess_bundle.core.nifti import read_header
+    from minivess_bundle.fetch.synthetic import write_synthetic_volume
 
     clean = write_synthetic_volume(tmp_path / f"c{size_xy}", "mv68", 5, size_xy, 110)
     out = tmp_path / f"{kind}{size_xy}"

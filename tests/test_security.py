@@ -10,8 +10,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from minivess_bundle.errors import ConfigError
-from minivess_bundle.volumes import check_volume_id, resolve_volumes
+from minivess_bundle.core.errors import ConfigError
+from minivess_bundle.core.volumes import check_volume_id, resolve_volumes
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
 RULES = sorted((REPO / "workflow" / "rules").glob("*.smk"))

@@ -3,7 +3,8 @@
 roc-validator (``rocrate-validator``) fetches the RO-Crate JSON-LD context over HTTP
 through a requests-cache SQLite cache; ``--offline`` serves only from that cache. CI has
 no route to w3id.org, so :func:`rocrate_http_cache` fills a cache with the context the
-package ships (``minivess_bundle/data/ro-crate-1.3-context.jsonld``, :mod:`minivess_bundle.crate`).
+package ships (``minivess_bundle/data/ro-crate-1.3-context.jsonld``,
+:mod:`minivess_bundle.consumers.crate`).
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ def need(module: str):
 
 def rocrate_http_cache(path: Path) -> Path:
     """A requests-cache SQLite cache holding the RO-Crate 1.3 context; returns its name
-    (the package's own cache fill, :func:`minivess_bundle.crate.warm_cache`)."""
+    (the package's own cache fill, :func:`minivess_bundle.consumers.crate.warm_cache`)."""
     need("requests_cache")
-    from minivess_bundle.crate import warm_cache
+    from minivess_bundle.consumers.crate import warm_cache
 
     return warm_cache(path)
 

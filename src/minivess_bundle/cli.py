@@ -3,7 +3,7 @@
 It only parses arguments and calls the stage's function; each stage module is
 imported inside its command, so a job pays only for what it uses (Python
 start-up is paid once per job, hundreds of times per build). Expected failures
-(:class:`~minivess_bundle.errors.MinivessError`) become one line on stderr and
+(:class:`~minivess_bundle.core.errors.MinivessError`) become one line on stderr and
 exit code 1.
 """
 
@@ -18,13 +18,13 @@ from . import __version__
 from .cmdline import fingerprint as fingerprint_command
 from .cmdline import hf_export as hf_export_command
 from .cmdline import validate_crate as validate_crate_command
-from .errors import MinivessError
+from .core.errors import MinivessError
 
 log = logging.getLogger("minivess_bundle")
 
 
 def _volume(text: str) -> str:
-    from .volumes import check_volume_id
+    from .core.volumes import check_volume_id
 
     try:
         return check_volume_id(text)
@@ -68,7 +68,7 @@ def _log_record(record: dict) -> None:
 
 def cmd_fetch(args: argparse.Namespace) -> None:
     """Land one volume from the configured source in the EBRAINS staging layout."""
-    from .volumes import staging_names
+    from .core.volumes import staging_names
 
     outputs = {"image": args.out_image, "label": args.out_label, "metadata": args.out_metadata}
     staging = Path(args.out_image).parent.parent
@@ -80,17 +80,17 @@ def cmd_fetch(args: argparse.Namespace) -> None:
             expected="raw/<id>.nii.gz, seg/<id>_y.nii.gz, json/<id>.json under one folder",
         )
     if args.source == "synthetic":
-        from .synthetic import write_synthetic_volume
+        from .fetch.synthetic import write_synthetic_volume
 
         write_synthetic_volume(
             staging, args.volume, args.seed, args.size_xy, args.max_z, args.codec, args.level
         )
     elif args.source == "zip":
-        from .sources import fetch_from_zip
+        from .fetch.sources import fetch_from_zip
 
         _log_record(fetch_from_zip(args.source_path, args.volume, staging))
     elif args.source == "dir":
-        from .sources import fetch_from_dir
+        from .fetch.sources import fetch_from_dir
 
         _log_record(fetch_from_dir(args.source_path, args.volume, staging))
 
@@ -99,15 +99,15 @@ def cmd_fetch_licence(args: argparse.Namespace) -> None:
     """Land the licence file of the configured source in staging."""
     out = Path(args.out)
     if args.source == "synthetic":
-        from .synthetic import write_synthetic_licence
+        from .fetch.synthetic import write_synthetic_licence
 
         write_synthetic_licence(out.parent)
     elif args.source == "zip":
-        from .sources import fetch_licence_from_zip
+        from .fetch.sources import fetch_licence_from_zip
 
         fetch_licence_from_zip(args.source_path, out.parent)
     else:
-        from .sources import fetch_licence_from_dir
+        from .fetch.sources import fetch_licence_from_dir
 
         fetch_licence_from_dir(args.source_path, out.parent)
     if not out.is_file():
@@ -115,7 +115,7 @@ def cmd_fetch_licence(args: argparse.Namespace) -> None:
 
 
 def _ebrains_settings(args: argparse.Namespace):
-    from .ebrains import ClientSettings
+    from .fetch.ebrains import ClientSettings
 
     dataset = (
         {"api_base": args.api_base, "dataset_id": args.dataset_id} if "api_base" in args else {}
@@ -125,15 +125,15 @@ def _ebrains_settings(args: argparse.Namespace):
 
 def cmd_ebrains_list(args: argparse.Namespace) -> None:
     """Fetch the EBRAINS listing, check the volumes are complete, save it."""
-    from .ebrains import fetch_listing
+    from .fetch.ebrains import fetch_listing
 
     fetch_listing(args.out, args.volumes, _ebrains_settings(args))
 
 
 def cmd_ebrains_fetch(args: argparse.Namespace) -> None:
     """Download one volume from EBRAINS (verified, resumable) into staging."""
-    from .ebrains import fetch_volume
-    from .volumes import staging_names
+    from .core.volumes import staging_names
+    from .fetch.ebrains import fetch_volume
 
     staging = Path(args.out_image).parent.parent
     outputs = {"image": args.out_image, "label": args.out_label, "metadata": args.out_metadata}
@@ -149,21 +149,21 @@ def cmd_ebrains_fetch(args: argparse.Namespace) -> None:
 
 def cmd_ebrains_licence(args: argparse.Namespace) -> None:
     """Download the licence file from EBRAINS into staging."""
-    from .ebrains import fetch_licence
+    from .fetch.ebrains import fetch_licence
 
     fetch_licence(args.listing, args.cache, Path(args.out).parent, _ebrains_settings(args))
 
 
 def cmd_download_url(args: argparse.Namespace) -> None:
     """Download one URL (the dataset ZIP) verified and resumable."""
-    from .ebrains import download_url
+    from .fetch.ebrains import download_url
 
     download_url(args.url, args.out, _ebrains_settings(args), args.bytes, args.md5)
 
 
 def cmd_rename(args: argparse.Namespace) -> None:
     """Place one volume's files under their imagesTr/labelsTr/metadata names."""
-    from .rename import rename_volume
+    from .fetch.rename import rename_volume
 
     rename_volume(
         args.volume,
@@ -200,7 +200,7 @@ def cmd_resample(args: argparse.Namespace) -> None:
     """Resample one validated pair onto the target grid (z-slabs, streamed gzip)."""
     import json
 
-    from .fsio import write_json_atomic
+    from .core.fsio import write_json_atomic
     from .resample import resample_pair
 
     spacing = "native" if args.spacing == ["native"] else [float(v) for v in args.spacing]
@@ -229,9 +229,9 @@ def cmd_drift(args: argparse.Namespace) -> None:
     (one decode of the clean pair) and write each level's manifest entry."""
     import json
 
+    from .core.errors import DriftError
+    from .core.fsio import write_json_atomic
     from .drift import Compression, VariantFiles, VariantSpec, generate_drift_levels
-    from .errors import DriftError
-    from .fsio import write_json_atomic
 
     levels = args.drift_level
     outputs = {"--out-image": args.out_image, "--out-label": args.out_label, "--entry": args.entry}
@@ -272,8 +272,8 @@ def cmd_drift_manifest(args: argparse.Namespace) -> None:
     """Merge drift entries into drift_manifest.json (validated against its schema)."""
     import json
 
+    from .core.fsio import write_json_atomic
     from .drift import merge_manifest_entries
-    from .fsio import write_json_atomic
 
     skipped = json.loads(args.skipped)
     for item in skipped:
@@ -285,8 +285,8 @@ def cmd_drift_set(args: argparse.Namespace) -> None:
     """Write the dataset.json of one drift variant set (type, level)."""
     import json
 
+    from .core.fsio import write_json_atomic
     from .drift import variant_dataset_json
-    from .fsio import write_json_atomic
 
     entries = [json.loads(Path(p).read_text()) for p in args.entries]
     write_json_atomic(args.out, variant_dataset_json(args.type, args.set_level, entries))
@@ -295,10 +295,10 @@ def cmd_drift_set(args: argparse.Namespace) -> None:
 def cmd_drift_select(args: argparse.Namespace) -> None:
     """Choose one set-level drift set (prevalence) of clean volumes; write its dataset.json
     and manifest entry (no image is changed)."""
+    from .core.fsio import write_json_atomic
     from .drift.base import severity_for_level
     from .drift.prevalence import generate_set
     from .drift.variant import report_fractions, set_pool
-    from .fsio import write_json_atomic
 
     level = args.drift_level
     pool = set_pool(report_fractions(args.validation_report), args.pool, args.clean_root)
@@ -319,7 +319,7 @@ def cmd_drift_select(args: argparse.Namespace) -> None:
 
 
 def _section(root: str, files: list[str]):
-    from .release import Section
+    from .bundle.release import Section
 
     return Section(root, tuple(files)) if files else None
 
@@ -329,7 +329,7 @@ def cmd_bundle(args: argparse.Namespace) -> None:
     files; print the digest."""
     import json
 
-    from .release import ReleaseSpec, build_release
+    from .bundle.release import ReleaseSpec, build_release
 
     spec = ReleaseSpec(
         out_dir=args.out_dir,
@@ -369,9 +369,9 @@ def cmd_bundle(args: argparse.Namespace) -> None:
 
 def cmd_verify(args: argparse.Namespace) -> None:
     """Verify bag folders or archives: files, manifests, tag files, DVC hashes."""
-    from .errors import BundleError
-    from .fsio import write_bytes_atomic
-    from .verify import verdict, verify_bundle
+    from .bundle.verify import verdict, verify_bundle
+    from .core.errors import BundleError
+    from .core.fsio import write_bytes_atomic
 
     for path in args.paths:  # each in turn; the first that fails stops the command
         result = verify_bundle(path, threads=args.threads or 1)
@@ -389,7 +389,7 @@ def cmd_report_mips(args: argparse.Namespace) -> None:
     """Report figures of every valid volume: its MIP before and after resampling."""
     import json
 
-    from . import report
+    from .report import figures as report
 
     validation = json.loads(Path(args.validation_report).read_text())
     report.volume_mips(args.mip_dir, validation["valid"], args.before, args.after)
@@ -400,7 +400,7 @@ def cmd_report_figures(args: argparse.Namespace) -> None:
     every volume's MIP with --mip-dir; the workflow draws those earlier, report-mips)."""
     import json
 
-    from . import report
+    from .report import figures as report
 
     if args.mip_dir:
         cmd_report_mips(args)
@@ -418,7 +418,7 @@ def cmd_report_figures(args: argparse.Namespace) -> None:
 
 def cmd_train_smoke(args: argparse.Namespace) -> None:
     """One epoch of a small 3-D UNet on the bundle (CPU, or CUDA when present)."""
-    from .train_smoke import train_smoke
+    from .consumers.train_smoke import train_smoke
 
     metrics = train_smoke(
         args.data,
@@ -466,7 +466,7 @@ def cmd_drift_eval(args: argparse.Namespace) -> None:
 
 def cmd_export_nnunet(args: argparse.Namespace) -> None:
     """Export the bundle as an nnU-Net v2 raw dataset (DatasetNNN_MiniVess), checked."""
-    from .nnunet import export_nnunet
+    from .consumers.nnunet import export_nnunet
 
     folder = export_nnunet(args.bundle, args.out_root, dataset_id=args.dataset_id)
     log.info("nnU-Net dataset at %s", folder)
@@ -474,8 +474,8 @@ def cmd_export_nnunet(args: argparse.Namespace) -> None:
 
 def cmd_omezarr(args: argparse.Namespace) -> None:
     """Write one processed volume and its mask as OME-Zarr 0.5 with a pyramid and labels."""
-    from .fsio import write_json_atomic
-    from .omezarr import write_omezarr
+    from .consumers.omezarr import write_omezarr
+    from .core.fsio import write_json_atomic
 
     record = write_omezarr(args.image, args.label, args.out, args.volume)
     if args.record:
@@ -484,15 +484,15 @@ def cmd_omezarr(args: argparse.Namespace) -> None:
 
 def cmd_place(args: argparse.Namespace) -> None:
     """Place one file's exact bytes at a new path (hardlink, else verified copy)."""
-    from .rename import place_file
+    from .fetch.rename import place_file
 
     place_file(args.source, args.target)
 
 
 def cmd_inventory(args: argparse.Namespace) -> None:
     """Write the pairs found in a tree, with sizes and sha256, as JSON."""
-    from .fsio import write_json_atomic
-    from .rename import inventory
+    from .core.fsio import write_json_atomic
+    from .fetch.rename import inventory
 
     result = inventory(args.data_dir)
     write_json_atomic(args.out, result)
@@ -501,7 +501,7 @@ def cmd_inventory(args: argparse.Namespace) -> None:
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
     """Compare synthetic volumes with a real mask on the calibration figures."""
-    from .calibration import calibration_table
+    from .fetch.calibration import calibration_table
 
     print(calibration_table(args.real_mask, args.volume, args.seeds), end="")
 

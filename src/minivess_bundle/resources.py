@@ -4,7 +4,7 @@ An estimate starts from the NIfTI header, but a header is untrusted input: a
 file whose header claims 30000^3 voxels must not make a job ask SLURM for 300 TB.
 Every estimate is therefore computed for at most the voxels the file on disk can
 plausibly hold (:func:`plausible_voxels`: a gzip stream expands at most
-:data:`~minivess_bundle.nifti.MAX_DEFLATE_RATIO`:1, a ``.nii`` holds its size),
+:data:`~minivess_bundle.core.nifti.MAX_DEFLATE_RATIO`:1, a ``.nii`` holds its size),
 and a job retried after running out of memory asks for more each attempt
 (:func:`for_attempt`). A file that is missing or unreadable gets a fixed
 fallback; the job itself then reports the problem.
@@ -42,7 +42,7 @@ def for_attempt(mem_mb: int | float, attempt: int = 1) -> int:
 
 def plausible_voxels(path: str | Path) -> tuple[int, int]:
     """``(voxels the header claims, voxels the file can plausibly hold)`` for a NIfTI file."""
-    from .nifti import MAX_DEFLATE_RATIO, read_header
+    from .core.nifti import MAX_DEFLATE_RATIO, read_header
 
     info = read_header(path, check_size=False)
     capacity = (

@@ -90,9 +90,9 @@ def create_synthetic_nifti_dataset(
     ``foreground`` is the vessel fraction of each mask (0 < f < 1), ``spacing_um`` the
     voxel size written as the release writes it (micrometre numbers, unit unset).
     """
-    from .fsio import write_json_atomic
-    from .nifti import make_image, minivess_header, write_nifti
-    from .volumes import renamed_names, staging_names
+    from .core.fsio import write_json_atomic
+    from .core.nifti import make_image, minivess_header, write_nifti
+    from .core.volumes import renamed_names, staging_names
 
     if layout not in LAYOUTS:
         raise ValueError(f"layout {layout!r}: expected one of {LAYOUTS}")

@@ -22,8 +22,6 @@ checkpoint bundle:
         "benchmarks/bundle/bundle.tsv"
     conda:
         ENV
-    container:
-        CONTAINER
     # files copied and hashed at once: 2, so a SLURM node with 2 CPUs can run it (4 asked for
     # cpus_per_task=4 and never started on one); more with --set-threads bundle=N
     threads: 2
@@ -79,8 +77,6 @@ rule verify_bundle:
         "logs/bundle/verify.log",
     conda:
         ENV
-    container:
-        CONTAINER
     threads: 2  # hashing in parallel (capped by --cores)
     resources:
         mem_mb=fixed_mem_mb(512),

@@ -14,8 +14,6 @@ rule train_smoke:
         "logs/check/train_smoke.log",
     conda:
         "../../envs/train.yaml"
-    container:
-        CONTAINER
     threads: 2
     resources:
         mem_mb=fixed_mem_mb(8000),
@@ -39,8 +37,6 @@ rule export_nnunet:
         "logs/check/export_nnunet.log",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=fixed_mem_mb(1024),
         runtime=30,

@@ -17,13 +17,14 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from minivess_bundle import layout, resources  # noqa: E402
-from minivess_bundle.config import (  # noqa: E402
+from minivess_bundle.core import layout  # noqa: E402
+from minivess_bundle import resources  # noqa: E402
+from minivess_bundle.core.config import (  # noqa: E402
     coerce as coerce_config,
     recorded as recorded_config,
 )
-from minivess_bundle.layout import staged, renamed, processed  # noqa: E402
-from minivess_bundle.fingerprint import applies as fingerprint_applies  # noqa: E402
+from minivess_bundle.core.layout import staged, renamed, processed  # noqa: E402
+from minivess_bundle.fetch.fingerprint import applies as fingerprint_applies  # noqa: E402
 from minivess_bundle.drift.kinds import KINDS  # noqa: E402
 from minivess_bundle.drift.plan import (  # noqa: E402
     LEVELLED_KINDS,
@@ -34,7 +35,7 @@ from minivess_bundle.drift.plan import (  # noqa: E402
     skipped_sets,
     reference_volumes,
 )
-from minivess_bundle.volumes import (  # noqa: E402
+from minivess_bundle.core.volumes import (  # noqa: E402
     EBRAINS_LICENCE,
     SYNTHETIC_LICENCE,
     VOLUME_PATTERN,
@@ -43,7 +44,8 @@ from minivess_bundle.volumes import (  # noqa: E402
 )
 
 # Values given as --config key='{a: false}' arrive as strings: typed from the schema first.
-SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+# (source_path, not workflow.basedir: deployed as a module, basedir is the deployment's folder.)
+SCHEMA = Path(workflow.source_path("../schemas/config.schema.yaml"))
 config.update(coerce_config(config, yaml.safe_load(SCHEMA.read_text())))
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -309,6 +311,12 @@ SOURCE_DATE_EPOCH = int(
 )
 
 
+# The workflow's own folder (two above this file's), also when it is deployed as a module
+# (snakedeploy): workflow.basedir is then the deployment's. A remote module has no folder here
+# (a URL): git fails and the commit is "".
+WORKFLOW_DIR = os.path.dirname(os.path.dirname(str(workflow.current_basedir)))
+
+
 def git_commit():
     """The workflow's commit: MINIVESS_GIT_COMMIT (set in the container), else git, else ""."""
     baked = os.environ.get("MINIVESS_GIT_COMMIT", "")
@@ -316,7 +324,7 @@ def git_commit():
         return baked
     try:
         return subprocess.run(
-            ["git", "-C", workflow.basedir, "rev-parse", "HEAD"],
+            ["git", "-C", WORKFLOW_DIR, "rev-parse", "HEAD"],
             capture_output=True,
             text=True,
             check=True,

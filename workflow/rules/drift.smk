@@ -27,8 +27,6 @@ rule drift:
         drift="|".join(LEVELLED_KINDS),
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=drift_mem_mb,
         runtime=30,
@@ -68,8 +66,6 @@ rule drift_gradual:
         drift="gradual",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=drift_mem_mb,
         runtime=30,
@@ -101,8 +97,6 @@ rule drift_set:
         "logs/drift/{drift}/{level}/dataset.log",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=128,
         runtime=5,
@@ -128,8 +122,6 @@ rule drift_select:
         drift="prevalence",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=256,
         runtime=5,
@@ -157,8 +149,6 @@ rule drift_manifest:
         "logs/drift/manifest.log",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=256,
         runtime=5,

@@ -19,8 +19,6 @@ if SOURCE != "ebrains":
             "benchmarks/fetch/{vol}.tsv"
         conda:
             ENV
-        container:
-            CONTAINER
         resources:
             mem_mb=fetch_mem_mb,
             runtime=20,
@@ -50,8 +48,6 @@ if SOURCE != "ebrains":
             "logs/fetch/licence.log",
         conda:
             ENV
-        container:
-            CONTAINER
         resources:
             mem_mb=128,
             runtime=5,
@@ -79,8 +75,6 @@ if SOURCE == "ebrains":
             "logs/fetch/ebrains_listing.log",
         conda:
             ENV
-        container:
-            CONTAINER
         resources:
             mem_mb=256,
             runtime=10,
@@ -109,8 +103,6 @@ if SOURCE == "ebrains":
             "benchmarks/fetch/{vol}.tsv"
         conda:
             ENV
-        container:
-            CONTAINER
         resources:
             mem_mb=256,
             runtime=60,
@@ -139,8 +131,6 @@ if SOURCE == "ebrains":
             "logs/fetch/licence.log",
         conda:
             ENV
-        container:
-            CONTAINER
         resources:
             mem_mb=256,
             runtime=10,
@@ -168,8 +158,6 @@ if SOURCE == "zip" and ZIP_URL:
             "logs/fetch/download_zip.log",
         conda:
             ENV
-        container:
-            CONTAINER
         resources:
             mem_mb=256,
             runtime=240,

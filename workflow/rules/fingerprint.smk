@@ -1,5 +1,5 @@
 """Fingerprint: a full real build's renamed tree against the dataset authors' DVC
-snapshot (minivess_bundle.fingerprint; docs/fingerprint.md). Runs when FINGERPRINT
+snapshot (minivess_bundle.fetch.fingerprint; docs/fingerprint.md). Runs when FINGERPRINT
 (common.smk) says the build is checked; its record goes into the bag's provenance."""
 
 
@@ -14,8 +14,6 @@ rule fingerprint:
         "logs/fingerprint.log",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=256,
         runtime=10,

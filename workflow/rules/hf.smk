@@ -1,5 +1,5 @@
 """Hugging Face export (on demand: `snakemake --cores 2 hf`): the verified bag as a
-`niftifolder` dataset with its dataset card (minivess_bundle.hf; docs/huggingface.md).
+`niftifolder` dataset with its dataset card (minivess_bundle.consumers.hf; docs/huggingface.md).
 Not part of `all`: it is for whoever publishes to the Hub, and a second layout of the
 bag's files (hardlinked where the file system allows) that no other stage reads."""
 
@@ -15,8 +15,6 @@ rule hf:
         "logs/hf/export.log",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=fixed_mem_mb(256),
         runtime=30,

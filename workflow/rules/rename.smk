@@ -14,8 +14,6 @@ rule rename:
         "benchmarks/rename/{vol}.tsv"
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=128,
         runtime=5,
@@ -36,8 +34,6 @@ rule rename_licence:
         "logs/rename/licence.log",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=128,
         runtime=5,
@@ -55,8 +51,6 @@ rule renamed_inventory:
         "logs/rename/inventory.log",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=256,
         runtime=10,

@@ -28,8 +28,6 @@ rule report_mips:
     priority: 1  # before waiting drift jobs: off the serial tail
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=report_mips_mem_mb,
         runtime=30,
@@ -73,8 +71,6 @@ rule report_figures:
         "benchmarks/report_figures/report_figures.tsv"
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=fixed_mem_mb(2048),
         runtime=30,

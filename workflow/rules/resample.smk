@@ -18,8 +18,6 @@ rule resample:
         "benchmarks/resample/{vol}.tsv"
     conda:
         ENV
-    container:
-        CONTAINER
     # One thread: on 2 cores two resample jobs then run side by side. Measured on an
     # mv68-size job (bench/resample_speed.py), CPU s: start-up 0.25, decode 0.25,
     # interpolation 0.62, encode 0.51 — a thread pool (--set-threads resample=N) only
@@ -58,8 +56,6 @@ rule processed_metadata:
         "logs/resample/{vol}_metadata.log",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=128,
         runtime=5,

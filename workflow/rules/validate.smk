@@ -14,8 +14,6 @@ rule validate:
         "benchmarks/validate/{vol}.tsv"
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=validate_mem_mb,
         runtime=10,
@@ -38,8 +36,6 @@ checkpoint validation_report:
         "logs/validate/report.log",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=256,
         runtime=5,

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..croissant import croissant_metadata
-from ..errors import BundleError
-from ..fsio import _fsync_dir, copy_hashed, hash_file, json_bytes, remove_stale
+from ..core.errors import BundleError
+from ..core.fsio import _fsync_dir, copy_hashed, hash_file, json_bytes, remove_stale
 from .bagit import (
     GENERATED,
     SECTIONS,
@@ -28,6 +27,7 @@ from .bagit import (
     check_bag_path,
     write_bag_files,
 )
+from .croissant import croissant_metadata
 from .datasheet import datasheet
 from .describe import (
     CITATION,

@@ -10,8 +10,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..errors import BundleError
-from ..fsio import hash_file
+from ..core.errors import BundleError
+from ..core.fsio import hash_file
 
 log = logging.getLogger(__name__)
 

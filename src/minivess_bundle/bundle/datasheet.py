@@ -36,11 +36,11 @@ def datasheet(
 ) -> str:
     """The datasheet ``README.md``: what, where from, licence, counts, use, verify.
 
-    The MONAI and nnU-Net snippets are those of :mod:`minivess_bundle.monai` and
-    :mod:`minivess_bundle.nnunet`, so the datasheet shows what their tests run.
+    The MONAI and nnU-Net snippets are those of :mod:`minivess_bundle.consumers.monai` and
+    :mod:`minivess_bundle.consumers.nnunet`, so the datasheet shows what their tests run.
     """
-    from ..monai import MONAI_SNIPPET
-    from ..nnunet import NNUNET_SNIPPET
+    from ..consumers.monai import MONAI_SNIPPET
+    from ..consumers.nnunet import NNUNET_SNIPPET
 
     out = [f"# MiniVess {version} — data bundle `{name}`\n"]
     if synthetic:
@@ -127,7 +127,7 @@ def datasheet(
         "the explicit `dataset` file map nnU-Net v2 reads in place):"
         f"\n\n```bash\n{NNUNET_SNIPPET.format(bundle=name)}```\n\n"
         "minivess-bundle's loader:\n\n```python\n"
-        "from minivess_bundle.loader import discover_nifti_pairs\n"
+        "from minivess_bundle.consumers.loader import discover_nifti_pairs\n"
         f'pairs = discover_nifti_pairs("{name}")   # data/processed/imagesTr + labelsTr\n'
         "```\n"
     )

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import BundleError
-from ..volumes import VOLUME_RE, staging_names
+from ..core.errors import BundleError
+from ..core.volumes import VOLUME_RE, staging_names
 from .bagit import COMPUTED_LABELS, GENERATED, LABEL_RE, bagging_date
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,8 @@ def redact_paths(value: Any) -> Any:
 
 def read_header(path: str | Path) -> dict[str, Any]:
     """Shape, spacing, dtype, ``xyzt_units`` and ``descrip`` of a NIfTI-1 file (header only,
-    through :func:`~minivess_bundle.nifti.read_header`)."""
-    from ..nifti import read_header as read_nifti_header
+    through :func:`~minivess_bundle.core.nifti.read_header`)."""
+    from ..core.nifti import read_header as read_nifti_header
 
     header = read_nifti_header(Path(path), error=BundleError, check_size=False).header
     return {
@@ -126,7 +126,7 @@ def dataset_description(
     MONAI's ``load_decathlon_datalist`` reads), and per-volume shape and spacing.
     Paths are relative to ``data/``. Volumes in ``exclude`` (quarantined) are left out.
     """
-    from ..loader import discover_nifti_pairs
+    from ..consumers.loader import discover_nifti_pairs
 
     pairs = [p for p in discover_nifti_pairs(data_dir / section) if p["id"] not in exclude]
     training, files, volumes = [], {}, []

@@ -36,8 +36,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     """Check the tree, write the record, warn (or fail under ``--strict``) on a difference."""
-    from ..fingerprint import check_tree, enforce
-    from ..fsio import write_json_atomic
+    from ..core.fsio import write_json_atomic
+    from ..fetch.fingerprint import check_tree, enforce
 
     result = check_tree(args.root, exclude=args.exclude)
     if args.out:

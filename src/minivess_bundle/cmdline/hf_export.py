@@ -23,7 +23,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     """Export and print the rows per config and split."""
-    from ..hf import export
+    from ..consumers.hf import export
 
     result = export(args.bag, args.out)
     for config, splits in result["splits"].items():

@@ -7,7 +7,7 @@ import argparse
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """The ``validate-crate`` command's parser (its ``func`` is :func:`main`)."""
-    from ..crate import DEFAULT_PROFILE, SEVERITIES
+    from ..consumers.crate import DEFAULT_PROFILE, SEVERITIES
 
     p = subparsers.add_parser(
         "validate-crate",
@@ -28,8 +28,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     """Validate, print the verdict and the issues; 0 if passed, else 1."""
-    from ..crate import summary, validate_crate
-    from ..fsio import write_json_atomic
+    from ..consumers.crate import summary, validate_crate
+    from ..core.fsio import write_json_atomic
 
     report = validate_crate(args.bag, args.severity, args.profile, args.cache)
     if args.json:

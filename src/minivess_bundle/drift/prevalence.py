@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import DriftError
+from ..core.errors import DriftError
 from .base import check_seed, check_severity, derive_seed, fresh_seed
 
 #: The pseudo-volume a set kind's seed derives from (one stream per set kind).
@@ -162,7 +162,7 @@ def generate_set(
     """
     import os
 
-    from ..fsio import sha256_file
+    from ..core.fsio import sha256_file
     from .verify import round_figures
 
     if kind != PrevalenceShift.name:

@@ -4,7 +4,7 @@ A job reads a clean (image, label) pair once; each variant applies one kind at o
 (volume, kind) stream's seed, writes the file the kind targets (deterministic gzip,
 atomic), copies the other byte for byte, verifies the result (a severity > 0 that
 shows no change in its primary figure is an error) and returns its manifest entry.
-Spacing is read in micrometres by :func:`minivess_bundle.nifti.spacing_um`.
+Spacing is read in micrometres by :func:`minivess_bundle.core.nifti.spacing_um`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import DriftError
+from ..core.errors import DriftError
 from .base import check_severity, derive_seed, severity_for_level
 from .kinds import check_kind, gradual_severities, make_drift
 from .manifest import DriftManifest
@@ -129,7 +129,7 @@ class _Clean:
 
 def _load(spec: VariantSpec, files: VariantFiles) -> _Clean:
     """Decode the clean pair (read-only arrays, so no level can change another's input)."""
-    from ..nifti import read_array, spacing_um
+    from ..core.nifti import read_array, spacing_um
 
     images = dict(
         zip(
@@ -158,8 +158,8 @@ def _cached(clean: _Clean, key: str, compute):
 
 def _apply(spec: VariantSpec, files: VariantFiles, clean: _Clean, seed: int, severity: float):
     """Apply the kind to the loaded pair; (drift, drifted, record, figures)."""
-    from ..metrics import skeleton as skeletonise
-    from ..metrics import topology_summary
+    from ..core.metrics import skeleton as skeletonise
+    from ..core.metrics import topology_summary
 
     kind, params = spec.base()
     arrays = clean.arrays
@@ -194,8 +194,8 @@ def _apply(spec: VariantSpec, files: VariantFiles, clean: _Clean, seed: int, sev
 
 
 def _write(spec, files, compression, images, drift, drifted, severity) -> None:
-    from ..fsio import link_or_copy
-    from ..nifti import write_nifti
+    from ..core.fsio import link_or_copy
+    from ..core.nifti import write_nifti
 
     note = f"drift {spec.kind} s={severity:.3f}"
     outs = {"image": files.out_image, "label": files.out_label}
@@ -214,12 +214,12 @@ def _write(spec, files, compression, images, drift, drifted, severity) -> None:
         compression.level,
     )
     other = "label" if role == "image" else "image"
-    # A copy, not a hardlink: Snakemake touches outputs (see minivess_bundle.rename).
+    # A copy, not a hardlink: Snakemake touches outputs (see minivess_bundle.fetch.rename).
     link_or_copy(sources[other], outs[other], allow_link=False)
 
 
 def _files_entry(files: VariantFiles, clean: _Clean) -> dict[str, Any]:
-    from ..fsio import sha256_file
+    from ..core.fsio import sha256_file
 
     entry = {}
     for role, source, out in (
@@ -273,7 +273,7 @@ def generate_drift_levels(
     level's files and entry are the bytes :func:`generate_drift_variant` writes for it
     alone; one level's output is held at a time.
     """
-    from ..volumes import check_volume_id
+    from ..core.volumes import check_volume_id
 
     check_volume_id(spec.volume)
     check_kind(spec.kind)
@@ -421,15 +421,15 @@ def generate_drifted_dataset(
     source_dir: str | Path, output_dir: str | Path, drift_config: Mapping[str, Any]
 ) -> DriftManifest:
     """Write every planned drift variant of the volumes in ``source_dir`` (any layout
-    :func:`minivess_bundle.loader.discover_nifti_pairs` reads) to
+    :func:`minivess_bundle.consumers.loader.discover_nifti_pairs` reads) to
     ``output_dir/<kind>/<level>/{imagesTr,labelsTr}/``, a ``dataset.json`` per set and
     ``output_dir/drift_manifest.json``, one :func:`generate_drift_levels` call per (volume,
     kind) as the workflow's jobs. The variants are :func:`plan_jobs`'s (schema defaults;
     ``volumes`` default: every volume found); extra keys ``global_seed`` (0),
     ``reference_ids`` (default: the volumes not drifted), ``codec``, ``compression_level``.
     """
-    from ..fsio import write_json_atomic
-    from ..loader import discover_nifti_pairs
+    from ..consumers.loader import discover_nifti_pairs
+    from ..core.fsio import write_json_atomic
 
     unknown = set(drift_config) - _CONFIG_KEYS
     if unknown:
@@ -497,8 +497,8 @@ def _write_set(job, pairs, output_dir: Path, source_dir, config, reference) -> d
     """One set-level job of :func:`generate_drifted_dataset` (fractions from the labels)."""
     import numpy as np
 
-    from ..fsio import write_json_atomic
-    from ..nifti import read_array
+    from ..core.fsio import write_json_atomic
+    from ..core.nifti import read_array
     from .prevalence import generate_set
 
     pool = {}

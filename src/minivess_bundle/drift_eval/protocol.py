@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..fsio import write_json_atomic
+from ..core.fsio import write_json_atomic
 from . import features as feat
 from .detectors import (
     Outcome,
@@ -564,7 +564,7 @@ def run_drift_eval(
                 expected="the check target's model (results/check/smoke_model.pt), "
                 "or drift_eval.detectors without bbsd and drift_eval.harm false",
             )
-        from ..train_smoke import load_model, select_device
+        from ..consumers.train_smoke import load_model, select_device
 
         device = select_device(cfg["device"])
         model = load_model(model_path, device)

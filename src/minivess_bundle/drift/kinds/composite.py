@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ...errors import DriftError
+from ...core.errors import DriftError
 from .. import verify
 from ..base import check_seed, check_severity, fresh_seed
 from .core import REGISTRY, Drift
@@ -81,7 +81,7 @@ class CompoundDrift(Drift):
         if where == "vessels" and not (np.asarray(mask)[:, :, -deep:] > 0).any():
             # no vessel in the deepest quarter: its "SNR" would be the background's spread,
             # which grows with noise; the whole volume's vessels stand in
-            from ...metrics import snr_db
+            from ...core.metrics import snr_db
 
             loss = snr_db(clean, mask) - snr_db(drifted, mask)
             figures["snr_loss_db_deepest_quarter"] = loss

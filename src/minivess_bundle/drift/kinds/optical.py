@@ -2,7 +2,7 @@
 
 Resolution (a wider PSF), depth blur (a PSF widening with depth), z-step (coarser
 sectioning), motion (shifted slices) and covariate (a wrong voxel size in the header).
-Spacing is always micrometres (:func:`minivess_bundle.nifti.spacing_um`).
+Spacing is always micrometres (:func:`minivess_bundle.core.nifti.spacing_um`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ...errors import DriftError
+from ...core.errors import DriftError
 from .. import verify
 from ..base import Scale
 from .core import Drift, cast
@@ -31,7 +31,7 @@ def _top_up_noise(values, clean_sigma: float, rng, shape) -> float:
     """Re-add white noise so the blurred volume's noise matches the clean estimate."""
     import numpy as np
 
-    from ...metrics import noise_sigma
+    from ...core.metrics import noise_sigma
 
     normal = rng.standard_normal(shape, dtype=np.float32)
     left = noise_sigma(values)
@@ -74,7 +74,7 @@ class ResolutionDrift(Drift):
     def _apply(self, array, rng, **context):
         import numpy as np
 
-        from ...metrics import noise_sigma
+        from ...core.metrics import noise_sigma
 
         clean_sigma = noise_sigma(array, context.get("mask"))
         values = array.astype(np.float32)
@@ -88,7 +88,7 @@ class ResolutionDrift(Drift):
         }
 
     def figures(self, clean, drifted, record, **context):
-        from ... import metrics
+        from ...core import metrics
 
         before = metrics.high_frequency_energy_fraction(clean)
         after = metrics.high_frequency_energy_fraction(drifted)
