@@ -35,11 +35,11 @@ include: "workflow/rules/hf.smk"
 
 
 # Tiny jobs (copies, merges of small JSON files, targets) run in the main process; under
-# profiles/slurm only per-volume heavy work and the bundle are submitted.
+# profiles/slurm only per-volume heavy work (one submission per volume chain: the rules'
+# group:, rename within its volume's) and the bundle are submitted.
 localrules:
     all,
     check,
-    rename,
     rename_licence,
     renamed_inventory,
     fingerprint,

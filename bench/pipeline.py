@@ -82,13 +82,16 @@ from release import drift_variants  # noqa: E402  (the workflow's drift job, in 
 from workflow_utils import make_workdir  # noqa: E402  (one config writer for tests and bench)
 
 from minivess_bundle.drift.kinds import TRANSFORMS  # noqa: E402
+from minivess_bundle.drift.plan import with_defaults  # noqa: E402
 
 SEED = 20230301
 # In-plane spacing near 1 um (output ~ input in-plane), modest Z; mv05 is a default
 # held-out (drift) volume.
 CANDIDATES = ("mv05", "mv15", "mv26", "mv36", "mv08", "mv48", "mv23", "mv29")
-# The workflow's default drift kinds and levels (config/config.yaml).
-_DRIFT_DEFAULTS = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["drift"]
+# The workflow's default drift kinds and levels (config/config.yaml, through the plan).
+_DRIFT_DEFAULTS = with_defaults(
+    yaml.safe_load((REPO / "config" / "config.yaml").read_text())["drift"]
+)
 DRIFT_TYPES = tuple(_DRIFT_DEFAULTS["types"])
 LEVELS = tuple(_DRIFT_DEFAULTS["levels"])
 #: Kinds that change the mask (the naive loop hands them the label array).

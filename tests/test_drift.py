@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from conftest import REAL_MASK, REPO, tree_digest
 
 from minivess_bundle import drift
@@ -76,15 +75,17 @@ def test_derive_seed_is_one_stream_per_volume_and_kind_whatever_the_level():
     assert seed not in others and len(others) == 3
 
 
-def test_plan_defaults_are_the_config_schemas():
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    block = schema["properties"]["drift"]["properties"]
+def test_plan_defaults_are_the_config_schemas_and_all_is_every_registered_kind():
+    from minivess_bundle.core.config import schema
+
+    block = schema()["properties"]["drift"]["properties"]
     for key in ("enabled", "volumes", "types", "levels"):
         assert drift.plan.DEFAULTS[key] == block[key]["default"], key
     for key in ("gradual", "compound"):
         nested = {k: v["default"] for k, v in block[key]["properties"].items()}
         assert drift.plan.DEFAULTS[key] == nested, key
-    assert set(block["types"]["items"]["enum"]) == set(drift.KINDS)
+    assert drift.plan.with_defaults({})["types"] == list(drift.KINDS)
+    assert drift.plan.with_defaults({"types": ["noise"]})["types"] == ["noise"]
 
 
 def test_plan_caps_gradual_batches_by_volumes_and_is_empty_when_disabled():

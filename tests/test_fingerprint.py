@@ -234,28 +234,35 @@ def test_the_rule_prints_and_records_the_verdict_and_passes_strict_on(tmp_path):
     assert command.rstrip().endswith("--strict > logs/fingerprint.log 2>&1")
 
 
-def test_bundle_command_records_the_check_in_the_bags_provenance(tmp_path):
+def test_the_release_records_the_check_in_the_bags_provenance(tmp_path):
     from bundle_utils import make_inputs
 
     from minivess_bundle import cli
+    from minivess_bundle.bundle.release import ReleaseSpec, Section, build_release
 
     tree = write_tree(tmp_path / "renamed", VOLUMES)
     record = tmp_path / "fingerprint.json"
     assert cli.main(["fingerprint", str(tree), "--exclude", LICENCE, "--out", str(record)]) == 0
     inputs = make_inputs(tmp_path / "in")
-    raw = [str(p) for p in sorted(inputs["raw"].rglob("*")) if p.is_file()]
+    raw = tuple(str(p) for p in sorted(inputs["raw"].rglob("*")) if p.is_file())
     report = tmp_path / "validation_report.json"
     report.write_text(json.dumps({"valid": ["mv01", "mv02"], "quarantined": {}}))
-    out = tmp_path / "out"
-    args = ["bundle", "--bundle-version", "0.1.0", "--out-dir", str(out)]
-    args += ["--source-date-epoch", "1677628800", "--raw-root", str(inputs["raw"]), "--raw", *raw]
-    args += ["--quarantined", "omit", "--validation-report", str(report)]
-    args += ["--summary", str(out / "summary.json"), "--no-archive"]
-    assert cli.main([*args, "--fingerprint", str(record)]) == 0
-    provenance = json.loads((out / "minivess-0.1.0" / "data" / "provenance.json").read_text())
-    recorded = provenance["stages"]["fingerprint"]
+
+    def provenance(out: Path, fingerprint: str) -> dict:
+        spec = ReleaseSpec(
+            out_dir=str(out),
+            version="0.1.0",
+            source_date_epoch=1677628800,
+            validation_report=str(report),
+            summary=str(out / "summary.json"),
+            raw=Section(str(inputs["raw"]), raw),
+            fingerprint=fingerprint,
+            archive=False,
+        )
+        build_release(spec)
+        return json.loads((out / "minivess-0.1.0" / "data" / "provenance.json").read_text())
+
+    recorded = provenance(tmp_path / "out", str(record))["stages"]["fingerprint"]
     assert recorded == json.loads(record.read_text())
     assert recorded["matches"] is False and recorded["expected"]["md5"] == fp.AUTHORS.md5
-    assert cli.main([*args, "--out-dir", str(tmp_path / "plain")]) == 0  # unchecked build
-    plain = json.loads((tmp_path / "plain/minivess-0.1.0/data/provenance.json").read_text())
-    assert "fingerprint" not in plain["stages"]
+    assert "fingerprint" not in provenance(tmp_path / "plain", "")["stages"]  # unchecked

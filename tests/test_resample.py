@@ -571,21 +571,30 @@ def _imported_by_a_job(argv: list[str]) -> set[str]:
     return set(result.stdout.split())
 
 
+def _resample_spec(image_interpolator: str) -> str:
+    """The resample stage's --spec: 1 um isotropic, no voxel limit, um headers, isal 2."""
+    from minivess_bundle.core.spec import to_json
+    from minivess_bundle.resample import ResampleSpec
+    from minivess_bundle.settings import validated
+
+    config = validated({"resample": {"image_interpolator": image_interpolator}})
+    config["resample"]["max_output_voxels"] = 0
+    return to_json(ResampleSpec.from_config(config))
+
+
 def test_a_default_resample_job_imports_neither_simpleitk_nor_drift_nor_ebrains(tmp_path):
     """Start-up: the default job (linear / nearest) needs numpy and nibabel only."""
     mask = _sphere((20, 20, 6))
     img, lbl = _phantom(tmp_path, mask.shape, (0.8, 0.8, 2.0), mask)
-    common = ["resample", "mv07", "--image", str(img), "--label", str(lbl), "--spacing", "1"]
-    common += ["--max-output-voxels", "0", "--source-units", "um", "--threads", "2"]
-    common += ["--codec", "isal", "--level", "2"]
+    common = ["resample", "mv07", "--image", str(img), "--label", str(lbl), "--threads", "2"]
     out = ["--out-image", str(tmp_path / "a.nii.gz"), "--out-label", str(tmp_path / "b.nii.gz")]
-    interps = ["--image-interpolator", "linear", "--label-interpolator", "nearest"]
+    interps = ["--spec", _resample_spec("linear")]
     modules = _imported_by_a_job(["-q", *common, *interps, *out])
     assert {"numpy", "nibabel", "minivess_bundle.resample"} <= modules
     assert not modules & {"SimpleITK", "minivess_bundle.drift", "minivess_bundle.fetch.ebrains"}
     assert "numpy.ma" not in modules  # (np.unique would pull it in: 8 ms)
     # the SimpleITK interpolators still load it, when asked for
-    interps = ["--image-interpolator", "bspline", "--label-interpolator", "nearest"]
+    interps = ["--spec", _resample_spec("bspline")]
     assert "SimpleITK" in _imported_by_a_job(["-q", *common, *interps, *out])
 
 
@@ -614,9 +623,8 @@ def test_memory_estimate_covers_a_jobs_measured_peak_within_1_6x(tmp_path, threa
     mask = (rng.random(shape) < 0.05).astype(np.uint8)
     img, lbl = _phantom(tmp_path, shape, spacing, mask, image)
     argv = ["-q", "resample", "mv07", "--image", str(img), "--label", str(lbl)]
-    argv += ["--spacing", "1", "--image-interpolator", "linear", "--label-interpolator"]
-    argv += ["nearest", "--max-output-voxels", "0", "--source-units", "um", "--codec", "isal"]
-    argv += ["--level", "2", "--threads", str(threads), "--out-image", str(tmp_path / "a.nii.gz")]
+    argv += ["--spec", _resample_spec("linear")]
+    argv += ["--threads", str(threads), "--out-image", str(tmp_path / "a.nii.gz")]
     argv += ["--out-label", str(tmp_path / "b.nii.gz")]
     code = (
         "import sys; from minivess_bundle import cli; rc = cli.main(sys.argv[1:]); "

@@ -32,7 +32,7 @@ rule export_nnunet:
         bag=BUNDLE["bag_manifest"],
         verified=BUNDLE["verified"],
     output:
-        f"{layout.NNUNET_ROOT}/Dataset501_MiniVess/dataset.json",
+        layout.NNUNET_DATASET,
     log:
         "logs/check/export_nnunet.log",
     conda:
@@ -45,7 +45,7 @@ rule export_nnunet:
         out_root=lambda wildcards, output: str(Path(output[0]).parent.parent),
     shell:
         "minivess-bundle export-nnunet {params.bag:q} --out-root {params.out_root:q} "
-        "--dataset-id 501 > {log:q} 2>&1"
+        "> {log:q} 2>&1"
 
 
 rule check:

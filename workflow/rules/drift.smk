@@ -25,6 +25,8 @@ rule drift:
         "benchmarks/drift/{drift}/{vol}.tsv"
     wildcard_constraints:
         drift="|".join(LEVELLED_KINDS),
+    group:
+        process_group
     conda:
         ENV
     resources:
@@ -64,6 +66,8 @@ rule drift_gradual:
         "benchmarks/drift/{drift}/{level}/{vol}.tsv"
     wildcard_constraints:
         drift="gradual",
+    group:
+        process_group
     conda:
         ENV
     resources:

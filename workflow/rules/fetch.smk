@@ -17,6 +17,8 @@ if SOURCE != "ebrains":
             "logs/fetch/{vol}.log",
         benchmark:
             "benchmarks/fetch/{vol}.tsv"
+        group:
+            prepare_group
         conda:
             ENV
         resources:
@@ -101,6 +103,8 @@ if SOURCE == "ebrains":
             "logs/fetch/{vol}.log",
         benchmark:
             "benchmarks/fetch/{vol}.tsv"
+        group:
+            prepare_group
         conda:
             ENV
         resources:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..core.dataset import CITATION_SHORT, LICENCE
+
 CROISSANT_SPEC = "http://mlcommons.org/croissant/1.1"
 RAI_SPEC = "http://mlcommons.org/croissant/RAI/1.0"
 
@@ -64,7 +66,7 @@ RAI = {
     "rai:dataCollection": (
         "In vivo two-photon (multiphoton) fluorescence microscopy of the cortical "
         "vasculature of anaesthetised mice and rats with an intravascular dye; 70 volumes "
-        "(Poon, Teikari et al., Scientific Data 10, 141, 2023)."
+        f"({CITATION_SHORT})."
     ),
     "rai:dataCollectionType": "Experiments",
     "rai:dataAnnotationProtocol": (
@@ -82,7 +84,7 @@ RAI = {
     ),
     "rai:dataLimitations": (
         "70 volumes of rodent cortex only; anisotropic, heterogeneous voxel sizes in the "
-        "release; not for clinical use. Non-commercial licence (CC BY-NC-SA 4.0)."
+        f"release; not for clinical use. Non-commercial licence ({LICENCE})."
     ),
     "rai:dataUseCases": (
         "Training and benchmarking 3-D vessel segmentation; robustness and drift detection "

@@ -22,13 +22,15 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..core.errors import BundleError
+from ..core.layout import BAG_SECTIONS
+from ..core.volumes import renamed_names
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,9 @@ class ReleaseSpec:
     quarantine: Section | None = None
     quarantined: str = "omit"
     listing: str = ""
+    #: results/fingerprint.json of a full real build (fetch.fingerprint), recorded in
+    #: provenance under stages.fingerprint; "" when the build is not checked
+    fingerprint: str = ""
     lock: str = ""
     git_commit: str = ""
     config: dict[str, Any] = field(default_factory=dict)
@@ -84,6 +89,92 @@ class ReleaseSpec:
     extra_provenance: dict[str, Any] = field(default_factory=dict)
     threads: int = 1
     archive: bool = True
+
+    #: The stage this spec is for (``minivess-bundle bundle --spec``).
+    STAGE = "bundle"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReleaseSpec:
+        """The spec from :func:`dataclasses.asdict`'s shape (the ``--spec`` JSON)."""
+        values = dict(data)
+        for name in SECTION_NAMES:
+            section = values.get(name)
+            values[name] = Section(section["root"], tuple(section["files"])) if section else None
+        values["resample_records"] = tuple(values.get("resample_records", ()))
+        return cls(**values)
+
+
+#: The bag's file sections, each a :class:`Section` of :class:`ReleaseSpec` (the layout's).
+SECTION_NAMES = BAG_SECTIONS
+
+
+def stage_record(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What each stage did, by the config (provenance's ``stages``)."""
+    return {
+        "fetch": {"source": config["source"]},
+        "rename": {"method": "verified copy, bytes untouched"},
+        "validate": dict(config["validate"]),
+        "resample": config["resample"],
+        "drift": config["drift"],
+        "compression": config["compression"],
+    }
+
+
+def release_spec(
+    config: Mapping[str, Any],
+    files: Mapping[str, Any],
+    *,
+    out_dir: str,
+    summary: str,
+    validation_report: str,
+    lock: str = "",
+    git_commit: str = "",
+    threads: int = 1,
+    environ: Mapping[str, str] | None = None,
+) -> ReleaseSpec:
+    """The bundle stage's spec from the (validated) config and the files the rule declares.
+
+    ``files`` maps each section of :data:`SECTION_NAMES` to its declared files (empty:
+    left out), ``records`` to the resample records, and optionally ``drift_manifest`` and
+    ``listing``. The sections' folders are the layout's; ``SOURCE_DATE_EPOCH`` in
+    ``environ`` (default: this process's) wins over ``bundle.source_date_epoch``.
+    """
+    from ..core import layout
+    from ..core.config import recorded
+
+    environ = os.environ if environ is None else environ
+    roots = {
+        "raw": layout.RENAMED_ROOT,
+        "processed": layout.PROCESSED_ROOT,
+        "drift": layout.DRIFT_ROOT,
+        "quarantine": layout.RENAMED_ROOT,
+    }
+    sections = {
+        name: Section(roots[name], tuple(map(str, files.get(name, ()))))
+        if files.get(name)
+        else None
+        for name in SECTION_NAMES
+    }
+    bundle = config["bundle"]
+    return ReleaseSpec(
+        out_dir=str(out_dir),
+        version=bundle["version"],
+        source_date_epoch=int(environ.get("SOURCE_DATE_EPOCH") or bundle["source_date_epoch"]),
+        validation_report=str(validation_report),
+        summary=str(summary),
+        **sections,
+        resample_records=tuple(map(str, files.get("records", ()))),
+        drift_manifest=str(files.get("drift_manifest", "")),
+        quarantined=bundle["quarantined"],
+        listing=str(files.get("listing", "")),
+        fingerprint=str(files.get("fingerprint", "")),
+        lock=str(lock),
+        git_commit=git_commit,
+        config=recorded(config),
+        stages=stage_record(config),
+        threads=int(threads or 1),
+        archive=bool(bundle["archive"]),
+    )
 
 
 def select(section: Section, into: Path) -> Path:
@@ -127,11 +218,12 @@ def resample_lineage(records: Sequence[str | Path], with_raw: bool) -> list[dict
     for path in sorted(records, key=lambda p: Path(p).name):
         vol = Path(path).name.removesuffix(".json")
         record = json.loads(Path(path).read_text())
-        for role, sub in (("image", "imagesTr"), ("label", "labelsTr")):
+        names = renamed_names(vol)  # imagesTr/<vol>.nii.gz, labelsTr/<vol>.nii.gz
+        for role in ("image", "label"):
             lineage.append(
                 {
-                    "file": f"processed/{sub}/{vol}.nii.gz",
-                    "source": f"raw/{sub}/{vol}.nii.gz" if with_raw else None,
+                    "file": f"processed/{names[role]}",
+                    "source": f"raw/{names[role]}" if with_raw else None,
                     "rule": "resample",
                     "parameters": {
                         "target_spacing": record.get("target_spacing"),
@@ -213,7 +305,15 @@ def build_release(spec: ReleaseSpec) -> dict[str, Any]:
             "lock_file": spec.lock or None,
             "lineage": lineage,
             # the image id when built inside the project's container (None elsewhere)
-            "stages": {**spec.stages, "container": container_image()},
+            "stages": {
+                **spec.stages,
+                "container": container_image(),
+                **(
+                    {"fingerprint": json.loads(Path(spec.fingerprint).read_text())}
+                    if spec.fingerprint
+                    else {}
+                ),
+            },
             **spec.extra_provenance,
         }
         if spec.listing:

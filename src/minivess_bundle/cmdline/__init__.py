@@ -1,1 +1,1 @@
-"""One module per ``minivess-bundle`` command: ``add_parser(subparsers)`` and ``main(args)``."""
+"""The command line, one module per command family (``add_parser``, ``main``)."""

@@ -48,7 +48,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core import splits
+from ..core import dataset, splits
 from ..core.errors import ConsumerError
 from ..core.fsio import write_json_atomic
 from .loader import discover_nifti_pairs, nifti_stem
@@ -64,28 +64,8 @@ DEFAULT_PATCH = (64, 64, 16)
 #: NIfTI ``xyzt_units`` spatial codes -> micrometres per unit; 0 (unknown) is MiniVess's um.
 UM_PER_UNIT = {0: 1.0, 1: 1e6, 2: 1e3, 3: 1.0}
 
-#: How to load a bundle in MONAI, for the datasheet README (``.format(bundle=...)``).
-MONAI_SNIPPET = """\
-from monai.data import CacheDataset, DataLoader, load_decathlon_datalist
-from monai.transforms import (Compose, EnsureChannelFirstd, LoadImaged, RandCropByPosNegLabeld,
-                              ScaleIntensityRangePercentilesd, SpatialPadd)
-
-files = load_decathlon_datalist("{bundle}/data/dataset.json", is_segmentation=True,
-                                data_list_key="training")
-patch = (64, 64, 16)
-transforms = Compose([
-    LoadImaged(keys=["image", "label"]),
-    EnsureChannelFirstd(keys=["image", "label"]),
-    ScaleIntensityRangePercentilesd(keys="image", lower=1.0, upper=99.9, b_min=0.0, b_max=1.0,
-                                    clip=True),
-    SpatialPadd(keys=["image", "label"], spatial_size=patch),
-    RandCropByPosNegLabeld(keys=["image", "label"], label_key="label", spatial_size=patch,
-                           pos=1, neg=1, num_samples=2),
-])
-loader = DataLoader(CacheDataset(files, transforms, cache_rate=1.0), batch_size=2, shuffle=True)
-batch = next(iter(loader))
-print(batch["image"].shape, batch["label"].shape)  # (4, 1, 64, 64, 16) twice
-"""
+#: How to load a bundle in MONAI (the datasheet's usage text; owned by :mod:`.dataset`).
+MONAI_SNIPPET = dataset.MONAI_SNIPPET
 
 
 # ---------------------------------------------------------------- datalists (no torch)

@@ -2,7 +2,7 @@
 
 :func:`export_nnunet` builds ``<out_root>/DatasetNNN_<name>/``::
 
-    dataset.json        channel_names {"0": "two-photon"}, labels, numTraining, file_ending
+    dataset.json        channel_names (two-photon), labels, numTraining, file_ending
     splits_final.json   the dataset authors' 3 folds (minivess_bundle.core.splits), for nnU-Net
     imagesTr/mvNN_0000.nii.gz
     labelsTr/mvNN.nii.gz
@@ -16,7 +16,7 @@ nnU-Net reads a custom split only from ``$nnUNet_preprocessed/DatasetNNN_<name>/
 splits_final.json`` (``nnUNetTrainer.do_split``; without it, it draws its own 5
 folds), so the export's ``splits_final.json`` is to be copied there after
 ``nnUNetv2_plan_and_preprocess`` (:data:`NNUNET_SNIPPET` does); then
-``nnUNetv2_train 501 3d_fullres 0`` trains fold 0 of the authors' split. nnU-Net
+``nnUNetv2_train <id> 3d_fullres 0`` trains fold 0 of the authors' split. nnU-Net
 ignores the file in the raw folder.
 
 :func:`check_nnunet_dataset` implements the rules of nnU-Net v2's
@@ -44,6 +44,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..core import dataset
 from ..core.errors import ConsumerError
 from ..core.fsio import json_bytes, link_or_copy, write_bytes_atomic
 from ..core.splits import folds
@@ -51,11 +52,11 @@ from .monai import find_pairs
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATASET_ID = 501
-DEFAULT_LABELS = {"background": 0, "vessel": 1}
+DEFAULT_DATASET_ID = dataset.NNUNET_ID
+DEFAULT_LABELS = dataset.LABELS
 #: nnU-Net's name for a custom cross-validation split (one {"train", "val"} per fold).
 SPLITS_FILE = "splits_final.json"
-CHANNEL_NAMES = {"0": "two-photon"}
+CHANNEL_NAMES = dataset.CHANNEL_NAMES
 REQUIRED_KEYS = ("labels", "channel_names", "numTraining", "file_ending")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 FILE_ENDINGS = (".nii.gz", ".nii")
@@ -64,17 +65,8 @@ COPIED_KEYS = ("name", "description", "reference", "licence", "release", "tensor
 #: Most problems listed in an export error (all are logged).
 MAX_LISTED = 5
 
-#: How to train nnU-Net v2 on a bundle, for the datasheet README (``.format(bundle=...)``).
-NNUNET_SNIPPET = """\
-export nnUNet_raw="$PWD/nnUNet_raw" nnUNet_preprocessed="$PWD/nnUNet_preprocessed" \\
-       nnUNet_results="$PWD/nnUNet_results"
-python -c "from minivess_bundle.consumers.nnunet import export_nnunet; \\
-export_nnunet('{bundle}', '$nnUNet_raw', dataset_id=501)"
-nnUNetv2_plan_and_preprocess -d 501 --verify_dataset_integrity
-cp "$nnUNet_raw/Dataset501_MiniVess/splits_final.json" \
-   "$nnUNet_preprocessed/Dataset501_MiniVess/"  # the authors' 3 folds: train 0, 1 or 2
-nnUNetv2_train 501 3d_fullres 0
-"""
+#: How to train nnU-Net v2 on a bundle (the datasheet's usage text; owned by :mod:`.dataset`).
+NNUNET_SNIPPET = dataset.NNUNET_SNIPPET
 
 
 def dataset_folder_name(dataset_id: int, name: str) -> str:

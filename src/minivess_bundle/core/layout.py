@@ -28,6 +28,7 @@ drift_eval             ``results/drift_eval/`` (detector power, false alarms, ha
 
 from __future__ import annotations
 
+from .dataset import NNUNET_NAME
 from .volumes import check_volume_id, renamed_names, staging_names
 
 RESULTS = "results"
@@ -38,6 +39,11 @@ RENAMED_ROOT = f"{RESULTS}/renamed"
 PROCESSED_ROOT = f"{RESULTS}/processed"
 DRIFT_ROOT = f"{RESULTS}/drift"
 BUNDLE_ROOT = f"{RESULTS}/bundle"
+#: A bag's folder name is this prefix and the bundle version (``minivess-0.1.0``).
+BAG_PREFIX = "minivess-"
+#: The bag's payload folder (BagIt) and its sections, in the order the bag lists them.
+BAG_PAYLOAD = "data"
+BAG_SECTIONS = ("raw", "processed", "drift", "quarantine")
 REPORT_ROOT = f"{RESULTS}/report"
 OMEZARR_ROOT = f"{RESULTS}/omezarr"
 HF_ROOT = f"{RESULTS}/hf"
@@ -90,6 +96,8 @@ DRIFT_EVAL_POWER_PNG = f"{DRIFT_EVAL_ROOT}/power_curves.png"
 DRIFT_EVAL_FPR_PNG = f"{DRIFT_EVAL_ROOT}/false_alarms.png"
 DRIFT_EVAL_DIFFICULTY_PNG = f"{DRIFT_EVAL_ROOT}/difficulty.png"
 NNUNET_ROOT = f"{RESULTS}/nnunet"
+#: The nnU-Net export of the check target (its dataset.json).
+NNUNET_DATASET = f"{NNUNET_ROOT}/{NNUNET_NAME}/dataset.json"
 
 
 def fill(template: str | dict[str, str], **wildcards: object) -> str | dict[str, str]:
@@ -130,7 +138,7 @@ def licence(name: str, stage: str = "renamed") -> str:
 
 def bundle_files(version: str) -> dict[str, str]:
     """The bundle stage's outputs for a bundle version: bag folder, archive and metadata."""
-    name = f"minivess-{version}"
+    name = f"{BAG_PREFIX}{version}"
     bag = f"{BUNDLE_ROOT}/{name}"
     return {
         "name": name,

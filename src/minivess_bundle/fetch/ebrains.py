@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin
 
 from .. import __version__
+from ..core.dataset import EBRAINS_ID
 from ..core.errors import MinivessError
 from ..core.fsio import link_or_copy, sha256_file, write_json_atomic
 from ..core.volumes import EBRAINS_LICENCE, check_volume_id, staging_names
@@ -52,7 +53,7 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = f"minivess-bundle/{__version__} (MiniVess dataset bundle; httpx)"
 DEFAULT_API_BASE = "https://data-proxy.ebrains.eu/api"
-DEFAULT_DATASET_ID = "bf268b89-1420-476b-b428-b85a913eb523"
+DEFAULT_DATASET_ID = EBRAINS_ID
 TOKEN_ENV = "EBRAINS_TOKEN"
 PAGE_SIZE = 1000
 MD5_RE = re.compile(r"^[0-9a-f]{32}$")

@@ -1,6 +1,6 @@
 """Land one volume from a real-data source into a staging folder.
 
-A source is either the EBRAINS ZIP (``d-bf268b89-1420-476b-b428-b85a913eb523.zip``)
+A source is either the EBRAINS ZIP (:data:`minivess_bundle.core.dataset.EBRAINS_ZIP`)
 or a folder it was already extracted to. Either way one job lands one volume in
 the EBRAINS layout, which :func:`minivess_bundle.core.volumes.staging_names` spells::
 

@@ -448,9 +448,25 @@ def volume_mip(out_png: str | Path, vol: str, before: str | Path, after: str | P
 
 
 def volume_mips(
-    out_dir: str | Path, volumes: Sequence[str], before: str | Path, after: str | Path
+    out_dir: str | Path,
+    volumes: Sequence[str],
+    before: str | Path,
+    after: str | Path,
+    threads: int = 1,
 ) -> list[Path]:
-    """One PNG per volume (:func:`volume_mip`) in ``out_dir``, named ``<volume>.png``."""
+    """One PNG per volume (:func:`volume_mip`) in ``out_dir``, named ``<volume>.png``;
+    ``threads`` worker processes draw them side by side (matplotlib is not thread-safe),
+    each PNG the same bytes however many draw."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [volume_mip(out_dir / f"{vol}.png", vol, before, after) for vol in volumes]
+    outs = [out_dir / f"{vol}.png" for vol in volumes]
+    workers = max(1, min(int(threads), len(volumes)))
+    if workers == 1:
+        return [volume_mip(out, vol, before, after) for out, vol in zip(outs, volumes, strict=True)]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork: the workers inherit the imports (a spawned one would import matplotlib again)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        n = len(volumes)
+        return list(pool.map(volume_mip, outs, volumes, [before] * n, [after] * n))

@@ -7,7 +7,7 @@ sibling renamed into place at the end; peak memory is the input volume plus one 
 
 Modules: :mod:`.grid` (units, output grid, affine, header, slab plan), :mod:`.kernels` (one
 slab's interpolation: numpy's linear and nearest, SimpleITK's B-spline and label-Gaussian),
-:mod:`.pair` (a pair end to end, and its memory estimate).
+:mod:`.pair` (a pair end to end, and its memory estimate), :mod:`.spec` (the stage's parameters).
 """
 
 from .grid import (
@@ -29,6 +29,7 @@ from .grid import (
 )
 from .kernels import NUMPY_INTERPOLATORS, resample_slab, sitk_slab
 from .pair import base_mem_mb, estimate_resample_mem_mb, resample_pair
+from .spec import ResampleSpec
 
 __all__ = [
     "BASE_MEM_MB",
@@ -40,6 +41,7 @@ __all__ = [
     "NUMPY_INTERPOLATORS",
     "OUTPUT_UNITS",
     "OUTPUT_UNIT_UM",
+    "ResampleSpec",
     "SLAB_BYTES_PER_VOXEL",
     "SLAB_MARGIN",
     "base_mem_mb",

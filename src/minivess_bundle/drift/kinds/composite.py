@@ -46,12 +46,17 @@ class CompoundDrift(Drift):
     def __init__(self, severity=0.5, seed=None, *, kinds: Sequence[str] = DEFAULT) -> None:
         super().__init__(severity, seed)
         kinds = tuple(kinds)
-        allowed = [k for k, cls in REGISTRY.items() if cls.target == "image" and k != self.name]
+        allowed = self.allowed()
         if len(kinds) < 2 or len(set(kinds)) != len(kinds) or not set(kinds) <= set(allowed):
             raise DriftError(
                 f"compound kinds {list(kinds)}", expected=f"two or more distinct of {allowed}"
             )
         self.kinds = kinds
+
+    @classmethod
+    def allowed(cls) -> list[str]:
+        """The kinds a compound may combine: every image kind but compound itself."""
+        return [k for k, kind in REGISTRY.items() if kind.target == "image" and k != cls.name]
 
     def components(self) -> list[Drift]:
         from ..base import derive_seed
