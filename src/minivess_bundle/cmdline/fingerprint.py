@@ -27,8 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--strict",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="a difference is an error (default: a warning)",
+        help="a difference is an error (unset or --no-strict: a warning)",
     )
     p.set_defaults(func=main)
     return p
@@ -42,5 +41,5 @@ def main(args: argparse.Namespace) -> int:
     result = check_tree(args.root, exclude=args.exclude)
     if args.out:
         write_json_atomic(args.out, result.record())
-    enforce(result, args.strict, args.root)
+    enforce(result, bool(args.strict), args.root)
     return 0
