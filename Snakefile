@@ -22,6 +22,7 @@ container: CONTAINER
 
 include: "workflow/rules/fetch.smk"
 include: "workflow/rules/rename.smk"
+include: "workflow/rules/fingerprint.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/resample.smk"
 include: "workflow/rules/drift.smk"
@@ -30,6 +31,7 @@ include: "workflow/rules/omezarr.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/check.smk"
 include: "workflow/rules/drift_eval.smk"
+include: "workflow/rules/hf.smk"
 
 
 # Tiny jobs (copies, merges of small JSON files, targets) run in the main process; under
@@ -40,6 +42,7 @@ localrules:
     check,
     rename_licence,
     renamed_inventory,
+    fingerprint,
     validation_report,
     processed_metadata,
     drift_set,
@@ -48,6 +51,7 @@ localrules:
 
 
 onsuccess:
+    print_fingerprint()
     print_bundle_digest()
 
 

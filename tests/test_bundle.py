@@ -204,7 +204,8 @@ def test_ro_crate_parses_with_rocrate_and_names_every_payload_file(bag):
     profile = by_id[by_id["./"]["conformsTo"]["@id"]]
     assert "Profile" in profile["@type"] and profile["name"] == "Process Run Crate"
     tool = by_id[by_id["#action-process"]["instrument"]["@id"]]
-    assert tool["url"].startswith("https://") and tool["version"] == __version__
+    assert tool["url"] in ("provenance.json", by_id["#minivess-bundle"]["url"])
+    assert tool["version"] == __version__
     assert by_id["#action-process"]["endTime"] == "2023-11-14T22:13:20+00:00"  # SDE
     assert by_id["#action-process"]["agent"] == {"@id": "#build"}
     assert all(e.get("description") for e in metadata["@graph"])
@@ -503,3 +504,35 @@ def test_copy_hashed_shares_extents_on_a_copy_on_write_file_system(tmp_path):
     finally:
         source.unlink()
         shutil.rmtree(folder / "cow", ignore_errors=True)
+
+
+def test_ro_crate_software_url_is_the_recorded_repository_or_the_bags_provenance(bag, monkeypatch):
+    """The crate names minivess-bundle by its repository (``[project.urls]``) or, with none
+    recorded, by the bag's own provenance record: never a package page that does not exist."""
+    from minivess_bundle.bundle import rocrate
+
+    graph = json.loads((bag / "data" / "ro-crate-metadata.json").read_text())["@graph"]
+    software = next(e for e in graph if e["@id"] == "#minivess-bundle")
+    recorded = rocrate.software_url()
+    assert software["url"] == (recorded or "provenance.json")
+    assert (recorded or (bag / "data" / "provenance.json").is_file()) and "@id" in software
+    assert not any("pypi" in json.dumps(e) for e in graph)
+
+    class Meta:
+        def __init__(self, urls):
+            self.urls = urls
+
+        def get_all(self, key):
+            return self.urls if key == "Project-URL" else None
+
+    from importlib import metadata
+
+    repo = "https://example.org/minivess-bundle"
+    monkeypatch.setattr(
+        metadata,
+        "metadata",
+        lambda name: Meta([f"Documentation, {repo}/docs", f"Repository, {repo}"]),
+    )
+    assert rocrate.software_url() == repo
+    monkeypatch.setattr(metadata, "metadata", lambda name: Meta([f"Documentation, {repo}/docs"]))
+    assert rocrate.software_url() is None

@@ -76,10 +76,9 @@ def test_the_pattern_leaves_names_that_only_look_alike():
 
 
 # Known and pending, each with its reason; the scan fails once an entry no longer applies, so
-# the list only shrinks. The crate's software URL must become the repository's (issue #25: "the
-# repository or absent"): absent fails the Process Run Crate profile (roc-validator: "A
-# SoftwareApplication MUST have a url"), and the project has no public repository URL yet.
-PENDING = {"src/minivess_bundle/bundle/rocrate.py": 1}
+# the list only shrinks. (Empty: the crate's software URL is the repository [project.urls]
+# records, else the bag's provenance.json — bundle/rocrate.py.)
+PENDING: dict[str, int] = {}
 
 
 def test_no_tracked_file_names_a_package_registry_host():

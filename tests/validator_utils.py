@@ -2,14 +2,13 @@
 
 roc-validator (``rocrate-validator``) fetches the RO-Crate JSON-LD context over HTTP
 through a requests-cache SQLite cache; ``--offline`` serves only from that cache. CI has
-no route to w3id.org, so :func:`rocrate_http_cache` fills a cache with the context shipped
-in ``tests/data/ro-crate-1.3-context.jsonld`` (a copy of ro-crate-py 0.16.0's
-``rocrate/data/ro-crate.jsonld``, the RO-Crate 1.3 context, CC0 1.0).
+no route to w3id.org, so :func:`rocrate_http_cache` fills a cache with the context the
+package ships (``minivess_bundle/data/ro-crate-1.3-context.jsonld``,
+:mod:`minivess_bundle.consumers.crate`).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -18,10 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-DATA = Path(__file__).parent / "data"
-CONTEXT_FILE = DATA / "ro-crate-1.3-context.jsonld"
-CONTEXT_URL = "https://w3id.org/ro/crate/1.3/context"
 
 
 def need(module: str):
@@ -37,31 +32,12 @@ def need(module: str):
 
 
 def rocrate_http_cache(path: Path) -> Path:
-    """A requests-cache SQLite cache holding the RO-Crate 1.3 context; returns its name."""
+    """A requests-cache SQLite cache holding the RO-Crate 1.3 context; returns its name
+    (the package's own cache fill, :func:`minivess_bundle.consumers.crate.warm_cache`)."""
     need("requests_cache")
-    import requests
-    import urllib3
-    from requests_cache import CachedSession
+    from minivess_bundle.consumers.crate import warm_cache
 
-    body = CONTEXT_FILE.read_bytes()
-    session = CachedSession(cache_name=str(path), backend="sqlite", expire_after=-1)
-    headers = {"Accept": "application/ld+json, application/json"}
-    request = requests.Request("GET", CONTEXT_URL, headers=headers).prepare()
-    response = requests.Response()
-    response.status_code, response._content, response.url = 200, body, CONTEXT_URL
-    response.request, response.encoding = request, "utf-8"
-    response.headers["Content-Type"] = "application/ld+json"
-    response.raw = urllib3.HTTPResponse(
-        body=io.BytesIO(body),
-        headers={"Content-Type": "application/ld+json"},
-        status=200,
-        preload_content=False,
-        request_url=CONTEXT_URL,
-        request_method="GET",
-    )
-    session.cache.save_response(response)
-    session.close()
-    return path
+    return warm_cache(path)
 
 
 def run_rocrate_validator(

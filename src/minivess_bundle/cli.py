@@ -16,6 +16,9 @@ from pathlib import Path
 
 from . import __version__
 from .cmdline import bundle, calibrate, config, fetch, rename, validate, verify
+from .cmdline import fingerprint as fingerprint_command
+from .cmdline import hf_export as hf_export_command
+from .cmdline import validate_crate as validate_crate_command
 from .cmdline.common import add_compression as _add_compression
 from .cmdline.common import volume_id as _volume
 from .core.errors import MinivessError
@@ -343,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bundle.add_parser(sub)
     config.add_parser(sub)
+    fingerprint_command.add_parser(sub)
+    hf_export_command.add_parser(sub)
+    validate_crate_command.add_parser(sub)
 
     p = sub.add_parser("report-mips", help=cmd_report_mips.__doc__)
     p.add_argument("--validation-report", required=True, help="its valid volumes are drawn")

@@ -28,6 +28,7 @@ from minivess_bundle.bundle.release import release_spec  # noqa: E402
 from minivess_bundle.resample import ResampleSpec  # noqa: E402
 from minivess_bundle.core.spec import to_json as spec_json  # noqa: E402
 from minivess_bundle.core.layout import staged, renamed, processed  # noqa: E402
+from minivess_bundle.fetch.fingerprint import applies as fingerprint_applies  # noqa: E402
 from minivess_bundle.drift.kinds import KINDS  # noqa: E402
 from minivess_bundle.drift.plan import (  # noqa: E402
     LEVELLED_KINDS,
@@ -380,6 +381,8 @@ def bundle_inputs(wildcards):
         ]
     if SOURCE == "ebrains":
         inputs["listing"] = layout.EBRAINS_LISTING
+    if FINGERPRINT:
+        inputs["fingerprint"] = layout.FINGERPRINT
     return inputs
 
 
@@ -461,6 +464,21 @@ def omezarr_outputs(wildcards):
     ]
 
 
+#: The authors' fingerprint is checked when the build copies the release's bytes: a real
+#: source and all 70 volumes (rule fingerprint; its record goes into the bag's provenance).
+FINGERPRINT = fingerprint_applies(SOURCE, VOLUMES)
+FINGERPRINT_OUTPUTS = [layout.FINGERPRINT] if FINGERPRINT else []
+
+
+def print_fingerprint():
+    """Say on the console whether the renamed tree equals the authors' snapshot."""
+    record = Path(layout.FINGERPRINT)
+    if FINGERPRINT and record.is_file():
+        check = json.loads(record.read_text())
+        verdict = "" if check["matches"] else "WARNING: "
+        print(f"minivess-bundle: {verdict}{check['message']}")
+
+
 def all_outputs():
     """Final targets of `all`, growing with the stages."""
     return [
@@ -473,6 +491,7 @@ def all_outputs():
         layout.REPORT_DATASET,
         layout.REPORT_MIPS,
         omezarr_outputs,
+        FINGERPRINT_OUTPUTS,
     ]
 
 

@@ -89,8 +89,8 @@ from .rocrate import (
     NIFTI_FORMAT,
     PROCESS_RUN_PROFILE,
     RO_CRATE_PROFILE,
-    SOFTWARE_URL,
     ro_crate,
+    software_url,
 )
 
 __all__ = [
@@ -111,7 +111,6 @@ __all__ = [
     "PROCESS_RUN_PROFILE",
     "RO_CRATE_PROFILE",
     "SECTIONS",
-    "SOFTWARE_URL",
     "UNITS_NOTE",
     "UNIT_NAMES",
     "VERSION_RE",
@@ -132,5 +131,6 @@ __all__ = [
     "read_lock_file",
     "redact_paths",
     "ro_crate",
+    "software_url",
     "write_bag_files",
 ]

@@ -79,6 +79,9 @@ class ReleaseSpec:
     quarantine: Section | None = None
     quarantined: str = "omit"
     listing: str = ""
+    #: results/fingerprint.json of a full real build (fetch.fingerprint), recorded in
+    #: provenance under stages.fingerprint; "" when the build is not checked
+    fingerprint: str = ""
     lock: str = ""
     git_commit: str = ""
     config: dict[str, Any] = field(default_factory=dict)
@@ -164,6 +167,7 @@ def release_spec(
         drift_manifest=str(files.get("drift_manifest", "")),
         quarantined=bundle["quarantined"],
         listing=str(files.get("listing", "")),
+        fingerprint=str(files.get("fingerprint", "")),
         lock=str(lock),
         git_commit=git_commit,
         config=recorded(config),
@@ -301,7 +305,15 @@ def build_release(spec: ReleaseSpec) -> dict[str, Any]:
             "lock_file": spec.lock or None,
             "lineage": lineage,
             # the image id when built inside the project's container (None elsewhere)
-            "stages": {**spec.stages, "container": container_image()},
+            "stages": {
+                **spec.stages,
+                "container": container_image(),
+                **(
+                    {"fingerprint": json.loads(Path(spec.fingerprint).read_text())}
+                    if spec.fingerprint
+                    else {}
+                ),
+            },
             **spec.extra_provenance,
         }
         if spec.listing:

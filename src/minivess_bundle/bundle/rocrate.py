@@ -27,8 +27,31 @@ NIFTI_FORMAT = "https://nifti.nimh.nih.gov/nifti-1/"
 AGENT_ID = "#build"
 
 
-#: Where minivess-bundle is described (its package metadata's project URL).
-SOFTWARE_URL = "https://pypi.org/project/minivess-bundle/"
+#: The labels of ``[project.urls]`` in pyproject.toml that name the source repository.
+REPOSITORY_LABELS = ("repository", "source", "source code", "homepage")
+
+
+#: The crate's record of the software that built it (the fallback ``url``).
+PROVENANCE_DOCUMENT = "provenance.json"
+
+
+def software_url() -> str | None:
+    """The repository URL the package metadata records (``[project.urls]``), or None.
+
+    The crate names the software by where its code lives (a page that does not exist
+    is never named); :func:`ro_crate` falls back to the bag's ``provenance.json``.
+    """
+    from importlib import metadata
+
+    try:
+        entries = metadata.metadata("minivess-bundle").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        return None
+    urls = {}
+    for entry in entries:
+        label, _, url = entry.partition(",")
+        urls[label.strip().lower()] = url.strip()
+    return next((urls[label] for label in REPOSITORY_LABELS if urls.get(label)), None)
 
 
 _DESCRIPTIONS = (
@@ -243,10 +266,13 @@ def ro_crate(
             "@type": "SoftwareApplication",
             "name": "minivess-bundle",
             "description": "The Snakemake workflow and Python package that built this bundle",
-            "url": SOFTWARE_URL,
             "version": __version__,
             "softwareVersion": __version__,
         },
     ]
+    # RO-Crate (roc-validator, REQUIRED) wants a url on a SoftwareApplication: the
+    # repository when the package records one, else the crate's own record of the build
+    # (version, commit, lock file, config), never a page that does not exist.
+    graph[-1]["url"] = software_url() or PROVENANCE_DOCUMENT
     graph.sort(key=lambda e: e["@id"])
     return {"@context": f"{RO_CRATE_PROFILE}/context", "@graph": graph}

@@ -11,6 +11,7 @@ stage                  files
 fetch (staging)        ``results/staging/{raw,seg,json}/`` (EBRAINS names; temporary)
 downloads              ``results/downloads/`` (ZIP, EBRAINS listing and object cache)
 rename                 ``results/renamed/{imagesTr,labelsTr,metadata}/``
+fingerprint            ``results/fingerprint.json`` (full real builds: the authors' DVC hash)
 validate               ``results/validation/{vol}.json``, ``results/validation_report.json``
 resample               ``results/processed/{imagesTr,labelsTr,metadata}/``,
                        ``results/resample/{vol}.json``
@@ -19,6 +20,7 @@ drift                  ``results/drift/{drift}/{level}/{imagesTr,labelsTr}/``,
 bundle                 ``results/bundle/minivess-<version>{/,.tar,.dvc,...}``
 ome-zarr (optional)    ``results/omezarr/{vol}.ome.zarr/``, ``results/omezarr/{vol}.json``
 report                 ``results/report/``
+hf (on demand)         ``results/hf/minivess-<version>/`` (Hugging Face niftifolder + card)
 check                  ``results/check/``, ``results/nnunet/``
 drift_eval             ``results/drift_eval/`` (detector power, false alarms, harm, figures)
 =====================  ==================================================================
@@ -44,6 +46,7 @@ BAG_PAYLOAD = "data"
 BAG_SECTIONS = ("raw", "processed", "drift", "quarantine")
 REPORT_ROOT = f"{RESULTS}/report"
 OMEZARR_ROOT = f"{RESULTS}/omezarr"
+HF_ROOT = f"{RESULTS}/hf"
 
 #: One volume's files as the fetch stage lands them (the EBRAINS layout).
 STAGED = {role: f"{STAGING_ROOT}/{name}" for role, name in staging_names("mv00").items()}
@@ -80,6 +83,9 @@ REPORT_MIPS = f"{REPORT_ROOT}/mip"
 REPORT_GALLERY = f"{REPORT_ROOT}/drift_gallery.png"
 REPORT_DATASET = f"{REPORT_ROOT}/dataset.png"
 REPORT_TABLE = f"{REPORT_ROOT}/validation.html"
+
+#: The renamed tree against the authors' DVC snapshot (full real builds; fingerprint.py).
+FINGERPRINT = f"{RESULTS}/fingerprint.json"
 
 CHECK_SMOKE = f"{RESULTS}/check/smoke_metrics.json"
 CHECK_MODEL = f"{RESULTS}/check/smoke_model.pt"
@@ -146,3 +152,8 @@ def bundle_files(version: str) -> dict[str, str]:
         "summary": f"{bag}.json",
         "verified": f"{bag}.verified.txt",
     }
+
+
+def hf_folder(version: str) -> str:
+    """The Hugging Face export of the bundle version (``snakemake hf``; hf.py)."""
+    return f"{HF_ROOT}/minivess-{version}"
