@@ -168,7 +168,8 @@ def test_report_mips_command_draws_each_valid_volume_as_volume_mip_does(tmp_path
     subprocess.run(
         [sys.executable, "-m", "minivess_bundle.cli", "report-mips"]
         + ["--validation-report", str(report), "--mip-dir", str(tmp_path / "mip")]
-        + ["--before", str(tmp_path / "before"), "--after", str(tmp_path / "after")],
+        + ["--before", str(tmp_path / "before"), "--after", str(tmp_path / "after")]
+        + ["--threads", "1"],
         check=True,
     )
     assert sorted(p.name for p in (tmp_path / "mip").iterdir()) == ["mv03.png"]  # valid only

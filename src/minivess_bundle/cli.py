@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--before", required=True, help="the renamed tree")
     p.add_argument("--after", required=True, help="the processed tree")
     p.add_argument("--mip-dir", required=True, help="one <volume>.png each")
-    p.add_argument("--threads", type=int, default=1, help="volumes drawn at once (default 1)")
+    p.add_argument("--threads", type=int, required=True, help="volumes drawn at once")
     p.set_defaults(func=cmd_report_mips)
 
     p = sub.add_parser("report-figures", help=cmd_report_figures.__doc__)
