@@ -55,7 +55,10 @@ AUTO_VOLUMES = ("mv05", "mv35", "mv65")
 
 #: The fewest vessel voxels saturation ranks: its levels clip the brightest 5 .. 25 % of
 #: them, and the ceilings of the levels must be different voxels' values.
-SATURATION_MIN_VESSEL_VOXELS = 100
+SATURATION_MIN_VESSEL_VOXELS = 50
+#: The least change (counts) intensity's lowest configured level must make at the bright
+#: end of the dynamic range: below it the integer file cannot hold the gain change.
+INTENSITY_MIN_COUNTS = 2.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ class VolumeFacts:
 
     shape: tuple[int, int, int]
     vessel_voxels: int
+    #: The image's p1..p99 span in counts (``None``: not known).
+    dynamic_range: float | None = None
 
 
 def volume_facts(report: Mapping, target_spacing_um) -> VolumeFacts | None:
@@ -85,17 +90,23 @@ def volume_facts(report: Mapping, target_spacing_um) -> VolumeFacts | None:
     spacing_um = [abs(float(v)) * UNIT_UM[units] for v in spacing]
     grid = output_grid([int(n) for n in shape], spacing_um, target_spacing_um)
     out = tuple(int(n) for n in grid["shape"])
-    return VolumeFacts(out, int(math.floor(float(fraction) * math.prod(out) + 0.5)))
+    intensity = report.get("intensity") or {}
+    span = None
+    if intensity.get("p1") is not None and intensity.get("p99") is not None:
+        span = float(intensity["p99"]) - float(intensity["p1"])
+    return VolumeFacts(out, int(math.floor(float(fraction) * math.prod(out) + 0.5)), span)
 
 
 def skip_reason(kind: str, facts: VolumeFacts | None, drift_config: Mapping) -> str | None:
     """Why ``kind`` cannot act on a volume with ``facts`` at the configured levels, or
     ``None``. Only where a kind truly cannot act: z_step needs two acquired sections at
     its highest level (``k + 1`` slices), topology a vessel, saturation
-    :data:`SATURATION_MIN_VESSEL_VOXELS` vessel voxels; compound and gradual inherit
-    their components'."""
+    :data:`SATURATION_MIN_VESSEL_VOXELS` vessel voxels, intensity a dynamic range in
+    which its lowest level moves the bright end by :data:`INTENSITY_MIN_COUNTS`;
+    compound and gradual inherit their components'."""
     from .base import severity_for_level
     from .kinds.optical import z_step_sections
+    from .kinds.photometric import IntensityDrift
 
     if facts is None:
         return None
@@ -115,6 +126,16 @@ def skip_reason(kind: str, facts: VolumeFacts | None, drift_config: Mapping) -> 
                 return (
                     f"z_step level {top} acquires every {k}th slice: needs at least {k + 1} "
                     f"slices for two sections; the processed volume has {facts.shape[2]}"
+                )
+        if part == "intensity" and facts.dynamic_range is not None and levels:
+            low = min(levels)
+            gain = IntensityDrift.SCALE.at(severity_for_level(low))
+            moved = facts.dynamic_range * gain * (1.0 + 1.0 / 6.0)  # gain and offset
+            if moved < INTENSITY_MIN_COUNTS:
+                return (
+                    f"intensity level {low} changes the gain by {gain:.3g}: "
+                    f"{moved:.2g} counts at the bright end of a {facts.dynamic_range:g}-count "
+                    f"range; needs at least {INTENSITY_MIN_COUNTS:g} (the file holds integers)"
                 )
         if part == "topology" and facts.vessel_voxels == 0:
             return "topology cuts vessels: the volume has no vessel voxel"

@@ -503,13 +503,17 @@ def generate_drifted_dataset(
 
 
 def _pair_facts(volume: str, pair: Mapping[str, Any]) -> VolumeFacts:
-    """The plan's :class:`VolumeFacts` of a pair, read from its label file."""
+    """The plan's :class:`VolumeFacts` of a pair, read from its files (the validation
+    report's p1..p99 span, as the workflow's plan reads it)."""
     import numpy as np
 
     from ..nifti import read_array
+    from ..validate.stats import intensity_stats
 
     label = read_array(pair["label"], volume)[1]
-    return VolumeFacts(tuple(int(n) for n in label.shape), int(np.count_nonzero(label)))
+    stats = intensity_stats(read_array(pair["image"], volume)[1])
+    span = None if stats["p1"] is None else float(stats["p99"]) - float(stats["p1"])
+    return VolumeFacts(tuple(int(n) for n in label.shape), int(np.count_nonzero(label)), span)
 
 
 def _write_set(job, pairs, output_dir: Path, source_dir, config, reference) -> dict[str, Any]:
