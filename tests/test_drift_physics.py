@@ -166,8 +166,9 @@ def test_plan_skips_a_kind_on_a_volume_it_cannot_act_on_and_says_why():
     assert "at least 50" in skip_reason("saturation", facts, config)
     enough = VolumeFacts((16, 16, 5), SATURATION_MIN_VESSEL_VOXELS)
     assert skip_reason("saturation", enough, config) is None
-    assert skip_reason("topology", facts, config) is None
-    assert "no vessel" in skip_reason("topology", VolumeFacts((16, 16, 5), 0), config)
+    assert "about 1" in skip_reason("topology", facts, config)
+    assert "at least 200" in skip_reason("topology", VolumeFacts((16, 16, 5), 199), config)
+    assert skip_reason("topology", VolumeFacts((16, 16, 5), 200), config) is None
     assert "z_step" in skip_reason("compound", facts, config)
     # intensity: level 1's 1 % gain (and 1/6 % offset) on a 150-count range moves the bright
     # end by 1.75 counts, below the 2 a file of integers shows reliably; 180 counts: 2.1
@@ -177,13 +178,14 @@ def test_plan_skips_a_kind_on_a_volume_it_cannot_act_on_and_says_why():
     plan = plan_jobs(["mv01", "mv02"], {**config, "volumes": ["mv01", "mv02"]}, {"mv01": facts})
     made = {(j.volume, j.kind) for j in plan}
     assert ("mv01", "z_step") not in made and ("mv02", "z_step") in made
-    assert ("mv01", "noise") in made and ("mv01", "topology") in made
+    assert ("mv01", "noise") in made and ("mv01", "topology") not in made
     skipped = skipped_jobs(
         ["mv01", "mv02"], {**config, "volumes": ["mv01", "mv02"]}, {"mv01": facts}
     )
     assert {(s["drift_type"], s["volume"]) for s in skipped} == {
         ("z_step", "mv01"),
         ("saturation", "mv01"),
+        ("topology", "mv01"),
         ("compound", "mv01"),
     }
 
@@ -345,8 +347,16 @@ def test_a_build_from_foreign_volumes_each_a_drift_volume_succeeds_and_grows_per
         "mv02": ForeignSpec((40, 40, 8), (1.16, 1.16, 1.79), 0.0015, 20.0, "top", 4),
         "mv03": ForeignSpec((24, 24, 5), (1.0, 1.0, 1.0), 0.1, 10.0, "bottom", 6),
     }
+    from minivess_bundle.synthetic import write_synthetic_licence
+
     for vol, spec in specs.items():
         write_pair(source, vol, *pair_from_spec(spec))
+        meta = {"Note": "foreign test volume (tests/foreign_volumes.py), not MiniVess data"}
+        for axis, size in zip("XYZ", spec.spacing_um, strict=True):
+            meta |= {f"PhysicalSize{axis}": size, f"PhysicalSize{axis}Unit": "µm"}
+        (source / "json").mkdir(exist_ok=True)
+        (source / "json" / f"{vol}.json").write_text(json.dumps(meta) + "\n")
+    write_synthetic_licence(source)  # the dir source wants a licence beside the volumes
     kinds = [k for k in drift.KINDS if k not in ("prevalence", "gradual")]
     workdir = make_workdir(
         tmp_path / "build",
@@ -361,6 +371,7 @@ def test_a_build_from_foreign_volumes_each_a_drift_volume_succeeds_and_grows_per
     manifest = json.loads((workdir / "results" / "drift_manifest.json").read_text())
     skipped = {(s["drift_type"], s.get("volume")) for s in manifest["skipped"]}
     assert ("z_step", "mv03") in skipped  # 5 slices: level 5 acquires every 6th
+    assert ("topology", "mv02") in skipped and ("saturation", "mv02") in skipped  # 19 voxels
     for kind in kinds:
         row = manifest["summary"][kind]
         assert row["monotonic"] and row["nonzero"] and row["failing_volumes"] == [], (kind, row)

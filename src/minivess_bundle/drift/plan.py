@@ -56,6 +56,9 @@ AUTO_VOLUMES = ("mv05", "mv35", "mv65")
 #: The fewest vessel voxels saturation ranks: its levels clip the brightest 5 .. 25 % of
 #: them, and the ceilings of the levels must be different voxels' values.
 SATURATION_MIN_VESSEL_VOXELS = 50
+#: The fewest vessel voxels topology cuts: level 5 makes at least 5 cuts, each a ball about
+#: one vessel wide (~30 voxels at radius 1); a smaller tree is cut away before level 5.
+TOPOLOGY_MIN_VESSEL_VOXELS = 200
 #: The least change (counts) intensity's lowest configured level must make at the bright
 #: end of the dynamic range: below it the integer file cannot hold the gain change.
 INTENSITY_MIN_COUNTS = 2.0
@@ -100,7 +103,8 @@ def volume_facts(report: Mapping, target_spacing_um) -> VolumeFacts | None:
 def skip_reason(kind: str, facts: VolumeFacts | None, drift_config: Mapping) -> str | None:
     """Why ``kind`` cannot act on a volume with ``facts`` at the configured levels, or
     ``None``. Only where a kind truly cannot act: z_step needs two acquired sections at
-    its highest level (``k + 1`` slices), topology a vessel, saturation
+    its highest level (``k + 1`` slices), topology :data:`TOPOLOGY_MIN_VESSEL_VOXELS`
+    vessel voxels (a vessel tree to cut at each level), saturation
     :data:`SATURATION_MIN_VESSEL_VOXELS` vessel voxels, intensity a dynamic range in
     which its lowest level moves the bright end by :data:`INTENSITY_MIN_COUNTS`;
     compound and gradual inherit their components'."""
@@ -137,8 +141,12 @@ def skip_reason(kind: str, facts: VolumeFacts | None, drift_config: Mapping) -> 
                     f"{moved:.2g} counts at the bright end of a {facts.dynamic_range:g}-count "
                     f"range; needs at least {INTENSITY_MIN_COUNTS:g} (the file holds integers)"
                 )
-        if part == "topology" and facts.vessel_voxels == 0:
-            return "topology cuts vessels: the volume has no vessel voxel"
+        if part == "topology" and facts.vessel_voxels < TOPOLOGY_MIN_VESSEL_VOXELS:
+            return (
+                f"topology cuts vessels: needs at least {TOPOLOGY_MIN_VESSEL_VOXELS} vessel "
+                f"voxels for distinct cuts at each level; the volume has about "
+                f"{facts.vessel_voxels}"
+            )
         if part == "saturation" and facts.vessel_voxels < SATURATION_MIN_VESSEL_VOXELS:
             return (
                 f"saturation ranks the vessel voxels: needs at least "
