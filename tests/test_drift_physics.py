@@ -220,6 +220,24 @@ def test_blur_kinds_keep_the_detector_noise_at_level_5(physics, kind):
         assert within(ratio, NOISE_KEPT_RATIO), (kind, vol, ratio)
 
 
+def test_resolution_restores_shot_noise_in_the_vessels_too(physics):
+    """Shot noise grows with the signal: on the shot-noise-limited volume (1 ADU per photon)
+    the blurred vessels' noise variance, along the tubes, is their blurred photon count
+    (Poisson: variance = mean) at level 5, as it is on the clean volume; a uniform
+    restoration at the background's level would leave it near 0.2x of the count."""
+    source, out, _ = physics
+    image, mask = clean(source, "mv04")
+    vessels = 1 - mask  # noise_sigma measures where its mask is 0
+
+    def fano(a):
+        return metrics.noise_sigma(a, vessels, axis=1) ** 2 / a[mask > 0].mean()
+
+    drifted, _ = files(out, "resolution", 5, "mv04")
+    assert within(fano(image), NOISE_KEPT_RATIO), fano(image)
+    assert drifted[mask > 0].mean() < 0.8 * image[mask > 0].mean()  # the PSF spread them
+    assert within(fano(drifted), NOISE_KEPT_RATIO), fano(drifted)
+
+
 def test_the_noise_band_catches_a_blur_that_does_not_restore_the_noise(physics):
     """Boundary: the old depth_blur and z_step (blur alone) fall below 0.8."""
     from scipy import ndimage
