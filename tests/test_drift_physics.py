@@ -19,7 +19,10 @@ import numpy as np
 import pytest
 from foreign_volumes import ForeignSpec, pair_from_spec, save_authors_nifti
 
-from minivess_bundle import drift, metrics
+from minivess_bundle import drift
+from minivess_bundle.core import metrics
+from minivess_bundle.core.errors import DriftError
+from minivess_bundle.core.nifti import read_array
 from minivess_bundle.drift.manifest import check_summary, summarise
 from minivess_bundle.drift.plan import (
     SATURATION_MIN_VESSEL_VOXELS,
@@ -35,8 +38,6 @@ from minivess_bundle.drift.verify import (
     SATURATED_VESSEL_SHARE_MIN,
     within,
 )
-from minivess_bundle.errors import DriftError
-from minivess_bundle.nifti import read_array
 
 SEED = 20230301
 PHYSICS_KINDS = ["resolution", "depth_blur", "z_step", "bleaching", "saturation", "motion"]
@@ -365,7 +366,7 @@ def test_a_build_from_foreign_volumes_each_a_drift_volume_succeeds_and_grows_per
         "mv02": ForeignSpec((40, 40, 8), (1.16, 1.16, 1.79), 0.0015, 20.0, "top", 4),
         "mv03": ForeignSpec((24, 24, 5), (1.0, 1.0, 1.0), 0.1, 10.0, "bottom", 6),
     }
-    from minivess_bundle.synthetic import write_synthetic_licence
+    from minivess_bundle.fetch.synthetic import write_synthetic_licence
 
     for vol, spec in specs.items():
         write_pair(source, vol, *pair_from_spec(spec))

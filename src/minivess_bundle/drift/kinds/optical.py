@@ -2,7 +2,7 @@
 
 Resolution (a wider PSF), depth blur (a PSF widening with depth), z-step (coarser
 sectioning), motion (shifted slices) and covariate (a wrong voxel size in the header).
-Spacing is always micrometres (:func:`minivess_bundle.nifti.spacing_um`).
+Spacing is always micrometres (:func:`minivess_bundle.core.nifti.spacing_um`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ...errors import DriftError
+from ...core.errors import DriftError
 from .. import verify
 from ..base import Scale
 from .core import Drift, cast
@@ -70,11 +70,11 @@ def probe_transfer(sigma: float) -> float:
 def noise_model(clean, mask) -> dict[str, float]:
     """The clean volume's detector noise: ``dark`` level, ``gain`` (ADU per photon) and
     noise ``floor`` sd (:func:`.photometric.photon_transfer`), and the background's
-    high-pass noise sd ``r`` (:func:`minivess_bundle.metrics.noise_sigma`). Measured
+    high-pass noise sd ``r`` (:func:`minivess_bundle.core.metrics.noise_sigma`). Measured
     before any float temporary is allocated (the job's memory budget)."""
     import numpy as np
 
-    from ...metrics import noise_sigma, robust_range
+    from ...core.metrics import noise_sigma, robust_range
     from .photometric import photon_transfer
 
     has_mask = mask is not None and mask.shape == clean.shape and bool((mask == 0).any())
@@ -200,7 +200,7 @@ class ResolutionDrift(Drift):
         }
 
     def figures(self, clean, drifted, record, mask=None, **context):
-        from ... import metrics
+        from ...core import metrics
 
         before = metrics.high_frequency_energy_fraction(clean)
         after = metrics.high_frequency_energy_fraction(drifted)
@@ -334,7 +334,7 @@ class MotionDrift(Drift):
     def _apply(self, array, rng, **context):
         import numpy as np
 
-        from ...metrics import noise_sigma
+        from ...core.metrics import noise_sigma
 
         nx, ny, nz = array.shape
         line = rng.standard_normal((nx, nz))
