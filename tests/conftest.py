@@ -46,6 +46,33 @@ def tiny_staging(tmp_path: Path) -> Path:
     return staging
 
 
+# --- hypothesis profiles ---------------------------------------------------------------------
+
+
+def _register_hypothesis_profiles() -> None:
+    """``ci``: derandomised (same examples every run), bounded, no deadline; ``dev``: random.
+
+    Loaded from ``HYPOTHESIS_PROFILE``, else ``ci`` under CI and ``dev`` elsewhere. Tests bound
+    their own ``max_examples`` further with ``@settings`` where a case is costly.
+    """
+    try:
+        from hypothesis import HealthCheck, settings
+    except ImportError:  # the property tests ask for it with require("hypothesis")
+        return
+    quiet = [HealthCheck.too_slow, HealthCheck.data_too_large]
+    settings.register_profile(
+        "ci",
+        derandomize=True,
+        max_examples=20,
+        deadline=None,
+        suppress_health_check=quiet,
+        database=None,
+        print_blob=True,
+    )
+    settings.register_profile("dev", max_examples=20, deadline=None, suppress_health_check=quiet)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if in_ci() else "dev"))
+
+
 # --- the CI guard -----------------------------------------------------------------------------
 
 
@@ -101,3 +128,6 @@ def pytest_sessionfinish(session, exitstatus):
             f"CI=true: {len(skipped)} skip(s) reported; a skip is a failure in CI", red=True
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_register_hypothesis_profiles()

@@ -36,7 +36,9 @@ from minivess_bundle.drift.plan import (  # noqa: E402
     drift_volumes as plan_drift_volumes,
     plan_groups,
     plan_sets,
+    skipped_jobs,
     skipped_sets,
+    volume_facts,
     reference_volumes,
 )
 from minivess_bundle.core.volumes import (  # noqa: E402
@@ -198,9 +200,24 @@ def drift_volumes():
     return plan_drift_volumes(valid_volumes(), DRIFT)
 
 
+@functools.lru_cache(maxsize=4)
+def _facts_in(report_path, mtime_ns):
+    with open(report_path) as handle:
+        volumes = json.load(handle)["volumes"]
+    target = config["resample"]["target_spacing_um"]
+    return {vol: volume_facts(entry, target) for vol, entry in volumes.items()}
+
+
+def drift_facts():
+    """Shape and vessel voxels of each volume after resampling, from the validation
+    report (drift.plan.volume_facts): the plan skips a kind where it cannot act."""
+    report_path = checkpoints.validation_report.get().output[0]
+    return _facts_in(report_path, os.stat(report_path).st_mtime_ns)
+
+
 def drift_groups():
     """The plan's jobs: (volume, kind, levels, params) groups (drift.plan.plan_groups)."""
-    return plan_groups(valid_volumes(), DRIFT)
+    return plan_groups(valid_volumes(), DRIFT, drift_facts())
 
 
 def drift_jobs():
@@ -219,7 +236,9 @@ def drift_set_jobs():
 
 def drift_skipped(wildcards):
     """Requested kinds the plan cannot make, with why (JSON; recorded in the manifest)."""
-    return json.dumps(skipped_sets(valid_volumes(), DRIFT), sort_keys=True)
+    skipped = skipped_sets(valid_volumes(), DRIFT)
+    skipped += skipped_jobs(valid_volumes(), DRIFT, drift_facts())
+    return json.dumps(skipped, sort_keys=True)
 
 
 def has_drift():

@@ -19,7 +19,14 @@ from .base import severity_for_level
 from .datasets import variant_dataset_json
 from .kinds import check_kind
 from .manifest import DriftManifest
-from .plan import plan_groups, plan_sets, reference_volumes, with_defaults
+from .plan import (
+    VolumeFacts,
+    plan_groups,
+    plan_sets,
+    reference_volumes,
+    skipped_jobs,
+    with_defaults,
+)
 from .variant import Compression, VariantFiles, VariantSpec, generate_drift_levels
 
 #: Keys of the driver beyond the config's ``drift:`` block (whose keys are the plan's).
@@ -61,7 +68,8 @@ def generate_drifted_dataset(
     reference = drift_config.get("reference_ids", reference_volumes(sorted(pairs), config))
     compression = Compression(config.get("codec", "isal"), int(config.get("compression_level", 2)))
     entries: dict[tuple[str, int], list[dict]] = {}
-    for group in plan_groups(sorted(pairs), config):  # one job per (volume, kind), as the workflow
+    facts = {vol: _pair_facts(vol, pairs[vol]) for vol in sorted(pairs)}
+    for group in plan_groups(sorted(pairs), config, facts):  # one job per (volume, kind)
         volume, kind = group.volume, group.kind
         spec = VariantSpec(
             volume,
@@ -96,9 +104,24 @@ def generate_drifted_dataset(
         int(config.get("global_seed", 0)),
         [e for members in entries.values() for e in members],
         sets,
+        skipped=skipped_jobs(sorted(pairs), config, facts),
     )
     manifest.write(output_dir / "drift_manifest.json")
     return manifest
+
+
+def _pair_facts(volume: str, pair: Mapping[str, Any]) -> VolumeFacts:
+    """The plan's :class:`VolumeFacts` of a pair, read from its files (the validation
+    report's p1..p99 span, as the workflow's plan reads it)."""
+    import numpy as np
+
+    from ..core.nifti import read_array
+    from ..validate.stats import intensity_stats
+
+    label = read_array(pair["label"], volume)[1]
+    stats = intensity_stats(read_array(pair["image"], volume)[1])
+    span = None if stats["p1"] is None else float(stats["p99"]) - float(stats["p1"])
+    return VolumeFacts(tuple(int(n) for n in label.shape), int(np.count_nonzero(label)), span)
 
 
 def _write_set(job, pairs, output_dir: Path, source_dir, config, reference) -> dict[str, Any]:
