@@ -792,8 +792,9 @@ def test_built_gallery_has_every_kind_titled_with_its_primary_figure(built, tmp_
     import matplotlib.image
 
     pixels = matplotlib.image.imread(out)
-    assert pixels.shape[0] == round(2.35 * 80 * len(rows))  # one row per kind
-    assert pixels.shape[1] == round(2.1 * 80 * 4)  # the clean panel and three levels
+    cell_w, cell_h = (report.GALLERY_DPI * side for side in report.GALLERY_CELL)
+    assert pixels.shape[0] == round(cell_h * len(rows))  # one row per kind
+    assert pixels.shape[1] == round(cell_w * 7)  # clean, three levels, three differences
 
 
 def test_depth_blur_primary_figure_grows_where_the_hf_ratio_hits_its_floor():
