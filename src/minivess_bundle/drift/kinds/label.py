@@ -171,18 +171,20 @@ class AnnotationDrift(Drift):
     expected_signal = "label_shift"
     primary = ("dice", "decreasing")
     #: (radius µm, probability of missing a segment of that median radius at level 5).
-    MISS_PROBABILITY = ((1.0, 0.6), (1.5, 0.45), (2.0, 0.2), (2.5, 0.1), (3.5, 0.03), (5.0, 0.0))
+    MISS_PROBABILITY = ((1.0, 0.6), (1.5, 0.45), (2.0, 0.15), (2.5, 0.06), (3.5, 0.01), (4.5, 0.0))
     #: Shaved depth at level 5, as a share of the local radius.
-    SHAVE = 0.5
+    SHAVE = 0.4
     #: Range of the per-segment factor on :attr:`SHAVE`.
     SHAVE_SPREAD = (0.7, 1.3)
     #: How many times deeper the shaving reaches along z than in-plane (µm for µm): an
     #: annotator drawing on x-y slices leaves out the faint axial ends of a vessel.
-    AXIAL = 3.0
+    AXIAL = 1.5
+    #: Probability that a voxel the other mechanisms leave alone (no kept neighbour) goes.
+    CRUMBS = 0.35
     #: An added voxel has at least this many of its 26 neighbours kept at level 5.
     FILL = 9
     #: Voxels added at level 5, as a share of the clean foreground.
-    ADDED = 0.0054
+    ADDED = 0.0065
 
     def parameters(self):
         return {
@@ -293,18 +295,27 @@ def annotate_again(binary, spacing_um, severity: float, rng, model, skeleton=Non
     depth_z[from_end < 0] = np.inf  # the middle of a run along z is never trimmed
     del from_end
 
+    crumb = rng.random(mask.shape, dtype=np.float32)
+    full = ndimage.generate_binary_structure(3, 3)
+
     def removed_at(s: float):
         shaved = (depth_xy <= s * model.SHAVE * scale) | (depth_z <= s * model.AXIAL * scale)
-        return mask & ((u < s * p_miss)[segment] | shaved)
+        removed = mask & ((u < s * p_miss)[segment] | shaved)
+        # a kept voxel left alone (no kept neighbour) goes with probability CRUMBS: an
+        # annotator drops most specks; once alone, a voxel stays alone at higher levels
+        kept = mask & ~removed
+        labels_kept, _ = ndimage.label(kept, structure=full)
+        alone = kept & (np.bincount(labels_kept.ravel())[labels_kept] == 1)
+        return removed | (alone & (crumb < model.CRUMBS))
 
     kept_at_5 = mask & ~removed_at(1.0)
     if not kept_at_5.any():  # keep the deepest clean voxel at every level: never empty
         deepest = int(np.argmax(depth))
         depth_xy.flat[deepest] = depth_z.flat[deepest] = np.inf
+        crumb.flat[deepest] = 1.0
         p_miss[segment.flat[deepest]] = 0.0
         kept_at_5 = mask & ~removed_at(1.0)
     # additions touch what every level keeps, so they never float free
-    full = ndimage.generate_binary_structure(3, 3)
     shell = ndimage.binary_dilation(mask, full) & ~mask
     # in the dents of what every level keeps (>= FILL of the 26 neighbours kept), so the
     # additions smooth the surface instead of sticking out of it
