@@ -84,7 +84,21 @@ def _at_bounds(array: np.ndarray) -> float:
     return float(np.count_nonzero((array == info.min) | (array == info.max))) / array.size
 
 
+def plan_skips(spec: ForeignSpec, kind: str) -> str | None:
+    """Why the build's plan would not make ``kind`` on this volume (``None``: it would):
+    the kind cannot act there (drift.plan.skip_reason), and the manifest lists it."""
+    from minivess_bundle.drift.plan import VolumeFacts, skip_reason
+    from minivess_bundle.validate.stats import intensity_stats
+
+    image, label, _ = pair_from_spec(spec)
+    stats = intensity_stats(image)
+    facts = VolumeFacts(image.shape, int(np.count_nonzero(label)), stats["p99"] - stats["p1"])
+    return skip_reason(kind, facts, {"types": [kind], "levels": list(LEVELS)})
+
+
 def check_kind_on_volume(spec: ForeignSpec, kind: str) -> None:
+    if plan_skips(spec, kind):  # never built: the manifest lists it under skipped
+        return
     with tempfile.TemporaryDirectory() as tmp:
         image, label, entries, drifted = build_levels(spec, kind, Path(tmp))
     row = summarise(entries)[kind]

@@ -274,7 +274,8 @@ def cmd_drift_manifest(args: argparse.Namespace) -> None:
 
     skipped = json.loads(args.skipped)
     for item in skipped:
-        print(f"drift: {item['drift_type']} skipped: {item['reason']}", file=sys.stderr)
+        on = f" on {item['volume']}" if item.get("volume") else ""
+        print(f"drift: {item['drift_type']} skipped{on}: {item['reason']}", file=sys.stderr)
     write_json_atomic(args.out, merge_manifest_entries(args.entries, skipped=skipped))
 
 

@@ -30,7 +30,9 @@ from minivess_bundle.drift.plan import (  # noqa: E402
     drift_volumes as plan_drift_volumes,
     plan_jobs,
     plan_sets,
+    skipped_jobs,
     skipped_sets,
+    volume_facts,
     reference_volumes,
 )
 from minivess_bundle.volumes import (  # noqa: E402
@@ -188,10 +190,26 @@ def drift_volumes():
     return plan_drift_volumes(valid_volumes(), DRIFT)
 
 
+@functools.lru_cache(maxsize=4)
+def _facts_in(report_path, mtime_ns):
+    with open(report_path) as handle:
+        volumes = json.load(handle)["volumes"]
+    target = config["resample"]["target_spacing_um"]
+    return {vol: volume_facts(entry, target) for vol, entry in volumes.items()}
+
+
+def drift_facts():
+    """Shape and vessel voxels of each volume after resampling, from the validation
+    report (drift.plan.volume_facts): the plan skips a kind where it cannot act."""
+    report_path = checkpoints.validation_report.get().output[0]
+    return _facts_in(report_path, os.stat(report_path).st_mtime_ns)
+
+
 def drift_jobs():
     """(volume, kind, level) of every variant (drift.plan.plan_jobs)."""
     return [
-        (job.volume, job.kind, job.level) for job in plan_jobs(valid_volumes(), DRIFT)
+        (job.volume, job.kind, job.level)
+        for job in plan_jobs(valid_volumes(), DRIFT, drift_facts())
     ]
 
 
@@ -202,7 +220,9 @@ def drift_set_jobs():
 
 def drift_skipped(wildcards):
     """Requested kinds the plan cannot make, with why (JSON; recorded in the manifest)."""
-    return json.dumps(skipped_sets(valid_volumes(), DRIFT), sort_keys=True)
+    skipped = skipped_sets(valid_volumes(), DRIFT)
+    skipped += skipped_jobs(valid_volumes(), DRIFT, drift_facts())
+    return json.dumps(skipped, sort_keys=True)
 
 
 def has_drift():
@@ -231,7 +251,7 @@ def drift_pool_files(wildcards):
 
 def drift_params(wildcards):
     """Explicit parameters of one drift job as JSON (gradual: base kind and batches)."""
-    for job in plan_jobs(valid_volumes(), DRIFT):
+    for job in plan_jobs(valid_volumes(), DRIFT, drift_facts()):
         if job.kind == wildcards.drift and job.params:
             return json.dumps(job.params, sort_keys=True)
     return ""

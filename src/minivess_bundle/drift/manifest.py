@@ -1,9 +1,10 @@
 """The DriftManifest: every variant's entry, its schema (a data file) and the per-kind summary.
 
 The schema lives in ``minivess_bundle/data/drift_manifest.schema.json`` (JSON Schema
-draft 2020-12). The summary gives, per kind, its primary figure averaged per level;
-writing a manifest whose kind is not strictly monotone over its levels, or shows no
-change at some level, is refused with a named error.
+draft 2020-12). The summary gives, per kind, its primary figure averaged per level and,
+for a levelled kind, per volume; writing a manifest where a levelled kind is not strictly
+monotone over its levels on some volume (gradual and set kinds: on the mean), or shows no
+change at some level, is refused with an error naming the kind and the volume.
 """
 
 from __future__ import annotations
@@ -73,14 +74,38 @@ def is_set_entry(entry: dict[str, Any]) -> bool:
     return entry.get("target") == "set"
 
 
+def _ordered(values: Sequence[float], direction: str) -> bool:
+    pairs = list(zip(values, values[1:], strict=False))
+    return bool(values) and all((b > a) if direction == "increasing" else (b < a) for a, b in pairs)
+
+
+def _changed(values: Sequence[float], direction: str) -> bool:
+    return bool(values) and all(abs(v - UNCHANGED[direction]) > 1e-9 for v in values)
+
+
+def _per_volume(kind: str, entries: Sequence[dict[str, Any]]) -> bool:
+    """Whether a kind's guarantee is checked volume by volume: every levelled kind (one
+    job per volume writes all its levels); gradual (one batch per volume) and the set
+    kinds (no volume) are ordered across volumes, by their mean."""
+    return kind != "gradual" and all(e.get("volume") for e in entries)
+
+
 def summarise(variants: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per kind: the mean |primary figure| per level, and whether it is strictly ordered
-    in the expected direction (``monotonic``) and changed at every level (``nonzero``)."""
+    in the expected direction (``monotonic``) and changed at every level (``nonzero``).
+
+    For a levelled kind both hold *per volume* (``by_volume``: each volume's figure per
+    level; ``failing_volumes``: the volumes whose own series is not strictly ordered or
+    unchanged somewhere), never only on the mean; gradual and set kinds, whose levels are
+    different volumes, are judged on the mean per level.
+    """
     grouped: dict[str, dict[tuple, list[float]]] = {}
+    entries_of: dict[str, list[dict[str, Any]]] = {}
     figures: dict[str, tuple[str, str]] = {}
     for entry in variants:
         kind = entry["drift_type"]
         figures[kind] = primary_figure(entry)
+        entries_of.setdefault(kind, []).append(entry)
         value = entry["verification"].get(figures[kind][0])
         key = (entry["severity"], entry["level"])
         grouped.setdefault(kind, {}).setdefault(key, []).append(
@@ -90,30 +115,65 @@ def summarise(variants: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for kind, (name, direction) in sorted(figures.items()):
         levels = sorted(grouped[kind].items())
         means = [sum(v) / len(v) for _, v in levels]
-        pairs = list(zip(means, means[1:], strict=False))
-        ordered = all((b > a) if direction == "increasing" else (b < a) for a, b in pairs)
-        nonzero = all(abs(m - UNCHANGED[direction]) > 1e-9 for m in means)
-        summary[kind] = {
+        row: dict[str, Any] = {
             "figure": name,
             "direction": direction,
             "by_level": {
                 str(level): figure(m) for ((_, level), _), m in zip(levels, means, strict=True)
             },
-            "monotonic": bool(ordered and means),
-            "nonzero": bool(nonzero and means),
         }
+        if _per_volume(kind, entries_of[kind]):
+            series: dict[str, list[tuple[float, int, float]]] = {}
+            for entry in entries_of[kind]:
+                value = entry["verification"].get(name)
+                series.setdefault(entry["volume"], []).append(
+                    (
+                        entry["severity"],
+                        entry["level"],
+                        abs(value) if value is not None else float("nan"),
+                    )
+                )
+            row["by_volume"] = {}
+            failing = []
+            for volume, points in sorted(series.items()):
+                points.sort()
+                values = [v for _, _, v in points]
+                row["by_volume"][volume] = {str(level): figure(v) for _, level, v in points}
+                if not (_ordered(values, direction) and _changed(values, direction)):
+                    failing.append(volume)
+            row["failing_volumes"] = failing
+            row["monotonic"] = all(
+                _ordered([v for _, _, v in sorted(p)], direction) for p in series.values()
+            )
+            row["nonzero"] = all(_changed([v for _, _, v in p], direction) for p in series.values())
+        else:
+            row["monotonic"] = _ordered(means, direction)
+            row["nonzero"] = _changed(means, direction)
+        summary[kind] = row
     return summary
 
 
 def check_summary(summary: dict[str, Any]) -> None:
-    """Refuse a kind whose primary figure is not strictly monotone or shows no change."""
+    """Refuse a kind whose primary figure is not strictly monotone or shows no change
+    (per volume for a levelled kind: the error names the first failing volume)."""
     for kind, row in sorted(summary.items()):
-        if not (row["monotonic"] and row["nonzero"]):
+        if row["monotonic"] and row["nonzero"]:
+            continue
+        what = "strictly " + row["direction"] if not row["monotonic"] else "non-zero"
+        failing = row.get("failing_volumes") or []
+        if failing:
+            volume = failing[0]
+            more = f" (and {len(failing) - 1} more volumes)" if len(failing) > 1 else ""
             raise DriftError(
-                f"{kind}: {row['figure']} by level {row['by_level']} is not "
-                f"{'strictly ' + row['direction'] if not row['monotonic'] else 'non-zero'}",
-                expected=f"a {row['direction']}, non-zero primary figure over the levels",
+                f"{kind}: {row['figure']} by level {row['by_volume'][volume]} is not {what}{more}",
+                volume=volume,
+                expected=f"a {row['direction']}, non-zero primary figure over the levels "
+                "on every volume",
             )
+        raise DriftError(
+            f"{kind}: {row['figure']} by level {row['by_level']} is not {what}",
+            expected=f"a {row['direction']}, non-zero primary figure over the levels",
+        )
 
 
 @dataclass
@@ -147,7 +207,9 @@ class DriftManifest:
                 "expected_signals": list(EXPECTED_SIGNALS),
                 "variants": list(self.variants),
                 "sets": list(self.sets),
-                "skipped": sorted(self.skipped, key=lambda s: s["drift_type"]),
+                "skipped": sorted(
+                    self.skipped, key=lambda s: (s["drift_type"], s.get("volume", ""))
+                ),
                 "summary": summarise([*self.variants, *self.sets]),
             }
         )

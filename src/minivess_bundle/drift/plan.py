@@ -53,6 +53,128 @@ LEVELLED_KINDS = tuple(kind for kind in KINDS if kind not in SET_KINDS and kind 
 AUTO_VOLUMES = ("mv05", "mv35", "mv65")
 
 
+#: The fewest vessel voxels saturation ranks: its levels clip the brightest 5 .. 25 % of
+#: them, and the ceilings of the levels must be different voxels' values.
+SATURATION_MIN_VESSEL_VOXELS = 50
+#: The fewest vessel voxels topology cuts: level 5 makes at least 5 cuts, each a ball about
+#: one vessel wide (~30 voxels at radius 1); a smaller tree is cut away before level 5.
+TOPOLOGY_MIN_VESSEL_VOXELS = 200
+#: The least change (counts) intensity's lowest configured level must make at the bright
+#: end of the dynamic range: below it the integer file cannot hold the gain change.
+INTENSITY_MIN_COUNTS = 2.0
+
+
+@dataclass(frozen=True)
+class VolumeFacts:
+    """What the plan knows of a drift volume before it is drifted: the shape of its
+    processed (resampled) image and its vessel voxels (estimated from the validation
+    report: foreground fraction times voxels)."""
+
+    shape: tuple[int, int, int]
+    vessel_voxels: int
+    #: The image's p1..p99 span in counts (``None``: not known).
+    dynamic_range: float | None = None
+
+
+def volume_facts(report: Mapping, target_spacing_um) -> VolumeFacts | None:
+    """:class:`VolumeFacts` of one volume from its validation report entry (``shape``,
+    ``spacing`` in ``units.report_units``, ``foreground_fraction``) and the resample
+    target (``"native"`` or three um); ``None`` when the report lacks them."""
+    import math
+
+    from ..resample import output_grid
+    from ..validate.profiles import UNIT_UM
+
+    shape, spacing = report.get("shape"), report.get("spacing")
+    fraction = report.get("foreground_fraction")
+    units = (report.get("units") or {}).get("report_units", "um")
+    if not shape or not spacing or fraction is None or units not in UNIT_UM:
+        return None
+    spacing_um = [abs(float(v)) * UNIT_UM[units] for v in spacing]
+    grid = output_grid([int(n) for n in shape], spacing_um, target_spacing_um)
+    out = tuple(int(n) for n in grid["shape"])
+    intensity = report.get("intensity") or {}
+    span = None
+    if intensity.get("p1") is not None and intensity.get("p99") is not None:
+        span = float(intensity["p99"]) - float(intensity["p1"])
+    return VolumeFacts(out, int(math.floor(float(fraction) * math.prod(out) + 0.5)), span)
+
+
+def skip_reason(kind: str, facts: VolumeFacts | None, drift_config: Mapping) -> str | None:
+    """Why ``kind`` cannot act on a volume with ``facts`` at the configured levels, or
+    ``None``. Only where a kind truly cannot act: z_step needs two acquired sections at
+    its highest level (``k + 1`` slices), topology :data:`TOPOLOGY_MIN_VESSEL_VOXELS`
+    vessel voxels (a vessel tree to cut at each level), saturation
+    :data:`SATURATION_MIN_VESSEL_VOXELS` vessel voxels, intensity a dynamic range in
+    which its lowest level moves the bright end by :data:`INTENSITY_MIN_COUNTS`;
+    compound and gradual inherit their components'."""
+    from .base import severity_for_level
+    from .kinds.optical import z_step_sections
+    from .kinds.photometric import IntensityDrift
+
+    if facts is None:
+        return None
+    config = with_defaults(drift_config)
+    if kind == "compound":
+        parts = config["compound"]["kinds"]
+    elif kind == "gradual":
+        parts = [config["gradual"]["base"]]
+    else:
+        parts = [kind]
+    levels = [int(level) for level in config["levels"]]
+    for part in parts:
+        if part == "z_step" and levels:
+            top = max(levels)
+            k = z_step_sections(severity_for_level(top))
+            if facts.shape[2] < k + 1:
+                return (
+                    f"z_step level {top} acquires every {k}th slice: needs at least {k + 1} "
+                    f"slices for two sections; the processed volume has {facts.shape[2]}"
+                )
+        if part == "intensity" and facts.dynamic_range is not None and levels:
+            low = min(levels)
+            gain = IntensityDrift.SCALE.at(severity_for_level(low))
+            moved = facts.dynamic_range * gain * (1.0 + 1.0 / 6.0)  # gain and offset
+            if moved < INTENSITY_MIN_COUNTS:
+                return (
+                    f"intensity level {low} changes the gain by {gain:.3g}: "
+                    f"{moved:.2g} counts at the bright end of a {facts.dynamic_range:g}-count "
+                    f"range; needs at least {INTENSITY_MIN_COUNTS:g} (the file holds integers)"
+                )
+        if part == "topology" and facts.vessel_voxels < TOPOLOGY_MIN_VESSEL_VOXELS:
+            return (
+                f"topology cuts vessels: needs at least {TOPOLOGY_MIN_VESSEL_VOXELS} vessel "
+                f"voxels for distinct cuts at each level; the volume has about "
+                f"{facts.vessel_voxels}"
+            )
+        if part == "saturation" and facts.vessel_voxels < SATURATION_MIN_VESSEL_VOXELS:
+            return (
+                f"saturation ranks the vessel voxels: needs at least "
+                f"{SATURATION_MIN_VESSEL_VOXELS}; the volume has about {facts.vessel_voxels}"
+            )
+    return None
+
+
+def skipped_jobs(
+    valid: Sequence[str], drift_config: Mapping, facts: Mapping[str, VolumeFacts | None]
+) -> list[dict[str, str]]:
+    """Every (volume, kind) :func:`plan_jobs` leaves out for ``facts``, with the reason
+    (:func:`skip_reason`), for the drift manifest's ``skipped`` list."""
+    config = with_defaults(drift_config)
+    volumes = drift_volumes(valid, config)
+    if not config["enabled"]:
+        return []
+    out = []
+    for kind in config["types"]:
+        if kind in SET_KINDS:
+            continue
+        for vol in volumes:
+            reason = skip_reason(kind, facts.get(vol), config)
+            if reason:
+                out.append({"drift_type": kind, "volume": vol, "reason": reason})
+    return out
+
+
 @dataclass(frozen=True)
 class DriftJob:
     """One drift variant: a volume, a kind, a level (gradual: the batch number) and parameters."""
@@ -101,19 +223,29 @@ def gradual_batches(n_volumes: int, n_batches: int) -> list[int]:
     return [i * batches // n_volumes + 1 for i in range(n_volumes)]
 
 
-def plan_jobs(valid: Sequence[str], drift_config: Mapping) -> list[DriftJob]:
+def plan_jobs(
+    valid: Sequence[str],
+    drift_config: Mapping,
+    facts: Mapping[str, VolumeFacts | None] | None = None,
+) -> list[DriftJob]:
     """Every drift job; empty when drift is disabled or no volume is held out.
 
     Gradual drift splits the drift volumes into ``min(n_batches, volumes)`` ordered,
-    contiguous batches (batch k has severity ``max_severity * k / batches``).
+    contiguous batches (batch k has severity ``max_severity * k / batches``). With
+    ``facts`` (volume -> :class:`VolumeFacts`), a (volume, kind) the kind cannot act on
+    is left out (:func:`skip_reason`; listed by :func:`skipped_jobs`).
     """
     config = with_defaults(drift_config)
-    volumes = drift_volumes(valid, config)
-    if not config["enabled"] or not volumes:
+    all_volumes = drift_volumes(valid, config)
+    if not config["enabled"] or not all_volumes:
         return []
+    facts = facts or {}
     jobs = []
     for kind in config["types"]:
         if kind in SET_KINDS:
+            continue
+        volumes = [v for v in all_volumes if not skip_reason(kind, facts.get(v), config)]
+        if not volumes:
             continue
         if kind == "compound":
             params = {"kinds": list(config["compound"]["kinds"])}

@@ -19,7 +19,14 @@ from ..errors import DriftError
 from .base import check_severity, derive_seed, severity_for_level
 from .kinds import check_kind, gradual_severities, make_drift
 from .manifest import DriftManifest
-from .plan import plan_jobs, plan_sets, reference_volumes, with_defaults
+from .plan import (
+    VolumeFacts,
+    plan_jobs,
+    plan_sets,
+    reference_volumes,
+    skipped_jobs,
+    with_defaults,
+)
 from .verify import check_changed, round_figures
 
 log = logging.getLogger(__name__)
@@ -451,7 +458,8 @@ def generate_drifted_dataset(
     compression = Compression(config.get("codec", "isal"), int(config.get("compression_level", 2)))
     entries: dict[tuple[str, int], list[dict]] = {}
     groups: dict[tuple[str, str], list] = {}  # one job per (volume, kind), as the workflow
-    for job in plan_jobs(sorted(pairs), config):
+    facts = {vol: _pair_facts(vol, pairs[vol]) for vol in sorted(pairs)}
+    for job in plan_jobs(sorted(pairs), config, facts):
         groups.setdefault((job.volume, job.kind), []).append(job)
     for (volume, kind), jobs in groups.items():
         spec = VariantSpec(
@@ -488,9 +496,24 @@ def generate_drifted_dataset(
         int(config.get("global_seed", 0)),
         [e for members in entries.values() for e in members],
         sets,
+        skipped=skipped_jobs(sorted(pairs), config, facts),
     )
     manifest.write(output_dir / "drift_manifest.json")
     return manifest
+
+
+def _pair_facts(volume: str, pair: Mapping[str, Any]) -> VolumeFacts:
+    """The plan's :class:`VolumeFacts` of a pair, read from its files (the validation
+    report's p1..p99 span, as the workflow's plan reads it)."""
+    import numpy as np
+
+    from ..nifti import read_array
+    from ..validate.stats import intensity_stats
+
+    label = read_array(pair["label"], volume)[1]
+    stats = intensity_stats(read_array(pair["image"], volume)[1])
+    span = None if stats["p1"] is None else float(stats["p99"]) - float(stats["p1"])
+    return VolumeFacts(tuple(int(n) for n in label.shape), int(np.count_nonzero(label)), span)
 
 
 def _write_set(job, pairs, output_dir: Path, source_dir, config, reference) -> dict[str, Any]:

@@ -51,6 +51,38 @@ def image_figures(clean, drifted) -> dict[str, Any]:
     }
 
 
+#: The band a blur kind's background high-pass noise sd must stay in, as a ratio to the
+#: clean volume's at level 5: a wider PSF or coarser sectioning blurs the photons from
+#: the sample, not the detector's noise (issue #23).
+NOISE_KEPT_RATIO = (0.8, 1.25)
+#: The most the deepest quarter's vessel SNR may keep (ratio to clean) at level 5 where
+#: fewer photons reach the detector (bleaching, attenuation) and shot noise dominates.
+DEEP_SNR_RATIO_MAX = 0.8
+#: The least share of saturated voxels that must be vessel (the ceiling comes from the
+#: vessel signal, so a sparse volume's background is not what clips).
+SATURATED_VESSEL_SHARE_MIN = 0.5
+
+
+def within(value: float, bounds: tuple[float, float]) -> bool:
+    """Whether ``value`` lies in the closed interval ``bounds`` (NaN never does)."""
+    return bounds[0] <= value <= bounds[1]
+
+
+def noise_kept(clean, drifted, mask=None) -> dict[str, float]:
+    """Background high-pass noise sd (:func:`minivess_bundle.metrics.noise_sigma`, on the
+    mask's zeros when given) before and after, and their ratio."""
+    from ..metrics import noise_sigma
+
+    if mask is not None and getattr(mask, "shape", None) != clean.shape:
+        mask = None
+    before, after = noise_sigma(clean, mask), noise_sigma(drifted, mask)
+    return {
+        "noise_sd_before": before,
+        "noise_sd_after": after,
+        "noise_sd_ratio": after / before if before else math.nan,
+    }
+
+
 def z_step_um(spacing: Sequence[float] | None, axis: int, kind: str) -> float:
     """The slice step in um; a drift along depth refuses to guess it."""
     if spacing is None:

@@ -21,37 +21,84 @@ if TYPE_CHECKING:  # pragma: no cover
     pass
 
 
+#: The probe frequency (cycles per voxel) whose transfer through the applied PSF is the
+#: resolution kinds' primary figure: half the Nyquist frequency.
+PROBE_CYCLES_PER_VOXEL = 0.25
+
+
 def _gaussian_blur(values, sigma) -> None:
     from scipy import ndimage
 
     ndimage.gaussian_filter(values, sigma=sigma, mode="nearest", output=values)
 
 
-def _top_up_noise(values, clean_sigma: float, rng, shape) -> float:
-    """Re-add white noise so the blurred volume's noise matches the clean estimate."""
+def _kernel_1d(sigma: float):
+    """The discrete Gaussian kernel :func:`_gaussian_blur` applies along one axis."""
+    import numpy as np
+    from scipy import ndimage
+
+    half = int(4.0 * sigma + 0.5) + 1
+    impulse = np.zeros(2 * half + 1)
+    impulse[half] = 1.0
+    return ndimage.gaussian_filter1d(impulse, sigma, mode="constant") if sigma > 0 else impulse
+
+
+def kept_noise_variance(sigma: Sequence[float]) -> float:
+    """The share of white noise variance a Gaussian blur of sd ``sigma`` (voxels, per
+    axis) keeps: the sum of squares of its discrete kernel (1 for no blur)."""
     import numpy as np
 
-    from ...metrics import noise_sigma
+    share = 1.0
+    for s in sigma:
+        kernel = _kernel_1d(float(s))
+        share *= float(np.dot(kernel, kernel))
+    return share
 
-    normal = rng.standard_normal(shape, dtype=np.float32)
-    left = noise_sigma(values)
-    added = math.sqrt(max(clean_sigma**2 - left**2, 0.0))
-    values += normal * np.float32(added)
-    return added
+
+def probe_transfer(sigma: float) -> float:
+    """Amplitude transfer of an in-plane Gaussian blur of sd ``sigma`` voxels at
+    :data:`PROBE_CYCLES_PER_VOXEL`: the discrete kernel's response to a cosine of that
+    frequency. 1 without blur, strictly decreasing in ``sigma``, whatever the volume."""
+    import numpy as np
+
+    kernel = _kernel_1d(float(sigma))
+    half = kernel.size // 2
+    offsets = np.arange(-half, half + 1)
+    return float(np.dot(kernel, np.cos(2.0 * np.pi * PROBE_CYCLES_PER_VOXEL * offsets)))
+
+
+def restore_noise(values, clean_sigma: float, kept_variance, normal) -> None:
+    """Add back the detector noise a blur removed, variance-matched, in place.
+
+    A blur keeps ``kept_variance`` (:func:`kept_noise_variance`) of the clean volume's
+    white noise of sd ``clean_sigma``; white noise of sd ``clean_sigma sqrt(1 - kept)``
+    from the fixed draw ``normal`` restores the total, so the restored sd grows smoothly
+    from 0 with the blur (no jump between levels) and the detector's voxel-to-voxel noise
+    stays at the clean level. ``kept_variance`` may be an array broadcasting to ``values``
+    (one share per slice).
+    """
+    import numpy as np
+
+    added = np.sqrt(np.maximum(1.0 - np.asarray(kept_variance, dtype=np.float64), 0.0))
+    values += normal * (np.float32(clean_sigma) * added.astype(np.float32))
 
 
 class ResolutionDrift(Drift):
     """A wider point-spread function (objective NA, aberration, defocus).
 
-    Gaussian blur of sd ``sigma`` voxels in-plane (:attr:`SCALE` at s; ``axial=True``
-    blurs z too, by ``axial_scale`` times that), then white noise re-added so the noise sd
-    matches the clean volume's estimate (blur alone would also denoise). Primary
-    figure: high-frequency energy ratio (falls).
+    The signal is blurred with a Gaussian of sd ``sigma`` voxels in-plane (:attr:`SCALE`
+    at s; ``axial=True`` blurs z too, by ``axial_scale`` times that); the blur also
+    averages the detector's noise, which a wider PSF does not, so the noise is restored
+    variance-matched (:func:`restore_noise`: white noise of sd ``r sqrt(1 - k)``, ``r``
+    the clean noise sd, ``k`` the share of white-noise variance the kernel keeps, one
+    fixed draw for every level). Primary figure: the PSF's amplitude transfer at 0.25
+    cycles per voxel (:func:`probe_transfer`, falls strictly with sigma on any volume);
+    the high-frequency energy ratio of the files is recorded beside it.
     """
 
     name = "resolution"
     expected_signal = "embedding_drift"
-    primary = ("hf_energy_ratio", "decreasing")
+    primary = ("psf_transfer_at_probe", "decreasing")
     SCALE = Scale("blur_sigma_voxels", 0.3, 1.5)
 
     def __init__(
@@ -69,7 +116,12 @@ class ResolutionDrift(Drift):
 
     def parameters(self):
         z = self.sigma * self.axial_scale if self.axial else 0.0
-        return {"blur_sigma_voxels": [self.sigma, self.sigma, z], "axial": self.axial}
+        return {
+            "blur_sigma_voxels": [self.sigma, self.sigma, z],
+            "axial": self.axial,
+            "probe_cycles_per_voxel": PROBE_CYCLES_PER_VOXEL,
+            "psf_transfer_at_probe": probe_transfer(self.sigma),
+        }
 
     def _apply(self, array, rng, **context):
         import numpy as np
@@ -77,26 +129,33 @@ class ResolutionDrift(Drift):
         from ...metrics import noise_sigma
 
         clean_sigma = noise_sigma(array, context.get("mask"))
+        sigma = self.parameters()["blur_sigma_voxels"]
+        normal = rng.standard_normal(array.shape, dtype=np.float32)
         values = array.astype(np.float32)
-        _gaussian_blur(values, self.parameters()["blur_sigma_voxels"])
-        added = _top_up_noise(values, clean_sigma, rng, values.shape)
+        _gaussian_blur(values, sigma)
+        kept = kept_noise_variance(sigma)
+        restore_noise(values, clean_sigma, kept, normal)
         out, clipped = cast(values, array.dtype)
         return out, {
             "clean_noise_sd": clean_sigma,
-            "re_added_noise_sd": added,
+            "kept_noise_variance": kept,
+            "restored_noise_sd": clean_sigma * math.sqrt(max(1.0 - kept, 0.0)),
             "clipped_fraction": clipped,
         }
 
-    def figures(self, clean, drifted, record, **context):
+    def figures(self, clean, drifted, record, mask=None, **context):
         from ... import metrics
 
         before = metrics.high_frequency_energy_fraction(clean)
         after = metrics.high_frequency_energy_fraction(drifted)
+        params = record["parameters"]
         return {
             **verify.image_figures(clean, drifted),
+            "psf_transfer_at_probe": params.get("psf_transfer_at_probe", 1.0),
             "hf_energy_fraction_before": before,
             "hf_energy_fraction_after": after,
             "hf_energy_ratio": after / before if before else math.nan,
+            **verify.noise_kept(clean, drifted, mask),
         }
 
 
@@ -104,46 +163,70 @@ class DepthBlurDrift(ResolutionDrift):
     """PSF widening with depth (scattering, aberration deeper in tissue).
 
     Slice k of n is blurred in-plane with sd ``sigma k / (n - 1)`` voxels (``sigma``:
-    :attr:`SCALE` at s, the deepest slice's; the surface
-    slice is sharp; no noise is re-added: deep slices also lose noise). Primary figure: the
-    rms change of the deepest quarter of slices, in units of its clean sd. A Gaussian blur
-    removes a share ``1 - exp(-sigma**2 w**2 / 2)`` of every frequency ``w``, which grows
-    with sigma, so the change grows strictly with the level on any volume with detail; the
-    deepest quarter's high-frequency energy ratio (also recorded) does not: once the blur
-    has removed the in-plane detail it sits at the rounding noise's floor and levels 3 and 5
-    can swap (seen on a 48 px volume).
+    :attr:`SCALE` at s, the deepest slice's; the surface slice is sharp), then the
+    detector noise the blur averaged away is restored slice by slice, variance-matched
+    (:func:`restore_noise`), so deep slices lose detail, not noise. Primary figure: the
+    PSF's amplitude transfer at 0.25 cycles per voxel in the deepest slice (falls strictly
+    with sigma on any volume); the deepest quarter's rms change in clean sd and its
+    high-frequency energy ratio are recorded beside it.
     """
 
     name = "depth_blur"
-    primary = ("deep_rms_change_fraction", "increasing")
+    primary = ("deep_psf_transfer_at_probe", "decreasing")
     SCALE = Scale("blur_sigma_voxels_deepest", 0.8, 4.0)
 
     def parameters(self):
-        return {"blur_sigma_voxels_deepest": self.sigma, "axis": 2}
+        return {
+            "blur_sigma_voxels_deepest": self.sigma,
+            "axis": 2,
+            "probe_cycles_per_voxel": PROBE_CYCLES_PER_VOXEL,
+            "deep_psf_transfer_at_probe": probe_transfer(self.sigma),
+        }
 
     def _apply(self, array, rng, **context):
         import numpy as np
 
+        from ...metrics import noise_sigma
+
+        clean_sigma = noise_sigma(array, context.get("mask"))
+        normal = rng.standard_normal(array.shape, dtype=np.float32)
         values = array.astype(np.float32)
         n = values.shape[2]
+        kept = np.ones(n)
         for k in range(n):
             sigma = self.sigma * k / max(n - 1, 1)
             if sigma > 0:
                 plane = np.ascontiguousarray(values[:, :, k])
                 _gaussian_blur(plane, (sigma, sigma))
                 values[:, :, k] = plane
+                kept[k] = kept_noise_variance((sigma, sigma))
+        restore_noise(values, clean_sigma, kept[None, None, :], normal)
         out, clipped = cast(values, array.dtype)
-        return out, {"clipped_fraction": clipped}
+        return out, {
+            "clean_noise_sd": clean_sigma,
+            "restored_noise_sd_deepest": clean_sigma * math.sqrt(max(1.0 - kept[-1], 0.0)),
+            "clipped_fraction": clipped,
+        }
 
-    def figures(self, clean, drifted, record, **context):
+    def figures(self, clean, drifted, record, mask=None, **context):
         deep = slice(clean.shape[2] - max(1, clean.shape[2] // 4), None)
         figures = ResolutionDrift.figures(self, clean[:, :, deep], drifted[:, :, deep], record)
+        deep_mask = None if mask is None else mask[:, :, deep]
         return {
             **verify.image_figures(clean, drifted),
             **{k: v for k, v in figures.items() if k.startswith("hf_")},
+            "deep_psf_transfer_at_probe": record["parameters"].get(
+                "deep_psf_transfer_at_probe", 1.0
+            ),
             "deep_rms_change_fraction": _rms_change_fraction(
                 clean[:, :, deep], drifted[:, :, deep]
             ),
+            **{
+                f"deep_{k}": v
+                for k, v in verify.noise_kept(
+                    clean[:, :, deep], drifted[:, :, deep], deep_mask
+                ).items()
+            },
         }
 
 
@@ -168,7 +251,11 @@ class MotionDrift(Drift):
     Every line (fixed x, z) is shifted along y by ``round(a w)`` voxels and every
     slice after a jump by ``round(2 a v)``: ``w``, ``v`` standard normals drawn once per
     volume, ``a`` voxels of line jitter (:attr:`SCALE` at s), jumps of twice that at
-    ``n_jumps = 2`` jump slices (also drawn once). Primary figure: the fraction of displaced lines.
+    ``n_jumps = 2`` jump slices (also drawn once). A shift moves tissue out of the field
+    of view and brings unimaged background in: nothing wraps around; the voxels shifted
+    in are the background estimate (median of the clean background, the mask's zeros)
+    plus noise of the clean background's sd (one fixed draw), both recorded. Primary
+    figure: the fraction of displaced lines.
     """
 
     name = "motion"
@@ -191,6 +278,8 @@ class MotionDrift(Drift):
     def _apply(self, array, rng, **context):
         import numpy as np
 
+        from ...metrics import noise_sigma
+
         nx, ny, nz = array.shape
         line = rng.standard_normal((nx, nz))
         jump_at = (
@@ -201,18 +290,34 @@ class MotionDrift(Drift):
             else np.array([], int)
         )
         jumps = rng.standard_normal(len(jump_at))
+        fill_normal = rng.standard_normal(array.shape, dtype=np.float32)
         offset = np.zeros(nz)
         for at, size in zip(jump_at, jumps, strict=True):
             offset[at:] += size * self.jump
         shifts = np.rint(line * self.jitter + offset[None, :]).astype(int)
-        out = np.empty_like(array)
+        shifts = np.clip(shifts, -ny, ny)
+        mask = context.get("mask")
+        has_background = mask is not None and mask.shape == array.shape and (mask == 0).any()
+        background = array[mask == 0] if has_background else array
+        level = float(np.median(background))
+        sd = noise_sigma(array, mask if has_background else None)
+        fill, _ = cast(np.float32(level) + fill_normal * np.float32(sd), array.dtype)
+        out = array.copy()
         for z in range(nz):
             for x in range(nx):
-                out[x, :, z] = np.roll(array[x, :, z], shifts[x, z])
+                shift = shifts[x, z]
+                if shift > 0:
+                    out[x, shift:, z] = array[x, : ny - shift, z]
+                    out[x, :shift, z] = fill[x, :shift, z]
+                elif shift < 0:
+                    out[x, :shift, z] = array[x, -shift:, z]
+                    out[x, shift:, z] = fill[x, shift:, z]
         return out, {
             "jump_slices": [int(j) for j in jump_at],
             "mean_abs_shift_voxels": float(np.abs(shifts).mean()),
             "shift_table_sha256": hashlib.sha256(shifts.astype("<i4").tobytes()).hexdigest(),
+            "edge_fill": {"background_level": level, "noise_sd": sd, "wraps": False},
+            "filled_voxel_fraction": float(np.abs(shifts).sum() / array.size),
         }
 
     def figures(self, clean, drifted, record, **context):
@@ -225,45 +330,79 @@ class MotionDrift(Drift):
         }
 
 
+def z_step_sections(severity: float) -> int:
+    """Every how many slices a section is acquired at ``severity``: ``1 + round(a)``, ``a``
+    from :attr:`ZStepDrift.SCALE` (2, 3, 4, 5, 6 at levels 1..5; 1 at s = 0)."""
+    return 1 + round(ZStepDrift.SCALE.at(severity))
+
+
 class ZStepDrift(Drift):
     """A coarser z step (fewer optical sections), resampled back onto the grid.
 
-    The stack is acquired at ``f = 1 + a`` times the z step (``a``: :attr:`SCALE` at s)
-    with the same optical section, then interpolated back onto the original grid
-    (the header keeps its spacing, as a resampling pipeline's output would). Linear
-    interpolation from sections f slices apart is a triangle kernel of variance
-    ``f**2 / 6`` slices**2 where the clean grid's is ``1 / 6``; the extra band limit is
-    applied as a Gaussian along z of sd ``sqrt((f**2 - 1) / 6)`` slices, without the
-    aliasing of one particular section phase, so the loss grows strictly with s. Axial
-    detail and axial noise fall; in-plane nothing changes. Primary figure: the axial detail
-    ratio, energy of the z differences
-    drifted / clean (falls).
+    Every k-th slice is acquired (``k`` = :func:`z_step_sections`: 2 .. 6 at levels 1 .. 5;
+    the surface slice is the first), with the same optical section, and linearly
+    interpolated back onto the original grid between acquired sections (beyond the
+    last one, the last acquired section is held); the header keeps its spacing, as a
+    resampling pipeline's output would. Acquired sections keep their voxels (and their
+    noise) byte for byte; an interpolated slice ``w`` of the way between two sections
+    keeps ``(1 - w)**2 + w**2`` of the white noise variance, and the rest is restored
+    (:func:`restore_noise`, one fixed draw), so axial detail falls and the detector
+    noise does not. Needs ``k + 1`` slices at its highest level (two acquired sections);
+    the plan skips thinner volumes (:func:`minivess_bundle.drift.plan.skip_reason`).
+    Primary figure: the number of interpolated slices per gap, ``k - 1``; the axial
+    detail ratio (energy of the z differences, drifted / clean) is recorded beside it.
     """
 
     name = "z_step"
     expected_signal = "embedding_drift"
-    primary = ("axial_detail_ratio", "decreasing")
-    SCALE = Scale("z_step_factor_minus_1", 0.5, 4.0)
+    primary = ("interpolated_slices_per_gap", "increasing")
+    SCALE = Scale("z_step_factor_minus_1", 1.0, 5.0)
 
     def parameters(self):
-        factor = 1.0 + self.amount
-        return {
-            "z_step_factor": factor,
-            "axial_sd_slices": math.sqrt((factor**2 - 1.0) / 6.0),
-            "axis": 2,
-        }
+        k = z_step_sections(self.severity)
+        return {"z_step_factor": k, "interpolated_slices_per_gap": k - 1, "axis": 2}
 
     def _apply(self, array, rng, spacing=None, **context):
         import numpy as np
 
-        params = self.parameters()
+        from ...metrics import noise_sigma
+
+        k = self.parameters()["z_step_factor"]
+        n = array.shape[2]
+        if n < k + 1:
+            raise DriftError(
+                f"z_step at severity {self.severity:g} acquires every {k}th of {n} slices: "
+                "fewer than two sections",
+                expected=f"at least {k + 1} slices",
+                volume=context.get("volume"),
+                path=context.get("where") or None,
+            )
+        clean_sigma = noise_sigma(array, context.get("mask"))
+        normal = rng.standard_normal(array.shape, dtype=np.float32)
+        acquired = np.arange(0, n, k)
         values = array.astype(np.float32)
-        _gaussian_blur(values, (0.0, 0.0, params["axial_sd_slices"]))
+        kept = np.ones(n)
+        for z in range(n):
+            if z % k == 0:
+                continue
+            low = acquired[acquired < z][-1]
+            high = low + k
+            if high >= n:  # past the last acquired section: held
+                values[:, :, z] = values[:, :, low]
+                kept[z] = 1.0
+                continue
+            w = (z - low) / k
+            values[:, :, z] = (1.0 - w) * values[:, :, low] + w * values[:, :, high]
+            kept[z] = (1.0 - w) ** 2 + w**2
+        restore_noise(values, clean_sigma, kept[None, None, :], normal)
+        values[:, :, acquired] = array[:, :, acquired]
         out, clipped = cast(values, array.dtype)
         step = None if spacing is None else float(spacing[2])
         return out, {
+            "acquired_slices": [int(a) for a in acquired],
+            "clean_noise_sd": clean_sigma,
             "z_step_um_before": step,
-            "z_step_um_acquired": None if step is None else step * params["z_step_factor"],
+            "z_step_um_acquired": None if step is None else step * k,
             "clipped_fraction": clipped,
         }
 
@@ -274,10 +413,16 @@ class ZStepDrift(Drift):
             d = np.diff(a.astype(np.float64), axis=2)
             return float((d * d).sum())
 
+        params = record["parameters"]
+        acquired = params.get("acquired_slices", [])
         before = energy(clean)
+        same = [bool(np.array_equal(clean[:, :, z], drifted[:, :, z])) for z in acquired]
         return {
             **verify.image_figures(clean, drifted),
+            "interpolated_slices_per_gap": params.get("interpolated_slices_per_gap", 0),
+            "acquired_slices_unchanged_fraction": float(np.mean(same)) if same else math.nan,
             "axial_detail_ratio": energy(drifted) / before if before else math.nan,
+            **verify.noise_kept(clean, drifted, context.get("mask")),
         }
 
 

@@ -232,17 +232,7 @@ class AttenuationDrift(Drift):
         delta = self.parameters()["delta_inverse_length_per_um"]
         kept = np.exp(-np.arange(n) * step * delta)
         gain, floor = photon_transfer(array, context.get("mask"), lo)
-        normal = rng.standard_normal((2, *array.shape), dtype=np.float32)
-        values = array.astype(np.float32) - np.float32(lo)
-        photons = np.maximum(values, 0.0)
-        t = along_axis(kept.astype(np.float32), self.axis)
-        photons *= np.float32(gain) * t * (1 - t)
-        np.sqrt(photons, out=photons)
-        values *= t
-        values += photons * normal[0]
-        values += normal[1] * (np.float32(floor) * np.sqrt(1 - t * t))
-        values += np.float32(lo)
-        del photons, normal
+        values = thin_photons(array, kept, self.axis, lo, gain, floor, rng)
         out, clipped = cast(values, array.dtype)
         return out, {
             "z_step_um": step,
@@ -263,6 +253,31 @@ class AttenuationDrift(Drift):
             **fit,
             **verify.depth_snr(clean, drifted, mask, params["axis"]),
         }
+
+
+def thin_photons(array, kept, axis: int, dark: float, gain: float, floor: float, rng):
+    """Binomial thinning of the photons of ``array`` to the fraction ``kept`` (one per
+    slice along ``axis``), as a float32 volume (not yet cast).
+
+    ``x = dark + g N + e`` (``g`` ADU per photon, a floor ``e`` of sd ``r``; see
+    :func:`photon_transfer`) becomes ``dark + t (x - dark) + sqrt(g t (1 - t) (x - dark))
+    z1 + sqrt(1 - t**2) r z2``: the photon part has mean ``t g N`` and variance ``t g**2
+    N``, the floor keeps its sd. ``z1``, ``z2``: one fixed draw of standard normals, so
+    every level thins the same photons further.
+    """
+    import numpy as np
+
+    normal = rng.standard_normal((2, *array.shape), dtype=np.float32)
+    values = array.astype(np.float32) - np.float32(dark)
+    photons = np.maximum(values, 0.0)
+    t = along_axis(np.asarray(kept).astype(np.float32), axis)
+    photons *= np.float32(gain) * t * (1 - t)
+    np.sqrt(photons, out=photons)
+    values *= t
+    values += photons * normal[0]
+    values += normal[1] * (np.float32(floor) * np.sqrt(1 - t * t))
+    values += np.float32(dark)
+    return values
 
 
 def photon_transfer(array, mask, dark: float) -> tuple[float, float]:
@@ -299,10 +314,14 @@ def photon_transfer(array, mask, dark: float) -> tuple[float, float]:
 class BleachingDrift(Drift):
     """Photobleaching: the fluorophore fades along the acquisition order (slice by slice).
 
-    Slice k of n keeps ``exp(-b k / (n - 1))`` of its signal above the dark level, with
-    ``b = -ln(1 - a)``, ``a`` the bleached fraction of the last slice (:attr:`SCALE` at s),
-    independent of the z step (unlike attenuation). Primary figure: the measured
-    bleached fraction of the last slice.
+    Slice k of n keeps ``t_k = exp(-b k / (n - 1))`` of its photons, with ``b = -ln(1 -
+    a)``, ``a`` the bleached fraction of the last slice (:attr:`SCALE` at s), independent
+    of the z step (unlike attenuation). Fewer emitted photons are fewer counts, so the
+    photons above the dark level are thinned binomially as attenuation thins them
+    (:func:`thin_photons`, gain and noise floor from :func:`photon_transfer`): signal
+    falls as ``t``, shot noise as ``sqrt(t)``, and the late slices' SNR falls. Primary
+    figure: the measured bleached fraction of the last slice (slice means above the dark
+    level); the SNR change of the shallowest and deepest quarters is recorded beside it.
     """
 
     name = "bleaching"
@@ -320,16 +339,24 @@ class BleachingDrift(Drift):
         lo, _ = robust_range(array)
         n = array.shape[2]
         rate = -math.log(self.parameters()["kept_fraction_last_slice"])
-        kept = np.exp(-rate * np.arange(n) / max(n - 1, 1)).astype(np.float32)
-        values = array.astype(np.float32) - np.float32(lo)
-        values *= along_axis(kept, 2)
-        values += np.float32(lo)
+        kept = np.exp(-rate * np.arange(n) / max(n - 1, 1))
+        gain, floor = photon_transfer(array, context.get("mask"), lo)
+        values = thin_photons(array, kept, 2, lo, gain, floor, rng)
         out, clipped = cast(values, array.dtype)
-        return out, {"dark_level": lo, "clipped_fraction": clipped}
+        return out, {
+            "dark_level": lo,
+            "adu_per_photon": gain,
+            "noise_floor_sd": floor,
+            "clipped_fraction": clipped,
+        }
 
-    def figures(self, clean, drifted, record, **context):
+    def figures(self, clean, drifted, record, mask=None, **context):
         ratio = verify.last_slice_ratio(clean, drifted, record["parameters"]["dark_level"], 2)
-        return {**verify.image_figures(clean, drifted), "bleached_fraction_last_slice": 1.0 - ratio}
+        return {
+            **verify.image_figures(clean, drifted),
+            "bleached_fraction_last_slice": 1.0 - ratio,
+            **verify.depth_snr(clean, drifted, mask, 2),
+        }
 
 
 class PMTDrift(Drift):
@@ -437,33 +464,55 @@ class StripeDrift(Drift):
 class SaturationDrift(Drift):
     """Detector / digitiser saturation at the bright end (gain set too high).
 
-    Voxels above the ``100 - p`` th percentile are clipped to it (``p`` percent of the
-    voxels: :attr:`SCALE` at s). Primary figure: the measured fraction of
-    voxels at the new maximum.
+    The ceiling comes from the vessel signal: the brightest ``p`` percent of the vessel
+    voxels (the clean mask's ones; without a mask, the brightest 5 % of voxels stand for
+    them) reach it, ``p`` = :attr:`SCALE` at s, and every voxel above it is clipped to
+    it. Ranking the vessel voxels (not the whole volume) keeps a sparse volume's
+    background below the ceiling, so what saturates is vessel. Primary figure: the
+    measured fraction of voxels at the new maximum; the share of them that is vessel is
+    recorded beside it.
     """
 
     name = "saturation"
     expected_signal = "data_quality"
     primary = ("saturated_fraction", "increasing")
-    SCALE = Scale("saturated_percent", 0.4, 2.0)
+    SCALE = Scale("saturated_vessel_percent", 5.0, 25.0)
 
     def parameters(self):
-        return {"saturated_percent": self.amount}
+        return {"saturated_vessel_percent": self.amount}
 
     def _apply(self, array, rng, **context):
         import numpy as np
 
-        from ...metrics import percentiles
-
-        (ceiling,) = percentiles(array, [100.0 - self.parameters()["saturated_percent"]])
+        mask = context.get("mask")
+        if mask is not None and mask.shape == array.shape and (mask > 0).any():
+            vessel = np.sort(array[mask > 0], kind="stable")
+            source = "mask"
+        else:
+            vessel = np.sort(array, axis=None)
+            vessel = vessel[vessel.size - max(1, vessel.size // 20) :]
+            source = "brightest 5 percent"
+        count = max(1, math.ceil(vessel.size * self.amount / 100.0))
+        ceiling = vessel[vessel.size - count]
         out = np.minimum(array, np.asarray(ceiling).astype(array.dtype))
-        return out, {"ceiling": float(ceiling)}
+        return out, {
+            "ceiling": float(ceiling),
+            "ceiling_source": source,
+            "vessel_voxels": int(vessel.size),
+            "saturated_vessel_voxels_ranked": count,
+        }
 
-    def figures(self, clean, drifted, record, **context):
+    def figures(self, clean, drifted, record, mask=None, **context):
         import numpy as np
 
         top = drifted.max()
+        at_top = drifted == top
+        n_top = int(np.count_nonzero(at_top))
+        share = math.nan
+        if mask is not None and mask.shape == drifted.shape and n_top:
+            share = int(np.count_nonzero(at_top & (mask > 0))) / n_top
         return {
             **verify.image_figures(clean, drifted),
-            "saturated_fraction": float(np.count_nonzero(drifted == top) / drifted.size),
+            "saturated_fraction": float(n_top / drifted.size),
+            "saturated_vessel_share": share,
         }
