@@ -287,9 +287,10 @@ def annotate_again(binary, spacing_um, severity: float, rng, model, skeleton=Non
     p_miss = np.concatenate([[0.0], np.interp(seg_radius, radii, probabilities)])
     u = np.concatenate([[1.0], u])
     # µm, one value per segment: a segment is shaved evenly, like an erosion
-    scale = np.concatenate([[0.0], g * seg_radius])[segment]
+    scale = np.concatenate([[0.0], g * seg_radius]).astype(np.float32)[segment]
     # in-plane depth (µm within the slice) and the position in the voxel's run along z
     depth_xy = ndimage.distance_transform_edt(mask, sampling=(*spacing_um[:2], 1e9))
+    depth_xy = depth_xy.astype(np.float32)
     from_end = _run_positions(mask)
     depth_z = (from_end.astype(np.float32) + 1) * spacing_um[2]
     depth_z[from_end < 0] = np.inf  # the middle of a run along z is never trimmed
@@ -305,7 +306,7 @@ def annotate_again(binary, spacing_um, severity: float, rng, model, skeleton=Non
         # annotator drops most specks; once alone, a voxel stays alone at higher levels
         kept = mask & ~removed
         labels_kept, _ = ndimage.label(kept, structure=full)
-        alone = kept & (np.bincount(labels_kept.ravel())[labels_kept] == 1)
+        alone = kept & (np.bincount(labels_kept.ravel()) == 1)[labels_kept]
         return removed | (alone & (crumb < model.CRUMBS))
 
     kept_at_5 = mask & ~removed_at(1.0)
