@@ -171,7 +171,7 @@ class AnnotationDrift(Drift):
     expected_signal = "label_shift"
     primary = ("dice", "decreasing")
     #: (radius µm, probability of missing a segment of that median radius at level 5).
-    MISS_PROBABILITY = ((1.0, 0.6), (1.5, 0.45), (2.0, 0.15), (2.5, 0.06), (3.5, 0.01), (4.5, 0.0))
+    MISS_PROBABILITY = ((1.0, 0.6), (1.5, 0.45), (2.0, 0.15), (2.5, 0.04), (3.0, 0.0))
     #: Shaved depth at level 5, as a share of the local radius.
     SHAVE = 0.4
     #: Range of the per-segment factor on :attr:`SHAVE`.
