@@ -148,21 +148,27 @@ class AnnotationDrift(Drift):
 
     - **whole thin segments missed**: the clean skeleton is cut into segments at its
       junctions; every mask voxel belongs to the segment of its nearest centreline voxel.
-      Segment ``i`` (median radius ``r`` µm) is missed, all its voxels removed, when
-      ``u_i < s * p(r)``, ``p`` interpolated in :data:`MISS_PROBABILITY` (thin vessels
-      are missed far more often than thick ones);
-    - **boundaries shaved in proportion to radius**: a voxel at depth ``d`` µm from the
-      background is removed when ``d <= s * SHAVE * g_i * R``, ``R`` the clean radius at
-      its nearest centreline voxel and ``g_i`` a per-segment factor in
-      :data:`SHAVE_SPREAD` (annotators differ along a vessel, not voxel by voxel);
+      Segment ``i`` (median radius ``r`` µm) is missed when ``u_i < s * p(r)``, ``p``
+      interpolated in :data:`MISS_PROBABILITY` (thin vessels are missed far more often
+      than thick ones): its voxels go as deep as its own centreline reaches, and what is
+      left of it goes too unless it hangs on to a kept segment;
+    - **boundaries shaved in proportion to radius**: with ``R = g_i * min(r,``
+      :data:`SHAVE_RADIUS_CAP_UM` ``)`` (``g_i`` a per-segment factor in
+      :data:`SHAVE_SPREAD`: annotators differ along a vessel, not voxel by voxel), a voxel
+      goes when its in-plane depth is ``<= s * SHAVE * R`` µm or it lies within
+      ``s * AXIAL * R`` µm of an end of its run along z (the middle of a run stays): the
+      faint axial ends of a vessel are left out most;
     - **small spurious additions**: ``max(ceil(5 s), round(s * ADDED * F))`` voxels of the
-      clean mask's outer shell (``F`` clean foreground voxels), in one random order.
+      clean mask's outer shell (``F`` clean foreground voxels) in dents of what level 5
+      keeps (at least :data:`FILL` of 26 neighbours kept), in one random order;
+    - a kept voxel left alone by the rest goes with probability :data:`CRUMBS`.
 
-    The random draws (``u``, ``g``, the shell order) are made once per volume whatever the
-    severity, and every threshold grows with ``s``: level k's removals and additions are
-    contained in level k + 1's. At least one voxel is added per level step and the deepest
-    clean voxel is never removed, so the primary figure (Dice to the clean mask) falls
-    strictly from level to level on any non-empty mask. ``spacing`` (µm) comes from the
+    The random draws (``u``, ``g``, the lone-voxel draws, the shell order) are made once
+    per volume whatever the severity, and every threshold grows with ``s``: level k's
+    removals and additions are contained in level k + 1's. At least one voxel is added per
+    level step and the mask is never emptied, so the primary figure (Dice to the clean
+    mask) falls strictly from level to level on any non-empty mask. ``spacing`` (µm) comes
+    from the
     context (1 µm isotropic when absent, recorded).
     """
 
@@ -174,6 +180,9 @@ class AnnotationDrift(Drift):
     MISS_PROBABILITY = ((1.0, 0.6), (1.5, 0.45), (2.0, 0.15), (2.5, 0.04), (3.0, 0.0))
     #: Shaved depth at level 5, as a share of the local radius.
     SHAVE = 0.4
+    #: The shaving grows with the radius up to this radius (µm), then stays: the real pair's
+    #: thick vessels lose about as much boundary as the medium ones.
+    SHAVE_RADIUS_CAP_UM = 3.5
     #: Range of the per-segment factor on :attr:`SHAVE`.
     SHAVE_SPREAD = (0.7, 1.3)
     #: How many times deeper the shaving reaches along z than in-plane (µm for µm): an
@@ -184,7 +193,7 @@ class AnnotationDrift(Drift):
     #: An added voxel has at least this many of its 26 neighbours kept at level 5.
     FILL = 9
     #: Voxels added at level 5, as a share of the clean foreground.
-    ADDED = 0.0065
+    ADDED = 0.0056
 
     def parameters(self):
         return {
@@ -280,6 +289,8 @@ def annotate_again(binary, spacing_um, severity: float, rng, model, skeleton=Non
     del index
     ids = np.arange(1, count + 1)
     seg_radius = np.asarray(ndimage.median(depth, labels, ids), dtype=float).reshape(-1)
+    # a missed segment takes its own vessel, not the thicker one it joins at a junction
+    seg_reach = np.concatenate([[0.0], ndimage.maximum(depth, labels, ids)]).astype(np.float32)
     # every random draw is made here, whatever the severity (nested levels)
     u = rng.random(count)
     g = rng.uniform(*model.SHAVE_SPREAD, size=count)
@@ -287,7 +298,8 @@ def annotate_again(binary, spacing_um, severity: float, rng, model, skeleton=Non
     p_miss = np.concatenate([[0.0], np.interp(seg_radius, radii, probabilities)])
     u = np.concatenate([[1.0], u])
     # µm, one value per segment: a segment is shaved evenly, like an erosion
-    scale = np.concatenate([[0.0], g * seg_radius]).astype(np.float32)[segment]
+    shaved_radius = np.minimum(seg_radius, model.SHAVE_RADIUS_CAP_UM)
+    scale = np.concatenate([[0.0], g * shaved_radius]).astype(np.float32)[segment]
     # in-plane depth (µm within the slice) and the position in the voxel's run along z
     depth_xy = ndimage.distance_transform_edt(mask, sampling=(*spacing_um[:2], 1e9))
     depth_xy = depth_xy.astype(np.float32)
@@ -296,18 +308,24 @@ def annotate_again(binary, spacing_um, severity: float, rng, model, skeleton=Non
     depth_z[from_end < 0] = np.inf  # the middle of a run along z is never trimmed
     del from_end
 
+    reach = seg_reach[segment]
     crumb = rng.random(mask.shape, dtype=np.float32)
     full = ndimage.generate_binary_structure(3, 3)
 
     def removed_at(s: float):
         shaved = (depth_xy <= s * model.SHAVE * scale) | (depth_z <= s * model.AXIAL * scale)
-        removed = mask & ((u < s * p_miss)[segment] | shaved)
-        # a kept voxel left alone (no kept neighbour) goes with probability CRUMBS: an
-        # annotator drops most specks; once alone, a voxel stays alone at higher levels
+        in_missed = (u < s * p_miss)[segment]
+        removed = mask & ((in_missed & (depth <= reach)) | shaved)
         kept = mask & ~removed
-        labels_kept, _ = ndimage.label(kept, structure=full)
+        labels_kept, count_kept = ndimage.label(kept, structure=full)
+        # what is left of a missed segment (deeper than its own centreline reaches) goes
+        # too unless it hangs on to a kept segment; a kept voxel left alone (no kept
+        # neighbour) goes with probability CRUMBS: an annotator drops most specks. Both
+        # stay so at higher levels (kept shrinks, missed grows): nested
+        anchored = np.bincount(labels_kept[kept & ~in_missed], minlength=count_kept + 1) > 0
+        orphan = kept & ~anchored[labels_kept]
         alone = kept & (np.bincount(labels_kept.ravel()) == 1)[labels_kept]
-        return removed | (alone & (crumb < model.CRUMBS))
+        return removed | orphan | (alone & (crumb < model.CRUMBS))
 
     kept_at_5 = mask & ~removed_at(1.0)
     if not kept_at_5.any():  # keep the deepest clean voxel at every level: never empty
