@@ -144,8 +144,8 @@ def test_mechanisms_whole_thin_segments_missed_shaving_grows_with_radius_additio
     shaved = clean & ~drifted & ndimage.binary_dilation(drifted)  # removed, next to kept
     near = ndimage.distance_transform_edt(~centre, sampling=SPACING, return_indices=True)[1]
     local_radius = depth[tuple(near)]
-    thin_cut = np.median(depth[shaved & (local_radius <= 2.0)])
-    thick_cut = np.median(depth[shaved & (local_radius > 3.0)])
+    thin_cut = np.mean(depth[shaved & (local_radius <= 2.0)])
+    thick_cut = np.mean(depth[shaved & (local_radius > 3.0)])
     assert thick_cut > thin_cut
     # every addition touches a voxel kept at level 5 (no floating specks)
     added = drifted & ~clean
