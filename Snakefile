@@ -13,6 +13,13 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+# The project image for every rule (config container_image; used under --sdm apptainer): one
+# global directive, before the rules are defined, instead of one line per rule.
+container: CONTAINER
+
+
 include: "workflow/rules/fetch.smk"
 include: "workflow/rules/rename.smk"
 include: "workflow/rules/validate.smk"
@@ -26,11 +33,11 @@ include: "workflow/rules/drift_eval.smk"
 
 
 # Tiny jobs (copies, merges of small JSON files, targets) run in the main process; under
-# profiles/slurm only per-volume heavy work and the bundle are submitted.
+# profiles/slurm only per-volume heavy work (one submission per volume chain: the rules'
+# group:, rename within its volume's) and the bundle are submitted.
 localrules:
     all,
     check,
-    rename,
     rename_licence,
     renamed_inventory,
     validation_report,

@@ -19,11 +19,18 @@ TAG=${TAG:-localhost/minivess-bundle:$VERSION}
 BASE=${BASE:-localhost/debian:bookworm-slim}
 EXTRAS=${EXTRAS:-workflow}
 WORK=${PODMAN_WORK:-/var/tmp/minivess-podman}
+# The mirrors are the ones apt is configured with here (deb822 sources, else sources.list);
+# no mirror host is spelled in this repository (tests/test_registry_hosts.py).
 SRC=/etc/apt/sources.list.d/debian.sources
-MIRROR=${MIRROR:-$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' $SRC 2>/dev/null || true)}
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
-SECMIRROR=${SECMIRROR:-$(awk '/^URIs:/ && $2 ~ /security/ {print $2; exit}' $SRC 2>/dev/null || true)}
-SECMIRROR=${SECMIRROR:-http://deb.debian.org/debian-security}
+mirror() { # $1: security|main -> the first such URI in apt's sources (deb822, then one-line)
+  {
+    awk '/^URIs:/ {print $2}' "$SRC" 2>/dev/null || true
+    awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z+]+:\/\//) {print $i; next}}' \
+      /etc/apt/sources.list 2>/dev/null || true
+  } | if [ "$1" = security ]; then grep -m1 security; else grep -m1 -v security; fi || true
+}
+MIRROR=${MIRROR:-$(mirror main)}
+SECMIRROR=${SECMIRROR:-$(mirror security)}
 CA=${CA:-/etc/ssl/certs/ca-certificates.crt}
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 REPRODUCE=${REPRODUCE:-${CI:+1}}
@@ -57,6 +64,11 @@ export CONTAINERS_CONF=$WORK/containers.conf
 
 # 1. Base image from the Debian mirror apt already uses (no registry pull).
 if ! podman image exists "$BASE"; then
+  if [ -z "$MIRROR" ] || [ -z "$SECMIRROR" ]; then
+    echo "podman.sh: no Debian mirror in apt's sources ($SRC, /etc/apt/sources.list):" \
+      "set MIRROR and SECMIRROR to build the base image $BASE" >&2
+    exit 1
+  fi
   mmdebstrap --quiet --variant=minbase --mode=root --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \

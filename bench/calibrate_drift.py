@@ -47,7 +47,7 @@ NOT_IMAGE = {
 
 def read_volume(bag: Path, vol: str) -> dict[str, Any]:
     """The processed (image, mask, spacing in um) of ``vol`` in the bundle ``bag``."""
-    from minivess_bundle.nifti import read_array, spacing_um
+    from minivess_bundle.core.nifti import read_array, spacing_um
 
     data = bag / "data" if (bag / "data").is_dir() else bag
     header, image = read_array(data / "processed" / "imagesTr" / f"{vol}.nii.gz", vol)

@@ -2,7 +2,7 @@
 
 Serves N synthetic volumes of real MiniVess size (512 x 512, Z and spacing drawn
 like the release) from the local fake data-proxy on 127.0.0.1, then fetches every
-file (i) with minivess_bundle.ebrains (listing-verified: size + MD5, sha256
+file (i) with minivess_bundle.fetch.ebrains (listing-verified: size + MD5, sha256
 recorded, atomic rename) and (ii) with one curl process (-L, connection reuse),
 alternating, several rounds. Prints throughput of each and the ratio.
 
@@ -25,9 +25,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from fake_dataproxy import DATASET_ID, FakeDataProxy  # noqa: E402
 
-from minivess_bundle import ebrains  # noqa: E402
-from minivess_bundle.synthetic import write_synthetic_volume  # noqa: E402
-from minivess_bundle.volumes import ALL_VOLUMES, EBRAINS_LICENCE  # noqa: E402
+from minivess_bundle.core.volumes import ALL_VOLUMES, EBRAINS_LICENCE  # noqa: E402
+from minivess_bundle.fetch import ebrains  # noqa: E402
+from minivess_bundle.fetch.synthetic import write_synthetic_volume  # noqa: E402
 
 
 def make_release(root: Path, count: int) -> None:

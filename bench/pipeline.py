@@ -40,7 +40,7 @@ input in-plane and ~2x in Z) served by the local fake EBRAINS data-proxy on
 
 The drift variants come from the workflow's drift plan (``release.plan_jobs``: the
 package's ``minivess_bundle.drift.plan`` once merged, the bench's marked copy before) and
-every results path from ``minivess_bundle.layout``. ``--release`` runs the release-scale
+every results path from ``minivess_bundle.core.layout``. ``--release`` runs the release-scale
 measurement instead (all 70 volumes at 512 px, two floors): see ``bench/release.py``.
 
 Also: no-op rerun (``snakemake all`` when up to date) at N and at 70 volumes (70 tiny
@@ -82,13 +82,16 @@ from release import drift_variants  # noqa: E402  (the workflow's drift job, in 
 from workflow_utils import make_workdir  # noqa: E402  (one config writer for tests and bench)
 
 from minivess_bundle.drift.kinds import TRANSFORMS  # noqa: E402
+from minivess_bundle.drift.plan import with_defaults  # noqa: E402
 
 SEED = 20230301
 # In-plane spacing near 1 um (output ~ input in-plane), modest Z; mv05 is a default
 # held-out (drift) volume.
 CANDIDATES = ("mv05", "mv15", "mv26", "mv36", "mv08", "mv48", "mv23", "mv29")
-# The workflow's default drift kinds and levels (config/config.yaml).
-_DRIFT_DEFAULTS = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["drift"]
+# The workflow's default drift kinds and levels (config/config.yaml, through the plan).
+_DRIFT_DEFAULTS = with_defaults(
+    yaml.safe_load((REPO / "config" / "config.yaml").read_text())["drift"]
+)
 DRIFT_TYPES = tuple(_DRIFT_DEFAULTS["types"])
 LEVELS = tuple(_DRIFT_DEFAULTS["levels"])
 #: Kinds that change the mask (the naive loop hands them the label array).
@@ -144,8 +147,8 @@ def stub_scontrol(folder: Path) -> Path:
 
 
 def make_release(root: Path, volumes: list[str]) -> None:
-    from minivess_bundle.synthetic import write_synthetic_volume
-    from minivess_bundle.volumes import EBRAINS_LICENCE
+    from minivess_bundle.core.volumes import EBRAINS_LICENCE
+    from minivess_bundle.fetch.synthetic import write_synthetic_volume
 
     for volume in volumes:
         write_synthetic_volume(root, volume, seed=SEED, size_xy=512)
@@ -198,17 +201,13 @@ def floor(api_base: str, volumes: list[str], out: Path) -> dict:
     import numpy as np
     from fake_dataproxy import DATASET_ID
 
-    from minivess_bundle import ebrains
-    from minivess_bundle.nifti import gunzip_bytes, gzip_bytes
-    from minivess_bundle.resample import (
-        _output_header,
-        _to_uint16,
-        output_affine_mm,
-        output_grid,
-        resample_slab,
-    )
+    from minivess_bundle.core.nifti import gunzip_bytes, gzip_bytes
+    from minivess_bundle.core.volumes import EBRAINS_LICENCE, staging_names
+    from minivess_bundle.fetch import ebrains
+    from minivess_bundle.resample import output_affine_mm, output_grid, resample_slab
+    from minivess_bundle.resample.grid import _output_header
+    from minivess_bundle.resample.kernels import _to_uint16
     from minivess_bundle.validate import intensity_stats, label_values
-    from minivess_bundle.volumes import EBRAINS_LICENCE, staging_names
 
     settings = ebrains.ClientSettings(api_base=api_base, dataset_id=DATASET_ID)
     payload: dict[str, bytes] = {}  # bag path -> bytes (written once, hashed from memory)
@@ -326,7 +325,7 @@ def textbook_figures(kind: str, clean, drifted, mask) -> dict:
     from skimage.measure import euler_number, label
     from skimage.morphology import skeletonize
 
-    from minivess_bundle.metrics import KS_MAX_SAMPLES
+    from minivess_bundle.core.metrics import KS_MAX_SAMPLES
 
     figures = {}
     if kind == "covariate":
@@ -373,8 +372,8 @@ def naive(api_base: str, volumes: list[str], out: Path, checked: bool = False) -
     import SimpleITK as sitk
     from fake_dataproxy import DATASET_ID
 
+    from minivess_bundle.core.volumes import staging_names
     from minivess_bundle.drift import apply_drift
-    from minivess_bundle.volumes import staging_names
 
     base = f"{api_base}/v1/datasets/{DATASET_ID}"
     out.mkdir(parents=True, exist_ok=True)
@@ -446,7 +445,7 @@ def rule_table(workdir: Path) -> list[dict]:
 
 
 def uncompressed(path: Path) -> int:
-    from minivess_bundle.nifti import read_header
+    from minivess_bundle.core.nifti import read_header
 
     if not path.is_file():
         return 0
@@ -456,7 +455,7 @@ def uncompressed(path: Path) -> int:
 
 def job_bytes(workdir: Path, job: str) -> int:
     """Uncompressed NIfTI bytes a job reads + writes (from the headers)."""
-    from minivess_bundle import layout
+    from minivess_bundle.core import layout
 
     parts = job.split("/")
     vol = parts[-1]
@@ -542,8 +541,8 @@ def main() -> None:
         return
     from fake_dataproxy import FakeDataProxy
 
+    from minivess_bundle.fetch.synthetic import draw_acquisition
     from minivess_bundle.resample import output_grid
-    from minivess_bundle.synthetic import draw_acquisition
 
     n = args.volumes
     wanted = max(n, 8) if args.scaling else n

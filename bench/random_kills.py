@@ -49,7 +49,8 @@ TINY = {
     "volumes": ["mv01", "mv02", "mv05"],
     "drift": {"types": ["intensity", "topology"], "levels": [1], "volumes": ["mv05"]},
 }
-STEPS = re.compile(r"^(\d+) of (\d+) steps \(", re.M)
+#: Snakemake's "N of M steps" and the quiet console's "N of M[+] jobs done" lines.
+STEPS = re.compile(r"^(\d+) of (\d+)\+? (?:steps \(|jobs done)", re.M)
 MAX_DELAY_MS = 1500
 
 

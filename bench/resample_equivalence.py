@@ -14,7 +14,8 @@ import sys
 
 import numpy as np
 
-from minivess_bundle.resample import _slab_plan, output_grid, resample_slab, sitk_slab
+from minivess_bundle.resample import output_grid, resample_slab, sitk_slab
+from minivess_bundle.resample.grid import _slab_plan
 
 
 def compare(seed: int) -> dict:

@@ -35,8 +35,9 @@ HERE = Path(__file__).resolve().parent
 _CHILD = """
 import sys
 from minivess_bundle import cli, resample
+from minivess_bundle.resample import kernels, pair
 if sys.argv[1] == "sitk":  # the code before the numpy path: SimpleITK, 8 M-voxel slabs
-    resample.NUMPY_INTERPOLATORS = ()
+    kernels.NUMPY_INTERPOLATORS = pair.NUMPY_INTERPOLATORS = ()
     resample.DEFAULT_SLAB_VOXELS.update(linear=1 << 23, nearest=1 << 23)
 sys.exit(cli.main(sys.argv[2:]))
 """
@@ -97,10 +98,12 @@ def interpolation_only(staged: dict) -> dict:
     import numpy as np
 
     from minivess_bundle import resample
-    from minivess_bundle.errors import ResampleError
-    from minivess_bundle.nifti import DeterministicGzipWriter, read_header, read_voxels
+    from minivess_bundle.core.errors import ResampleError
+    from minivess_bundle.core.nifti import DeterministicGzipWriter, read_header, read_voxels
+    from minivess_bundle.resample import grid as grids
+    from minivess_bundle.resample import pair
 
-    img, _, spacing, _ = resample._read_pair("mv68", staged["image"], staged["label"], "um")
+    img, _, spacing, _ = pair._read_pair("mv68", staged["image"], staged["label"], "um")
     grid = resample.output_grid(img.spatial_shape, spacing, [1.0, 1.0, 1.0])
     out = {"output_voxels": int(np.prod(grid["shape"]))}
     for role, interp, as_float in (("image", "linear", True), ("label", "nearest", False)):
@@ -110,11 +113,11 @@ def interpolation_only(staged: dict) -> dict:
         slices = resample.slab_slices(
             grid, img.spatial_shape, spacing[2], resample.DEFAULT_SLAB_VOXELS[interp]
         )
-        plan = resample._slab_plan(
+        plan = grids._slab_plan(
             array.shape[0], spacing[2], grid, resample.SLAB_MARGIN[interp], slices
         )
         slabs = [
-            resample._finished_slab(array, spacing, grid, interp, as_float, 1, *item)[0]
+            pair._finished_slab(array, spacing, grid, interp, as_float, 1, *item)[0]
             for item in plan
         ]
         cpu = time.process_time()
@@ -129,7 +132,7 @@ def interpolation_only(staged: dict) -> dict:
             ("sitk", resample.sitk_slab, 1 << 23),  # the slab size before the numpy path
         ):
             slices = resample.slab_slices(grid, img.spatial_shape, spacing[2], voxels)
-            plan = resample._slab_plan(
+            plan = grids._slab_plan(
                 array.shape[0], spacing[2], grid, resample.SLAB_MARGIN[interp], slices
             )
             cpu = time.process_time()
@@ -151,8 +154,10 @@ def main() -> None:
               "label": str(staging / "seg/mv68_y.nii.gz")}  # fmt: skip
     if not Path(staged["image"]).exists():  # in a child: this process stays small, and a
         # child's ru_maxrss starts from its parent's at fork
-        code = ("import sys; from minivess_bundle.synthetic import write_synthetic_volume as w; "
-                f"w(sys.argv[1], 'mv68', {SEED}, size_xy=512, max_z=110)")  # fmt: skip
+        code = (
+            "import sys; from minivess_bundle.fetch.synthetic import write_synthetic_volume as w; "
+            f"w(sys.argv[1], 'mv68', {SEED}, size_xy=512, max_z=110)"
+        )
         subprocess.run([sys.executable, "-c", code, str(staging)], check=True)
     print(f"load average {os.getloadavg()}")
     results = {}

@@ -17,8 +17,8 @@ def make_inputs(root: Path) -> dict[str, Path]:
     """raw/, processed/, drift/<variant>/ trees of tiny NIfTI pairs, two documents, a lock."""
     import numpy as np
 
-    from minivess_bundle.fsio import write_json_atomic
-    from minivess_bundle.nifti import make_image, minivess_header, write_nifti
+    from minivess_bundle.core.fsio import write_json_atomic
+    from minivess_bundle.core.nifti import make_image, minivess_header, write_nifti
 
     rng = np.random.default_rng(7)
     for section, spacing in (("raw", SPACING), ("processed", (1.0, 1.0, 2.0))):

@@ -37,7 +37,7 @@ def tree_digest(root: Path) -> dict[str, str]:
 @pytest.fixture
 def tiny_staging(tmp_path: Path) -> Path:
     """An EBRAINS-layout staging tree with three tiny synthetic volumes and the licence."""
-    from minivess_bundle.synthetic import write_synthetic_licence, write_synthetic_volume
+    from minivess_bundle.fetch.synthetic import write_synthetic_licence, write_synthetic_volume
 
     staging = tmp_path / "staging"
     for vol in ("mv01", "mv02", "mv39"):

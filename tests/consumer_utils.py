@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from minivess_bundle.fsio import write_json_atomic
-from minivess_bundle.nifti import make_image, minivess_header, write_nifti
-from minivess_bundle.synthetic import generate_volume
+from minivess_bundle.core.fsio import write_json_atomic
+from minivess_bundle.core.nifti import make_image, minivess_header, write_nifti
+from minivess_bundle.fetch.synthetic import generate_volume
 
 NIFTI_MM = 2
 

@@ -37,8 +37,8 @@ DATASET_ID = "bf268b89-1420-476b-b428-b85a913eb523"
 def write_release(root: Path, volumes, size_xy: int, max_z: int, seed: int = 3) -> Path:
     """A tiny release in the EBRAINS layout (raw/, seg/, json/ of synthetic volumes and a
     licence stand-in), to serve or to use as a ``dir`` source."""
-    from minivess_bundle.synthetic import write_synthetic_volume
-    from minivess_bundle.volumes import EBRAINS_LICENCE
+    from minivess_bundle.core.volumes import EBRAINS_LICENCE
+    from minivess_bundle.fetch.synthetic import write_synthetic_volume
 
     for vol in volumes:
         write_synthetic_volume(root, vol, seed=seed, size_xy=size_xy, max_z=max_z)

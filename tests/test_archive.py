@@ -14,8 +14,8 @@ import pytest
 from bundle_utils import SDE, build, make_inputs
 from conftest import require_tool, tree_digest
 
-from minivess_bundle.archive import write_archive
-from minivess_bundle.errors import BundleError
+from minivess_bundle.bundle.archive import write_archive
+from minivess_bundle.core.errors import BundleError
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def _tarfile_reference(bag: Path, mtime: int) -> bytes:
     it wrote the tar itself): the bytes the fast writer must reproduce exactly."""
     import io
 
-    from minivess_bundle.archive import _tarinfo, archive_members
+    from minivess_bundle.bundle.archive import _tarinfo, archive_members
 
     sink = io.BytesIO()
     with tarfile.open(fileobj=sink, mode="w|", format=tarfile.GNU_FORMAT) as tar:
@@ -158,7 +158,7 @@ def test_fast_writer_gives_tarfiles_bytes_for_long_names_odd_sizes_and_record_en
 
 
 def test_fast_writer_refuses_a_file_that_changes_size_while_archived(bag, tmp_path, monkeypatch):
-    from minivess_bundle import archive
+    from minivess_bundle.bundle import archive
 
     real = archive._tarinfo
 

@@ -13,10 +13,11 @@ import pytest
 from bundle_utils import SDE, build, make_inputs
 from conftest import require, tree_digest
 
-from minivess_bundle import __version__, fsio
+from minivess_bundle import __version__
 from minivess_bundle.bundle import parse_bag_info, parse_manifest
-from minivess_bundle.errors import BundleError
-from minivess_bundle.loader import discover_nifti_pairs
+from minivess_bundle.consumers.loader import discover_nifti_pairs
+from minivess_bundle.core import fsio
+from minivess_bundle.core.errors import BundleError
 
 
 @pytest.fixture
@@ -271,8 +272,8 @@ def test_versions_that_would_break_the_folder_name_are_refused(inputs, tmp_path,
 
 def test_synthetic_data_is_labelled_synthetic_in_readme_licence_and_crate(tiny_staging, tmp_path):
     from minivess_bundle.bundle import assemble_bundle
-    from minivess_bundle.rename import rename_volume
-    from minivess_bundle.volumes import renamed_names, staging_names
+    from minivess_bundle.core.volumes import renamed_names, staging_names
+    from minivess_bundle.fetch.rename import rename_volume
 
     renamed = tmp_path / "renamed"
     for vol in ("mv01", "mv02"):

@@ -160,7 +160,7 @@ def test_drift_writes_every_level_given_and_refuses_an_output_per_level_missing(
     import json
     from pathlib import Path
 
-    from minivess_bundle.synthetic import write_synthetic_volume
+    from minivess_bundle.fetch.synthetic import write_synthetic_volume
 
     clean = write_synthetic_volume(tmp_path / "clean", "mv05", seed=5, size_xy=24, max_z=8)
     out = tmp_path / "drift"

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import pytest
-import yaml
-from conftest import REPO
 from jsonschema import validate
 
-from minivess_bundle.config import OUTSIDE_BAG, coerce, recorded
+from minivess_bundle.core.config import OUTSIDE_BAG, coerce, recorded, schema
 
-SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+SCHEMA = schema()
 
 
 def test_nested_strings_become_the_schema_types():

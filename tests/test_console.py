@@ -40,8 +40,9 @@ def test_tiny_build_prints_few_short_lines_with_progress_and_ends_with_the_diges
     lines = result.stdout.rstrip("\n").splitlines()
     assert result.returncode == 0, result.stdout[-3000:]
     assert DIGEST_LINE.match(lines[-1]), lines[-5:]
-    assert lines[-2].endswith("steps (100%) done")
-    progress = [line for line in lines if re.fullmatch(r"\d+ of \d+ steps \(\d+%\) done", line)]
+    done = lines.index("jobs run:") - 1  # then the job table of every rule, the digest
+    assert re.fullmatch(r"(\d+) of \1 jobs done \(100%\)", lines[done]), lines[done]
+    progress = [line for line in lines if re.fullmatch(r"\d+ of \d+\+? jobs done.*", line)]
     assert len(progress) >= 5
     assert len(lines) <= 80, f"{len(lines)} lines"
     assert max(len(line) for line in lines) < 250

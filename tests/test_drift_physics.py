@@ -19,7 +19,10 @@ import numpy as np
 import pytest
 from foreign_volumes import ForeignSpec, pair_from_spec, save_authors_nifti
 
-from minivess_bundle import drift, metrics
+from minivess_bundle import drift
+from minivess_bundle.core import metrics
+from minivess_bundle.core.errors import DriftError
+from minivess_bundle.core.nifti import read_array
 from minivess_bundle.drift.manifest import check_summary, summarise
 from minivess_bundle.drift.plan import (
     SATURATION_MIN_VESSEL_VOXELS,
@@ -35,8 +38,6 @@ from minivess_bundle.drift.verify import (
     SATURATED_VESSEL_SHARE_MIN,
     within,
 )
-from minivess_bundle.errors import DriftError
-from minivess_bundle.nifti import read_array
 
 SEED = 20230301
 PHYSICS_KINDS = ["resolution", "depth_blur", "z_step", "bleaching", "saturation", "motion"]
@@ -220,6 +221,24 @@ def test_blur_kinds_keep_the_detector_noise_at_level_5(physics, kind):
         assert within(ratio, NOISE_KEPT_RATIO), (kind, vol, ratio)
 
 
+def test_resolution_restores_shot_noise_in_the_vessels_too(physics):
+    """Shot noise grows with the signal: on the shot-noise-limited volume (1 ADU per photon)
+    the blurred vessels' noise variance, along the tubes, is their blurred photon count
+    (Poisson: variance = mean) at level 5, as it is on the clean volume; a uniform
+    restoration at the background's level would leave it near 0.2x of the count."""
+    source, out, _ = physics
+    image, mask = clean(source, "mv04")
+    vessels = 1 - mask  # noise_sigma measures where its mask is 0
+
+    def fano(a):
+        return metrics.noise_sigma(a, vessels, axis=1) ** 2 / a[mask > 0].mean()
+
+    drifted, _ = files(out, "resolution", 5, "mv04")
+    assert within(fano(image), NOISE_KEPT_RATIO), fano(image)
+    assert drifted[mask > 0].mean() < 0.8 * image[mask > 0].mean()  # the PSF spread them
+    assert within(fano(drifted), NOISE_KEPT_RATIO), fano(drifted)
+
+
 def test_the_noise_band_catches_a_blur_that_does_not_restore_the_noise(physics):
     """Boundary: the old depth_blur and z_step (blur alone) fall below 0.8."""
     from scipy import ndimage
@@ -347,7 +366,7 @@ def test_a_build_from_foreign_volumes_each_a_drift_volume_succeeds_and_grows_per
         "mv02": ForeignSpec((40, 40, 8), (1.16, 1.16, 1.79), 0.0015, 20.0, "top", 4),
         "mv03": ForeignSpec((24, 24, 5), (1.0, 1.0, 1.0), 0.1, 10.0, "bottom", 6),
     }
-    from minivess_bundle.synthetic import write_synthetic_licence
+    from minivess_bundle.fetch.synthetic import write_synthetic_licence
 
     for vol, spec in specs.items():
         write_pair(source, vol, *pair_from_spec(spec))

@@ -29,11 +29,11 @@ import pytest
 from conftest import require
 from foreign_volumes import ForeignSpec, pair_from_spec, save_authors_nifti, specs
 
+from minivess_bundle.core.errors import DriftError
 from minivess_bundle.drift.kinds import TRANSFORMS, make_drift
 from minivess_bundle.drift.manifest import summarise
 from minivess_bundle.drift.plan import LEVELLED_KINDS, plan_jobs
 from minivess_bundle.drift.variant import VariantFiles, VariantSpec, generate_drift_levels
-from minivess_bundle.errors import DriftError
 
 require("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402

@@ -11,7 +11,7 @@ import pytest
 from bundle_utils import build, dvc_env, dvc_exe, make_inputs, run_dvc
 from conftest import require, tree_digest, unavailable
 
-from minivess_bundle.dvcmeta import dir_hash, file_md5, write_dvc_metadata
+from minivess_bundle.bundle.dvcmeta import dir_hash, file_md5, write_dvc_metadata
 
 
 @pytest.fixture
@@ -186,7 +186,7 @@ def test_dvc_accepts_the_part_files_and_the_pipeline_lock_unchanged(bundle_dir, 
 def test_known_md5s_from_the_copy_give_the_same_dvc_files_and_a_resized_file_is_rehashed(
     tmp_path,
 ):
-    from minivess_bundle.dvcmeta import tree_files
+    from minivess_bundle.bundle.dvcmeta import tree_files
 
     out = tmp_path / "bundle"
     summary = build(make_inputs(tmp_path / "in"), out)

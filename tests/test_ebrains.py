@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from fake_dataproxy import DATASET_ID, FakeDataProxy, write_release
 
-from minivess_bundle import ebrains
-from minivess_bundle.ebrains import ClientSettings, DownloadError
+from minivess_bundle.fetch import ebrains
+from minivess_bundle.fetch.ebrains import ClientSettings, DownloadError
 
 VOLUMES = ("mv01", "mv02", "mv03")
 #: Whole workflow, kept quick: native grid, no drift variants.

@@ -100,15 +100,73 @@ def _rule_blocks():
             yield path.relative_to(REPO).as_posix(), match.group(2), keywords
 
 
-def test_every_rule_that_runs_something_names_the_conda_env_and_the_container():
+def test_every_rule_that_runs_something_names_the_conda_env_and_none_its_own_container():
+    """The conda env per rule; the image once, for all, by the Snakefile's global directive."""
     blocks = list(_rule_blocks())
     assert {"fetch", "rename", "renamed_inventory"} <= {rule for _, rule, _ in blocks}
     lacking = [
-        f"{file}: rule {rule} lacks {sorted({'conda', 'container'} - keywords)}"
+        f"{file}: rule {rule} lacks conda"
         for file, rule, keywords in blocks
-        if keywords & set(ACTIONS) and not {"conda", "container"} <= keywords
+        if keywords & set(ACTIONS) and "conda" not in keywords
     ]
     assert not lacking, "\n".join(lacking)
+    own = [f"{file}: rule {rule}" for file, rule, keywords in blocks if "container" in keywords]
+    assert not own, "a rule names its own container (the Snakefile's global one serves):\n" + (
+        "\n".join(own)
+    )
+    snakefile = (REPO / "Snakefile").read_text()
+    assert re.findall(r"^container: (.+)$", snakefile, re.M) == ["CONTAINER"]
+    # Before the rule files: the directive applies to the rules defined after it.
+    directive = snakefile.index("\ncontainer: CONTAINER\n")
+    assert snakefile.index('include: "workflow/rules/common.smk"') < directive
+    assert directive < snakefile.index('include: "workflow/rules/fetch.smk"')
+
+
+def _rule_images(workdir, **config) -> dict[str, tuple[str | None, bool]]:
+    """{rule: (container image, runs a command)} as Snakemake itself loads the workflow under
+    --sdm apptainer, for the repo's config plus ``config``."""
+    from pathlib import Path
+
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import (
+        ConfigSettings,
+        DeploymentMethod,
+        DeploymentSettings,
+        OutputSettings,
+        ResourceSettings,
+        StorageSettings,
+        WorkflowSettings,
+    )
+    from workflow_utils import make_workdir
+
+    make_workdir(workdir, **config)
+    with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            config_settings=ConfigSettings(),
+            storage_settings=StorageSettings(),
+            workflow_settings=WorkflowSettings(),
+            deployment_settings=DeploymentSettings(deployment_method={DeploymentMethod.APPTAINER}),
+            snakefile=Path(REPO / "Snakefile"),
+            workdir=Path(workdir),
+        )._workflow
+        return {
+            rule.name: (rule.container_img, bool(rule.shellcmd or rule.script))
+            for rule in workflow.rules
+        }
+
+
+@pytest.mark.parametrize("source", ["synthetic", "ebrains"])
+def test_under_apptainer_every_rule_that_runs_a_command_gets_the_configured_image(tmp_path, source):
+    image = "docker://localhost/minivess-bundle:test-only"
+    rules = _rule_images(tmp_path, source=source, container_image=image)
+    commands = {name for name, (_, runs) in rules.items() if runs}
+    assert {"rename", "bundle", "verify_bundle"} <= commands and len(commands) >= 20
+    assert ("fetch_ebrains" in rules) == (source == "ebrains") != ("fetch" in rules)
+    wrong = {name: img for name, (img, runs) in rules.items() if runs and img != image}
+    assert not wrong, wrong
+    # Target rules (all, check) run nothing, so no container is ever started for them.
+    assert not rules["all"][1] and not rules["check"][1]
 
 
 def test_rules_point_at_the_pinned_env_and_the_project_image():

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minivess_bundle import nifti
-from minivess_bundle.errors import LoaderError
-from minivess_bundle.loader import discover_nifti_pairs
+from minivess_bundle.consumers.loader import discover_nifti_pairs
+from minivess_bundle.core import nifti
+from minivess_bundle.core.errors import LoaderError
 
 
 def touch(root: Path, *rels: str) -> None:

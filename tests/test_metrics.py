@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import REAL_MASK
 
-from minivess_bundle import metrics
+from minivess_bundle.core import metrics
 
 
 def tube(shape=(32, 32, 16), centre=(16, 16), radius=3, axis=0) -> np.ndarray:
@@ -85,7 +85,7 @@ def test_betti_foreground_is_26_connected_and_border_pockets_are_not_cavities():
 
 
 def test_betti_numbers_of_real_mask_agree_with_published_component_count():
-    from minivess_bundle.nifti import read_nifti
+    from minivess_bundle.core.nifti import read_nifti
 
     mask = np.asarray(read_nifti(REAL_MASK).dataobj)
     betti = metrics.betti_numbers(mask)
@@ -244,7 +244,7 @@ def test_euler_characteristic_equals_skimage_euler_number(density):
 def test_euler_characteristic_of_known_shapes_and_the_real_mask():
     from skimage.measure import euler_number
 
-    from minivess_bundle.nifti import read_nifti
+    from minivess_bundle.core.nifti import read_nifti
 
     ring = np.zeros((7, 7, 3), bool)
     ring[1:6, 1:6, 1] = True

@@ -18,9 +18,8 @@ monai = require("monai", hint="the train extra")
 import numpy as np  # noqa: E402
 from consumer_utils import make_bundle, write_blob_layout, write_synthetic_layout  # noqa: E402
 
-from minivess_bundle import train_smoke as smoke  # noqa: E402
-from minivess_bundle.errors import ConsumerError, LoaderError  # noqa: E402
-from minivess_bundle.monai import (  # noqa: E402
+from minivess_bundle.consumers import train_smoke as smoke  # noqa: E402
+from minivess_bundle.consumers.monai import (  # noqa: E402
     MONAI_SNIPPET,
     datalist,
     entry_id,
@@ -30,6 +29,7 @@ from minivess_bundle.monai import (  # noqa: E402
     val_transforms,
     write_datalist,
 )
+from minivess_bundle.core.errors import ConsumerError, LoaderError  # noqa: E402
 
 VOLUMES = ["mv01", "mv02", "mv03", "mv04", "mv05"]
 
@@ -48,8 +48,9 @@ def blobs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_importing_consumer_modules_does_not_import_torch_or_monai() -> None:
     code = (
-        "import sys; import minivess_bundle.monai, minivess_bundle.train_smoke, "
-        "minivess_bundle.nnunet; "
+        "import sys; import minivess_bundle.consumers.monai, "
+        "minivess_bundle.consumers.train_smoke, "
+        "minivess_bundle.consumers.nnunet; "
         "print(sorted(m for m in ('torch', 'monai') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -95,7 +96,7 @@ def test_split_is_deterministic_order_free_and_seeded() -> None:
 def test_datalist_folds_are_the_authors_and_the_nnunet_exports(
     bundle: Path, tmp_path: Path
 ) -> None:
-    from minivess_bundle.nnunet import SPLITS_FILE, export_nnunet
+    from minivess_bundle.consumers.nnunet import SPLITS_FILE, export_nnunet
 
     exported = export_nnunet(bundle, tmp_path / "raw")
     nnunet_folds = json.loads((exported / SPLITS_FILE).read_text())

@@ -7,8 +7,8 @@ import gzip
 import numpy as np
 import pytest
 
-from minivess_bundle import nifti
-from minivess_bundle.errors import NiftiError
+from minivess_bundle.core import nifti
+from minivess_bundle.core.errors import NiftiError
 
 
 def _image(seed=0):

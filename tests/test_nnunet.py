@@ -19,15 +19,15 @@ import numpy as np
 import pytest
 from consumer_utils import make_bundle, write_synthetic_layout
 
-from minivess_bundle.errors import ConsumerError
-from minivess_bundle.nifti import make_image, minivess_header, read_nifti, write_nifti
-from minivess_bundle.nnunet import (
+from minivess_bundle.consumers.nnunet import (
     NNUNET_SNIPPET,
     SPLITS_FILE,
     check_nnunet_dataset,
     export_nnunet,
 )
-from minivess_bundle.splits import AUTHORS_3FOLD_VAL, SOURCE, fold, folds
+from minivess_bundle.core.errors import ConsumerError
+from minivess_bundle.core.nifti import make_image, minivess_header, read_nifti, write_nifti
+from minivess_bundle.core.splits import AUTHORS_3FOLD_VAL, SOURCE, fold, folds
 
 VOLUMES = ["mv01", "mv02", "mv03"]
 
@@ -308,7 +308,7 @@ def workflow_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The nnU-Net export the real workflow writes (its export_nnunet rule) for a tiny build."""
     from workflow_utils import make_workdir, run_snakemake
 
-    from minivess_bundle import layout
+    from minivess_bundle.core import layout
 
     workdir = make_workdir(tmp_path_factory.mktemp("nnunet_build"), **NNUNET_TINY)
     target = f"{layout.NNUNET_ROOT}/Dataset501_MiniVess/dataset.json"

@@ -18,10 +18,7 @@ import pytest
 from conftest import tree_digest
 from validator_utils import need
 
-from minivess_bundle import layout
-from minivess_bundle.errors import ConsumerError
-from minivess_bundle.nifti import make_image, minivess_header, read_nifti, write_nifti
-from minivess_bundle.omezarr import (
+from minivess_bundle.consumers.omezarr import (
     LABEL_NAME,
     MAX_LEVELS,
     MIN_XY,
@@ -30,6 +27,9 @@ from minivess_bundle.omezarr import (
     pyramid_factors,
     write_omezarr,
 )
+from minivess_bundle.core import layout
+from minivess_bundle.core.errors import ConsumerError
+from minivess_bundle.core.nifti import make_image, minivess_header, read_nifti, write_nifti
 
 TINY = {
     # the native grid keeps every field 64 px wide, so each volume gets a pyramid level

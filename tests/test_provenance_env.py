@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from minivess_bundle.provenance_env import container_image, parse_containerenv
+from minivess_bundle.bundle.provenance_env import container_image, parse_containerenv
 
 # What podman 4.3 writes into a --privileged container's /run/.containerenv.
 PRIVILEGED = (

@@ -34,3 +34,5 @@ def test_steps_done_reads_snakemakes_last_progress_line(tmp_path):
     assert bench.steps_done(log) == 0  # not started yet
     log.write_text("Building DAG\n1 of 19 steps (5%) done\nrule x:\n12 of 19 steps (63%) done\n")
     assert bench.steps_done(log) == 12
+    log.write_text("Job stats:\n3 of 15+ jobs done, still planning (x)\n27 of 30 jobs done (90%)\n")
+    assert bench.steps_done(log) == 27

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from minivess_bundle import fsio
-from minivess_bundle.errors import ConfigError, LoaderError, RenameError
-from minivess_bundle.fsio import sha256_file
-from minivess_bundle.rename import inventory, rename_volume
-from minivess_bundle.volumes import renamed_names, staging_names
+from minivess_bundle.core import fsio
+from minivess_bundle.core.errors import ConfigError, LoaderError, RenameError
+from minivess_bundle.core.fsio import sha256_file
+from minivess_bundle.core.volumes import renamed_names, staging_names
+from minivess_bundle.fetch.rename import inventory, rename_volume
 
 
 def _paths(root, names):

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minivess_bundle.nifti import make_image, minivess_header, write_nifti
-from minivess_bundle.report import _load, dataset_figure, readable_log_ticks, spacing_title
+from minivess_bundle.core.nifti import make_image, minivess_header, write_nifti
+from minivess_bundle.report.figures import _load, dataset_figure, readable_log_ticks, spacing_title
 
 
 def test_mip_titles_give_every_spacing_in_micrometres_whatever_the_header_unit(
@@ -149,7 +149,7 @@ def test_report_mips_command_draws_each_valid_volume_as_volume_mip_does(tmp_path
     import subprocess
     import sys
 
-    from minivess_bundle.report import volume_mip
+    from minivess_bundle.report.figures import volume_mip
 
     rng = np.random.default_rng(4)
     for vol in ("mv03", "mv04"):
@@ -178,6 +178,31 @@ def test_report_mips_command_draws_each_valid_volume_as_volume_mip_does(tmp_path
     assert drawn[:8] == b"\x89PNG\r\n\x1a\n" and len(drawn) > 5000
 
 
+def test_report_mips_drawn_by_two_workers_are_the_bytes_one_draws(tmp_path):
+    """report_mips' threads: worker processes draw the volumes side by side, same PNGs."""
+    from minivess_bundle.report.figures import volume_mips
+
+    rng = np.random.default_rng(5)
+    volumes = ["mv01", "mv02", "mv03"]
+    for vol in volumes:
+        for tree, zooms in (("before", (0.5, 0.5, 2.0)), ("after", (0.001, 0.001, 0.001))):
+            image = rng.integers(0, 4000, (12, 10, 6), dtype=np.uint16)
+            for kind, data in (("image", image), ("label", (image > 3000).astype(np.uint8))):
+                header = minivess_header(kind)
+                if tree == "after":
+                    header.set_xyzt_units("mm")
+                sub = "imagesTr" if kind == "image" else "labelsTr"
+                write_nifti(
+                    tmp_path / tree / sub / f"{vol}.nii.gz", make_image(data, zooms, header)
+                )
+    trees = (tmp_path / "before", tmp_path / "after")
+    one = volume_mips(tmp_path / "one", volumes, *trees, threads=1)
+    two = volume_mips(tmp_path / "two", volumes, *trees, threads=2)
+    assert [p.name for p in two] == [f"{vol}.png" for vol in volumes]
+    assert [p.read_bytes() for p in two] == [p.read_bytes() for p in one]
+    assert len({p.read_bytes() for p in one}) == 3  # three different volumes, three figures
+
+
 def test_report_mips_memory_is_the_largest_volumes_from_its_header(tmp_path):
     from minivess_bundle import resources
 
@@ -195,6 +220,8 @@ def test_report_mips_memory_is_the_largest_volumes_from_its_header(tmp_path):
     assert resources.report_mips_mem_mb([big, small], attempt=2) == int(np.ceil(expected * 1.5))
     # nothing readable yet (a dry run before the checkpoint): the fallback
     assert resources.report_mips_mem_mb([]) == resources.FALLBACK_MB
+    # two workers hold two volumes at once
+    assert resources.report_mips_mem_mb([small, big], threads=2) == int(np.ceil(2 * expected))
     assert resources.report_mips_mem_mb([tmp_path / "missing.nii.gz"]) == resources.FALLBACK_MB
 
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from minivess_bundle import nifti
-from minivess_bundle.errors import ResampleError
+from minivess_bundle.core import nifti
+from minivess_bundle.core.errors import ResampleError
+from minivess_bundle.core.nifti import DeterministicGzipWriter
 from minivess_bundle.resample import (
     BASE_MEM_MB,
     NIFTI_UNITS_MM,
     NUMPY_BASE_MEM_MB,
-    DeterministicGzipWriter,
     estimate_resample_mem_mb,
     output_grid,
     resample_pair,
@@ -427,7 +427,7 @@ def _to_uint16_reference(values):
     ],
 )
 def test_uint16_rounding_fast_path_equals_the_four_pass_reference(extra):
-    from minivess_bundle.resample import _to_uint16
+    from minivess_bundle.resample.kernels import _to_uint16
 
     rng = np.random.default_rng(3)
     values = np.concatenate([rng.uniform(0, 65535, 10_000), np.array(extra, float)])
@@ -444,7 +444,7 @@ def test_uint16_rounding_fast_path_equals_the_four_pass_reference(extra):
     [[], [0] * 5, [1] * 5, [0, 1, 1, 0, 1], [0, 1, 2], [3, 255, 0], [1, 200]],
 )
 def test_mask_histogram_equals_bincount(values):
-    from minivess_bundle.resample import _u8_histogram
+    from minivess_bundle.resample.kernels import _u8_histogram
 
     array = np.array(values, dtype=np.uint8).reshape(-1, 1)
     expected = np.bincount(array.reshape(-1), minlength=256)
@@ -478,7 +478,8 @@ def test_numpy_linear_and_nearest_equal_simpleitk_bit_for_bit(shape, spacing, ta
     10 11 12: 8.2 M voxels each of image and mask): no float32 value
     differs, so the rounded uint16 bytes and the mask bytes are identical — the bound
     asserted is exact equality, in every slab of a 1-slice slab plan and whole."""
-    from minivess_bundle.resample import _slab_plan, resample_slab, sitk_slab
+    from minivess_bundle.resample import resample_slab, sitk_slab
+    from minivess_bundle.resample.grid import _slab_plan
 
     rng = np.random.default_rng(sum(shape))
     spacing = _float32(spacing)
@@ -570,21 +571,30 @@ def _imported_by_a_job(argv: list[str]) -> set[str]:
     return set(result.stdout.split())
 
 
+def _resample_spec(image_interpolator: str) -> str:
+    """The resample stage's --spec: 1 um isotropic, no voxel limit, um headers, isal 2."""
+    from minivess_bundle.core.spec import to_json
+    from minivess_bundle.resample import ResampleSpec
+    from minivess_bundle.settings import validated
+
+    config = validated({"resample": {"image_interpolator": image_interpolator}})
+    config["resample"]["max_output_voxels"] = 0
+    return to_json(ResampleSpec.from_config(config))
+
+
 def test_a_default_resample_job_imports_neither_simpleitk_nor_drift_nor_ebrains(tmp_path):
     """Start-up: the default job (linear / nearest) needs numpy and nibabel only."""
     mask = _sphere((20, 20, 6))
     img, lbl = _phantom(tmp_path, mask.shape, (0.8, 0.8, 2.0), mask)
-    common = ["resample", "mv07", "--image", str(img), "--label", str(lbl), "--spacing", "1"]
-    common += ["--max-output-voxels", "0", "--source-units", "um", "--threads", "2"]
-    common += ["--codec", "isal", "--level", "2"]
+    common = ["resample", "mv07", "--image", str(img), "--label", str(lbl), "--threads", "2"]
     out = ["--out-image", str(tmp_path / "a.nii.gz"), "--out-label", str(tmp_path / "b.nii.gz")]
-    interps = ["--image-interpolator", "linear", "--label-interpolator", "nearest"]
+    interps = ["--spec", _resample_spec("linear")]
     modules = _imported_by_a_job(["-q", *common, *interps, *out])
     assert {"numpy", "nibabel", "minivess_bundle.resample"} <= modules
-    assert not modules & {"SimpleITK", "minivess_bundle.drift", "minivess_bundle.ebrains"}
+    assert not modules & {"SimpleITK", "minivess_bundle.drift", "minivess_bundle.fetch.ebrains"}
     assert "numpy.ma" not in modules  # (np.unique would pull it in: 8 ms)
     # the SimpleITK interpolators still load it, when asked for
-    interps = ["--image-interpolator", "bspline", "--label-interpolator", "nearest"]
+    interps = ["--spec", _resample_spec("bspline")]
     assert "SimpleITK" in _imported_by_a_job(["-q", *common, *interps, *out])
 
 
@@ -595,7 +605,7 @@ def test_a_validate_job_imports_neither_drift_nor_ebrains(tmp_path):
     argv += ["--on-invalid", "quarantine", "--out", str(tmp_path / "v.json")]
     modules = _imported_by_a_job(argv)
     assert "minivess_bundle.validate" in modules
-    assert not modules & {"SimpleITK", "minivess_bundle.drift", "minivess_bundle.ebrains"}
+    assert not modules & {"SimpleITK", "minivess_bundle.drift", "minivess_bundle.fetch.ebrains"}
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -613,9 +623,8 @@ def test_memory_estimate_covers_a_jobs_measured_peak_within_1_6x(tmp_path, threa
     mask = (rng.random(shape) < 0.05).astype(np.uint8)
     img, lbl = _phantom(tmp_path, shape, spacing, mask, image)
     argv = ["-q", "resample", "mv07", "--image", str(img), "--label", str(lbl)]
-    argv += ["--spacing", "1", "--image-interpolator", "linear", "--label-interpolator"]
-    argv += ["nearest", "--max-output-voxels", "0", "--source-units", "um", "--codec", "isal"]
-    argv += ["--level", "2", "--threads", str(threads), "--out-image", str(tmp_path / "a.nii.gz")]
+    argv += ["--spec", _resample_spec("linear")]
+    argv += ["--threads", str(threads), "--out-image", str(tmp_path / "a.nii.gz")]
     argv += ["--out-label", str(tmp_path / "b.nii.gz")]
     code = (
         "import sys; from minivess_bundle import cli; rc = cli.main(sys.argv[1:]); "
@@ -635,7 +644,7 @@ def test_synthetic_volume_resamples_to_simpleitks_bytes(tmp_path, monkeypatch, v
     """A synthetic MiniVess volume (64 px in-plane, its drawn spacing) through the whole
     job: the numpy path writes the bytes SimpleITK's path writes, image and mask."""
     from minivess_bundle import resample
-    from minivess_bundle.synthetic import write_synthetic_volume
+    from minivess_bundle.fetch.synthetic import write_synthetic_volume
 
     staged = write_synthetic_volume(tmp_path / "staging", volume, 20230301, 64, 40)
     ours, _, _ = _run(tmp_path, staged["image"], staged["label"], tag="numpy")

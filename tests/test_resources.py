@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from minivess_bundle import resources
-from minivess_bundle.nifti import MAX_DEFLATE_RATIO
+from minivess_bundle.core.nifti import MAX_DEFLATE_RATIO
 
 
 def _lying_file(path, shape=(30000, 30000, 30000)):
@@ -79,8 +79,8 @@ def _drift_job_peak_mb(tmp_path, kind: str, size_xy: int) -> tuple[float, int]:
     import subprocess
     import sys
 
-    from minivess_bundle.nifti import read_header
-    from minivess_bundle.synthetic import write_synthetic_volume
+    from minivess_bundle.core.nifti import read_header
+    from minivess_bundle.fetch.synthetic import write_synthetic_volume
 
     clean = write_synthetic_volume(tmp_path / f"c{size_xy}", "mv68", 5, size_xy, 110)
     out = tmp_path / f"{kind}{size_xy}"
@@ -141,3 +141,64 @@ def test_no_rule_asks_for_more_cpus_than_a_two_cpu_node_has():
                 asked[rule] = int(value)
     assert asked["bundle"] == 2 and asked["resample"] == 1
     assert max(asked.values()) == 2, asked
+
+
+def test_submission_groups_pair_volumes_in_order_and_name_them():
+    """70 volumes are 35 groups of two per stage (the SLURM submissions), named after their
+    first and last volume; an odd count leaves the last volume alone."""
+    from minivess_bundle.core.volumes import ALL_VOLUMES
+
+    groups = [resources.submission_group("prepare", vol, ALL_VOLUMES) for vol in ALL_VOLUMES]
+    assert len(set(groups)) == 35 and len(ALL_VOLUMES) == 70
+    assert groups[:3] == ["prepare_mv01-mv02", "prepare_mv01-mv02", "prepare_mv03-mv04"]
+    assert groups[-1] == "prepare_mv69-mv70"
+    three = ["mv01", "mv02", "mv39"]
+    assert [resources.submission_group("process", v, three) for v in three] == [
+        "process_mv01-mv02",
+        "process_mv01-mv02",
+        "process_mv39",
+    ]
+    # the boundary: one volume per submission is a group per volume; three join three
+    assert resources.submission_group("prepare", "mv02", three, 1) == "prepare_mv02"
+    assert resources.submission_group("prepare", "mv39", three, 3) == "prepare_mv01-mv39"
+    assert resources.submission_group("prepare", "mv07", three) == "prepare_mv07"
+    with pytest.raises(ValueError, match="per_submission must be >= 1, got 0"):
+        resources.submission_group("prepare", "mv01", three, 0)
+
+
+def test_the_slurm_profile_joins_exactly_the_groups_the_rules_name():
+    """profiles/slurm's group-components name the rules' two stages with the pair size, its
+    cores are the CPUs a submission may use, and each per-volume rule names its stage's
+    group function (rename too, so it is no localrule: a local member keeps a group local)."""
+    import re
+
+    import yaml
+    from conftest import REPO
+
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    n = resources.VOLUMES_PER_SUBMISSION
+    assert profile["group-components"] == [
+        f"{resources.GROUP_PREPARE}={n}",
+        f"{resources.GROUP_PROCESS}={n}",
+    ]
+    assert profile["cores"] == resources.GROUP_CORES == 2
+    groups = {}
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for rule, body in re.findall(
+            r"^\s*(?:rule|checkpoint) (\w+):\n(.*?)(?=^\s*rule |^\s*checkpoint |\Z)",
+            smk.read_text(),
+            re.M | re.S,
+        ):
+            if match := re.search(r"^\s+group:\n\s+(\w+)$", body, re.M):
+                groups[rule] = match.group(1)
+    assert groups == {
+        "fetch": "prepare_group",
+        "fetch_ebrains": "prepare_group",
+        "rename": "prepare_group",
+        "validate": "prepare_group",
+        "resample": "process_group",
+        "drift": "process_group",
+        "drift_gradual": "process_group",
+    }
+    localrules = (REPO / "Snakefile").read_text().split("localrules:")[1].split("\n\n")[0]
+    assert not set(groups) & set(re.findall(r"^\s+(\w+),$", localrules, re.M))

@@ -7,13 +7,13 @@ import re
 
 import jsonschema
 import pytest
-import yaml
 from conftest import REPO
 
-from minivess_bundle.errors import ConfigError
-from minivess_bundle.volumes import check_volume_id, resolve_volumes
+from minivess_bundle.core.config import schema
+from minivess_bundle.core.errors import ConfigError
+from minivess_bundle.core.volumes import check_volume_id, resolve_volumes
 
-SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+SCHEMA = schema()
 RULES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
 
 #: Every ``{params.X}`` a shell command uses without ``:q``, and the config value behind

@@ -7,21 +7,25 @@ with `bash .ci/slurm.sh up`. Elsewhere these tests are skipped; under CI they fa
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
-from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REPO, require, unavailable
 from workflow_utils import build_digest, make_workdir, run_snakemake, run_snakemake_killable
+
+from minivess_bundle.resources import GROUP_CORES, GROUP_PREPARE, GROUP_PROCESS, submission_group
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 TINY = {
     "synthetic": {"size_xy": 16, "max_z": 8},
     "volumes": ["mv01", "mv02", "mv39"],
-    "drift": {"types": ["intensity", "topology"], "levels": [1]},
+    # three kinds: the drift volume's group holds three drift jobs that could run side by side
+    "drift": {"types": ["intensity", "topology", "noise"], "levels": [1]},
 }
 # A SLURM run polls job states; 2 s between checks keeps the tiny run short (the plugin's
 # default of 40 s suits real clusters and stays in the profile).
@@ -76,8 +80,9 @@ def _run_id(output: str) -> str:
     return match.group(1)
 
 
-def _sacct_jobs(run_id: str) -> list[dict[str, str]]:
-    """Every SLURM job named ``run_id`` (the plugin names all jobs of a run after it)."""
+def _sacct_jobs(run_id: str, extra: str = "") -> list[dict[str, str]]:
+    """Every SLURM job named ``run_id`` (the plugin names all jobs of a run after it), with
+    sacct field ``extra`` as "extra" when given."""
     result = subprocess.run(
         [
             "sacct",
@@ -89,36 +94,52 @@ def _sacct_jobs(run_id: str) -> list[dict[str, str]]:
             "-S",
             "now-1days",
             "--format",
-            "JobIDRaw,JobName,Comment,State",
+            "JobIDRaw,JobName,Comment,State" + (f",{extra}" if extra else ""),
         ],
         capture_output=True,
         text=True,
         timeout=PROBE_S,
         check=True,
     )
-    keys = ("id", "name", "comment", "state")
+    keys = ("id", "name", "comment", "state", *(("extra",) if extra else ()))
     return [dict(zip(keys, line.split("|"), strict=True)) for line in result.stdout.splitlines()]
 
 
-def _planned_jobs(output: str) -> list[tuple[str, str]]:
-    """(rule, wildcard values joined by "_") of every non-local job a run printed: a
-    ``rule NAME:`` (or ``checkpoint NAME:``) line followed by indented ``key: value`` lines."""
-    jobs, current = [], None
+def _planned_jobs(output: str) -> list[tuple[str, str, str]]:
+    """(group, rule, wildcard values joined by "_") of every non-local job a run printed:
+    a ``rule NAME:`` (or ``checkpoint NAME:``) line followed by indented ``key: value``
+    lines, at the top level (group "") or indented under ``Group job GROUP (...)``."""
+    jobs, current, group = [], None, ""
     for line in output.splitlines():
-        if match := re.fullmatch(r"(?:rule|checkpoint) (\w+):", line):
-            current = [match.group(1), ""]
+        if match := re.search(r"\] Group job (\S+) \(jobs in lexicogr\. order\):$", line):
+            group, current = match.group(1), None
+        elif match := re.fullmatch(r"( {4})?(?:rule|checkpoint) (\w+):", line):
+            if not match.group(1):
+                group = ""
+            current = [group, match.group(2), ""]
             jobs.append(current)
-        elif current and line.startswith("    wildcards: "):
-            pairs = line.removeprefix("    wildcards: ").split(", ")
-            current[1] = "_".join(pair.split("=", 1)[1] for pair in pairs)
-        elif not line.startswith("    "):
-            current = None
+        elif current and re.match(r" {4,8}wildcards: ", line):
+            pairs = line.strip().removeprefix("wildcards: ").split(", ")
+            current[2] = "_".join(pair.split("=", 1)[1] for pair in pairs)
+        elif re.fullmatch(r"local(?:rule|checkpoint) \w+:", line):
+            current, group = None, ""
     return [tuple(job) for job in jobs]
 
 
-def _comment(rule: str, wildcards: str) -> str:
-    """The --comment the plugin gives a job (rule_<rule>[_wildcards_<values>])."""
-    return f"rule_{rule}_wildcards_{wildcards}" if wildcards else f"rule_{rule}"
+def _comments(planned: list[tuple[str, str, str]]) -> list[str]:
+    """The --comment the plugin gives each submission: rule_<rule>[_wildcards_<values>] for a
+    job of its own, rule_<group>_<its rules, sorted, once each> for a group job."""
+    comments = [
+        f"rule_{rule}_wildcards_{wildcards}" if wildcards else f"rule_{rule}"
+        for group, rule, wildcards in planned
+        if not group
+    ]
+    groups: dict[str, set[str]] = {}
+    for group, rule, _ in planned:
+        if group:
+            groups.setdefault(group, set()).add(rule)
+    comments += [f"rule_{group}_{'_'.join(sorted(rules))}" for group, rules in groups.items()]
+    return comments
 
 
 def _cancel(run_id: str) -> None:
@@ -132,33 +153,42 @@ def local_digest(tmp_path_factory) -> str:
     return build_digest(workdir)
 
 
+def sbatch_recorder(folder: Path) -> tuple[Path, Path]:
+    """A folder holding an ``sbatch`` that appends one line per call to a log, then runs the
+    real one: put first on PATH, it counts what the plugin submits. (folder, log)"""
+    real = shutil.which("sbatch")
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "sbatch-calls.log"
+    wrapper = folder / "sbatch"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{real}" "$@"\n')
+    wrapper.chmod(0o755)
+    return folder, log
+
+
 @pytest.fixture(scope="module")
 def slurm_run(tmp_path_factory):
     workdir = make_workdir(tmp_path_factory.mktemp("slurm"), **TINY)
-    result = run_snakemake_killable(workdir, *SLURM_ARGS, "all", timeout_s=RUN_BOUND_S, check=False)
+    folder, calls = sbatch_recorder(tmp_path_factory.mktemp("sbatch"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+        result = run_snakemake_killable(
+            workdir, *SLURM_ARGS, "all", timeout_s=RUN_BOUND_S, check=False
+        )
     output = result.stdout + result.stderr
     run_id = re.search(r"^SLURM run ID: (\S+)$", output, re.M)
     if run_id:
         _cancel(run_id.group(1))  # nothing left behind if the run was killed
     assert result.returncode == 0, f"SLURM run failed ({result.returncode}):\n{output[-6000:]}"
-    return workdir, output
+    sbatch_calls = calls.read_text().splitlines() if calls.is_file() else []
+    return workdir, output, sbatch_calls
 
 
-#: Rules whose jobs go to SLURM; every other job of the build is a localrule.
-SUBMITTED_RULES = {
-    "fetch",
-    "validate",
-    "resample",
-    "drift",
-    "bundle",
-    "verify_bundle",
-    "report_figures",
-    "report_mips",
-}
+#: Rules whose jobs go to SLURM: per volume in its group's submission, the tail alone.
+GROUPED_RULES = {"fetch", "rename", "validate", "resample", "drift"}
+TAIL_RULES = {"bundle", "verify_bundle", "report_figures", "report_mips"}
 LOCAL_RULES = {
     "all",
     "fetch_licence",
-    "rename",
     "rename_licence",
     "renamed_inventory",
     "validation_report",
@@ -168,30 +198,59 @@ LOCAL_RULES = {
 }  # (drift_select, local too, is planned only with >= 7 valid volumes)
 
 
-def test_only_heavy_jobs_are_submitted_to_slurm(slurm_run):
-    workdir, output = slurm_run
+def test_each_volume_pair_is_one_submission_per_stage_and_sbatch_runs_once_each(slurm_run):
+    """fetch -> rename -> validate of two volumes is one sbatch, their resample -> drift
+    another (resources.submission_group), the tail one each: 3 volumes are 2 + 2 + 4 = 8
+    submissions, counted at sbatch itself, where one job per rule would be 16 or more."""
+    workdir, output, sbatch_calls = slurm_run
+    volumes = TINY["volumes"]
+    valid = json.loads((workdir / "results" / "validation_report.json").read_text())["valid"]
     planned = _planned_jobs(output)
-    # only per-volume heavy work and the bundle's jobs are submitted ...
-    assert {rule for rule, _ in planned} == SUBMITTED_RULES
-    volumes = len(TINY["volumes"])
-    report = json.loads((workdir / "results" / "validation_report.json").read_text())
-    per_rule = Counter(rule for rule, _ in planned)
-    assert [per_rule["fetch"], per_rule["validate"]] == [volumes] * 2
-    assert per_rule["resample"] == len(report["valid"]) >= 1  # quarantined ones stop there
-    assert [
-        per_rule[rule] for rule in ("bundle", "verify_bundle", "report_figures", "report_mips")
-    ] == [1] * 4
-    # ... the tiny jobs run in the main process
+    grouped = {(group, rule, vol) for group, rule, vol in planned if group}
+    expected = {
+        (submission_group(GROUP_PREPARE, vol, volumes), rule, vol)
+        for vol in volumes
+        for rule in ("fetch", "rename", "validate")
+    } | {(submission_group(GROUP_PROCESS, vol, volumes), "resample", vol) for vol in valid}
+    drift = {job for job in grouped if job[1] == "drift"}
+    assert grouped - drift == expected  # quarantined volumes stop after validate
+    assert drift and {group for group, _, _ in drift} <= {
+        g for g, r, _ in expected if r == "resample"
+    }
+    assert {rule for group, rule, _ in planned if not group} == TAIL_RULES
+    assert [rule for group, rule, _ in planned if not group].count("bundle") == 1
+    prepare = {submission_group(GROUP_PREPARE, vol, volumes) for vol in volumes}
+    process = {submission_group(GROUP_PROCESS, vol, volumes) for vol in valid}
+    assert prepare == {"prepare_mv01-mv02", "prepare_mv39"}
+    submissions = len(prepare) + len(process) + len(TAIL_RULES)
+    assert len(sbatch_calls) == submissions == 2 + 2 + 4
+    # one job per rule would be 3 fetch + 3 validate + resample + drift + 4 tail
+    per_rule = 2 * len(volumes) + len(valid) + len(drift) + len(TAIL_RULES)
+    assert per_rule >= 15 and submissions <= per_rule / 2
+    assert len(re.findall(r"has been submitted with SLURM jobid \d+", output)) == submissions
+    # the tiny jobs run in the main process
     local = set(re.findall(r"^local(?:rule|checkpoint) (\w+):", output, re.M))
     assert local == LOCAL_RULES, local
     jobs = _sacct_jobs(_run_id(output))
-    assert sorted(job["comment"] for job in jobs) == sorted(_comment(*job) for job in planned)
+    assert sorted(job["comment"] for job in jobs) == sorted(_comments(planned))
     assert {job["state"] for job in jobs} == {"COMPLETED"}, jobs
-    assert len(re.findall(r"has been submitted with SLURM jobid \d+", output)) == len(planned)
+
+
+def test_no_submission_asks_for_more_cpus_than_the_profile_cores(slurm_run):
+    """A group's jobs that could run side by side are laid out within the profile's cores
+    (2): the drift volume's group (resample, then 3 drift jobs) asks for 2 CPUs, not 3."""
+    _, output, _ = slurm_run
+    jobs = _sacct_jobs(_run_id(output), "AllocCPUS")
+    cpus = {job["comment"]: int(job["extra"]) for job in jobs}
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["cores"] == GROUP_CORES == 2
+    assert max(cpus.values()) == GROUP_CORES, cpus
+    drift_group = next(c for c in cpus if c.startswith("rule_process_") and "drift" in c)
+    assert cpus[drift_group] == GROUP_CORES
 
 
 def test_slurm_build_digest_equals_the_local_build(slurm_run, local_digest):
-    workdir, _ = slurm_run
+    workdir, _, _ = slurm_run
     assert build_digest(workdir) == local_digest
 
 
@@ -207,19 +266,23 @@ def test_failed_slurm_job_is_reported_with_its_slurm_log(tmp_path):
     output = result.stdout + result.stderr
     _cancel(_run_id(output))
     assert result.returncode == 1, output[-4000:]
-    failed = re.search(r"SLURM-job '(\d+)' failed, SLURM status is: 'FAILED'", output)
-    assert failed, output[-4000:]
-    # The rule's error block names the SLURM log of that job beside the rule's own log.
-    logs = re.findall(
-        r"^\s+log: logs/fetch/mv01\.log, (\S+/\.snakemake/slurm_logs/rule_fetch/mv01/(\d+)\.log)",
+    # The group's error block names its SLURM log, then each job of it with its own log.
+    group = submission_group(GROUP_PREPARE, "mv01", ["mv01"])
+    assert group == "prepare_mv01"
+    block = re.search(
+        rf"^\s+message: Error in group {group}\n\s+log: (\S+/\.snakemake/slurm_logs/"
+        rf"group_{group}_fetch_rename_validate/(\d+)\.log) \(check log file",
         output,
         re.M,
     )
-    assert logs, output[-4000:]
-    slurm_log, job_id = Path(logs[0][0]), logs[0][1]
+    assert block, output[-4000:]
+    assert re.search(
+        r"^\s+rule fetch:\n(?:\s+\w+: .*\n)*?\s+log: logs/fetch/mv01\.log", output, re.M
+    )
+    slurm_log, job_id = Path(block.group(1)), block.group(2)
     assert slurm_log.is_file() and slurm_log.is_relative_to(workdir)
     assert "Error in rule fetch" in slurm_log.read_text()
     assert "mv01: fetch: not a ZIP archive" in (workdir / "logs/fetch/mv01.log").read_text()
     jobs = {job["id"]: job for job in _sacct_jobs(_run_id(output))}
-    assert jobs[job_id]["comment"] == "rule_fetch_wildcards_mv01"
+    assert jobs[job_id]["comment"] == f"rule_{group}_fetch_rename_validate"
     assert jobs[job_id]["state"] == "FAILED"

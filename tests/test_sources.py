@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minivess_bundle import fsio, nifti
-from minivess_bundle.errors import ConfigError, SourceError
-from minivess_bundle.sources import (
+from minivess_bundle.core import fsio, nifti
+from minivess_bundle.core.errors import ConfigError, SourceError
+from minivess_bundle.core.volumes import EBRAINS_LICENCE
+from minivess_bundle.fetch.sources import (
     fetch_from_dir,
     fetch_from_zip,
     fetch_licence_from_dir,
     fetch_licence_from_zip,
 )
-from minivess_bundle.volumes import EBRAINS_LICENCE
 
 PREFIX = "d-bf268b89-1420-476b-b428-b85a913eb523/"
 LICENCE_BYTES = b"%PDF-1.4 fake licence\n"
@@ -511,7 +511,7 @@ def test_stray_files_are_ignored_and_listed_once_by_the_licence_fetch(tmp_path, 
     source = _source(kind, tmp_path, files)
     staging = tmp_path / "staging"
 
-    with caplog.at_level("WARNING", logger="minivess_bundle.sources"):
+    with caplog.at_level("WARNING", logger="minivess_bundle.fetch.sources"):
         _fetch(kind, source, "mv01", staging)
         assert caplog.messages == []  # a volume's fetch is not the place to list strays
         (fetch_licence_from_zip if kind == "zip" else fetch_licence_from_dir)(source, staging)
@@ -536,7 +536,7 @@ def test_near_miss_next_to_the_exact_name_is_warned_and_never_read(tmp_path, kin
     source = _source(kind, tmp_path, files)
     staging = tmp_path / "staging"
 
-    with caplog.at_level("WARNING", logger="minivess_bundle.sources"):
+    with caplog.at_level("WARNING", logger="minivess_bundle.fetch.sources"):
         record = _fetch(kind, source, "mv01", staging)
 
     assert (

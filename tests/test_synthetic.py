@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from conftest import REAL_MASK, REAL_MASK_SHA256
 
-from minivess_bundle import synthetic
-from minivess_bundle.calibration import compare, real_stats, synthetic_stats
-from minivess_bundle.fsio import sha256_file
-from minivess_bundle.volumes import ALL_VOLUMES
+from minivess_bundle.core.fsio import sha256_file
+from minivess_bundle.core.volumes import ALL_VOLUMES
+from minivess_bundle.fetch import synthetic
+from minivess_bundle.fetch.calibration import compare, real_stats, synthetic_stats
 
 
 def _gunzip_head(path, n=352):

@@ -10,9 +10,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from minivess_bundle import nifti
-from minivess_bundle.errors import ConfigError, ValidationError
-from minivess_bundle.fsio import write_json_atomic
+from minivess_bundle.core import nifti
+from minivess_bundle.core.errors import ConfigError, ValidationError
+from minivess_bundle.core.fsio import write_json_atomic
 from minivess_bundle.validate import (
     MODALITIES,
     aggregate_reports,
@@ -76,7 +76,7 @@ def _failed(report):
 
 
 def test_good_synthetic_volume_passes_every_check_with_stats(tmp_path):
-    from minivess_bundle.synthetic import write_synthetic_volume
+    from minivess_bundle.fetch.synthetic import write_synthetic_volume
 
     paths = write_synthetic_volume(tmp_path, "mv02", seed=5, size_xy=24, max_z=8)
     report = validate_volume("mv02", paths["image"], paths["label"], paths["metadata"])

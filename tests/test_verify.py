@@ -12,10 +12,10 @@ import pytest
 from bundle_utils import SDE, build, make_inputs
 from conftest import require
 
-from minivess_bundle.archive import write_archive
-from minivess_bundle.dvcmeta import write_dvc_metadata
-from minivess_bundle.errors import BundleError
-from minivess_bundle.verify import verdict, verify_bundle
+from minivess_bundle.bundle.archive import write_archive
+from minivess_bundle.bundle.dvcmeta import write_dvc_metadata
+from minivess_bundle.bundle.verify import verdict, verify_bundle
+from minivess_bundle.core.errors import BundleError
 
 bagit = require("bagit")
 

@@ -16,7 +16,7 @@ from workflow_utils import (
     run_snakemake,
 )
 
-from minivess_bundle.fsio import sha256_file
+from minivess_bundle.core.fsio import sha256_file
 
 pytestmark = pytest.mark.workflow
 # Tiny volumes, every stage (drift: all types at one level).
@@ -249,7 +249,7 @@ def test_report_html_holds_the_figures(synthetic_run, tmp_path):
 def test_check_target_trains_one_epoch_and_exports_to_nnunet(synthetic_run):
     require("torch", hint="the train extra")
     require("monai", hint="the train extra")
-    from minivess_bundle.nnunet import check_nnunet_dataset
+    from minivess_bundle.consumers.nnunet import check_nnunet_dataset
 
     workdir, _ = synthetic_run
     run_snakemake(workdir, "--cores", "2", "check")
@@ -267,7 +267,7 @@ def test_check_target_trains_one_epoch_and_exports_to_nnunet(synthetic_run):
 def _small_release(out, volumes=("mv01", "mv02", "mv03")):
     """A small release folder (EBRAINS layout) whose volumes pass validation, with the
     licence file, and the config of a fast dir-source build of it."""
-    from minivess_bundle.synthetic import write_synthetic_volume
+    from minivess_bundle.fetch.synthetic import write_synthetic_volume
 
     for vol in volumes:
         write_synthetic_volume(out, vol, seed=3, size_xy=64, max_z=12)
@@ -285,7 +285,7 @@ def _release_with_bad_mask(out):
     """A small release whose mv02 mask holds the value 2 (and its build config)."""
     import numpy as np
 
-    from minivess_bundle.nifti import read_nifti, write_nifti
+    from minivess_bundle.core.nifti import read_nifti, write_nifti
 
     out, config = _small_release(out)
     mask_path = out / "seg" / "mv02_y.nii.gz"

@@ -133,8 +133,8 @@ def run_snakemake_killable(
 def release_tree(workdir: Path, into: Path) -> Path:
     """The EBRAINS-layout release (raw/, seg/, json/) a build's volumes came from, rebuilt
     from ``results/renamed/`` (staging is temporary; rename keeps the bytes untouched)."""
-    from minivess_bundle.layout import RENAMED_ROOT
-    from minivess_bundle.volumes import renamed_names, staging_names
+    from minivess_bundle.core.layout import RENAMED_ROOT
+    from minivess_bundle.core.volumes import renamed_names, staging_names
 
     renamed = workdir / RENAMED_ROOT
     for image in sorted((renamed / "imagesTr").glob("mv[0-9][0-9].nii.gz")):

@@ -4,7 +4,7 @@ An estimate starts from the NIfTI header, but a header is untrusted input: a
 file whose header claims 30000^3 voxels must not make a job ask SLURM for 300 TB.
 Every estimate is therefore computed for at most the voxels the file on disk can
 plausibly hold (:func:`plausible_voxels`: a gzip stream expands at most
-:data:`~minivess_bundle.nifti.MAX_DEFLATE_RATIO`:1, a ``.nii`` holds its size),
+:data:`~minivess_bundle.core.nifti.MAX_DEFLATE_RATIO`:1, a ``.nii`` holds its size),
 and a job retried after running out of memory asks for more each attempt
 (:func:`for_attempt`). A file that is missing or unreadable gets a fixed
 fallback; the job itself then reports the problem.
@@ -15,7 +15,40 @@ Light imports only: the workflow calls these while it builds the DAG.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
+
+#: SLURM submissions (the rules' ``group:``, from :func:`submission_group`; inactive in a
+#: local run): the fetch -> rename -> validate jobs of ``VOLUMES_PER_SUBMISSION`` volumes run
+#: as one SLURM job, and their resample -> drift jobs as another (the validation checkpoint
+#: between them decides which volumes go on, so no chain spans it). 70 volumes: 35 + 35
+#: submissions plus the tail. (Snakemake's own ``--group-components`` would do the joining,
+#: but Snakemake 9.27 joins already joined groups again each time it updates the DAG: 3
+#: volumes at 2 per job became one job. Naming the groups here is exact and deterministic.)
+GROUP_PREPARE = "prepare"
+GROUP_PROCESS = "process"
+VOLUMES_PER_SUBMISSION = 2
+#: The most CPUs one submission asks for (profiles/slurm ``cores``): a group's jobs that
+#: could run side by side are laid out to fit it, so a drift volume's 18 drift jobs run two
+#: at a time and no submission asks a 2-CPU node for more.
+GROUP_CORES = 2
+
+
+def submission_group(
+    stage: str, volume: str, volumes: Sequence[str], per_submission: int = VOLUMES_PER_SUBMISSION
+) -> str:
+    """The SLURM group of ``volume``'s ``stage`` jobs: ``volumes`` in their order,
+    ``per_submission`` at a time, named after the first and last volume of the run
+    (``prepare_mv01-mv02``). A volume not in ``volumes`` gets a group of its own."""
+    volumes = list(volumes)
+    if per_submission < 1:
+        raise ValueError(f"per_submission must be >= 1, got {per_submission}")
+    if volume not in volumes:
+        return f"{stage}_{volume}"
+    start = volumes.index(volume) // per_submission * per_submission
+    chunk = volumes[start : start + per_submission]
+    return f"{stage}_{chunk[0]}" + (f"-{chunk[-1]}" if len(chunk) > 1 else "")
+
 
 #: Each retry asks for this much more than the first attempt (1.0, 1.5, 2.0, ...).
 ATTEMPT_GROWTH = 0.5
@@ -44,7 +77,7 @@ def for_attempt(mem_mb: int | float, attempt: int = 1) -> int:
 
 def plausible_voxels(path: str | Path) -> tuple[int, int]:
     """``(voxels the header claims, voxels the file can plausibly hold)`` for a NIfTI file."""
-    from .nifti import MAX_DEFLATE_RATIO, read_header
+    from .core.nifti import MAX_DEFLATE_RATIO, read_header
 
     info = read_header(path, check_size=False)
     capacity = (
@@ -114,15 +147,18 @@ REPORT_MIPS_BASE_MB = 300
 REPORT_MIPS_BYTES_PER_VOXEL = 4
 
 
-def report_mips_mem_mb(paths: list[str | Path], attempt: int = 1) -> int:
-    """Memory of drawing the MIPs of the volumes at ``paths`` one after the other: the
-    largest one's, from its header; :data:`FALLBACK_MB` when none can be read yet."""
+def report_mips_mem_mb(paths: list[str | Path], attempt: int = 1, threads: int = 1) -> int:
+    """Memory of drawing the MIPs of the volumes at ``paths``, ``threads`` at a time: the
+    largest one's, from its header, once per worker; :data:`FALLBACK_MB` per worker when
+    none can be read yet."""
+    workers = max(1, int(threads))
     largest = 0
     for path in paths:
         try:
             largest = max(largest, plausible_voxels(path)[1])
         except Exception:  # not there yet or unreadable: the job itself reports it
-            return for_attempt(FALLBACK_MB, attempt)
+            return for_attempt(FALLBACK_MB * workers, attempt)
     if not largest:
-        return for_attempt(FALLBACK_MB, attempt)
-    return for_attempt(REPORT_MIPS_BASE_MB + largest * REPORT_MIPS_BYTES_PER_VOXEL / 2**20, attempt)
+        return for_attempt(FALLBACK_MB * workers, attempt)
+    one = REPORT_MIPS_BASE_MB + largest * REPORT_MIPS_BYTES_PER_VOXEL / 2**20
+    return for_attempt(one * workers, attempt)

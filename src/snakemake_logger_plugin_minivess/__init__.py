@@ -7,6 +7,13 @@ to execute", "Finished jobid", the log paths) and prints the job table, a progre
 every 5 % (and the last one), every warning and error in Snakemake's own format (failed
 jobs with their logs) and any other message (e.g. ``--lint``'s), so the run's last
 line is the workflow's own ``onsuccess`` digest line.
+
+Snakemake's job total grows when a checkpoint has run (validation decides which volumes
+are resampled and drifted): until the last checkpoint of the table has run, progress
+says it is still planning (``12 of 219+ jobs done, still planning``) instead of a
+percentage that would fall; then it gives the final count, and the end of the run
+lists every rule's jobs (the first table cannot: resample and drift are not planned
+yet). ``--cores`` above this machine's CPUs gets a warning.
 Dry runs, ``--verbose`` and ``--debug-dag`` get Snakemake's full output.
 
 Snakemake finds logger plugins by module name (``snakemake_logger_plugin_<name>``); this
@@ -16,7 +23,9 @@ one ships inside the minivess-bundle distribution (``src/``), so it needs no ext
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections import Counter
 from dataclasses import dataclass
 
 from snakemake_interface_logger_plugins.base import LogHandlerBase
@@ -56,6 +65,45 @@ DROP_MESSAGES = (
 )
 
 
+#: The workflow's checkpoint rules (``checkpoint NAME:`` in workflow/rules/; a test holds
+#: them equal): until each has run, more jobs may be planned.
+CHECKPOINT_RULES = frozenset({"validation_report", "bundle"})
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity; the machine's count elsewhere)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def cores_warning(cores: int, cpus: int) -> str:
+    """The warning for ``--cores`` above the CPUs, or "" when it fits."""
+    if cores <= cpus:
+        return ""
+    return (
+        f"minivess-bundle: --cores {cores} is more than the {cpus} CPUs here: jobs share "
+        f"them and the build is no faster (use --cores {cpus})"
+    )
+
+
+def progress_line(done: int, total: int, planning: bool) -> str:
+    """One progress line: a percentage only once the job count is final."""
+    if planning:
+        return f"{done} of {total}+ jobs done, still planning (checkpoints add jobs)"
+    return f"{done} of {total} jobs done ({100 * done // max(total, 1)}%)"
+
+
+def job_table(counts: Counter) -> str:
+    """Every rule that ran and its jobs, most first (then by name), with the total."""
+    rows = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    width = max([len("total"), *(len(rule) for rule, _ in rows)])
+    lines = [f"{'job':<{width}}  count", *(f"{rule:<{width}}  {n:>5}" for rule, n in rows)]
+    lines.append(f"{'total':<{width}}  {sum(counts.values()):>5}")
+    return "jobs run:\n" + "\n".join(lines)
+
+
 @dataclass
 class LogHandlerSettings(LogHandlerSettingsBase):
     """No settings: the handler follows Snakemake's own output settings."""
@@ -75,6 +123,44 @@ class LogHandler(LogHandlerBase):
             cs.quiet, cs.debug_dag, cs.verbose, cs.dryrun, cs.printshellcmds
         )
         self.last_step = 0
+        #: checkpoint jobs in the job table (None: no table yet), and those that ran
+        self.checkpoints_planned: int | None = None
+        self.checkpoint_jobs: set = set()
+        self.checkpoints_done = 0
+        self.rules_run: Counter = Counter()
+
+    def planning(self) -> bool:
+        """Whether a checkpoint of the job table has not run yet (the total may grow)."""
+        return self.checkpoints_planned is None or (
+            self.checkpoints_done < self.checkpoints_planned
+        )
+
+    def observe(self, record: logging.LogRecord) -> str | None:
+        """Track what the job count depends on; the text to print instead of the
+        record's own (None: Snakemake's format)."""
+        event = str(getattr(record, "event", "") or "")
+        if event == "run_info" and isinstance(getattr(record, "stats", None), dict):
+            stats = record.stats
+            self.checkpoints_planned = sum(
+                int(n) for rule, n in stats.items() if rule in CHECKPOINT_RULES
+            )
+        elif event == "job_info":
+            self.rules_run[str(getattr(record, "rule_name", "?"))] += 1
+            if getattr(record, "is_checkpoint", False):
+                self.checkpoint_jobs.add(getattr(record, "jobid", None))
+        elif event == "job_finished":
+            if getattr(record, "job_id", None) in self.checkpoint_jobs:
+                self.checkpoint_jobs.discard(record.job_id)
+                self.checkpoints_done += 1
+        elif event == "resources_info" and getattr(record, "cores", None):
+            return cores_warning(int(record.cores), available_cpus()) or None
+        elif event == "progress" and not self.full:
+            done, total = int(record.done), int(record.total)
+            line = progress_line(done, total, self.planning())
+            if done == total and self.rules_run:
+                line += "\n" + job_table(self.rules_run)
+            return line
+        return None
 
     def keep(self, record: logging.LogRecord) -> bool:
         """Whether ``record`` gets a line (after Snakemake's own filter)."""
@@ -98,8 +184,13 @@ class LogHandler(LogHandlerBase):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            instead = self.observe(record)
+            if str(getattr(record, "event", "")) == "resources_info" and instead:
+                self.stream.write(instead + "\n")  # the cores warning
+                self.stream.flush()
+                return
             if self.keep(record):
-                text = self.format(record)
+                text = instead or self.format(record)
                 if text:
                     self.stream.write(text.rstrip("\n") + "\n")
                     self.stream.flush()

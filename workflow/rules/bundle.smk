@@ -21,8 +21,6 @@ checkpoint bundle:
         "benchmarks/bundle/bundle.tsv"
     conda:
         ENV
-    container:
-        CONTAINER
     # files copied and hashed at once: 2, so a SLURM node with 2 CPUs can run it (4 asked for
     # cpus_per_task=4 and never started on one); more with --set-threads bundle=N
     threads: 2
@@ -30,39 +28,9 @@ checkpoint bundle:
         mem_mb=fixed_mem_mb(1024),
         runtime=120,
     params:
-        version=config["bundle"]["version"],
-        out_dir=lambda wildcards, output: str(Path(output.summary).parent),
-        archive="--archive" if ARCHIVE else "--no-archive",
-        epoch=SOURCE_DATE_EPOCH,
-        raw_root=section_root(layout.RENAMED_ROOT),
-        processed_root=section_root(layout.PROCESSED_ROOT),
-        drift_root=section_root(layout.DRIFT_ROOT),
-        quarantine_root=section_root(layout.RENAMED_ROOT),
-        quarantined=config["bundle"]["quarantined"],
-        raw=bundle_section("raw"),
-        processed=bundle_section("processed"),
-        records=bundle_section("records"),
-        drift=bundle_section("drift"),
-        quarantine=bundle_section("quarantine"),
-        drift_manifest=bundle_drift_manifest,
-        listing=layout.EBRAINS_LISTING if SOURCE == "ebrains" else "",
-        git_commit=GIT_COMMIT,
-        config_json=json.dumps(recorded_config(config), sort_keys=True),
-        stages_json=STAGES_JSON,
+        spec=bundle_spec,
     shell:
-        "minivess-bundle bundle --bundle-version {params.version} "
-        "--out-dir {params.out_dir:q} --source-date-epoch {params.epoch} "
-        "--raw-root {params.raw_root:q} --raw {params.raw:q} "
-        "--processed-root {params.processed_root:q} --processed {params.processed:q} "
-        "--resample-records {params.records:q} "
-        "--drift-root {params.drift_root:q} --drift {params.drift:q} "
-        "--drift-manifest={params.drift_manifest:q} "
-        "--quarantine-root {params.quarantine_root:q} --quarantine {params.quarantine:q} "
-        "--quarantined {params.quarantined} "
-        "--validation-report {input.validation_report:q} --listing={params.listing:q} "
-        "--lock {input.lock:q} --git-commit={params.git_commit:q} "
-        "--config-json {params.config_json:q} --stages-json {params.stages_json:q} "
-        "--summary {output.summary:q} {params.archive:q} --threads {threads} > {log:q} 2>&1"
+        "minivess-bundle bundle --spec {params.spec:q} > {log:q} 2>&1"
 
 
 rule verify_bundle:
@@ -74,10 +42,10 @@ rule verify_bundle:
         BUNDLE["verified"],
     log:
         "logs/bundle/verify.log",
+    benchmark:
+        "benchmarks/verify_bundle/verify_bundle.tsv"
     conda:
         ENV
-    container:
-        CONTAINER
     threads: 2  # hashing in parallel (capped by --cores)
     resources:
         mem_mb=fixed_mem_mb(512),

@@ -14,8 +14,6 @@ rule train_smoke:
         "logs/check/train_smoke.log",
     conda:
         "../../envs/train.yaml"
-    container:
-        CONTAINER
     threads: 2
     resources:
         mem_mb=fixed_mem_mb(8000),
@@ -34,13 +32,11 @@ rule export_nnunet:
         bag=BUNDLE["bag_manifest"],
         verified=BUNDLE["verified"],
     output:
-        f"{layout.NNUNET_ROOT}/Dataset501_MiniVess/dataset.json",
+        layout.NNUNET_DATASET,
     log:
         "logs/check/export_nnunet.log",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=fixed_mem_mb(1024),
         runtime=30,
@@ -49,7 +45,7 @@ rule export_nnunet:
         out_root=lambda wildcards, output: str(Path(output[0]).parent.parent),
     shell:
         "minivess-bundle export-nnunet {params.bag:q} --out-root {params.out_root:q} "
-        "--dataset-id 501 > {log:q} 2>&1"
+        "> {log:q} 2>&1"
 
 
 rule check:

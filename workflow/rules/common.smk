@@ -9,33 +9,38 @@ import posixpath
 import subprocess
 import re
 import sys
+import warnings
 from urllib.parse import urlsplit
 from pathlib import Path
 
-import yaml
-from snakemake.utils import validate
-
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-
-from minivess_bundle import layout, resources  # noqa: E402
-from minivess_bundle.config import (  # noqa: E402
-    coerce as coerce_config,
-    recorded as recorded_config,
+# Snakemake leaves a coroutine of its own un-awaited when a resource function reads
+# input sizes before the input exists (rules.py, TBDString): a warning a user cannot act on.
+warnings.filterwarnings(
+    "ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning
 )
-from minivess_bundle.layout import staged, renamed, processed  # noqa: E402
+
+from minivess_bundle import resources  # noqa: E402
+from minivess_bundle.core import layout  # noqa: E402
+from minivess_bundle.core.config import validation_rules  # noqa: E402
+from minivess_bundle.settings import validated as validated_config  # noqa: E402
+from minivess_bundle.bundle.release import release_spec  # noqa: E402
+from minivess_bundle.resample import ResampleSpec  # noqa: E402
+from minivess_bundle.core.spec import to_json as spec_json  # noqa: E402
+from minivess_bundle.core.layout import staged, renamed, processed  # noqa: E402
 from minivess_bundle.drift.kinds import KINDS  # noqa: E402
 from minivess_bundle.drift.plan import (  # noqa: E402
     LEVELLED_KINDS,
     drift_levels,
     drift_volumes as plan_drift_volumes,
-    plan_jobs,
+    plan_groups,
     plan_sets,
     skipped_jobs,
     skipped_sets,
     volume_facts,
     reference_volumes,
 )
-from minivess_bundle.volumes import (  # noqa: E402
+from minivess_bundle.core.volumes import (  # noqa: E402
     EBRAINS_LICENCE,
     SYNTHETIC_LICENCE,
     VOLUME_PATTERN,
@@ -43,10 +48,9 @@ from minivess_bundle.volumes import (  # noqa: E402
     staging_names,
 )
 
-# Values given as --config key='{a: false}' arrive as strings: typed from the schema first.
-SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-config.update(coerce_config(config, yaml.safe_load(SCHEMA.read_text())))
-validate(config, schema="../schemas/config.schema.yaml")
+# The package checks the config first (typed, defaults from its schema, one line per
+# problem, source paths by their config key), before any job is planned.
+config.update(validated_config(config, files=workflow.configfiles))
 
 VOLUMES = resolve_volumes(config["volumes"])
 SOURCE = config["source"]
@@ -119,29 +123,34 @@ def fetch_mem_mb(wildcards, attempt):
     return resources.synthetic_mem_mb(size["size_xy"], size["max_z"], attempt)
 
 
-VALIDATION_RULES = json.dumps(
-    {
-        key: config["validate"][key]
-        for key in (
-            "modality",
-            "source_units",
-            "image_dtype",
-            "label_dtype",
-            "foreground_fraction",
-        )
-    },
-    sort_keys=True,
-)
-RESAMPLE_SPACING = (
-    "native"
-    if config["resample"]["target_spacing_um"] == "native"
-    else " ".join(str(float(v)) for v in config["resample"]["target_spacing_um"])
-)
+VALIDATION_RULES = json.dumps(validation_rules(config), sort_keys=True)
+#: The resample stage's one spec (resample.ResampleSpec), the same for every volume.
+RESAMPLE_SPEC = spec_json(ResampleSpec.from_config(config))
 
 
 def fixed_mem_mb(mem_mb):
     """A resource function: ``mem_mb`` on the first attempt, more on each retry."""
     return lambda wildcards, attempt: resources.for_attempt(mem_mb, attempt)
+
+
+def _submission_group(stage, vol):
+    """The group of ``vol``'s ``stage`` jobs (resources.submission_group), registered under
+    ``stage`` the way Snakemake registers a group with wildcards, so that profiles/slurm's
+    ``group-components: [prepare=N]`` joins the chains of one group (its volumes') into
+    one submission. Groups are inactive in a local run."""
+    group = resources.submission_group(stage, vol, VOLUMES)
+    workflow.parent_groupids[group] = stage
+    return group
+
+
+def prepare_group(wildcards):
+    """SLURM: one submission runs fetch -> rename -> validate of a few volumes."""
+    return _submission_group(resources.GROUP_PREPARE, wildcards.vol)
+
+
+def process_group(wildcards):
+    """SLURM: one submission runs resample -> drift of the same few volumes."""
+    return _submission_group(resources.GROUP_PROCESS, wildcards.vol)
 
 
 def validate_mem_mb(wildcards, input, attempt):
@@ -205,11 +214,17 @@ def drift_facts():
     return _facts_in(report_path, os.stat(report_path).st_mtime_ns)
 
 
+def drift_groups():
+    """The plan's jobs: (volume, kind, levels, params) groups (drift.plan.plan_groups)."""
+    return plan_groups(valid_volumes(), DRIFT, drift_facts())
+
+
 def drift_jobs():
-    """(volume, kind, level) of every variant (drift.plan.plan_jobs)."""
+    """(volume, kind, level) of every variant (the groups' levels)."""
     return [
-        (job.volume, job.kind, job.level)
-        for job in plan_jobs(valid_volumes(), DRIFT, drift_facts())
+        (group.volume, group.kind, level)
+        for group in drift_groups()
+        for level in group.levels
     ]
 
 
@@ -251,9 +266,9 @@ def drift_pool_files(wildcards):
 
 def drift_params(wildcards):
     """Explicit parameters of one drift job as JSON (gradual: base kind and batches)."""
-    for job in plan_jobs(valid_volumes(), DRIFT, drift_facts()):
-        if job.kind == wildcards.drift and job.params:
-            return json.dumps(job.params, sort_keys=True)
+    for group in drift_groups():
+        if group.kind == wildcards.drift and group.params:
+            return json.dumps(group.params, sort_keys=True)
     return ""
 
 
@@ -323,9 +338,12 @@ BUNDLE_ARCHIVE = {key: BUNDLE[key] for key in ("archive", "sha256")} if ARCHIVE 
 #: What verify_bundle checks: the bag folder, then the archive (bundle.archive).
 VERIFY_PATHS = [BUNDLE["bag"], *([BUNDLE["archive"]] if ARCHIVE else [])]
 DRIFT_EVAL_CONFIG = json.dumps(config["drift_eval"], sort_keys=True)
-SOURCE_DATE_EPOCH = int(
-    os.environ.get("SOURCE_DATE_EPOCH") or config["bundle"]["source_date_epoch"]
-)
+
+
+# The workflow's own folder (two above this file's), also when it is deployed as a module
+# (snakedeploy): workflow.basedir is then the deployment's. A remote module has no folder here
+# (a URL): git fails and the commit is "".
+WORKFLOW_DIR = os.path.dirname(os.path.dirname(str(workflow.current_basedir)))
 
 
 def git_commit():
@@ -335,7 +353,7 @@ def git_commit():
         return baked
     try:
         return subprocess.run(
-            ["git", "-C", workflow.basedir, "rev-parse", "HEAD"],
+            ["git", "-C", WORKFLOW_DIR, "rev-parse", "HEAD"],
             capture_output=True,
             text=True,
             check=True,
@@ -345,18 +363,6 @@ def git_commit():
 
 
 GIT_COMMIT = git_commit()
-STAGES_JSON = json.dumps(
-    {
-        "fetch": {"source": SOURCE},
-        "rename": {"method": "verified copy, bytes untouched"},
-        "validate": json.loads(VALIDATION_RULES)
-        | {"on_invalid": config["validate"]["on_invalid"]},
-        "resample": config["resample"],
-        "drift": DRIFT,
-        "compression": config["compression"],
-    },
-    sort_keys=True,
-)
 
 
 def quarantined_volumes():
@@ -396,21 +402,24 @@ def bundle_inputs(wildcards):
     return inputs
 
 
-def bundle_section(name):
-    """A params function: the declared files of one bag section (the shell's file list)."""
-    return lambda wildcards: bundle_inputs(wildcards)[name]
-
-
 def section_root(root):
     """A params function: the folder a section's declared files are relative to."""
     return lambda wildcards: root
 
 
-def bundle_drift_manifest(wildcards):
-    """The drift manifest when the bundle has a drift section, else ""."""
-    if config["bundle"]["drift"] and has_drift():
-        return layout.DRIFT_MANIFEST
-    return ""
+def bundle_spec(wildcards, input, output, threads):
+    """The bundle stage's one spec (release.release_spec: config + declared files), JSON."""
+    spec = release_spec(
+        config,
+        bundle_inputs(wildcards),
+        out_dir=str(Path(output.summary).parent),
+        summary=output.summary,
+        validation_report=input.validation_report,
+        lock=input.lock,
+        git_commit=GIT_COMMIT,
+        threads=threads,
+    )
+    return spec_json(spec)
 
 
 def verify_inputs(wildcards):
@@ -447,11 +456,12 @@ def report_mip_inputs(wildcards):
     }
 
 
-def report_mips_mem_mb(wildcards, input, attempt):
-    """The MIP job holds one volume (and its mask) at a time: the largest, from its header."""
+def report_mips_mem_mb(wildcards, input, threads, attempt):
+    """Each of the MIP job's workers holds one volume (and its mask) at a time: the
+    largest, from its header, per worker."""
     root = f"{layout.PROCESSED_ROOT}/imagesTr/"  # (none listed yet in a dry run)
     images = [str(path) for path in input if str(path).startswith(root)]
-    return resources.report_mips_mem_mb(images, attempt)
+    return resources.report_mips_mem_mb(images, attempt, threads)
 
 
 def omezarr_mem_mb(wildcards, input, attempt):

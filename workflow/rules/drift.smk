@@ -25,10 +25,10 @@ rule drift:
         "benchmarks/drift/{drift}/{vol}.tsv"
     wildcard_constraints:
         drift="|".join(LEVELLED_KINDS),
+    group:
+        process_group
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=drift_mem_mb,
         runtime=30,
@@ -66,10 +66,10 @@ rule drift_gradual:
         "benchmarks/drift/{drift}/{level}/{vol}.tsv"
     wildcard_constraints:
         drift="gradual",
+    group:
+        process_group
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=drift_mem_mb,
         runtime=30,
@@ -101,8 +101,6 @@ rule drift_set:
         "logs/drift/{drift}/{level}/dataset.log",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=128,
         runtime=5,
@@ -128,8 +126,6 @@ rule drift_select:
         drift="prevalence",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=256,
         runtime=5,
@@ -157,8 +153,6 @@ rule drift_manifest:
         "logs/drift/manifest.log",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=256,
         runtime=5,

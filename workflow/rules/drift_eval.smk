@@ -35,8 +35,6 @@ rule drift_eval_score:
         "benchmarks/drift_eval/drift_eval.tsv"
     conda:
         "../../envs/train.yaml"
-    container:
-        CONTAINER
     threads: 2
     resources:
         mem_mb=4000,

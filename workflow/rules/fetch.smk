@@ -17,10 +17,10 @@ if SOURCE != "ebrains":
             "logs/fetch/{vol}.log",
         benchmark:
             "benchmarks/fetch/{vol}.tsv"
+        group:
+            prepare_group
         conda:
             ENV
-        container:
-            CONTAINER
         resources:
             mem_mb=fetch_mem_mb,
             runtime=20,
@@ -50,8 +50,6 @@ if SOURCE != "ebrains":
             "logs/fetch/licence.log",
         conda:
             ENV
-        container:
-            CONTAINER
         resources:
             mem_mb=128,
             runtime=5,
@@ -79,8 +77,6 @@ if SOURCE == "ebrains":
             "logs/fetch/ebrains_listing.log",
         conda:
             ENV
-        container:
-            CONTAINER
         resources:
             mem_mb=256,
             runtime=10,
@@ -107,10 +103,10 @@ if SOURCE == "ebrains":
             "logs/fetch/{vol}.log",
         benchmark:
             "benchmarks/fetch/{vol}.tsv"
+        group:
+            prepare_group
         conda:
             ENV
-        container:
-            CONTAINER
         resources:
             mem_mb=256,
             runtime=60,
@@ -139,8 +135,6 @@ if SOURCE == "ebrains":
             "logs/fetch/licence.log",
         conda:
             ENV
-        container:
-            CONTAINER
         resources:
             mem_mb=256,
             runtime=10,
@@ -168,8 +162,6 @@ if SOURCE == "zip" and ZIP_URL:
             "logs/fetch/download_zip.log",
         conda:
             ENV
-        container:
-            CONTAINER
         resources:
             mem_mb=256,
             runtime=240,

@@ -17,8 +17,6 @@ rule omezarr:
         "benchmarks/omezarr/{vol}.tsv"
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=omezarr_mem_mb,
         runtime=30,

@@ -12,10 +12,10 @@ rule rename:
         "logs/rename/{vol}.log",
     benchmark:
         "benchmarks/rename/{vol}.tsv"
+    group:
+        prepare_group
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=128,
         runtime=5,
@@ -36,8 +36,6 @@ rule rename_licence:
         "logs/rename/licence.log",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=128,
         runtime=5,
@@ -55,8 +53,6 @@ rule renamed_inventory:
         "logs/rename/inventory.log",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=256,
         runtime=10,

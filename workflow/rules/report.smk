@@ -28,8 +28,7 @@ rule report_mips:
     priority: 1  # before waiting drift jobs: off the serial tail
     conda:
         ENV
-    container:
-        CONTAINER
+    threads: 2  # volumes drawn at once (capped by --cores; more with --set-threads)
     resources:
         mem_mb=report_mips_mem_mb,
         runtime=30,
@@ -39,7 +38,7 @@ rule report_mips:
     shell:
         "minivess-bundle report-mips --validation-report {input.validation_report:q} "
         "--before {params.before:q} --after {params.after:q} --mip-dir {output.mips:q} "
-        "> {log:q} 2>&1"
+        "--threads {threads} > {log:q} 2>&1"
 
 
 rule report_figures:
@@ -73,8 +72,6 @@ rule report_figures:
         "benchmarks/report_figures/report_figures.tsv"
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=fixed_mem_mb(2048),
         runtime=30,

@@ -16,10 +16,10 @@ rule resample:
         "logs/resample/{vol}.log",
     benchmark:
         "benchmarks/resample/{vol}.tsv"
+    group:
+        process_group
     conda:
         ENV
-    container:
-        CONTAINER
     # One thread: on 2 cores two resample jobs then run side by side. Measured on an
     # mv68-size job (bench/resample_speed.py), CPU s: start-up 0.25, decode 0.25,
     # interpolation 0.62, encode 0.51 — a thread pool (--set-threads resample=N) only
@@ -30,20 +30,10 @@ rule resample:
         mem_mb=resample_mem_mb,
         runtime=60,
     params:
-        spacing=RESAMPLE_SPACING,
-        image_interpolator=config["resample"]["image_interpolator"],
-        label_interpolator=config["resample"]["label_interpolator"],
-        max_voxels=config["resample"]["max_output_voxels"],
-        source_units=config["validate"]["source_units"],
-        codec=config["compression"]["codec"],
-        level=config["compression"]["level"],
+        spec=RESAMPLE_SPEC,
     shell:
-        "minivess-bundle resample {wildcards.vol} --image {input.image:q} "
-        "--label {input.label:q} --spacing {params.spacing} "
-        "--image-interpolator {params.image_interpolator} "
-        "--label-interpolator {params.label_interpolator} "
-        "--max-output-voxels {params.max_voxels} --source-units {params.source_units} "
-        "--threads {threads} --codec {params.codec} --level {params.level} "
+        "minivess-bundle resample {wildcards.vol} --spec {params.spec:q} "
+        "--image {input.image:q} --label {input.label:q} --threads {threads} "
         "--out-image {output.image:q} --out-label {output.label:q} "
         "--record {output.record:q} > {log:q} 2>&1"
 
@@ -58,8 +48,6 @@ rule processed_metadata:
         "logs/resample/{vol}_metadata.log",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=128,
         runtime=5,

@@ -12,10 +12,10 @@ rule validate:
         "logs/validate/{vol}.log",
     benchmark:
         "benchmarks/validate/{vol}.tsv"
+    group:
+        prepare_group
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=validate_mem_mb,
         runtime=10,
@@ -38,8 +38,6 @@ checkpoint validation_report:
         "logs/validate/report.log",
     conda:
         ENV
-    container:
-        CONTAINER
     resources:
         mem_mb=256,
         runtime=5,

@@ -3,8 +3,8 @@
 One concern per module: :mod:`.bagit` (names, manifests, tag files), :mod:`.describe`
 (dataset.json, provenance, licence, bag-info), :mod:`.datasheet` (README.md),
 :mod:`.rocrate` (ro-crate-metadata.json), :mod:`.assemble` (placing and writing it all);
-croissant.json comes from :mod:`minivess_bundle.croissant`, and what a release holds
-from :mod:`minivess_bundle.release`.
+croissant.json comes from :mod:`minivess_bundle.bundle.croissant`, and what a release holds
+from :mod:`minivess_bundle.bundle.release`.
 
 :func:`assemble_bundle` builds ``<out_dir>/minivess-<version>/``::
 
@@ -25,7 +25,7 @@ from :mod:`minivess_bundle.release`.
       LICENCE.txt  README.md     attribution and the datasheet
 
 Every section is optional (``None`` leaves it out). Files of the sections and the
-documents are copied with :func:`~minivess_bundle.fsio.copy_hashed` (one read of
+documents are copied with :func:`~minivess_bundle.core.fsio.copy_hashed` (one read of
 each input feeds the copy and its sha256, sha512 and md5; extents shared by
 reflink on a copy-on-write file system; hardlinks on request), several files at
 a time (``threads``), so their bytes are the inputs' bytes. The bag is built in
@@ -37,12 +37,12 @@ Determinism: the outputs depend only on the inputs' bytes, the arguments and
 the host, the user, the working directory or where the inputs live: absolute
 paths found in the config become ``<local>/<name>``, and a final scan refuses
 the bundle if any text file in it names an input or output folder or the home
-folder. JSON is canonical (:func:`~minivess_bundle.fsio.json_bytes`); manifests
+folder. JSON is canonical (:func:`~minivess_bundle.core.fsio.json_bytes`); manifests
 are sorted by path with LF line ends.
 
 The folder name has no dot other than the version's: MONAI's
 ``download_and_extract`` keys its "already extracted" check on the archive name
-up to the first dot (see :mod:`minivess_bundle.archive`).
+up to the first dot (see :mod:`minivess_bundle.bundle.archive`).
 """
 
 from __future__ import annotations

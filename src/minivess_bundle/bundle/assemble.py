@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..croissant import croissant_metadata
-from ..errors import BundleError
-from ..fsio import _fsync_dir, copy_hashed, hash_file, json_bytes, remove_stale
+from ..core.dataset import AUTHORS
+from ..core.errors import BundleError
+from ..core.fsio import _fsync_dir, copy_hashed, hash_file, json_bytes, remove_stale
 from .bagit import (
     GENERATED,
     SECTIONS,
@@ -28,6 +28,7 @@ from .bagit import (
     check_bag_path,
     write_bag_files,
 )
+from .croissant import croissant_metadata
 from .datasheet import datasheet
 from .describe import (
     CITATION,
@@ -238,7 +239,7 @@ def _describe_payload(bag: _Bag, payload: _Payload, counts: dict[str, int]) -> d
         licence_url=DATASET["licence_url"],
         citation=CITATION,
         url=DOI_URL,
-        creators=["Charissa Poon", "Petteri Teikari"],
+        creators=list(AUTHORS),
         files=payload.sizes_and_sha256(),
         dataset=dataset,
     )

@@ -10,16 +10,14 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..errors import BundleError
-from ..fsio import hash_file
+from ..core.errors import BundleError
+from ..core.fsio import hash_file
+from ..core.layout import BAG_PREFIX, BAG_SECTIONS
 
 log = logging.getLogger(__name__)
 
 
-BAG_PREFIX = "minivess-"
-
-
-SECTIONS = ("raw", "processed", "drift", "quarantine")
+SECTIONS = BAG_SECTIONS
 
 
 ALGORITHMS = ("sha256", "sha512")

@@ -36,11 +36,10 @@ def datasheet(
 ) -> str:
     """The datasheet ``README.md``: what, where from, licence, counts, use, verify.
 
-    The MONAI and nnU-Net snippets are those of :mod:`minivess_bundle.monai` and
-    :mod:`minivess_bundle.nnunet`, so the datasheet shows what their tests run.
+    The MONAI and nnU-Net snippets are the dataset's usage text
+    (:mod:`minivess_bundle.core.dataset`), which the consumers' tests run.
     """
-    from ..monai import MONAI_SNIPPET
-    from ..nnunet import NNUNET_SNIPPET
+    from ..core.dataset import BIBTEX, MONAI_SNIPPET, NNUNET_SNIPPET
 
     out = [f"# MiniVess {version} — data bundle `{name}`\n"]
     if synthetic:
@@ -66,13 +65,7 @@ def datasheet(
         "non-commercial, share-alike. See `LICENCE.txt` for the attribution text and the "
         "changes made.\n"
     )
-    out.append(
-        "## Citation\n\n```bibtex\n@article{poon2023minivess,\n"
-        f"  author = {{Poon, Charissa and Teikari, Petteri and others}},\n"
-        f"  title = {{{DATASET['title']}}},\n"
-        "  journal = {Scientific Data}, volume = {10}, pages = {141}, year = {2023},\n"
-        f"  doi = {{{DATASET['doi']}}}\n}}\n```\n"
-    )
+    out.append(f"## Citation\n\n```bibtex\n{BIBTEX}\n```\n")
     rows = [[f"`data/{s}/`", str(n)] for s, n in sections.items()]
     rows += [[f"`data/{d}`", "1"] for d in documents]
     out.append("## Contents\n\n" + _table(rows, ["path", "files"]))
@@ -127,7 +120,7 @@ def datasheet(
         "the explicit `dataset` file map nnU-Net v2 reads in place):"
         f"\n\n```bash\n{NNUNET_SNIPPET.format(bundle=name)}```\n\n"
         "minivess-bundle's loader:\n\n```python\n"
-        "from minivess_bundle.loader import discover_nifti_pairs\n"
+        "from minivess_bundle.consumers.loader import discover_nifti_pairs\n"
         f'pairs = discover_nifti_pairs("{name}")   # data/processed/imagesTr + labelsTr\n'
         "```\n"
     )

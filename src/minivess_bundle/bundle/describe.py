@@ -11,38 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import BundleError
-from ..volumes import VOLUME_RE, staging_names
+from ..core.dataset import CHANNEL_NAMES, CITATION, DOI_URL, EBRAINS_URL, IDENTITY
+from ..core.dataset import LABELS as _LABELS
+from ..core.errors import BundleError
+from ..core.volumes import VOLUME_RE, staging_names
 from .bagit import COMPUTED_LABELS, GENERATED, LABEL_RE, bagging_date
 
 log = logging.getLogger(__name__)
 
 
-DATASET = {
-    "name": "MiniVess",
-    "title": (
-        "A dataset of rodent cerebrovasculature from in vivo multiphoton fluorescence "
-        "microscopy imaging"
-    ),
-    "authors": "Poon C., Teikari P., et al.",
-    "journal": "Scientific Data 10, 141 (2023)",
-    "doi": "10.1038/s41597-023-02048-8",
-    "ebrains_id": "bf268b89-1420-476b-b428-b85a913eb523",
-    "licence": "CC BY-NC-SA 4.0",
-    "licence_url": "https://creativecommons.org/licenses/by-nc-sa/4.0/",
-}
-
-
-DOI_URL = f"https://doi.org/{DATASET['doi']}"
-
-
-EBRAINS_URL = f"https://search.kg.ebrains.eu/instances/{DATASET['ebrains_id']}"
-
-
-CITATION = f"{DATASET['authors']} {DATASET['title']}. {DATASET['journal']}. doi:{DATASET['doi']}"
-
-
-LABELS = {"background": 0, "vessel": 1}
+#: The dataset's identity and citation (owned by :mod:`minivess_bundle.core.dataset`).
+DATASET = IDENTITY
+LABELS = _LABELS
 
 
 #: NIfTI ``xyzt_units`` spatial code -> (unit the header values are in, micrometres per unit).
@@ -97,8 +77,8 @@ def redact_paths(value: Any) -> Any:
 
 def read_header(path: str | Path) -> dict[str, Any]:
     """Shape, spacing, dtype, ``xyzt_units`` and ``descrip`` of a NIfTI-1 file (header only,
-    through :func:`~minivess_bundle.nifti.read_header`)."""
-    from ..nifti import read_header as read_nifti_header
+    through :func:`~minivess_bundle.core.nifti.read_header`)."""
+    from ..core.nifti import read_header as read_nifti_header
 
     header = read_nifti_header(Path(path), error=BundleError, check_size=False).header
     return {
@@ -126,7 +106,7 @@ def dataset_description(
     MONAI's ``load_decathlon_datalist`` reads), and per-volume shape and spacing.
     Paths are relative to ``data/``. Volumes in ``exclude`` (quarantined) are left out.
     """
-    from ..loader import discover_nifti_pairs
+    from ..consumers.loader import discover_nifti_pairs
 
     pairs = [p for p in discover_nifti_pairs(data_dir / section) if p["id"] not in exclude]
     training, files, volumes = [], {}, []
@@ -177,8 +157,8 @@ def dataset_description(
         "licence": DATASET["licence"],
         "release": version,
         "tensorImageSize": "3D",
-        "channel_names": {"0": "two-photon"},
-        "modality": {"0": "two-photon"},
+        "channel_names": dict(CHANNEL_NAMES),
+        "modality": dict(CHANNEL_NAMES),
         "labels": dict(LABELS),
         "numTraining": len(training),
         "numTest": 0,

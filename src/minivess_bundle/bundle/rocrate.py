@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..core.dataset import LICENCE_NAME, LICENCE_SPDX
 from .bagit import GENERATED, SECTIONS
 from .describe import CITATION, DATASET, DOI_URL, EBRAINS_URL
 
@@ -214,8 +215,8 @@ def ro_crate(
             "@id": DATASET["licence_url"],
             "@type": "CreativeWork",
             "name": DATASET["licence"],
-            "identifier": "CC-BY-NC-SA-4.0",
-            "description": "Creative Commons Attribution-NonCommercial-ShareAlike 4.0",
+            "identifier": LICENCE_SPDX,
+            "description": LICENCE_NAME,
         },
         {
             "@id": DOI_URL,

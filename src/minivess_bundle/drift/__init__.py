@@ -19,6 +19,8 @@ from .base import (
     derive_seed,
     severity_for_level,
 )
+from .datasets import variant_dataset_json
+from .driver import generate_drifted_dataset
 from .kinds import (
     DRIFT_TYPES,
     KINDS,
@@ -56,7 +58,15 @@ from .manifest import (
     summarise,
     validate_manifest,
 )
-from .plan import DriftJob, drift_volumes, plan_jobs, plan_sets, reference_volumes
+from .plan import (
+    DriftGroup,
+    DriftJob,
+    drift_volumes,
+    plan_groups,
+    plan_jobs,
+    plan_sets,
+    reference_volumes,
+)
 from .prevalence import PrevalenceShift
 from .variant import (
     Compression,
@@ -64,8 +74,6 @@ from .variant import (
     VariantSpec,
     generate_drift_levels,
     generate_drift_variant,
-    generate_drifted_dataset,
-    variant_dataset_json,
     variant_id,
 )
 
@@ -86,6 +94,7 @@ __all__ = [
     "CovariateDrift",
     "DepthBlurDrift",
     "Drift",
+    "DriftGroup",
     "DriftJob",
     "DriftManifest",
     "GradualDrift",
@@ -113,6 +122,7 @@ __all__ = [
     "manifest_schema",
     "merge_manifest_entries",
     "noise_sigma_fraction",
+    "plan_groups",
     "plan_jobs",
     "plan_sets",
     "reference_volumes",

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DriftError
+from ..core.errors import DriftError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import DriftError
+from ..core.errors import DriftError
 from .base import EXPECTED_SIGNALS, LEVELS
 from .kinds import KINDS, TRANSFORMS
 from .verify import UNCHANGED, figure
@@ -216,7 +216,7 @@ class DriftManifest:
 
     def to_json(self) -> str:
         """Canonical JSON text (sorted keys, 2-space indent, trailing newline)."""
-        from ..fsio import json_bytes
+        from ..core.fsio import json_bytes
 
         return json_bytes(self.to_dict()).decode()
 
@@ -234,7 +234,7 @@ class DriftManifest:
 
     def write(self, path: str | Path) -> Path:
         """Write :meth:`to_json` to ``path`` atomically."""
-        from ..fsio import write_bytes_atomic
+        from ..core.fsio import write_bytes_atomic
 
         return write_bytes_atomic(path, self.to_json().encode())
 

@@ -2,8 +2,7 @@
 
 The one owner of the plan: ``workflow/rules/common.smk``, :func:`generate_drifted_dataset`
 and the bench call these functions. ``drift_config`` is the config's ``drift:`` block;
-missing keys take the schema's defaults (:data:`DEFAULTS`, pinned to
-``workflow/schemas/config.schema.yaml`` by a test).
+missing keys take the schema's defaults (:data:`DEFAULTS`, read from the config schema).
 """
 
 from __future__ import annotations
@@ -11,35 +10,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..core.config import default
 from .kinds import KINDS, SET_KINDS
 
-#: The config schema's defaults of the ``drift:`` block.
-DEFAULTS: dict = {
-    "enabled": True,
-    "volumes": "auto",
-    "types": [
-        "intensity",
-        "noise",
-        "resolution",
-        "topology",
-        "covariate",
-        "attenuation",
-        "pmt",
-        "motion",
-        "bleaching",
-        "stripes",
-        "saturation",
-        "depth_blur",
-        "annotation",
-        "z_step",
-        "compound",
-        "prevalence",
-        "gradual",
-    ],
-    "levels": [1, 3, 5],
-    "gradual": {"base": "intensity", "n_batches": 3, "max_severity": 1.0},
-    "compound": {"kinds": ["attenuation", "noise"]},
-}
+
+def _defaults() -> dict:
+    """The config schema's defaults of the ``drift:`` block (``types: all``: every kind)."""
+    return default("drift")
+
+
+def __getattr__(name: str):
+    """``DEFAULTS``: the schema's defaults of the ``drift:`` block, read when first asked
+    for (a drift job that never needs them never parses the schema)."""
+    if name == "DEFAULTS":
+        return _defaults()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: Kinds whose variants of one volume are made by one job writing every configured
@@ -82,7 +67,7 @@ def volume_facts(report: Mapping, target_spacing_um) -> VolumeFacts | None:
     target (``"native"`` or three um); ``None`` when the report lacks them."""
     import math
 
-    from ..resample import output_grid
+    from ..resample.grid import output_grid
     from ..validate.profiles import UNIT_UM
 
     shape, spacing = report.get("shape"), report.get("spacing")
@@ -185,11 +170,31 @@ class DriftJob:
     params: dict = field(default_factory=dict, hash=False, compare=True)
 
 
+@dataclass(frozen=True)
+class DriftGroup:
+    """One job of the workflow: a volume, a kind and every level it writes (gradual: its
+    batch), with the kind's parameters. The workflow, the dataset driver and the bench
+    all run these."""
+
+    volume: str
+    kind: str
+    levels: tuple[int, ...]
+    params: dict = field(default_factory=dict, hash=False, compare=True)
+
+    def jobs(self) -> list[DriftJob]:
+        """The group's variants, one per level."""
+        return [DriftJob(self.volume, self.kind, level, self.params) for level in self.levels]
+
+
 def with_defaults(drift_config: Mapping) -> dict:
-    """``drift_config`` with the schema's defaults filled in (gradual merged key by key)."""
-    merged = {**DEFAULTS, **dict(drift_config)}
+    """``drift_config`` with the schema's defaults filled in (gradual merged key by key)
+    and ``types: all`` spelled out as every kind of the registry, in its order."""
+    defaults = _defaults()
+    merged = {**defaults, **dict(drift_config)}
     for key in ("gradual", "compound"):
-        merged[key] = {**DEFAULTS[key], **dict(drift_config.get(key, {}))}
+        merged[key] = {**defaults[key], **dict(drift_config.get(key, {}))}
+    if merged["types"] == "all":
+        merged["types"] = list(KINDS)
     return merged
 
 
@@ -262,6 +267,23 @@ def plan_jobs(
                 DriftJob(v, kind, int(level), {}) for v in volumes for level in config["levels"]
             ]
     return jobs
+
+
+def plan_groups(
+    valid: Sequence[str],
+    drift_config: Mapping,
+    facts: Mapping[str, VolumeFacts | None] | None = None,
+) -> list[DriftGroup]:
+    """:func:`plan_jobs` grouped by (volume, kind) in plan order: one job each (a levelled
+    kind writes every level; gradual's one level is the volume's batch). ``facts``: as
+    :func:`plan_jobs` (a kind left out where it cannot act)."""
+    groups: dict[tuple[str, str], list[DriftJob]] = {}
+    for job in plan_jobs(valid, drift_config, facts):
+        groups.setdefault((job.volume, job.kind), []).append(job)
+    return [
+        DriftGroup(volume, kind, tuple(job.level for job in jobs), jobs[0].params)
+        for (volume, kind), jobs in groups.items()
+    ]
 
 
 def plan_sets(valid: Sequence[str], drift_config: Mapping) -> list[DriftJob]:

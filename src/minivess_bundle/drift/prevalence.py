@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import DriftError
+from ..core.errors import DriftError
 from .base import check_seed, check_severity, derive_seed, fresh_seed
+from .datasets import set_dataset
 
 #: The pseudo-volume a set kind's seed derives from (one stream per set kind).
 SET_STREAM = "set"
@@ -134,8 +135,6 @@ def set_id(kind: str, level: int) -> str:
 
 def set_dataset_json(kind: str, level: int, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The ``dataset.json`` of a set of clean volumes (paths relative to the set's folder)."""
-    from .variant import set_dataset
-
     training = [{"image": r["image_ref"], "label": r["label_ref"]} for r in rows]
     what = "set: clean volumes chosen by vessel fraction (no voxel changes)"
     return set_dataset(kind, level, what, training, {"selection_only": True})
@@ -162,7 +161,7 @@ def generate_set(
     """
     import os
 
-    from ..fsio import sha256_file
+    from ..core.fsio import sha256_file
     from .verify import round_figures
 
     if kind != PrevalenceShift.name:

@@ -4,7 +4,7 @@ A job reads a clean (image, label) pair once; each variant applies one kind at o
 (volume, kind) stream's seed, writes the file the kind targets (deterministic gzip,
 atomic), copies the other byte for byte, verifies the result (a severity > 0 that
 shows no change in its primary figure is an error) and returns its manifest entry.
-Spacing is read in micrometres by :func:`minivess_bundle.nifti.spacing_um`.
+Spacing is read in micrometres by :func:`minivess_bundle.core.nifti.spacing_um`.
 """
 
 from __future__ import annotations
@@ -15,18 +15,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import DriftError
+from ..core.errors import DriftError
 from .base import check_severity, derive_seed, severity_for_level
 from .kinds import check_kind, gradual_severities, make_drift
-from .manifest import DriftManifest
-from .plan import (
-    VolumeFacts,
-    plan_jobs,
-    plan_sets,
-    reference_volumes,
-    skipped_jobs,
-    with_defaults,
-)
 from .verify import check_changed, round_figures
 
 log = logging.getLogger(__name__)
@@ -136,7 +127,7 @@ class _Clean:
 
 def _load(spec: VariantSpec, files: VariantFiles) -> _Clean:
     """Decode the clean pair (read-only arrays, so no level can change another's input)."""
-    from ..nifti import read_array, spacing_um
+    from ..core.nifti import read_array, spacing_um
 
     images = dict(
         zip(
@@ -165,8 +156,8 @@ def _cached(clean: _Clean, key: str, compute):
 
 def _apply(spec: VariantSpec, files: VariantFiles, clean: _Clean, seed: int, severity: float):
     """Apply the kind to the loaded pair; (drift, drifted, record, figures)."""
-    from ..metrics import skeleton as skeletonise
-    from ..metrics import topology_summary
+    from ..core.metrics import skeleton as skeletonise
+    from ..core.metrics import topology_summary
 
     kind, params = spec.base()
     arrays = clean.arrays
@@ -201,8 +192,8 @@ def _apply(spec: VariantSpec, files: VariantFiles, clean: _Clean, seed: int, sev
 
 
 def _write(spec, files, compression, images, drift, drifted, severity) -> None:
-    from ..fsio import link_or_copy
-    from ..nifti import write_nifti
+    from ..core.fsio import link_or_copy
+    from ..core.nifti import write_nifti
 
     note = f"drift {spec.kind} s={severity:.3f}"
     outs = {"image": files.out_image, "label": files.out_label}
@@ -221,12 +212,12 @@ def _write(spec, files, compression, images, drift, drifted, severity) -> None:
         compression.level,
     )
     other = "label" if role == "image" else "image"
-    # A copy, not a hardlink: Snakemake touches outputs (see minivess_bundle.rename).
+    # A copy, not a hardlink: Snakemake touches outputs (see minivess_bundle.fetch.rename).
     link_or_copy(sources[other], outs[other], allow_link=False)
 
 
 def _files_entry(files: VariantFiles, clean: _Clean) -> dict[str, Any]:
-    from ..fsio import sha256_file
+    from ..core.fsio import sha256_file
 
     entry = {}
     for role, source, out in (
@@ -280,7 +271,7 @@ def generate_drift_levels(
     level's files and entry are the bytes :func:`generate_drift_variant` writes for it
     alone; one level's output is held at a time.
     """
-    from ..volumes import check_volume_id
+    from ..core.volumes import check_volume_id
 
     check_volume_id(spec.volume)
     check_kind(spec.kind)
@@ -349,200 +340,3 @@ def _variant(spec, files, compression, clean, seed, severity) -> dict[str, Any]:
         "verification": figures,
         "reference_split_ids": sorted(spec.reference_ids),
     }
-
-
-def set_dataset(
-    kind: str, level: int | str, what: str, training: list[dict[str, str]], drift: dict
-) -> dict[str, Any]:
-    """The ``dataset.json`` of one drift set (MONAI/MSD ``training`` list + nnU-Net keys)."""
-    return {
-        "name": f"MiniVess-drift-{kind}-{level}",
-        "description": f"MiniVess drift {what}: {kind}, level {level}; "
-        "ground truth in drift_manifest.json",
-        "channel_names": {"0": "two-photon"},
-        "labels": {"background": 0, "vessel": 1},
-        "file_ending": ".nii.gz",
-        "numTraining": len(training),
-        "training": training,
-        "drift": {"type": kind, "level": str(level), **drift},
-    }
-
-
-def variant_dataset_json(kind: str, level_dir: str, entries: Sequence[dict]) -> dict:
-    """The ``dataset.json`` of one variant set (the drifted files beside it)."""
-    volumes = sorted(e["volume"] for e in entries)
-    training = [
-        {"image": f"./imagesTr/{v}.nii.gz", "label": f"./labelsTr/{v}.nii.gz"} for v in volumes
-    ]
-    severities = sorted({e["severity"] for e in entries})
-    return set_dataset(kind, level_dir, "variant set", training, {"severities": severities})
-
-
-_CONFIG_KEYS = {
-    "global_seed",
-    "volumes",
-    "types",
-    "levels",
-    "gradual",
-    "enabled",
-    "reference_ids",
-    "codec",
-    "compression_level",
-}
-
-
-def set_pool(
-    fractions: Mapping[str, float], pool: Sequence[str], clean_root: str | Path
-) -> dict[str, dict[str, Any]]:
-    """The clean volumes a set chooses from: vessel fraction and files under ``clean_root``
-    (``imagesTr/<vol>.nii.gz``, ``labelsTr/<vol>.nii.gz``)."""
-    missing = [vol for vol in pool if vol not in fractions]
-    if missing:
-        raise DriftError(
-            f"no foreground fraction for {missing}", expected="every pool volume in the report"
-        )
-    root = Path(clean_root)
-    return {
-        vol: {
-            "foreground_fraction": float(fractions[vol]),
-            "image": root / "imagesTr" / f"{vol}.nii.gz",
-            "label": root / "labelsTr" / f"{vol}.nii.gz",
-        }
-        for vol in pool
-    }
-
-
-def report_fractions(validation_report: str | Path) -> dict[str, float]:
-    """Each volume's foreground (vessel) fraction from the validation report."""
-    import json
-
-    report = json.loads(Path(validation_report).read_text(encoding="utf-8"))
-    return {
-        vol: float(row["foreground_fraction"])
-        for vol, row in report.get("volumes", {}).items()
-        if row.get("foreground_fraction") is not None
-    }
-
-
-def generate_drifted_dataset(
-    source_dir: str | Path, output_dir: str | Path, drift_config: Mapping[str, Any]
-) -> DriftManifest:
-    """Write every planned drift variant of the volumes in ``source_dir`` (any layout
-    :func:`minivess_bundle.loader.discover_nifti_pairs` reads) to
-    ``output_dir/<kind>/<level>/{imagesTr,labelsTr}/``, a ``dataset.json`` per set and
-    ``output_dir/drift_manifest.json``, one :func:`generate_drift_levels` call per (volume,
-    kind) as the workflow's jobs. The variants are :func:`plan_jobs`'s (schema defaults;
-    ``volumes`` default: every volume found); extra keys ``global_seed`` (0),
-    ``reference_ids`` (default: the volumes not drifted), ``codec``, ``compression_level``.
-    """
-    from ..fsio import write_json_atomic
-    from ..loader import discover_nifti_pairs
-
-    unknown = set(drift_config) - _CONFIG_KEYS
-    if unknown:
-        raise DriftError(
-            f"unknown drift config keys {sorted(unknown)}",
-            expected=f"keys in {sorted(_CONFIG_KEYS)}",
-        )
-    output_dir = Path(output_dir)
-    pairs = {p["id"]: p for p in discover_nifti_pairs(source_dir)}
-    config = with_defaults({"volumes": sorted(pairs), **drift_config})
-    missing = (
-        [v for v in config["volumes"] if v not in pairs] if config["volumes"] != "auto" else []
-    )
-    if missing:
-        raise DriftError(f"volumes {missing} are not in the source", path=source_dir)
-    for kind in config["types"]:
-        check_kind(kind)
-    reference = drift_config.get("reference_ids", reference_volumes(sorted(pairs), config))
-    compression = Compression(config.get("codec", "isal"), int(config.get("compression_level", 2)))
-    entries: dict[tuple[str, int], list[dict]] = {}
-    groups: dict[tuple[str, str], list] = {}  # one job per (volume, kind), as the workflow
-    facts = {vol: _pair_facts(vol, pairs[vol]) for vol in sorted(pairs)}
-    for job in plan_jobs(sorted(pairs), config, facts):
-        groups.setdefault((job.volume, job.kind), []).append(job)
-    for (volume, kind), jobs in groups.items():
-        spec = VariantSpec(
-            volume,
-            kind,
-            jobs[0].level,
-            int(config.get("global_seed", 0)),
-            jobs[0].params,
-            reference,
-        )
-        files = [
-            VariantFiles(
-                pairs[volume]["image"],
-                pairs[volume]["label"],
-                output_dir / kind / str(job.level) / "imagesTr" / f"{volume}.nii.gz",
-                output_dir / kind / str(job.level) / "labelsTr" / f"{volume}.nii.gz",
-                source_dir,
-                output_dir,
-            )
-            for job in jobs
-        ]
-        levels = [job.level for job in jobs]
-        for entry in generate_drift_levels(spec, levels, files, compression):
-            entries.setdefault((kind, entry["level"]), []).append(entry)
-    for (kind, level), members in sorted(entries.items()):
-        write_json_atomic(
-            output_dir / kind / str(level) / "dataset.json",
-            variant_dataset_json(kind, str(level), members),
-        )
-    sets = []
-    for job in plan_sets(sorted(pairs), config):
-        sets.append(_write_set(job, pairs, output_dir, source_dir, config, reference))
-    manifest = DriftManifest(
-        int(config.get("global_seed", 0)),
-        [e for members in entries.values() for e in members],
-        sets,
-        skipped=skipped_jobs(sorted(pairs), config, facts),
-    )
-    manifest.write(output_dir / "drift_manifest.json")
-    return manifest
-
-
-def _pair_facts(volume: str, pair: Mapping[str, Any]) -> VolumeFacts:
-    """The plan's :class:`VolumeFacts` of a pair, read from its files (the validation
-    report's p1..p99 span, as the workflow's plan reads it)."""
-    import numpy as np
-
-    from ..nifti import read_array
-    from ..validate.stats import intensity_stats
-
-    label = read_array(pair["label"], volume)[1]
-    stats = intensity_stats(read_array(pair["image"], volume)[1])
-    span = None if stats["p1"] is None else float(stats["p99"]) - float(stats["p1"])
-    return VolumeFacts(tuple(int(n) for n in label.shape), int(np.count_nonzero(label)), span)
-
-
-def _write_set(job, pairs, output_dir: Path, source_dir, config, reference) -> dict[str, Any]:
-    """One set-level job of :func:`generate_drifted_dataset` (fractions from the labels)."""
-    import numpy as np
-
-    from ..fsio import write_json_atomic
-    from ..nifti import read_array
-    from .prevalence import generate_set
-
-    pool = {}
-    for vol in job.params["pool"]:
-        label = read_array(pairs[vol]["label"], vol)[1]
-        pool[vol] = {
-            "foreground_fraction": float(np.count_nonzero(label) / max(label.size, 1)),
-            "image": Path(pairs[vol]["image"]),
-            "label": Path(pairs[vol]["label"]),
-        }
-    set_dir = output_dir / job.kind / str(job.level)
-    dataset, entry = generate_set(
-        job.kind,
-        job.level,
-        severity_for_level(job.level),
-        int(config.get("global_seed", 0)),
-        pool,
-        set_dir=set_dir,
-        clean_root=source_dir,
-        set_size=job.params["set_size"],
-        reference_ids=reference,
-    )
-    write_json_atomic(set_dir / "dataset.json", dataset)
-    return entry

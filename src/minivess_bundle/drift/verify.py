@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import DriftError
+from ..core.errors import DriftError
 
 
 def figure(value: float) -> float | None:
@@ -32,7 +32,7 @@ def round_figures(value: Any) -> Any:
 
 def image_figures(clean, drifted) -> dict[str, Any]:
     """KS statistic and p-value of intensities vs the clean volume, mean and sd shift."""
-    from ..metrics import ks_test, mean_std
+    from ..core.metrics import ks_test, mean_std
 
     ks = ks_test(clean, drifted)
     mean_0, std_0 = mean_std(clean)
@@ -69,9 +69,9 @@ def within(value: float, bounds: tuple[float, float]) -> bool:
 
 
 def noise_kept(clean, drifted, mask=None) -> dict[str, float]:
-    """Background high-pass noise sd (:func:`minivess_bundle.metrics.noise_sigma`, on the
+    """Background high-pass noise sd (:func:`minivess_bundle.core.metrics.noise_sigma`, on the
     mask's zeros when given) before and after, and their ratio."""
-    from ..metrics import noise_sigma
+    from ..core.metrics import noise_sigma
 
     if mask is not None and getattr(mask, "shape", None) != clean.shape:
         mask = None
@@ -126,11 +126,11 @@ def depth_snr(clean, drifted, mask, axis: int) -> dict[str, float]:
 
     On the vessels (``mask``: vessel mean minus background mean over the background
     noise) and on the whole volume (99th percentile minus median over the noise):
-    :func:`minivess_bundle.metrics.snr_db` on each quarter.
+    :func:`minivess_bundle.core.metrics.snr_db` on each quarter.
     """
     import numpy as np
 
-    from ..metrics import snr_db
+    from ..core.metrics import snr_db
 
     n = clean.shape[axis]
     quarter = max(1, n // 4)
@@ -165,7 +165,7 @@ def fitted_gain(clean, drifted, k: int, axis: int) -> float:
 
 def topology_figures(clean, drifted, clean_skeleton=None, clean_topology=None) -> dict[str, Any]:
     """Betti-0/1/2, Euler characteristic and foreground before/after; clDice to the clean mask."""
-    from .. import metrics
+    from ..core import metrics
 
     before = clean_topology or metrics.topology_summary(clean)
     after = metrics.topology_summary(drifted)
@@ -181,7 +181,7 @@ def annotation_figures(clean, drifted) -> dict[str, Any]:
     """Dice to the clean mask, foreground before/after and components per megavoxel."""
     import numpy as np
 
-    from ..morphology import count_components
+    from ..core.morphology import count_components
 
     a, b = clean > 0, drifted > 0
     total = int(a.sum()) + int(b.sum())

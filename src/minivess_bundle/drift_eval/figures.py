@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..fsio import atomic_path
+from ..core.fsio import atomic_path
 
 _METADATA = {"Software": None}
 

@@ -7,7 +7,7 @@ drifted volume by the drifted volume's percentiles.
 
 - :func:`softmax_features`: per patch, four summaries of the vessel probability
   (:data:`SOFTMAX_NAMES`): the BBSD representation;
-- :func:`segment_scores`: Dice and clDice (:func:`minivess_bundle.metrics.cldice`) of the
+- :func:`segment_scores`: Dice and clDice (:func:`minivess_bundle.core.metrics.cldice`) of the
   model's argmax on the central crop (at most ``crop`` voxels, trimmed to a multiple of 4)
   of a volume against that volume's mask. The harm of a variant is the clean score minus
   the drifted one, on the same crop.
@@ -100,8 +100,8 @@ def segment_scores(
     """Dice and clDice of the model on the central crop of one volume."""
     import numpy as np
 
-    from ..metrics import cldice
-    from ..train_smoke import dice_score
+    from ..consumers.train_smoke import dice_score
+    from ..core.metrics import cldice
 
     window = central_crop(image.shape, crop)
     part = image[window]

@@ -51,7 +51,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..fsio import write_json_atomic
+from ..core.config import default
+from ..core.fsio import write_json_atomic
 from . import features as feat
 from .detectors import (
     Outcome,
@@ -76,26 +77,8 @@ from .sets import (
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-DEFAULTS: dict[str, Any] = {
-    "detectors": ["ks", "mmd", "c2st", "bbsd"],
-    "patch": [32, 32, 8],
-    "patches_per_volume": 8,
-    "sample_sizes": [1, 2, 5, 10, 20],
-    "fractions": [0.1, 0.5, 1.0],
-    "repetitions": 10,
-    "control_repetitions": 200,
-    "null_draws": 199,
-    "null_source": "held_out",
-    "null_tail": "two_sided",
-    "permutations": 100,
-    "alpha": 0.05,
-    "fpr_tolerance": 0.05,
-    "difficulty": {"detector": "ks", "n": 5, "fraction": 1.0, "low": [0.05, 0.5], "high": 0.9},
-    "harm": True,
-    "harm_crop": [64, 64, 32],
-    "device": "auto",
-    "plugins": [],
-}
+#: The config schema's defaults of the ``drift_eval:`` block.
+DEFAULTS: dict[str, Any] = default("drift_eval")
 #: how the null of each statistic is drawn (see the module docstring)
 NULLS = ("held_out", "reference")
 #: which side of the null a statistic is ranked on (see :func:`calibrated_p`)
@@ -564,7 +547,7 @@ def run_drift_eval(
                 expected="the check target's model (results/check/smoke_model.pt), "
                 "or drift_eval.detectors without bbsd and drift_eval.harm false",
             )
-        from ..train_smoke import load_model, select_device
+        from ..consumers.train_smoke import load_model, select_device
 
         device = select_device(cfg["device"])
         model = load_model(model_path, device)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MinivessError
+from ..core.errors import MinivessError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -153,7 +153,7 @@ def read_checked(path: str | Path, sha256: str | None, volume: str) -> np.ndarra
     """The voxels of a NIfTI file (float32, x/y/z), its bytes checked against the manifest."""
     import numpy as np
 
-    from ..nifti import read_array
+    from ..core.nifti import read_array
 
     path = Path(path)
     if not path.is_file():

@@ -3,13 +3,13 @@
 One concern per module: :mod:`.profiles` (modality bounds, rules, units), :mod:`.checks`
 (the checks, in order), :mod:`.json_spacing` (the per-volume JSON), :mod:`.stats`,
 :mod:`.record` (how a check is recorded), :mod:`.policy` (fail or quarantine); headers
-and voxels are read by :mod:`minivess_bundle.nifti`.
+and voxels are read by :mod:`minivess_bundle.core.nifti`.
 
 Why: a broken or mislabelled volume must be caught before it is resampled and
 bundled, with a message a user can act on. :func:`validate_volume` runs every
 check and returns a per-volume report (it raises only for programming errors);
 :func:`raise_if_invalid` turns the first failed check into one
-:class:`~minivess_bundle.errors.ValidationError` line (policy ``on_invalid:
+:class:`~minivess_bundle.core.errors.ValidationError` line (policy ``on_invalid:
 fail``); :func:`aggregate_reports` merges per-volume reports into
 ``validation_report.json`` with the quarantined volumes and their reasons
 (policy ``on_invalid: quarantine``).
@@ -71,7 +71,7 @@ included).
 
 from __future__ import annotations
 
-from ..nifti import MAX_DEFLATE_RATIO, HeaderInfo, read_header, read_voxels, spatial_problem
+from ..core.nifti import MAX_DEFLATE_RATIO, HeaderInfo, read_header, read_voxels, spatial_problem
 from .checks import validate_volume
 from .json_spacing import JSON_SPACING_KEYS, find_json_spacing
 from .policy import (

@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MinivessError
-from ..nifti import HeaderInfo, read_header, read_voxels, spatial_problem
+from ..core.errors import MinivessError
+from ..core.nifti import HeaderInfo, read_header, read_voxels, spatial_problem
 from .json_spacing import _check_json
 from .profiles import effective_rules, header_spacing, physical_affine, units_of_header
 from .record import _LABEL_VALUE_LIMIT, _Checks, _r7

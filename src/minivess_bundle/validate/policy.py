@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ValidationError
+from ..core.errors import ConfigError, ValidationError
 from .record import _fmt, _set
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,6 @@ def aggregate_reports(
 
 def write_report(path: str | Path, report: dict[str, Any]) -> Path:
     """Write a (per-volume or aggregate) report as canonical JSON, atomically."""
-    from ..fsio import write_json_atomic
+    from ..core.fsio import write_json_atomic
 
     return write_json_atomic(path, report)

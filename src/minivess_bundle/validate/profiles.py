@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
-from ..nifti import HeaderInfo
+from ..core.errors import ConfigError
+from ..core.nifti import HeaderInfo
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np

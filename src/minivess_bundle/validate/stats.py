@@ -35,7 +35,7 @@ def intensity_stats(image: np.ndarray) -> dict[str, float | int | None]:
     """
     import numpy as np
 
-    from ..metrics import small_int_histogram
+    from ..core.metrics import small_int_histogram
 
     qs = (1.0, 50.0, 99.0)
     histogram = small_int_histogram(image)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import DriftError
+from ...core.errors import DriftError
 from .. import verify
 from .composite import CompoundDrift, GradualDrift, build, gradual_severities
 from .core import REGISTRY, Drift

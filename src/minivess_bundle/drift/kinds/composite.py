@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ...errors import DriftError
+from ...core.errors import DriftError
 from .. import verify
 from ..base import check_seed, check_severity, fresh_seed
 from .core import REGISTRY, Drift
@@ -52,12 +52,17 @@ class CompoundDrift(Drift):
     def __init__(self, severity=0.5, seed=None, *, kinds: Sequence[str] = DEFAULT) -> None:
         super().__init__(severity, seed)
         kinds = tuple(kinds)
-        allowed = [k for k, cls in REGISTRY.items() if cls.target == "image" and k != self.name]
+        allowed = self.allowed()
         if len(kinds) < 2 or len(set(kinds)) != len(kinds) or not set(kinds) <= set(allowed):
             raise DriftError(
                 f"compound kinds {list(kinds)}", expected=f"two or more distinct of {allowed}"
             )
         self.kinds = kinds
+
+    @classmethod
+    def allowed(cls) -> list[str]:
+        """The kinds a compound may combine: every image kind but compound itself."""
+        return [k for k, kind in REGISTRY.items() if kind.target == "image" and k != cls.name]
 
     def components(self) -> list[Drift]:
         from ..base import derive_seed
@@ -87,7 +92,7 @@ class CompoundDrift(Drift):
         if where == "vessels" and not (np.asarray(mask)[:, :, -deep:] > 0).any():
             # no vessel in the deepest quarter: its "SNR" would be the background's spread,
             # which grows with noise; the whole volume's vessels stand in
-            from ...metrics import snr_db
+            from ...core.metrics import snr_db
 
             loss = snr_db(clean, mask) - snr_db(drifted, mask)
             figures["snr_loss_db_deepest_quarter"] = loss
@@ -117,7 +122,7 @@ def modelled_snr_loss_db(clean, mask, components, changes) -> float:
 
     import numpy as np
 
-    from ...metrics import noise_sigma, robust_range
+    from ...core.metrics import noise_sigma, robust_range
 
     n = clean.shape[2]
     deep = np.arange(n - max(1, n // 4), n)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...errors import DriftError
+from ...core.errors import DriftError
 from .. import verify
 from ..base import (
     Scale,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ...errors import DriftError
+from ...core.errors import DriftError
 from .. import verify
 from .core import Drift
 
@@ -95,7 +95,7 @@ class TopologyDrift(Drift):
         if self.mode != "cut":
             return _shell_change(binary, self.mode, self.severity, rng).astype(array.dtype), {}
         if skeleton is None:
-            from ...metrics import skeleton as skeletonise
+            from ...core.metrics import skeleton as skeletonise
 
             skeleton = skeletonise(binary)
         sites = path_sites(skeleton)

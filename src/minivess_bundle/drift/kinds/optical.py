@@ -2,7 +2,7 @@
 
 Resolution (a wider PSF), depth blur (a PSF widening with depth), z-step (coarser
 sectioning), motion (shifted slices) and covariate (a wrong voxel size in the header).
-Spacing is always micrometres (:func:`minivess_bundle.nifti.spacing_um`).
+Spacing is always micrometres (:func:`minivess_bundle.core.nifti.spacing_um`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ...errors import DriftError
+from ...core.errors import DriftError
 from .. import verify
 from ..base import Scale
 from .core import Drift, cast
@@ -67,20 +67,76 @@ def probe_transfer(sigma: float) -> float:
     return float(np.dot(kernel, np.cos(2.0 * np.pi * PROBE_CYCLES_PER_VOXEL * offsets)))
 
 
-def restore_noise(values, clean_sigma: float, kept_variance, normal) -> None:
-    """Add back the detector noise a blur removed, variance-matched, in place.
+def noise_model(clean, mask) -> dict[str, float]:
+    """The clean volume's detector noise: ``dark`` level, ``gain`` (ADU per photon) and
+    noise ``floor`` sd (:func:`.photometric.photon_transfer`), and the background's
+    high-pass noise sd ``r`` (:func:`minivess_bundle.core.metrics.noise_sigma`). Measured
+    before any float temporary is allocated (the job's memory budget)."""
+    import numpy as np
 
-    A blur keeps ``kept_variance`` (:func:`kept_noise_variance`) of the clean volume's
-    white noise of sd ``clean_sigma``; white noise of sd ``clean_sigma sqrt(1 - kept)``
-    from the fixed draw ``normal`` restores the total, so the restored sd grows smoothly
-    from 0 with the blur (no jump between levels) and the detector's voxel-to-voxel noise
-    stays at the clean level. ``kept_variance`` may be an array broadcasting to ``values``
-    (one share per slice).
+    from ...core.metrics import noise_sigma, robust_range
+    from .photometric import photon_transfer
+
+    has_mask = mask is not None and mask.shape == clean.shape and bool((mask == 0).any())
+    dark, _ = robust_range(clean)
+    gain, floor = photon_transfer(clean, mask if has_mask else None, dark)
+    r = noise_sigma(clean, mask if has_mask else None)
+    scale = 1.0
+    if has_mask:  # anchor the model on the clean background's measured noise
+        background = mask == 0
+        above = np.maximum(clean - np.float32(dark), 0.0, dtype=np.float32)
+        mean_above = float(np.sum(above, where=background, dtype=np.float64)) / max(
+            int(np.count_nonzero(background)), 1
+        )
+        modelled = gain * mean_above + floor**2
+        scale = r**2 / modelled if modelled > 0 else 0.0
+    return {
+        "dark": float(dark),
+        "gain": gain * scale,
+        "floor": floor * math.sqrt(scale),
+        "r": r,
+        "masked": has_mask,
+    }
+
+
+def noise_variance(blurred, model: dict[str, float], mask):
+    """The detector noise variance of each voxel of ``blurred`` (float32, a new array).
+
+    Shot noise grows with the signal: ``var = g (x - dark) + f**2`` (:func:`noise_model`),
+    evaluated on the blurred signal (a wider PSF spreads the photons: fewer in a vessel,
+    less shot noise there), with ``g`` and ``f`` scaled so the model gives the clean
+    background's measured ``r**2`` on the clean background (:func:`noise_model`). Without
+    a mask: ``r**2`` everywhere.
     """
     import numpy as np
 
-    added = np.sqrt(np.maximum(1.0 - np.asarray(kept_variance, dtype=np.float64), 0.0))
-    values += normal * (np.float32(clean_sigma) * added.astype(np.float32))
+    if not model["masked"]:  # no background to anchor the shot noise on: uniform
+        return np.full(blurred.shape, model["r"] ** 2, dtype=np.float32)
+    variance = blurred - np.float32(model["dark"])
+    np.maximum(variance, 0.0, out=variance)
+    variance *= np.float32(model["gain"])
+    variance += np.float32(model["floor"] ** 2)
+    return variance
+
+
+def restore_noise(values, variance, kept_variance, normal) -> None:
+    """Add back the detector noise a blur removed, variance-matched, in place (``variance``
+    is consumed).
+
+    A blur keeps ``kept_variance`` (:func:`kept_noise_variance`) of the white noise of
+    variance ``variance`` (per voxel, :func:`noise_variance`); white noise of variance
+    ``variance (1 - kept)`` from the fixed draw ``normal`` restores the total, so the
+    restored sd grows smoothly from 0 with the blur (no jump between levels) and the
+    detector's voxel-to-voxel noise stays at the clean level. ``kept_variance`` may be an
+    array broadcasting to ``values`` (one share per slice).
+    """
+    import numpy as np
+
+    added = np.maximum(1.0 - np.asarray(kept_variance, dtype=np.float64), 0.0).astype(np.float32)
+    variance *= added
+    np.sqrt(variance, out=variance)
+    variance *= normal
+    values += variance
 
 
 class ResolutionDrift(Drift):
@@ -126,15 +182,15 @@ class ResolutionDrift(Drift):
     def _apply(self, array, rng, **context):
         import numpy as np
 
-        from ...metrics import noise_sigma
-
-        clean_sigma = noise_sigma(array, context.get("mask"))
+        mask = context.get("mask")
+        model = noise_model(array, mask)
         sigma = self.parameters()["blur_sigma_voxels"]
         normal = rng.standard_normal(array.shape, dtype=np.float32)
         values = array.astype(np.float32)
         _gaussian_blur(values, sigma)
         kept = kept_noise_variance(sigma)
-        restore_noise(values, clean_sigma, kept, normal)
+        restore_noise(values, noise_variance(values, model, mask), kept, normal)
+        clean_sigma = model["r"]
         out, clipped = cast(values, array.dtype)
         return out, {
             "clean_noise_sd": clean_sigma,
@@ -144,7 +200,7 @@ class ResolutionDrift(Drift):
         }
 
     def figures(self, clean, drifted, record, mask=None, **context):
-        from ... import metrics
+        from ...core import metrics
 
         before = metrics.high_frequency_energy_fraction(clean)
         after = metrics.high_frequency_energy_fraction(drifted)
@@ -186,9 +242,8 @@ class DepthBlurDrift(ResolutionDrift):
     def _apply(self, array, rng, **context):
         import numpy as np
 
-        from ...metrics import noise_sigma
-
-        clean_sigma = noise_sigma(array, context.get("mask"))
+        mask = context.get("mask")
+        model = noise_model(array, mask)
         normal = rng.standard_normal(array.shape, dtype=np.float32)
         values = array.astype(np.float32)
         n = values.shape[2]
@@ -200,7 +255,8 @@ class DepthBlurDrift(ResolutionDrift):
                 _gaussian_blur(plane, (sigma, sigma))
                 values[:, :, k] = plane
                 kept[k] = kept_noise_variance((sigma, sigma))
-        restore_noise(values, clean_sigma, kept[None, None, :], normal)
+        restore_noise(values, noise_variance(values, model, mask), kept[None, None, :], normal)
+        clean_sigma = model["r"]
         out, clipped = cast(values, array.dtype)
         return out, {
             "clean_noise_sd": clean_sigma,
@@ -278,7 +334,7 @@ class MotionDrift(Drift):
     def _apply(self, array, rng, **context):
         import numpy as np
 
-        from ...metrics import noise_sigma
+        from ...core.metrics import noise_sigma
 
         nx, ny, nz = array.shape
         line = rng.standard_normal((nx, nz))
@@ -365,8 +421,6 @@ class ZStepDrift(Drift):
     def _apply(self, array, rng, spacing=None, **context):
         import numpy as np
 
-        from ...metrics import noise_sigma
-
         k = self.parameters()["z_step_factor"]
         n = array.shape[2]
         if n < k + 1:
@@ -377,7 +431,8 @@ class ZStepDrift(Drift):
                 volume=context.get("volume"),
                 path=context.get("where") or None,
             )
-        clean_sigma = noise_sigma(array, context.get("mask"))
+        mask = context.get("mask")
+        model = noise_model(array, mask)
         normal = rng.standard_normal(array.shape, dtype=np.float32)
         acquired = np.arange(0, n, k)
         values = array.astype(np.float32)
@@ -394,7 +449,8 @@ class ZStepDrift(Drift):
             w = (z - low) / k
             values[:, :, z] = (1.0 - w) * values[:, :, low] + w * values[:, :, high]
             kept[z] = (1.0 - w) ** 2 + w**2
-        restore_noise(values, clean_sigma, kept[None, None, :], normal)
+        restore_noise(values, noise_variance(values, model, mask), kept[None, None, :], normal)
+        clean_sigma = model["r"]
         values[:, :, acquired] = array[:, :, acquired]
         out, clipped = cast(values, array.dtype)
         step = None if spacing is None else float(spacing[2])

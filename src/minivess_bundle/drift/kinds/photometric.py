@@ -3,7 +3,7 @@
 Intensity (gain/offset), noise (Poisson with read noise), attenuation (depth),
 bleaching (acquisition order), PMT gain, stripes (line artefacts), saturation.
 Dynamic range: the 0.1th..99.9th percentile span of the clean image
-(:func:`minivess_bundle.metrics.robust_range`); its low end is the dark level.
+(:func:`minivess_bundle.core.metrics.robust_range`); its low end is the dark level.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ...errors import DriftError
+from ...core.errors import DriftError
 from .. import verify
 from ..base import Scale
 from .core import Drift, along_axis, cast, draw_direction
@@ -51,7 +51,7 @@ class IntensityDrift(Drift):
     def _apply(self, array, rng, **context):
         import numpy as np
 
-        from ...metrics import robust_range
+        from ...core.metrics import robust_range
 
         d = draw_direction(self.direction, rng)
         lo, hi = robust_range(array)
@@ -141,7 +141,7 @@ class NoiseDrift(Drift):
     def _apply(self, array, rng, **context):
         import numpy as np
 
-        from ...metrics import robust_range
+        from ...core.metrics import robust_range
 
         lo, hi = robust_range(array)
         span = max(hi - lo, 1.0)
@@ -165,7 +165,7 @@ class NoiseDrift(Drift):
         }
 
     def figures(self, clean, drifted, record, mask=None, **context):
-        from ... import metrics
+        from ...core import metrics
 
         lo, hi = metrics.robust_range(clean)
         before, after = metrics.snr_db(clean, mask), metrics.snr_db(drifted, mask)
@@ -224,7 +224,7 @@ class AttenuationDrift(Drift):
     def _apply(self, array, rng, spacing=None, **context):
         import numpy as np
 
-        from ...metrics import robust_range
+        from ...core.metrics import robust_range
 
         step = verify.z_step_um(spacing, self.axis, self.name)
         lo, _ = robust_range(array)
@@ -285,14 +285,14 @@ def photon_transfer(array, mask, dark: float) -> tuple[float, float]:
 
     The noise variance grows linearly with the mean above the dark level,
     ``var = g (mean - dark) + r**2`` (Poisson photons plus a floor). It is measured
-    (:func:`minivess_bundle.metrics.noise_sigma`, second differences) on the
+    (:func:`minivess_bundle.core.metrics.noise_sigma`, second differences) on the
     background and on the vessels (the mask; without one, the brightest 5 % of
     voxels), so ``g`` is the slope between the two and ``r`` the intercept at the
     dark level (0 when the fit says all of the background noise is photons).
     """
     import numpy as np
 
-    from ...metrics import noise_sigma
+    from ...core.metrics import noise_sigma
 
     if mask is not None and mask.shape == array.shape and (mask > 0).any() and (mask == 0).any():
         bright = mask > 0
@@ -334,7 +334,7 @@ class BleachingDrift(Drift):
     def _apply(self, array, rng, **context):
         import numpy as np
 
-        from ...metrics import robust_range
+        from ...core.metrics import robust_range
 
         lo, _ = robust_range(array)
         n = array.shape[2]
@@ -384,7 +384,7 @@ class PMTDrift(Drift):
     def _apply(self, array, rng, **context):
         import numpy as np
 
-        from ...metrics import robust_range
+        from ...core.metrics import robust_range
 
         params = self.parameters()
         n = array.shape[2]
@@ -433,7 +433,7 @@ class StripeDrift(Drift):
     def _apply(self, array, rng, **context):
         import numpy as np
 
-        from ...metrics import robust_range
+        from ...core.metrics import robust_range
 
         ny = array.shape[1]
         y = np.arange(ny) / max(ny - 1, 1)

@@ -1,0 +1,2 @@
+"""The report (``workflow/rules/report.smk``): MIPs, the drift gallery and dataset plots
+(:mod:`.figures`)."""

@@ -1,0 +1,162 @@
+"""One spec per stage: the bundle rule passes one JSON spec the package builds and reads."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+from minivess_bundle import cli
+from minivess_bundle.bundle.release import ReleaseSpec, Section, release_spec
+from minivess_bundle.core import spec
+from minivess_bundle.core.config import recorded
+from minivess_bundle.core.errors import ConfigError
+from minivess_bundle.settings import validated
+
+
+def files() -> dict:
+    return {
+        "raw": ["results/renamed/metadata/LICENCE.txt", "results/renamed/imagesTr/mv01.nii.gz"],
+        "processed": ["results/processed/imagesTr/mv01.nii.gz"],
+        "records": ["results/processed/metadata/mv01.resample.json"],
+        "drift": [],
+        "quarantine": [],
+        "drift_manifest": "",
+    }
+
+
+def built(environ=None, **config_changes) -> ReleaseSpec:
+    config = validated({**config_changes})
+    return release_spec(
+        config,
+        files(),
+        out_dir="results/bundle",
+        summary="results/bundle/minivess-0.1.0.json",
+        validation_report="results/validation/report.json",
+        lock="requirements/lock.txt",
+        git_commit="abc",
+        threads=2,
+        environ=environ or {},
+    )
+
+
+def test_the_spec_is_built_from_the_config_and_round_trips_through_json():
+    release = built()
+    assert release.version == "0.1.0" and release.quarantined == "omit"
+    assert release.archive is False and release.threads == 2
+    assert release.source_date_epoch == 1677628800
+    assert release.raw == Section("results/renamed", tuple(files()["raw"]))
+    assert release.processed == Section("results/processed", tuple(files()["processed"]))
+    assert release.drift is None and release.quarantine is None  # no files: left out
+    assert release.config == recorded(validated({}))
+    assert release.stages["validate"]["on_invalid"] == "quarantine"
+    text = spec.to_json(release)
+    assert spec.read(ReleaseSpec, text) == release
+    assert json.loads(text)["stage"] == "bundle"
+    assert spec.to_json(built()) == text  # same config and files: the same bytes
+
+
+def test_source_date_epoch_from_the_environment_wins():
+    assert built(environ={"SOURCE_DATE_EPOCH": "1700000000"}).source_date_epoch == 1700000000
+    assert built(bundle={"archive": True}).archive is True
+
+
+def test_a_spec_of_another_stage_or_with_an_unknown_field_is_one_clear_error(tmp_path):
+    text = spec.to_json(built())
+    other = text.replace('"stage":"bundle"', '"stage":"resample"')
+    with pytest.raises(ConfigError, match="spec of stage 'resample' — expected a 'bundle' spec"):
+        spec.read(ReleaseSpec, other)
+    data = json.loads(text)
+    data["spec"]["bundle_version"] = "0.1.0"
+    with pytest.raises(ConfigError, match=r"bundle spec: unknown fields \['bundle_version'\]"):
+        spec.read(ReleaseSpec, json.dumps(data))
+    path = tmp_path / "spec.json"
+    path.write_text(text)
+    assert spec.read(ReleaseSpec, f"@{path}") == built()
+
+
+def test_the_cli_turns_a_bad_spec_into_one_line(capsys):
+    assert cli.main(["bundle", "--spec", "{not json"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: config: spec is not JSON (") and "\n" not in err
+
+
+def test_the_bundle_rule_passes_one_spec_and_nothing_else():
+    """It took 23 flags and carried the whole config as JSON twice."""
+    text = (REPO / "workflow" / "rules" / "bundle.smk").read_text()
+    rule = text[text.index("checkpoint bundle:") : text.index("rule verify_bundle")]
+    params = rule[rule.index("    params:") : rule.index("    shell:")]
+    assert re.findall(r"^        (\w+)=", params, re.M) == ["spec"]
+    assert '"minivess-bundle bundle --spec {params.spec:q} > {log:q} 2>&1"' in rule
+
+
+def test_the_cli_imports_no_stage_module_until_a_command_runs():
+    """Job start-up stays small: `minivess-bundle --help` imports no stage module."""
+    code = (
+        "import sys, minivess_bundle.cli as c; c.build_parser(); "
+        "print(sorted(m for m in sys.modules if m.startswith('minivess_bundle')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(eval(out.stdout))  # noqa: S307 - our own repr of a list of names
+    commands = {m for m in loaded if m.startswith("minivess_bundle.cmdline.")}
+    assert {"minivess_bundle.cmdline.bundle", "minivess_bundle.cmdline.fetch"} <= commands
+    assert loaded - commands == {
+        "minivess_bundle",
+        "minivess_bundle.cli",
+        "minivess_bundle.cmdline",
+        "minivess_bundle.core",  # the package of core.errors: a docstring, no imports
+        "minivess_bundle.core.errors",
+    }, loaded
+
+
+def test_the_validate_rules_are_the_block_without_its_policy_and_the_record_is_whole():
+    from minivess_bundle.bundle.release import stage_record
+    from minivess_bundle.core.config import schema, validation_rules
+
+    config = validated({"validate": {"on_invalid": "fail", "foreground_fraction": [0.01, 0.4]}})
+    keys = set(schema()["properties"]["validate"]["properties"])
+    assert set(validation_rules(config)) == keys - {"on_invalid"}
+    assert validation_rules(config)["foreground_fraction"] == [0.01, 0.4]
+    record = stage_record(config)
+    assert record["validate"] == config["validate"] and record["validate"]["on_invalid"] == "fail"
+    assert record["drift"] == config["drift"] and record["fetch"] == {"source": "synthetic"}
+
+
+def test_a_drift_job_reads_no_yaml_at_start_up():
+    """The plan's defaults come from the schema when first asked for: importing the drift
+    package (every drift job does) loads neither PyYAML nor jsonschema."""
+    code = (
+        "import sys, minivess_bundle.drift, minivess_bundle.cli; "
+        "print(sorted({'yaml', 'jsonschema', 'difflib'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_resample_spec_fields_are_the_config_keys_and_round_trip():
+    """ResampleSpec's fields are the schema's keys (resample block, validate.source_units,
+    compression block): a key added to one and not the other fails here, by name."""
+    import dataclasses
+
+    from minivess_bundle.core.config import schema
+    from minivess_bundle.resample import ResampleSpec
+
+    properties = schema()["properties"]
+    keys = {
+        *properties["resample"]["properties"],
+        "source_units",
+        *properties["compression"]["properties"],
+    }
+    assert {f.name for f in dataclasses.fields(ResampleSpec)} == keys
+    config = validated({"resample": {"target_spacing_um": [0.5, 0.5, 2]}})
+    stage = ResampleSpec.from_config(config)
+    assert stage.target_spacing_um == (0.5, 0.5, 2.0) and stage.source_units == "um"
+    assert spec.read(ResampleSpec, spec.to_json(stage)) == stage
+    native = ResampleSpec.from_config(validated({"resample": {"target_spacing_um": "native"}}))
+    assert spec.read(ResampleSpec, spec.to_json(native)).target_spacing_um == "native"
+    rule = (REPO / "workflow" / "rules" / "resample.smk").read_text()
+    assert re.findall(r"^        (\w+)=", rule[rule.index("    params:") :], re.M)[:1] == ["spec"]
