@@ -15,14 +15,14 @@ import pytest
 from conftest import REPO
 
 from minivess_bundle import drift
+from minivess_bundle.core.errors import DriftError
+from minivess_bundle.core.nifti import read_nifti
 from minivess_bundle.drift.kinds.label import AnnotationDrift
 from minivess_bundle.drift.label_figures import (
     FRAGMENT_VOXELS,
     label_pair_figures,
     radius_class,
 )
-from minivess_bundle.errors import DriftError
-from minivess_bundle.nifti import read_nifti
 
 FINAL = REPO / "tests" / "data" / "mv68_y.nii.gz"
 EARLIER = REPO / "tests" / "data" / "mv68_y_earlier_annotation.nii.gz"
@@ -73,7 +73,7 @@ def real_crop():
 @pytest.fixture(scope="module")
 def levels_on_crop(real_crop):
     """The drift at levels 1..5 on the crop, with the clean skeleton computed once."""
-    from minivess_bundle.metrics import skeleton
+    from minivess_bundle.core.metrics import skeleton
 
     final, _ = real_crop
     centre = skeleton(final)

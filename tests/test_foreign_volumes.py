@@ -91,7 +91,7 @@ def test_smallest_volume_at_the_smallest_foreground_holds_one_vessel_voxel():
 def test_folder_is_read_like_the_authors_release(tmp_path):
     import nibabel as nib
 
-    from minivess_bundle.sources import fetch_from_dir
+    from minivess_bundle.fetch.sources import fetch_from_dir
     from minivess_bundle.validate import validate_volume
 
     specs_written = write_foreign_folder(tmp_path / "src", 2, seed=1, shape=(24, 24, 8))

@@ -229,7 +229,12 @@ def test_report_mips_memory_is_the_largest_volumes_from_its_header(tmp_path):
 
 
 def test_depth_views_are_exaggerated_to_at_least_100_px_and_no_more_than_needed():
-    from minivess_bundle.report import GALLERY_CELL, GALLERY_DPI, MIN_SIDE_PX, depth_exaggeration
+    from minivess_bundle.report.figures import (
+        GALLERY_CELL,
+        GALLERY_DPI,
+        MIN_SIDE_PX,
+        depth_exaggeration,
+    )
 
     width_px = GALLERY_CELL[0] * GALLERY_DPI * 0.92
     # the real mv68 grid (512 x 512 x 106 at 0.994 x 0.994 x 2 µm): 70 px natural -> x2
@@ -243,7 +248,7 @@ def test_depth_views_are_exaggerated_to_at_least_100_px_and_no_more_than_needed(
 
 
 def test_scale_bar_is_the_longest_round_length_under_a_quarter_of_the_panel():
-    from minivess_bundle.report import _pyplot, scale_bar
+    from minivess_bundle.report.figures import _pyplot, scale_bar
 
     plt = _pyplot()
     fig, ax = plt.subplots()
@@ -256,7 +261,7 @@ def test_scale_bar_is_the_longest_round_length_under_a_quarter_of_the_panel():
 
 
 def test_difference_view_keeps_the_sign_of_the_largest_change_along_the_projection():
-    from minivess_bundle.report import difference_view
+    from minivess_bundle.report.figures import difference_view
 
     clean = np.full((3, 2, 4), 100, np.uint16)
     drifted = clean.copy()
@@ -280,7 +285,7 @@ def test_gallery_shows_tall_depth_views_and_red_blue_difference_panels(tmp_path)
     from foreign_volumes import foreign_pair, save_authors_nifti
 
     from minivess_bundle.drift.variant import generate_drifted_dataset
-    from minivess_bundle.report import GALLERY_CELL, GALLERY_DPI, MIN_SIDE_PX, drift_gallery
+    from minivess_bundle.report.figures import GALLERY_CELL, GALLERY_DPI, MIN_SIDE_PX, drift_gallery
 
     source = tmp_path / "src"
     for vol, seed in (("mv01", 4), ("mv02", 5)):

@@ -11,7 +11,7 @@ MiniVess mv68, ``tests/data``), and its manifest entries carry them:
     Dice of the drifted mask to the clean one.
 ``median_radius_um_before`` / ``_after``
     median vessel radius on each mask's *own* skeleton (distance to the background in µm
-    at the centreline, :func:`minivess_bundle.metrics.skeleton`).
+    at the centreline, :func:`minivess_bundle.core.metrics.skeleton`).
 ``centreline_kept_thin`` / ``_medium`` / ``_thick``
     share of the clean skeleton still foreground in the drifted mask, by the clean radius
     there: ≤ 1.5 µm, 1.5–2.5 µm, > 2.5 µm (:data:`RADIUS_CLASSES_UM`); ``None`` for an
@@ -55,7 +55,7 @@ def centreline_radii(mask: np.ndarray, spacing_um: Sequence[float], skeleton=Non
     """(skeleton, distance map in µm) of ``mask``: the radius at each centreline voxel."""
     from scipy import ndimage
 
-    from ..metrics import skeleton as skeletonise
+    from ..core.metrics import skeleton as skeletonise
 
     binary = mask > 0
     centre = skeletonise(binary) if skeleton is None else skeleton.astype(bool, copy=False)
@@ -70,7 +70,7 @@ def _median(values) -> float:
 
 def fragments_per_megavoxel(mask: np.ndarray) -> tuple[float, float]:
     """(components, fragments of ≤ :data:`FRAGMENT_VOXELS` voxels) per million voxels."""
-    from ..morphology import count_components
+    from ..core.morphology import count_components
 
     count, sizes = count_components(mask)
     per_mvox = 1e6 / max(mask.size, 1)

@@ -266,7 +266,7 @@ def annotate_again(binary, spacing_um, severity: float, rng, model, skeleton=Non
     import numpy as np
     from scipy import ndimage
 
-    from ...metrics import skeleton as skeletonise
+    from ...core.metrics import skeleton as skeletonise
 
     # work in the mask's bounding box (plus the shell the additions may use)
     where = np.argwhere(binary)
