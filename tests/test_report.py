@@ -284,7 +284,7 @@ def test_gallery_shows_tall_depth_views_and_red_blue_difference_panels(tmp_path)
     import matplotlib.image
     from foreign_volumes import foreign_pair, save_authors_nifti
 
-    from minivess_bundle.drift.variant import generate_drifted_dataset
+    from minivess_bundle.drift.driver import generate_drifted_dataset
     from minivess_bundle.report.figures import GALLERY_CELL, GALLERY_DPI, MIN_SIDE_PX, drift_gallery
 
     source = tmp_path / "src"
