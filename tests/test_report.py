@@ -289,13 +289,14 @@ def test_gallery_shows_tall_depth_views_and_red_blue_difference_panels(tmp_path)
 
     source = tmp_path / "src"
     for vol, seed in (("mv01", 4), ("mv02", 5)):
-        image, label, spacing = foreign_pair((40, 40, 8), (1.0, 1.0, 1.0), 0.06, 8.0, "all", seed)
+        image, label, spacing = foreign_pair((40, 40, 8), (1.0, 1.0, 1.0), 0.06, 30.0, "all", seed)
         save_authors_nifti(image, spacing, 1000.0, source / "imagesTr" / f"{vol}.nii.gz")
         save_authors_nifti(label, spacing, 1.0, source / "labelsTr" / f"{vol}.nii.gz")
     kinds = ["annotation", "depth_blur", "intensity"]
     config = {"volumes": ["mv01"], "levels": [1, 3, 5], "types": kinds}
     generate_drifted_dataset(source, tmp_path / "drift", config)
     manifest = json.loads((tmp_path / "drift" / "drift_manifest.json").read_text())
+    assert not manifest.get("skipped")  # every kind made: one row each
     out = drift_gallery(tmp_path / "gallery.png", manifest, source, tmp_path / "drift")
     pixels = matplotlib.image.imread(out)[..., :3]
     cell_w, cell_h = (GALLERY_DPI * side for side in GALLERY_CELL)
