@@ -40,7 +40,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 LEVELS = (1, 2, 3, 4, 5)
 #: Examples per kind: bounded so the whole suite stays within a few minutes on 2 cores.
-EXAMPLES = 6
+EXAMPLES = 10
 #: The largest volume drawn: small, so 15 kinds × 5 levels × EXAMPLES fit the budget.
 MAX_XY, MAX_Z = 40, 48
 

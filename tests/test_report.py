@@ -224,3 +224,95 @@ def test_report_mips_memory_is_the_largest_volumes_from_its_header(tmp_path):
     # two workers hold two volumes at once
     assert resources.report_mips_mem_mb([small, big], threads=2) == int(np.ceil(2 * expected))
     assert resources.report_mips_mem_mb([tmp_path / "missing.nii.gz"]) == resources.FALLBACK_MB
+
+
+# --- the drift gallery: tall depth panels, difference panels, µm scale bars ----------------
+
+
+def test_depth_views_are_exaggerated_to_at_least_100_px_and_no_more_than_needed():
+    from minivess_bundle.report.figures import (
+        GALLERY_CELL,
+        GALLERY_DPI,
+        MIN_SIDE_PX,
+        depth_exaggeration,
+    )
+
+    width_px = GALLERY_CELL[0] * GALLERY_DPI * 0.92
+    # the real mv68 grid (512 x 512 x 106 at 0.994 x 0.994 x 2 µm): 70 px natural -> x2
+    assert depth_exaggeration((512, 512, 106), (0.994, 0.994, 2.0)) == 2
+    # a tiny build's volume, 46 x 46 x 8 at 1 µm: 26 px natural -> x4 (104 px)
+    assert depth_exaggeration((46, 46, 8), (1.0, 1.0, 1.0)) == 4
+    # the boundary: exactly MIN_SIDE_PX tall needs no exaggeration, a hair less needs x2
+    depth_um = MIN_SIDE_PX / width_px * 100.0
+    assert depth_exaggeration((100, 100, 1), (1.0, 1.0, depth_um)) == 1
+    assert depth_exaggeration((100, 100, 1), (1.0, 1.0, depth_um * 0.999)) == 2
+
+
+def test_scale_bar_is_the_longest_round_length_under_a_quarter_of_the_panel():
+    from minivess_bundle.report.figures import _pyplot, scale_bar
+
+    plt = _pyplot()
+    fig, ax = plt.subplots()
+    ax.imshow(np.zeros((50, 200)))
+    assert scale_bar(ax, 200, 1.0, 50) == 50.0  # 50 px = a quarter exactly
+    assert scale_bar(ax, 199, 1.0, 50) == 20.0  # 50 px would pass the quarter
+    assert scale_bar(ax, 512, 0.994, 512) == 100.0  # mv68: 100 µm is 101 px of 128
+    assert scale_bar(ax, 64, 2.0, 64) == 20.0  # a coarser grid: 20 µm is 10 px of 16
+    plt.close(fig)
+
+
+def test_difference_view_keeps_the_sign_of_the_largest_change_along_the_projection():
+    from minivess_bundle.report.figures import difference_view
+
+    clean = np.full((3, 2, 4), 100, np.uint16)
+    drifted = clean.copy()
+    drifted[0, 0, 1] = 130  # +30 at depth 1
+    drifted[0, 0, 3] = 50  # -50 at depth 3: the larger change of that column
+    drifted[2, 1, :] = 110  # +10 everywhere along the column
+    view = difference_view(clean, drifted, side=False)  # along z, x left to right
+    assert view.shape == (2, 3) and view[0, 0] == -50 and view[1, 2] == 10
+    assert view[1, 0] == 0
+    side = difference_view(clean, drifted, side=True)  # along y: depth top to bottom
+    assert side.shape == (4, 3) and side[3, 0] == -50 and side[1, 0] == 30
+    assert difference_view(clean, drifted[:, :, :3], side=False) is None  # other grid
+
+
+def test_gallery_shows_tall_depth_views_and_red_blue_difference_panels(tmp_path):
+    """A tiny drift build (intensity, depth_blur, annotation at levels 1, 3, 5) of a
+    foreign volume, 40 x 40 x 8 at 1 µm: seven columns; the difference columns hold the
+    diverging map (red and blue); and the depth row's x-z view, 8 µm deep, is drawn at
+    least MIN_SIDE_PX tall."""
+    import matplotlib.image
+    from foreign_volumes import foreign_pair, save_authors_nifti
+
+    from minivess_bundle.drift.driver import generate_drifted_dataset
+    from minivess_bundle.report.figures import GALLERY_CELL, GALLERY_DPI, MIN_SIDE_PX, drift_gallery
+
+    source = tmp_path / "src"
+    for vol, seed in (("mv01", 4), ("mv02", 5)):
+        image, label, spacing = foreign_pair((40, 40, 8), (1.0, 1.0, 1.0), 0.06, 30.0, "all", seed)
+        save_authors_nifti(image, spacing, 1000.0, source / "imagesTr" / f"{vol}.nii.gz")
+        save_authors_nifti(label, spacing, 1.0, source / "labelsTr" / f"{vol}.nii.gz")
+    kinds = ["annotation", "depth_blur", "intensity"]
+    config = {"volumes": ["mv01"], "levels": [1, 3, 5], "types": kinds}
+    generate_drifted_dataset(source, tmp_path / "drift", config)
+    manifest = json.loads((tmp_path / "drift" / "drift_manifest.json").read_text())
+    assert not manifest.get("skipped")  # every kind made: one row each
+    out = drift_gallery(tmp_path / "gallery.png", manifest, source, tmp_path / "drift")
+    pixels = matplotlib.image.imread(out)[..., :3]
+    cell_w, cell_h = (GALLERY_DPI * side for side in GALLERY_CELL)
+    assert pixels.shape[:2] == (round(cell_h * 3), round(cell_w * 7))
+    red = pixels[..., 0] > pixels[..., 2] + 0.2  # RdBu_r: dark blue is (0.02, 0.19, 0.38)
+    blue = pixels[..., 2] > pixels[..., 0] + 0.2
+    for row, kind in enumerate(kinds):  # rows are sorted by kind
+        band = slice(round(row * cell_h), round((row + 1) * cell_h))
+        diffs = slice(round(4 * cell_w), None)
+        if kind == "annotation":  # the mask: blue removed (and red added)
+            assert blue[band, diffs].sum() > 50, kind
+        if kind == "intensity":  # a gain: red or blue, not white
+            assert (red | blue)[band, diffs].sum() > 200, kind
+        if kind == "depth_blur":  # the x-z view: rows of image at least MIN_SIDE_PX tall
+            clean_panel = pixels[band, : round(cell_w)]
+            grey = (np.ptp(clean_panel, axis=-1) < 0.02) & (clean_panel.mean(axis=-1) < 0.98)
+            tall = np.count_nonzero(grey.any(axis=1))
+            assert tall >= MIN_SIDE_PX, tall

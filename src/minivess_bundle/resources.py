@@ -63,9 +63,11 @@ BASE_MB = {"validate": 300, "drift": 400, "fetch": 300, "omezarr": 400}
 #: and the pyramid's float resize: measured 1044 MB peak RSS for 37.2 M voxels).
 BYTES_PER_VOXEL = {"validate": 12, "drift": 24, "fetch": 40, "omezarr": 28}
 #: Drift kinds that hold more per voxel than ``BYTES_PER_VOXEL["drift"]``: annotation's
-#: distance transform (float64 plus scipy's int32 feature transform): measured 54 B/voxel
-#: between 0.43 M and 3.9 M voxels, 46.8 between 6.9 M and 15.6 M (peak RSS 457 / 863 MB).
-DRIFT_BYTES_PER_VOXEL = {"annotation": 64}
+#: second-annotator model (skeleton segments, three distance transforms, scipy's int32
+#: feature transform, the components of what is kept) and its figures (each level's own
+#: skeleton): measured 90.6 B/voxel between 0.43 M and 3.9 M voxels
+#: (tests/test_resources.py), with ~15 % headroom.
+DRIFT_BYTES_PER_VOXEL = {"annotation": 104}
 
 
 def for_attempt(mem_mb: int | float, attempt: int = 1) -> int:

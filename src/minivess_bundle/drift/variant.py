@@ -169,7 +169,7 @@ def _apply(spec: VariantSpec, files: VariantFiles, clean: _Clean, seed: int, sev
         "volume": spec.volume,
         "where": str(files.label if role == "label" else files.image),
     }
-    if kind == "topology":
+    if kind in ("topology", "annotation"):  # both start from the clean centreline
         context["skeleton"] = _cached(
             clean, "skeleton", lambda: _frozen(skeletonise(arrays["label"]))
         )

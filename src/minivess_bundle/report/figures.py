@@ -131,23 +131,98 @@ def side_mip(array: np.ndarray) -> np.ndarray:
     return np.asarray(array).max(axis=1).T
 
 
-def _gallery_panel(ax, image_path, label_path, vrange, title: str, side: bool = False) -> None:
-    """A MIP in the row's shared display range ``vrange``, the mask MIP as an outline."""
+#: The drift gallery's panel size (inches) and resolution: one cell per panel.
+GALLERY_CELL = (2.1, 2.35)
+GALLERY_DPI = 80
+#: An x-z side view is drawn at least this many pixels tall: depth is exaggerated by a
+#: whole factor (written in the panel's title) when the volume is shallower than that.
+MIN_SIDE_PX = 100
+#: Scale bar lengths (µm) to choose from: the longest under a quarter of the panel width.
+SCALE_BARS_UM = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def depth_exaggeration(shape: Sequence[int], zooms_um: Sequence[float]) -> int:
+    """The whole factor that draws an x-z view at least :data:`MIN_SIDE_PX` pixels tall in
+    a gallery cell (1 when it already is)."""
+    import math
+
+    width_px = GALLERY_CELL[0] * GALLERY_DPI * 0.92
+    height_px = width_px * (shape[2] * zooms_um[2]) / (shape[0] * zooms_um[0])
+    return max(1, math.ceil(MIN_SIDE_PX / max(height_px, 1e-9)))
+
+
+def scale_bar(ax, width_px: int, um_per_px: float, height_px: int, colour: str = "w") -> float:
+    """A horizontal µm scale bar in the lower left of ``ax``; its length in µm."""
+    from matplotlib.patches import Rectangle
+
+    fitting = [b for b in SCALE_BARS_UM if b / um_per_px <= width_px / 4] or [SCALE_BARS_UM[0]]
+    length = fitting[-1]
+    x0, y0 = 0.05 * width_px, height_px - 0.07 * height_px - 1
+    bar = Rectangle((x0, y0), length / um_per_px, max(1.0, 0.025 * height_px), color=colour)
+    ax.add_patch(bar)
+    ax.text(x0, y0 - 0.02 * height_px, f"{length} µm", color=colour, fontsize=5, va="bottom")
+    return float(length)
+
+
+def _gallery_panel(
+    ax, image_path, label_path, vrange, title: str, side: bool = False, stretch: int = 1
+) -> None:
+    """A MIP in the row's shared display range ``vrange``, the mask MIP as an outline,
+    a µm scale bar from this file's own spacing (depth drawn ``stretch`` times taller)."""
     image, zooms = _load(image_path)
     label, _ = _load(label_path)
     project = side_mip if side else mip
-    aspect = (zooms[2] if side else zooms[1]) / zooms[0]
+    aspect = (zooms[2] * stretch if side else zooms[1]) / zooms[0]
+    view = project(image)
     ax.imshow(
-        project(image),
-        cmap="gray",
-        vmin=vrange[0],
-        vmax=vrange[1],
-        interpolation="nearest",
-        aspect=aspect,
+        view, cmap="gray", vmin=vrange[0], vmax=vrange[1], interpolation="nearest", aspect=aspect
     )
     outline = (project(label) > 0).astype("float32")
     if 0 < outline.sum() < outline.size:
         ax.contour(outline, levels=[0.5], colors=[OUTLINE], linewidths=0.5)
+    scale_bar(ax, view.shape[1], zooms[0], view.shape[0])
+    ax.set_title(title + (f" (z x{stretch})" if stretch > 1 else ""), fontsize=7)
+    ax.set_axis_off()
+
+
+def signed_extreme(diff: np.ndarray, axis: int) -> np.ndarray:
+    """Along ``axis``, the value of largest magnitude (with its sign): a projection of a
+    difference volume that shows every change, gains and losses alike."""
+    import numpy as np
+
+    index = np.expand_dims(np.abs(diff).argmax(axis=axis), axis)
+    return np.take_along_axis(diff, index, axis=axis).squeeze(axis)
+
+
+def difference_view(clean: np.ndarray, drifted: np.ndarray, side: bool) -> np.ndarray | None:
+    """drifted - clean, projected as the row is (:func:`signed_extreme` along z, or along
+    y for a side view) and oriented like :func:`mip` / :func:`side_mip`; ``None`` where
+    the grids differ (nothing voxel-to-voxel to subtract)."""
+    import numpy as np
+
+    if clean.shape != drifted.shape:
+        return None
+    diff = drifted.astype(np.float32) - clean.astype(np.float32)
+    return signed_extreme(diff, 1 if side else 2).T
+
+
+def _difference_panel(ax, view, limit: float, title: str, aspect: float, um_per_px: float):
+    """``view`` in a diverging map over the row's shared symmetric range ``±limit``."""
+    if view is None or not view.any():
+        ax.text(
+            0.5,
+            0.5,
+            "other grid:\nno voxel difference" if view is None else "no voxel changed",
+            ha="center",
+            va="center",
+            fontsize=6,
+            transform=ax.transAxes,
+        )
+    else:
+        ax.imshow(
+            view, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest", aspect=aspect
+        )
+        scale_bar(ax, view.shape[1], um_per_px, view.shape[0], colour="k")
     ax.set_title(title, fontsize=7)
     ax.set_axis_off()
 
@@ -213,6 +288,17 @@ def gallery_rows(
     return volume, rows
 
 
+def _difference_limit(views) -> float:
+    """The row's shared symmetric range: the 99.9th percentile of |difference| over every
+    level's view (so the levels compare at one scale), 1 when nothing changed."""
+    import numpy as np
+
+    values = [np.abs(v[v != 0]) for v in views if v is not None and (v != 0).any()]
+    if not values:
+        return 1.0
+    return float(max(np.percentile(np.concatenate(values), 99.9), 1e-6))
+
+
 def drift_gallery(
     out_png: str | Path,
     manifest: dict[str, Any],
@@ -225,11 +311,19 @@ def drift_gallery(
     Per-volume kinds: the clean MIP of ``volume`` (default: the first drift volume), then
     each level, all in the clean MIP's display range (1st..99.7th percentile), so gain,
     bleaching and attenuation show as darker or brighter panels; the mask (each
-    panel's own label file) as an outline. ``gradual``: each batch is another volume,
-    shown with its batch number. ``prevalence``: the pool's vessel fractions, the
-    chosen set highlighted. Every panel is titled with its kind's primary figure.
-    Paths: ``clean_root`` holds the processed ``imagesTr``/``labelsTr``;
-    ``drift_root`` the drift tree the manifest's paths are relative to.
+    panel's own label file) as an outline; then one **difference panel** per level,
+    drifted - clean (the mask for label kinds: red added, blue removed) projected by its
+    value of largest magnitude, all levels of the row in one symmetric range, so kinds
+    invisible by eye (intensity, noise, saturation...) show how much and where they act.
+    Depth kinds are x-z side views (MIP along y), drawn at least :data:`MIN_SIDE_PX`
+    pixels tall (depth exaggerated by a whole factor written in the title). Every image
+    panel has a µm scale bar from its own file's spacing (so covariate's spacing change
+    shows as a longer or shorter bar). ``gradual``: each batch is another volume, shown
+    with its batch number and differenced against its own clean volume.
+    ``prevalence``: the pool's vessel fractions, the chosen set highlighted. Every
+    panel is titled with its kind's primary figure. Paths: ``clean_root`` holds the
+    processed ``imagesTr``/``labelsTr``; ``drift_root`` the drift tree the manifest's
+    paths are relative to.
     """
     import numpy as np
 
@@ -237,17 +331,21 @@ def drift_gallery(
 
     plt = _pyplot()
     volume, rows = gallery_rows(manifest, volume)
-    n_cols = 1 + max(len(members) for _, _, members in rows)
+    n_levels = max(len(members) for _, _, members in rows)
+    n_cols = 1 + 2 * n_levels
     fig, axes = plt.subplots(
-        len(rows), n_cols, figsize=(2.1 * n_cols, 2.35 * len(rows)), squeeze=False
+        len(rows),
+        n_cols,
+        figsize=(GALLERY_CELL[0] * n_cols, GALLERY_CELL[1] * len(rows)),
+        squeeze=False,
     )
     clean_root, drift_root = Path(clean_root), Path(drift_root)
     for row, (kind, anchor, members) in enumerate(rows):
         for ax in axes[row]:
             ax.set_axis_off()
-        for ax in axes[row][: len(members) + 1]:
-            ax.set_axis_on()
         if anchor is None:  # a set kind: the pool's vessel fractions, the chosen set
+            for ax in axes[row][: len(members) + 1]:
+                ax.set_axis_on()
             pool = dict(members[0][0]["parameters"]["pool_fractions"])
             _prevalence_panel(axes[row][0], pool, [], f"{kind}: clean pool")
             for col, (entry, title) in enumerate(members, start=1):
@@ -257,14 +355,19 @@ def drift_gallery(
         image = clean_root / "imagesTr" / f"{anchor}.nii.gz"
         label = clean_root / "labelsTr" / f"{anchor}.nii.gz"
         side = kind in DEPTH_KINDS
-        clean = (side_mip if side else mip)(_load(image)[0])
+        clean_image, zooms = _load(image)
+        stretch = depth_exaggeration(clean_image.shape, zooms) if side else 1
+        clean = (side_mip if side else mip)(clean_image)
         vrange = tuple(float(x) for x in np.percentile(clean, [1.0, 99.7]))
         view = "x-z side view" if side else "z MIP"
         _gallery_panel(
-            axes[row][0], image, label, vrange, f"{anchor} clean\n({kind}, {view})", side
+            axes[row][0], image, label, vrange, f"{anchor} clean\n({kind}, {view})", side, stretch
         )
+        role = "label" if members[0][0].get("target") == "label" else "image"
+        views = []
         for col, (entry, title) in enumerate(members, start=1):
             files = entry["files"]
+            drifted = drift_root / files[role]["drifted"]["path"]
             _gallery_panel(
                 axes[row][col],
                 drift_root / files["image"]["drifted"]["path"],
@@ -272,15 +375,31 @@ def drift_gallery(
                 vrange,
                 title,
                 side,
+                stretch,
+            )
+            before = _load(clean_root / files[role]["clean"]["path"])[0]
+            views.append(difference_view(before, _load(drifted)[0], side))
+        limit = _difference_limit(views)
+        aspect = (zooms[2] * stretch if side else zooms[1]) / zooms[0]
+        for col, ((entry, _), diff) in enumerate(zip(members, views, strict=True)):
+            step = f"batch {entry['level']}" if kind == "gradual" else f"L{entry['level']}"
+            _difference_panel(
+                axes[row][1 + n_levels + col],
+                diff,
+                limit,
+                f"{kind} {step} - clean\n({role}, range +/-{limit:.3g})",
+                aspect,
+                zooms[0],
             )
     fig.suptitle(
         f"Drift variants of {volume}: MIPs (depth kinds as x-z side views), each row in its "
-        "clean image's display range, mask outline in red",
+        "clean image's display range, mask outline in red; then drifted - clean per level "
+        "(red up, blue down; one symmetric range per row)",
         fontsize=9,
     )
     fig.tight_layout(rect=(0, 0, 1, 0.985))
     with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})
+        fig.savefig(tmp, format="png", dpi=GALLERY_DPI, metadata={"Software": None})
     plt.close(fig)
     return Path(out_png)
 
