@@ -396,3 +396,34 @@ def test_a_build_from_foreign_volumes_each_a_drift_volume_succeeds_and_grows_per
         assert row["monotonic"] and row["nonzero"] and row["failing_volumes"] == [], (kind, row)
         made = set(row["by_volume"])
         assert made == {v for v in specs if (kind, v) not in skipped}, (kind, made)
+
+
+def test_pmt_primary_figure_is_the_applied_gain_and_grows_where_the_fitted_one_swapped():
+    """The property suite's falsifying volume (36 x 16 x 5, noise sd 2, vessels on top): the
+    gain fitted from the files went 0.0654 / 0.0621 / ...; the applied gain change grows."""
+    spec = ForeignSpec((36, 16, 5), (0.31, 0.31, 0.5), 0.056, 2.0, "top", 3)
+    image, mask, spacing = pair_from_spec(spec)
+    applied = []
+    for level in range(1, 6):
+        severity = drift.severity_for_level(level)
+        out, record = drift.apply_drift(
+            image, "pmt", severity=severity, seed=11, return_record=True, spacing=spacing
+        )
+        figures = drift.verification_figures("pmt", image, out, record=record, mask=mask)
+        applied.append(figures["applied_gain_change_last_slice"])
+        ramp = record["parameters"]["gain_change_at_last_slice"]
+        # the jitter is at most half the ramp: the factor a (1 + w/60) stays in [a/2, 3a/2]
+        assert 0.5 * ramp <= applied[-1] <= 1.5 * ramp
+    assert all(b > a for a, b in zip(applied, applied[1:], strict=False)), applied
+
+
+def test_pmt_walk_is_clipped_at_half_the_ramp_on_a_long_acquisition():
+    """A 4000-slice walk wanders ~60 steps: clipped at 30, the last gain stays within a/2."""
+    image = np.full((4, 4, 4000), 500, dtype=np.uint16)
+    image[0, 0, :] = 1500  # a dynamic range
+    for seed in range(5):
+        _, record = drift.apply_drift(image, "pmt", severity=1.0, seed=seed, return_record=True)
+        gains = np.array(record["parameters"]["slice_gains"])
+        a = record["parameters"]["gain_change_at_last_slice"]
+        t = np.arange(gains.size) / (gains.size - 1)
+        assert np.abs(gains - 1.0 - a * t).max() <= a / 2 + 1e-12

@@ -364,12 +364,20 @@ class PMTDrift(Drift):
 
     Slice k of n (``t = k / (n - 1)``): ``dark + (x - dark) g_k + o_k`` with
     ``g_k = 1 + a t + (a / 60) w_k`` (``a``: the gain change of :attr:`SCALE` at s;
-    ``w`` one unit random walk per volume) and ``o_k = (a / 6) t`` of the dynamic range.
-    Primary figure: the fitted gain change of the last slice.
+    ``w`` one unit random walk per volume, clipped to ±30 so the jitter never exceeds half
+    the ramp) and ``o_k = (a / 6) t`` of the dynamic range.
+
+    Primary figure: the applied gain change of the last slice, ``a (1 + w_n / 60)``: the
+    walk is drawn once per (volume, kind) and scaled by ``a``, so the figure grows strictly
+    with the level on every volume, whatever its noise or rounding (the gain fitted from
+    the files, also recorded, is not: on a 5-slice, sd-2 volume the dark clip and uint16
+    rounding swapped levels 1 and 2 in the property suite).
     """
 
     name = "pmt"
-    primary = ("fitted_gain_change_last_slice", "increasing")
+    primary = ("applied_gain_change_last_slice", "increasing")
+    #: The random walk's bound (steps of sd 1): the jitter is at most half the ramp.
+    WALK_BOUND = 30.0
     SCALE = Scale("gain_change_at_last_slice", 0.02, 0.5)
 
     def parameters(self):
@@ -390,6 +398,7 @@ class PMTDrift(Drift):
         n = array.shape[2]
         t = np.arange(n, dtype=np.float64) / max(n - 1, 1)
         walk = np.concatenate([[0.0], np.cumsum(rng.standard_normal(n - 1))])
+        walk = np.clip(walk, -self.WALK_BOUND, self.WALK_BOUND)
         gains = 1.0 + params["gain_change_at_last_slice"] * t + params["gain_jitter_step_sd"] * walk
         lo, hi = robust_range(array)
         offsets = params["offset_fraction_of_range_at_last_slice"] * (hi - lo) * t
@@ -405,8 +414,10 @@ class PMTDrift(Drift):
 
     def figures(self, clean, drifted, record, **context):
         gains = [verify.fitted_gain(clean, drifted, k, 2) for k in (0, clean.shape[2] - 1)]
+        applied = record.get("parameters", {}).get("slice_gains")
         return {
             **verify.image_figures(clean, drifted),
+            "applied_gain_change_last_slice": applied[-1] - 1.0 if applied else None,
             "fitted_gain_first_slice": gains[0],
             "fitted_gain_last_slice": gains[1],
             "fitted_gain_change_last_slice": gains[1] - 1.0,
