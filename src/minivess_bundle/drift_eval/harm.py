@@ -11,6 +11,19 @@ drifted volume by the drifted volume's percentiles.
   model's argmax on the central crop (at most ``crop`` voxels, trimmed to a multiple of 4)
   of a volume against that volume's mask. The harm of a variant is the clean score minus
   the drifted one, on the same crop.
+
+Harm with intervals and whether a detector predicts it (pure functions, no torch):
+
+- :func:`overlap_counts`: the voxel and centreline counts of a prediction against a mask,
+  per block of a crop (the bootstrap's patches); :func:`dice_from_counts` and
+  :func:`cldice_from_counts` turn summed counts back into Dice and clDice (summed over every
+  block they equal :func:`dice_score` and :func:`minivess_bundle.metrics.cldice` on the crop);
+- :func:`harm_interval`: the mean Dice and clDice drop over volumes with a 95 % percentile
+  bootstrap, resampling volumes and, within each, its blocks (clean and drifted paired);
+- :func:`auroc` and :func:`auroc_interval`: the area under the ROC curve of a statistic
+  for harmful vs harmless samples (Mann-Whitney, ties count one half), with a bootstrap
+  over groups (the variant sets a sample came from: samples of one set are not
+  independent).
 """
 
 from __future__ import annotations
@@ -115,3 +128,256 @@ def segment_scores(
         "cldice": round(float(cldice(pred, truth)), 6),
         "crop": [[s.start, s.stop] for s in window],
     }
+
+
+#: the counts :func:`overlap_counts` returns per block, in this column order
+COUNTS = ("tp", "fp", "fn", "skel_pred", "skel_pred_in_truth", "skel_true", "skel_true_in_pred")
+#: a variant harms the reference when its Dice drop exceeds this (issue 24: 0.05)
+HARM_THRESHOLD = 0.05
+BOOTSTRAP = 2000
+CONFIDENCE = 0.95
+
+
+class HarmError(ValueError):
+    """A harm or AUROC figure cannot be computed from what it was given."""
+
+
+def block_slices(shape: Sequence[int], blocks: Sequence[int]) -> list[tuple[slice, ...]]:
+    """The crop cut into ``blocks`` (per axis) near-equal boxes, in C order."""
+    import numpy as np
+
+    edges = [
+        np.linspace(0, int(size), min(int(b), int(size)) + 1).round().astype(int)
+        for size, b in zip(shape, blocks, strict=True)
+    ]
+    out = []
+    for i in range(len(edges[0]) - 1):
+        for j in range(len(edges[1]) - 1):
+            for k in range(len(edges[2]) - 1):
+                out.append(
+                    (
+                        slice(edges[0][i], edges[0][i + 1]),
+                        slice(edges[1][j], edges[1][j + 1]),
+                        slice(edges[2][k], edges[2][k + 1]),
+                    )
+                )
+    return out
+
+
+def overlap_counts(
+    pred: np.ndarray, truth: np.ndarray, blocks: Sequence[int] = (2, 2, 2)
+) -> np.ndarray:
+    """Per block, the :data:`COUNTS` of ``pred`` against ``truth`` (int64, blocks x 7).
+
+    Centrelines are :func:`minivess_bundle.metrics.skeleton` of the whole masks, so a
+    block's counts are the crop's counts restricted to it.
+    """
+    import numpy as np
+
+    from ..metrics import skeleton
+
+    a, b = np.asarray(pred) > 0, np.asarray(truth) > 0
+    if a.shape != b.shape:
+        raise HarmError(f"prediction {a.shape} and mask {b.shape} differ in shape")
+    sa, sb = skeleton(a), skeleton(b)
+    rows = []
+    for box in block_slices(a.shape, blocks):
+        pa, pb, ka, kb = a[box], b[box], sa[box], sb[box]
+        rows.append(
+            [
+                np.count_nonzero(pa & pb),
+                np.count_nonzero(pa & ~pb),
+                np.count_nonzero(~pa & pb),
+                np.count_nonzero(ka),
+                np.count_nonzero(ka & pb),
+                np.count_nonzero(kb),
+                np.count_nonzero(kb & pa),
+            ]
+        )
+    return np.asarray(rows, dtype=np.int64).reshape(-1, len(COUNTS))
+
+
+def dice_from_counts(counts: np.ndarray) -> np.ndarray:
+    """Dice of summed counts (last axis = :data:`COUNTS`); two empty masks agree (1.0)."""
+    import numpy as np
+
+    c = np.asarray(counts, dtype=np.float64)
+    tp, fp, fn = c[..., 0], c[..., 1], c[..., 2]
+    total = 2 * tp + fp + fn
+    return np.where(total > 0, 2 * tp / np.where(total > 0, total, 1), 1.0)
+
+
+def cldice_from_counts(counts: np.ndarray) -> np.ndarray:
+    """clDice of summed counts, with :func:`minivess_bundle.metrics.cldice`'s guards."""
+    import numpy as np
+
+    c = np.asarray(counts, dtype=np.float64)
+    pred_empty = (c[..., 0] + c[..., 1]) == 0
+    true_empty = (c[..., 0] + c[..., 2]) == 0
+    t_prec = c[..., 4] / np.maximum(c[..., 3], 1)
+    t_sens = c[..., 6] / np.maximum(c[..., 5], 1)
+    both = t_prec + t_sens
+    value = np.where(both > 0, 2 * t_prec * t_sens / np.where(both > 0, both, 1), 0.0)
+    value = np.where(pred_empty | true_empty, 0.0, value)
+    return np.where(pred_empty & true_empty, 1.0, value)
+
+
+def _percentile_interval(values: np.ndarray, confidence: float) -> list[float]:
+    import numpy as np
+
+    tail = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(values, [tail, 1.0 - tail])
+    return [round(float(lo), 6), round(float(hi), 6)]
+
+
+def harm_interval(
+    clean: Sequence[np.ndarray],
+    drifted: Sequence[np.ndarray],
+    seed: int,
+    n_boot: int = BOOTSTRAP,
+    confidence: float = CONFIDENCE,
+) -> dict[str, Any]:
+    """Mean Dice and clDice drop (clean - drifted) over volumes, with bootstrap intervals.
+
+    ``clean[i]`` and ``drifted[i]`` are one volume's :func:`overlap_counts` (same blocks).
+    Each bootstrap draw resamples volumes with replacement and, within each drawn volume,
+    its blocks with replacement (clean and drifted stay paired), and recomputes each
+    volume's drop from the summed counts. With one volume the interval is the blocks' alone.
+    """
+    import numpy as np
+
+    if not clean or len(clean) != len(drifted):
+        raise HarmError(f"{len(clean)} clean and {len(drifted)} drifted volumes: need >= 1 pairs")
+    pairs = [(np.asarray(c), np.asarray(d)) for c, d in zip(clean, drifted, strict=True)]
+    for c, d in pairs:
+        if c.shape != d.shape or c.ndim != 2 or c.shape[1] != len(COUNTS):
+            raise HarmError(f"counts {c.shape} and {d.shape}: expected two (blocks, 7) arrays")
+
+    def drops(chosen: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
+        dice = [dice_from_counts(c.sum(0)) - dice_from_counts(d.sum(0)) for c, d in chosen]
+        cl = [cldice_from_counts(c.sum(0)) - cldice_from_counts(d.sum(0)) for c, d in chosen]
+        return float(np.mean(dice)), float(np.mean(cl))
+
+    point = drops(pairs)
+    rng = np.random.default_rng(seed)
+    draws = np.empty((int(n_boot), 2))
+    for b in range(int(n_boot)):
+        chosen = []
+        for v in rng.integers(0, len(pairs), size=len(pairs)):
+            c, d = pairs[v]
+            idx = rng.integers(0, len(c), size=len(c))
+            chosen.append((c[idx], d[idx]))
+        draws[b] = drops(chosen)
+    return {
+        "volumes": len(pairs),
+        "blocks_per_volume": [len(c) for c, _ in pairs],
+        "dice_drop": round(point[0], 6),
+        "dice_drop_interval": _percentile_interval(draws[:, 0], confidence),
+        "cldice_drop": round(point[1], 6),
+        "cldice_drop_interval": _percentile_interval(draws[:, 1], confidence),
+        "bootstrap": {"draws": int(n_boot), "confidence": confidence, "seed": int(seed)},
+    }
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve of ``scores`` for ``labels`` (True = positive, harmful).
+
+    The Mann-Whitney form: the share of (positive, negative) pairs the score ranks the
+    right way round, ties counting one half. 1.0 ranks every positive above every
+    negative, 0.0 the reverse, 0.5 is chance. A single class is an error.
+    """
+    import numpy as np
+
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    if s.shape != y.shape or s.ndim != 1:
+        raise HarmError(f"scores {s.shape} and labels {y.shape}: expected two equal 1-D arrays")
+    if not np.isfinite(s).all():
+        raise HarmError("scores hold NaN or infinity")
+    pos, neg = s[y], s[~y]
+    if not len(pos) or not len(neg):
+        raise HarmError(
+            f"AUROC needs both classes: {len(pos)} harmful and {len(neg)} harmless samples"
+        )
+    ranks = _midranks(np.concatenate([pos, neg]))
+    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
+    return float(u / (len(pos) * len(neg)))
+
+
+def _midranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, tied values sharing their mean rank."""
+    import numpy as np
+
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    ranks = np.empty(len(values), dtype=np.float64)
+    start = 0
+    while start < len(values):
+        stop = start
+        while stop + 1 < len(values) and sorted_values[stop + 1] == sorted_values[start]:
+            stop += 1
+        ranks[order[start : stop + 1]] = (start + stop) / 2.0 + 1.0
+        start = stop + 1
+    return ranks
+
+
+def auroc_interval(
+    scores: Sequence[float],
+    labels: Sequence[bool],
+    groups: Sequence[Any] | None = None,
+    seed: int = 0,
+    n_boot: int = BOOTSTRAP,
+    confidence: float = CONFIDENCE,
+) -> dict[str, Any]:
+    """:func:`auroc` with a percentile bootstrap interval over ``groups``.
+
+    Each draw resamples groups with replacement (each sample its own group when
+    ``groups`` is None) and keeps every sample of a drawn group; a draw left with one
+    class is not counted (``bootstrap.single_class_draws`` says how many). Fewer than two
+    groups of either class give the point estimate and no interval (``interval`` None).
+    """
+    import numpy as np
+
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    point = auroc(s, y)
+    g = np.arange(len(s)) if groups is None else np.asarray([str(x) for x in groups])
+    if len(g) != len(s):
+        raise HarmError(f"{len(g)} groups for {len(s)} scores")
+    names = sorted(set(g.tolist()))
+    members = [np.flatnonzero(g == name) for name in names]
+    classes = {bool(y[m].any()) for m in members} | {not bool(y[m].all()) for m in members}
+    record: dict[str, Any] = {
+        "auroc": round(point, 6),
+        "positives": int(y.sum()),
+        "negatives": int((~y).sum()),
+        "groups": len(names),
+    }
+    positive_groups = sum(bool(y[m].any()) for m in members)
+    negative_groups = sum(not bool(y[m].all()) for m in members)
+    if positive_groups < 2 or negative_groups < 2 or classes != {True, False}:
+        record["interval"] = None
+        record["bootstrap"] = {"draws": 0, "why": "fewer than 2 groups of a class"}
+        return record
+    rng = np.random.default_rng(seed)
+    values, single = [], 0
+    for _ in range(int(n_boot)):
+        idx = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        yb = y[idx]
+        if yb.all() or not yb.any():
+            single += 1
+            continue
+        values.append(auroc(s[idx], yb))
+    record["interval"] = _percentile_interval(np.asarray(values), confidence)
+    record["bootstrap"] = {
+        "draws": int(n_boot),
+        "confidence": confidence,
+        "seed": int(seed),
+        "single_class_draws": single,
+    }
+    return record
+
+
+def harmful(dice_drop: float, threshold: float = HARM_THRESHOLD) -> bool:
+    """A variant harms the reference when its Dice drop is strictly above ``threshold``."""
+    return float(dice_drop) > float(threshold) + 1e-12
