@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .cmdline import drift_eval_reference
 from .errors import MinivessError
 
 log = logging.getLogger("minivess_bundle")
@@ -440,6 +441,7 @@ def cmd_drift_eval(args: argparse.Namespace) -> None:
         args.bundle,
         args.out,
         model_path=args.model or None,
+        reference_record=args.reference_record or None,
         config=json.loads(args.config) if args.config else None,
         seed=args.seed,
         figures={"power": args.power_png, "fpr": args.fpr_png, "difficulty": args.difficulty_png},
@@ -726,7 +728,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("drift-eval", help=cmd_drift_eval.__doc__)
     p.add_argument("bundle", help="the verified bag folder")
-    p.add_argument("--model", default="", help="the check target's model (smoke_model.pt)")
+    p.add_argument("--model", default="", help="the reference UNet's weights (unet.pt)")
+    p.add_argument("--reference-record", default="", help="the reference models' record")
     p.add_argument("--out", required=True, help="drift_eval.json")
     p.add_argument("--config", default="", help="the drift_eval config block as JSON")
     p.add_argument("--seed", type=int, required=True)
@@ -769,6 +772,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seeds", type=int, nargs="+", default=[20230301])
     p.set_defaults(func=cmd_calibrate)
+
+    drift_eval_reference.add_parser(sub)
     return parser
 
 

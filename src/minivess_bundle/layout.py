@@ -83,6 +83,11 @@ DRIFT_EVAL = f"{DRIFT_EVAL_ROOT}/drift_eval.json"
 DRIFT_EVAL_POWER_PNG = f"{DRIFT_EVAL_ROOT}/power_curves.png"
 DRIFT_EVAL_FPR_PNG = f"{DRIFT_EVAL_ROOT}/false_alarms.png"
 DRIFT_EVAL_DIFFICULTY_PNG = f"{DRIFT_EVAL_ROOT}/difficulty.png"
+#: the reference segmenters (drift_eval_reference): UNet weights, their record, the
+#: content-addressed cache that lets a rebuilt bundle with the same training data skip training
+DRIFT_EVAL_REFERENCE_WEIGHTS = f"{DRIFT_EVAL_ROOT}/reference/unet.pt"
+DRIFT_EVAL_REFERENCE_RECORD = f"{DRIFT_EVAL_ROOT}/reference/reference.json"
+DRIFT_EVAL_REFERENCE_CACHE = f"{DRIFT_EVAL_ROOT}/reference/cache"
 NNUNET_ROOT = f"{RESULTS}/nnunet"
 
 

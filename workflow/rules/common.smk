@@ -303,6 +303,7 @@ BUNDLE_ARCHIVE = {key: BUNDLE[key] for key in ("archive", "sha256")} if ARCHIVE 
 #: What verify_bundle checks: the bag folder, then the archive (bundle.archive).
 VERIFY_PATHS = [BUNDLE["bag"], *([BUNDLE["archive"]] if ARCHIVE else [])]
 DRIFT_EVAL_CONFIG = json.dumps(config["drift_eval"], sort_keys=True)
+REFERENCE_MODEL_SETTINGS = json.dumps(config["reference_model"]["settings"], sort_keys=True)
 SOURCE_DATE_EPOCH = int(
     os.environ.get("SOURCE_DATE_EPOCH") or config["bundle"]["source_date_epoch"]
 )

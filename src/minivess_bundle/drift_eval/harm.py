@@ -31,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .sets import derive_seed
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
@@ -381,3 +383,201 @@ def auroc_interval(
 def harmful(dice_drop: float, threshold: float = HARM_THRESHOLD) -> bool:
     """A variant harms the reference when its Dice drop is strictly above ``threshold``."""
     return float(dice_drop) > float(threshold) + 1e-12
+
+
+#: the crop is cut into this many blocks per axis: the bootstrap's patches
+BLOCKS = (2, 2, 2)
+#: the reference whose Dice drop decides whether a variant is harmful
+PRIMARY = "unet"
+
+
+class HarmScorer:
+    """Scores every reference segmenter on clean and drifted test volumes; builds ``harm``.
+
+    ``segmenters`` maps a name to an object with ``segment(image, window) -> mask``
+    (:class:`.reference.UNetSegmenter`, :class:`.vesselness.VesselnessSegmenter`). Each
+    volume is scored on its central ``crop``: a variant whose image changed against its own
+    mask (the truth on the drifted grid), a **label-only** variant (same image, a changed
+    mask: topology, annotation) is not image harm at all: the prediction is unchanged, so
+    its image harm is 0 by construction and it is flagged ``label_only``; what a label
+    drift does to a model is the separate, named ``label_harm``.
+    """
+
+    def __init__(
+        self,
+        segmenters: dict[str, Any],
+        crop: Sequence[int],
+        seed: int,
+        blocks: Sequence[int] = BLOCKS,
+    ) -> None:
+        if PRIMARY not in segmenters:
+            raise HarmError(f"no {PRIMARY!r} among the references {sorted(segmenters)}")
+        self.segmenters = dict(segmenters)
+        self.crop = [int(c) for c in crop]
+        self.blocks = [int(b) for b in blocks]
+        self.seed = int(seed)
+        self.clean: dict[str, Any] = {}
+        self.variants: list[dict[str, Any]] = []
+        self._clean_counts: dict[str, dict[str, np.ndarray]] = {}
+        self._variant_counts: list[dict[str, np.ndarray]] = []
+
+    def _score(self, image: np.ndarray, label: np.ndarray) -> tuple[dict, dict]:
+        import numpy as np
+
+        window = central_crop(image.shape, self.crop)
+        truth = np.asarray(label)[window] > 0
+        scores: dict[str, Any] = {}
+        counts: dict[str, np.ndarray] = {}
+        for name, segmenter in sorted(self.segmenters.items()):
+            counts[name] = overlap_counts(segmenter.segment(image, window), truth, self.blocks)
+            total = counts[name].sum(0)
+            scores[name] = {
+                "dice": round(float(dice_from_counts(total)), 6),
+                "cldice": round(float(cldice_from_counts(total)), 6),
+            }
+        return {
+            **scores[PRIMARY],
+            "crop": [[s.start, s.stop] for s in window],
+            "by_reference": scores,
+        }, counts
+
+    def add_clean(self, volume: str, image: np.ndarray, label: np.ndarray) -> None:
+        self.clean[volume], self._clean_counts[volume] = self._score(image, label)
+
+    def add_variant(
+        self,
+        kind: str,
+        level: int,
+        volume: str,
+        severity: float,
+        image: np.ndarray | None,
+        label: np.ndarray | None,
+    ) -> None:
+        """One variant; ``image`` None marks a label-only variant (the clean image)."""
+        clean = self.clean[volume]
+        if image is None:
+            drifted, counts = clean, self._clean_counts[volume]
+        else:
+            drifted, counts = self._score(image, label)
+        by_reference = {}
+        for name in sorted(self.segmenters):
+            c, d = clean["by_reference"][name], drifted["by_reference"][name]
+            by_reference[name] = {
+                "clean": c,
+                "drifted": d,
+                "dice_drop": round(c["dice"] - d["dice"], 6),
+                "cldice_drop": round(c["cldice"] - d["cldice"], 6),
+            }
+        self.variants.append(
+            {
+                "kind": kind,
+                "level": int(level),
+                "volume": volume,
+                "severity": severity,
+                "label_only": image is None,
+                **{k: by_reference[PRIMARY][k] for k in ("clean", "drifted")},
+                "dice_drop": by_reference[PRIMARY]["dice_drop"],
+                "cldice_drop": by_reference[PRIMARY]["cldice_drop"],
+                "by_reference": by_reference,
+            }
+        )
+        self._variant_counts.append(counts)
+
+    def by_set(self, threshold: float = HARM_THRESHOLD) -> list[dict[str, Any]]:
+        """Per (kind, level): each reference's mean drop with its bootstrap intervals."""
+        groups: dict[tuple[str, int], list[int]] = {}
+        for i, row in enumerate(self.variants):
+            groups.setdefault((row["kind"], row["level"]), []).append(i)
+        out = []
+        for (kind, level), rows in sorted(groups.items()):
+            vols = [self.variants[i]["volume"] for i in rows]
+            by_reference = {}
+            for name in sorted(self.segmenters):
+                by_reference[name] = harm_interval(
+                    [self._clean_counts[v][name] for v in vols],
+                    [self._variant_counts[i][name] for i in rows],
+                    seed=derive_seed(self.seed, "drift_eval/harm", name, kind, level),
+                )
+            primary = by_reference[PRIMARY]
+            out.append(
+                {
+                    "kind": kind,
+                    "level": int(level),
+                    "volumes": len(rows),
+                    "label_only": all(self.variants[i]["label_only"] for i in rows),
+                    "mean_dice_drop": primary["dice_drop"],
+                    "mean_cldice_drop": primary["cldice_drop"],
+                    "harmful": harmful(primary["dice_drop"], threshold)
+                    and not all(self.variants[i]["label_only"] for i in rows),
+                    "by_reference": by_reference,
+                }
+            )
+        return out
+
+
+def harm_auroc(
+    pvalues: dict[tuple, list[float]],
+    by_set: list[dict[str, Any]],
+    alpha: float,
+    seed: int,
+    fraction: float = 1.0,
+    n_boot: int = BOOTSTRAP,
+) -> list[dict[str, Any]]:
+    """Per (detector, n): does the detector's statistic predict harm?
+
+    ``pvalues[(detector, kind, level, fraction, n)]`` are the calibrated p-values of the
+    repetitions of a test sample (:func:`.protocol.evaluate`). A sample is **harmful** when
+    its (kind, level) set's mean Dice drop for the UNet exceeds :data:`HARM_THRESHOLD`
+    (``by_set``'s ``harmful``); label-only sets are left out (their image is unchanged).
+    The score is ``1 - p`` (a smaller calibrated p = more evidence of drift); AUROC with a
+    bootstrap over (kind, level) sets, beside the rejection rate (power at ``alpha``) on
+    harmful and on harmless samples. A (detector, n) with one class only gets
+    ``auroc`` None and says why.
+    """
+    import math
+
+    harm_of = {(r["kind"], r["level"]): r for r in by_set if not r["label_only"]}
+    keys = sorted(
+        {(d, n) for (d, k, lv, f, n) in pvalues if math.isclose(f, fraction)},
+        key=lambda x: (x[0], x[1]),
+    )
+    rows = []
+    for detector, n in keys:
+        scores, labels, groups = [], [], []
+        for (d, kind, level, f, m), values in sorted(pvalues.items(), key=str):
+            if d != detector or m != n or not math.isclose(f, fraction):
+                continue
+            if (kind, level) not in harm_of:
+                continue
+            for p in values:
+                scores.append(1.0 - float(p))
+                labels.append(harm_of[(kind, level)]["harmful"])
+                groups.append(f"{kind}/{level}")
+        row: dict[str, Any] = {
+            "detector": detector,
+            "n": int(n),
+            "fraction": float(fraction),
+            "harmful_sets": sorted({g for g, y in zip(groups, labels, strict=True) if y}),
+            "harmless_sets": sorted({g for g, y in zip(groups, labels, strict=True) if not y}),
+        }
+        pos = [s for s, y in zip(scores, labels, strict=True) if y]
+        neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+        fired = 1.0 - float(alpha) - 1e-12
+        row["power_harmful"] = round(sum(s >= fired for s in pos) / len(pos), 6) if pos else None
+        row["power_harmless"] = round(sum(s >= fired for s in neg) / len(neg), 6) if neg else None
+        if pos and neg:
+            stats = auroc_interval(
+                scores,
+                labels,
+                groups,
+                seed=derive_seed(seed, "drift_eval/harm_auroc", detector, n),
+                n_boot=n_boot,
+            )
+            row.update({k: stats[k] for k in ("auroc", "interval", "positives", "negatives")})
+            row["bootstrap"] = stats["bootstrap"]
+        else:
+            row.update({"auroc": None, "interval": None, "positives": len(pos)})
+            row["negatives"] = len(neg)
+            row["why"] = "no harmful set" if not pos else "no harmless set"
+        rows.append(row)
+    return rows

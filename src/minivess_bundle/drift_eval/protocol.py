@@ -107,7 +107,7 @@ DESCRIPTION = {
     "random projection of 8x8x4 block means of log1p intensities",
     "c2st": "classifier two-sample test: L2 logistic regression on the 13 features, "
     "balanced halves, held-out accuracy, binomial p",
-    "bbsd": "BBSD: KS per softmax summary of the check model (4), Bonferroni",
+    "bbsd": "BBSD: KS per softmax summary of the reference UNet (4), Bonferroni",
 }
 
 
@@ -181,20 +181,15 @@ class Units:
         self.of[key] = list(range(start, len(self.patches)))
 
 
-def collect_units(
-    plan: Plan, cfg: dict[str, Any], seed: int, model: Any, device: str
-) -> tuple[Units, dict[str, Any]]:
-    """Cut every patch (clean and drifted) and, with a model, score harm on the way."""
-    from .harm import segment_scores, volume_scale
+def collect_units(plan: Plan, cfg: dict[str, Any], seed: int, scorer: Any) -> Units:
+    """Cut every patch (clean and drifted) and, with a :class:`.harm.HarmScorer`, score harm."""
+    from .harm import volume_scale
 
     patch = tuple(int(p) for p in cfg["patch"])
     projection = feat.projection_matrix(derive_seed(seed, "drift_eval/projection"))
     units = Units()
     corners: dict[str, list] = {}
-    harm: dict[str, Any] = {"clean": {}, "variants": []}
-    want_harm = bool(cfg["harm"]) and model is not None
-    crop = [int(c) for c in cfg["harm_crop"]]
-    clean_cache: dict[str, Any] = {}
+    want_harm = bool(cfg["harm"]) and scorer is not None
 
     def cut(vol: str, array) -> list:
         if vol not in corners:
@@ -219,8 +214,7 @@ def collect_units(
         units.add(("clean", vol), cut(vol, array), volume_scale(array), projection)
         if want_harm and vol in plan.held_out:
             label = read_checked(files["label"], files.get("label_sha256"), vol)
-            harm["clean"][vol] = segment_scores(model, array, label, crop, device)
-            clean_cache[vol] = label
+            scorer.add_clean(vol, array, label)
         log.info("%s: %d patches", vol, len(corners[vol]))
     for kind, level in plan.groups:
         for vol, files in sorted(plan.variants[(kind, level)].items()):
@@ -231,26 +225,13 @@ def collect_units(
             else:
                 array = read_checked(files["image"], files["image_sha256"], vol)
                 units.add((kind, level, vol), cut(vol, array), volume_scale(array), projection)
-            if want_harm:
-                if array is None:
-                    array = read_checked(plan.clean[vol]["image"], None, vol)
-                label = read_checked(files["label"], files["label_sha256"], vol)
-                scores = segment_scores(model, array, label, crop, device)
-                clean = harm["clean"][vol]
-                harm["variants"].append(
-                    {
-                        "kind": kind,
-                        "level": level,
-                        "volume": vol,
-                        "severity": files["severity"],
-                        "clean": {k: clean[k] for k in ("dice", "cldice")},
-                        "drifted": {k: scores[k] for k in ("dice", "cldice")},
-                        "dice_drop": round(clean["dice"] - scores["dice"], 6),
-                        "cldice_drop": round(clean["cldice"] - scores["cldice"], 6),
-                    }
-                )
+            if want_harm:  # a label-only variant (same image) is not image harm
+                label = None
+                if array is not None:
+                    label = read_checked(files["label"], files["label_sha256"], vol)
+                scorer.add_variant(kind, level, vol, files["severity"], array, label)
             log.info("%s %s/%s: patches cut", vol, kind, level)
-    return units, harm
+    return units
 
 
 def within_tolerance(rate: float, alpha: float, tolerance: float) -> bool:
@@ -388,14 +369,16 @@ def evaluate(
     for n in cfg["sample_sizes"]:
         null_of(n)
 
-    def score(outcomes, null) -> dict[str, tuple[bool, bool]]:
-        return {
-            name: (
-                calibrated_p(null[name], o.statistic, cfg["null_tail"]) <= alpha,
-                o.p_value <= alpha,
-            )
-            for name, o in outcomes.items()
-        }
+    def score(outcomes, null, sample: tuple = ()) -> dict[str, tuple[bool, bool]]:
+        out = {}
+        for name, o in outcomes.items():
+            p = calibrated_p(null[name], o.statistic, cfg["null_tail"])
+            if sample:  # the harm AUROC ranks test samples by their calibrated p
+                pvalues.setdefault((name, *sample), []).append(p)
+            out[name] = (p <= alpha, o.p_value <= alpha)
+        return out
+
+    pvalues: dict[tuple, list[float]] = {}
 
     fpr = []
     for n in cfg["sample_sizes"]:
@@ -443,7 +426,8 @@ def evaluate(
                     test = draw_units(sorted(variants), drifted_units, k, rng) if k else []
                     test += draw_units(held_out, clean_units, int(n) - k, rng) if n - k else []
                     outcomes = run_all(ref, test, "test", kind, level, fraction, n, r)
-                    for name, (cal, raw) in score(outcomes, null).items():
+                    sample = (kind, int(level), float(fraction), int(n))
+                    for name, (cal, raw) in score(outcomes, null, sample).items():
                         hits[name][0] += cal
                         hits[name][1] += raw
                 for name in detectors:
@@ -462,7 +446,7 @@ def evaluate(
                         }
                     )
         log.info("%s/%s done", kind, level)
-    return {"results": results, "false_positive_rate": fpr}
+    return {"results": results, "false_positive_rate": fpr, "pvalues": pvalues}
 
 
 def difficulty(results: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
@@ -509,22 +493,6 @@ def difficulty(results: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, 
     }
 
 
-def summarise_harm(harm: dict[str, Any]) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for row in harm["variants"]:
-        groups.setdefault((row["kind"], row["level"]), []).append(row)
-    return [
-        {
-            "kind": kind,
-            "level": level,
-            "volumes": len(rows),
-            "mean_dice_drop": round(sum(r["dice_drop"] for r in rows) / len(rows), 6),
-            "mean_cldice_drop": round(sum(r["cldice_drop"] for r in rows) / len(rows), 6),
-        }
-        for (kind, level), rows in sorted(groups.items())
-    ]
-
-
 def write_unit_files(units: Units, folder: Path) -> list[str]:
     """Each unit as ``unit-<i>.npy`` (float32 patch, x/y/z) for plug-in detectors."""
     import numpy as np
@@ -541,34 +509,51 @@ def run_drift_eval(
     bag: str | Path,
     out_json: str | Path,
     model_path: str | Path | None = None,
+    reference_record: str | Path | None = None,
     config: dict[str, Any] | None = None,
     seed: int = 0,
     figures: dict[str, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Evaluate every configured detector on the bundle ``bag``; write ``out_json``.
 
-    ``model_path`` is the ``check`` target's saved UNet (:func:`train_smoke.save_model`);
-    without it BBSD and harm labels are left out. ``figures`` maps ``power``, ``fpr`` and
+    ``model_path`` is the reference UNet's weights and ``reference_record`` its JSON record
+    (:func:`.reference.train_reference`: the vesselness threshold, the training list); BBSD
+    and harm use them, and harm needs both. ``figures`` maps ``power``, ``fpr`` and
     ``difficulty`` to PNG paths. Returns the result written.
     """
     import numpy as np
 
     cfg = resolve_config(config)
     plan = read_plan(bag)
-    model, device = None, "none"
+    model, device, record = None, "none", None
     needs_model = "bbsd" in cfg["detectors"] or bool(cfg["harm"])
     if needs_model:
-        if model_path is None:
+        if model_path is None or (cfg["harm"] and reference_record is None):
             raise DriftEvalError(
-                "no model for BBSD / harm labels",
-                expected="the check target's model (results/check/smoke_model.pt), "
-                "or drift_eval.detectors without bbsd and drift_eval.harm false",
+                "no reference model for BBSD / harm",
+                expected="the drift_eval_reference rule's weights and record "
+                "(results/drift_eval/reference/), or drift_eval.detectors without bbsd and "
+                "drift_eval.harm false",
             )
         from ..train_smoke import load_model, select_device
 
         device = select_device(cfg["device"])
         model = load_model(model_path, device)
-    units, harm = collect_units(plan, cfg, int(seed), model, device)
+    scorer = None
+    if cfg["harm"] and model is not None:
+        from .harm import HarmScorer
+        from .reference import UNetSegmenter, check_disjoint
+        from .vesselness import VesselnessSegmenter
+
+        record = json.loads(Path(reference_record).read_text())
+        check_disjoint(record, plan.held_out)
+        vesselness = VesselnessSegmenter(
+            threshold=float(record["vesselness"]["threshold"]),
+            sigmas=tuple(record["vesselness"]["sigmas_voxels"]),
+        )
+        segmenters = {"unet": UNetSegmenter(model, device), "vesselness": vesselness}
+        scorer = HarmScorer(segmenters, cfg["harm_crop"], int(seed))
+    units = collect_units(plan, cfg, int(seed), scorer)
     reps: dict[str, Any] = {
         "features": np.asarray(units.features),
         "embedding": np.asarray(units.embeddings),
@@ -583,6 +568,8 @@ def run_drift_eval(
         paths = write_unit_files(units, Path(tmp)) if cfg["plugins"] else None
         detectors = make_detectors(cfg, reps, paths)
         scored = evaluate(plan, units, detectors, cfg, int(seed))
+    pvalues = scored.pop("pvalues")
+    harm_sets = scorer.by_set() if scorer is not None else []
     result = {
         "schema_version": SCHEMA_VERSION,
         "generator": {"module": __name__, "package_version": __version__},
@@ -636,13 +623,19 @@ def run_drift_eval(
         **scored,
         "difficulty": difficulty(scored["results"], cfg),
         "harm": {
-            "enabled": bool(cfg["harm"]) and model is not None,
+            "enabled": scorer is not None,
             "crop": [int(c) for c in cfg["harm_crop"]],
-            "clean": harm["clean"],
-            "variants": harm["variants"],
-            "by_set": summarise_harm(harm),
+            "clean": scorer.clean if scorer else {},
+            "variants": scorer.variants if scorer else [],
+            "by_set": harm_sets,
         },
     }
+    if record is not None:
+        from .harm import harm_auroc
+        from .reference import reference_models
+
+        result["reference_models"] = reference_models(record, scorer.clean)
+        result["harm_auroc"] = harm_auroc(pvalues, harm_sets, float(cfg["alpha"]), int(seed))
     validate_result(result)
     write_json_atomic(out_json, result)
     if figures:

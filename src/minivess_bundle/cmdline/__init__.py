@@ -1,0 +1,1 @@
+"""One module per ``minivess-bundle`` command: ``add_parser(subparsers)`` and ``main(args)``."""
