@@ -158,3 +158,78 @@ def test_harm_interval_refuses_unpaired_counts():
     counts = overlap_counts(pred, truth)
     with pytest.raises(HarmError, match="1 clean and 2 drifted"):
         harm_interval([counts], [counts, counts], seed=0)
+
+
+class _Fixed:
+    """A segmenter that predicts the image > 0.5 (a stand-in for a reference model)."""
+
+    def segment(self, image, window):
+        return (np.asarray(image)[window] > 0.5).astype(np.uint8)
+
+
+def _volume(seed: int):
+    pred, truth = _masks(seed)
+    return truth.astype(np.float32), truth
+
+
+def test_the_harm_scorer_scores_each_reference_and_leaves_label_only_variants_at_zero():
+    from minivess_bundle.drift_eval.harm import HarmScorer
+
+    scorer = HarmScorer({"unet": _Fixed(), "vesselness": _Fixed()}, crop=(16, 16, 8), seed=0)
+    for vol, seed in (("mv05", 0), ("mv35", 1)):
+        image, label = _volume(seed)
+        scorer.add_clean(vol, image, label)
+        lost = image.copy()
+        lost[:, :8] = 0  # the drift erases half the vessels from the image
+        scorer.add_variant("attenuation", 5, vol, 1.0, lost, label)
+        scorer.add_variant("topology", 5, vol, 1.0, None, None)
+    assert scorer.clean["mv05"]["dice"] == 1.0
+    attenuation = [r for r in scorer.variants if r["kind"] == "attenuation"]
+    topology = [r for r in scorer.variants if r["kind"] == "topology"]
+    assert all(r["dice_drop"] > 0.3 and not r["label_only"] for r in attenuation)
+    assert all(r["dice_drop"] == 0.0 and r["label_only"] for r in topology)
+    sets = {(r["kind"], r["level"]): r for r in scorer.by_set()}
+    assert sets[("attenuation", 5)]["harmful"] and not sets[("topology", 5)]["harmful"]
+    assert sets[("topology", 5)]["label_only"]
+    unet = sets[("attenuation", 5)]["by_reference"]["unet"]
+    assert unet["dice_drop"] == pytest.approx(np.mean([r["dice_drop"] for r in attenuation]))
+    assert unet["dice_drop_interval"][0] <= unet["dice_drop"] <= unet["dice_drop_interval"][1]
+
+
+def _sets(harm_by_kind):
+    return [
+        {"kind": k, "level": 5, "label_only": k == "topology", "harmful": harmful(d)}
+        for k, d in harm_by_kind.items()
+    ]
+
+
+def test_harm_auroc_is_one_for_a_detector_that_fires_on_harmful_sets_only():
+    from minivess_bundle.drift_eval.harm import harm_auroc
+
+    sets = _sets({"attenuation": 0.2, "motion": 0.1, "noise": 0.01, "pmt": 0.0, "topology": 0})
+    p = {"attenuation": 0.005, "motion": 0.01, "noise": 0.6, "pmt": 0.9, "topology": 0.001}
+    pvalues = {("ks", k, 5, 1.0, 5): [p[k]] * 4 for k in p}
+    pvalues.update({("ks", k, 5, 0.5, 5): [0.5] * 4 for k in p})  # another fraction: ignored
+    (row,) = harm_auroc(pvalues, sets, alpha=0.05, seed=0, n_boot=200)
+    assert row["auroc"] == 1.0 and row["interval"] == [1.0, 1.0]
+    assert row["harmful_sets"] == ["attenuation/5", "motion/5"]
+    assert row["harmless_sets"] == ["noise/5", "pmt/5"]  # topology: label-only, left out
+    assert row["power_harmful"] == 1.0 and row["power_harmless"] == 0.0
+    assert row["positives"] == 8 and row["negatives"] == 8
+
+
+def test_harm_auroc_of_a_detector_that_fires_on_harmless_drift_is_below_one_half():
+    from minivess_bundle.drift_eval.harm import harm_auroc
+
+    sets = _sets({"attenuation": 0.2, "motion": 0.1, "noise": 0.0, "pmt": 0.0})
+    p = {"attenuation": 0.7, "motion": 0.5, "noise": 0.005, "pmt": 0.01}
+    (row,) = harm_auroc({("mmd", k, 5, 1.0, 10): [v] for k, v in p.items()}, sets, 0.05, 0)
+    assert row["auroc"] == 0.0 and row["power_harmful"] == 0.0 and row["power_harmless"] == 1.0
+
+
+def test_harm_auroc_without_a_harmful_set_says_why():
+    from minivess_bundle.drift_eval.harm import harm_auroc
+
+    sets = _sets({"noise": 0.0, "pmt": 0.05})  # 0.05 is not above the threshold
+    (row,) = harm_auroc({("ks", k, 5, 1.0, 5): [0.1] for k in ("noise", "pmt")}, sets, 0.05, 0)
+    assert row["auroc"] is None and row["why"] == "no harmful set"
