@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .cmdline import drift_eval_reference
+from .cmdline import drift_eval_label_harm, drift_eval_reference
 from .errors import MinivessError
 
 log = logging.getLogger("minivess_bundle")
@@ -774,6 +774,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_calibrate)
 
     drift_eval_reference.add_parser(sub)
+    drift_eval_label_harm.add_parser(sub)
     return parser
 
 

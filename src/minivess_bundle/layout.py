@@ -88,6 +88,8 @@ DRIFT_EVAL_DIFFICULTY_PNG = f"{DRIFT_EVAL_ROOT}/difficulty.png"
 DRIFT_EVAL_REFERENCE_WEIGHTS = f"{DRIFT_EVAL_ROOT}/reference/unet.pt"
 DRIFT_EVAL_REFERENCE_RECORD = f"{DRIFT_EVAL_ROOT}/reference/reference.json"
 DRIFT_EVAL_REFERENCE_CACHE = f"{DRIFT_EVAL_ROOT}/reference/cache"
+#: the label-only kinds' own harm (fine-tuning on drifted masks), reported apart
+DRIFT_EVAL_LABEL_HARM = f"{DRIFT_EVAL_ROOT}/label_harm.json"
 NNUNET_ROOT = f"{RESULTS}/nnunet"
 
 

@@ -87,7 +87,40 @@ rule drift_eval_score:
         "--difficulty-png {output.difficulty:q} > {log:q} 2>&1"
 
 
+rule drift_eval_label_harm:
+    """The label-only kinds' harm: the reference UNet fine-tuned on drifted vs clean masks."""
+    input:
+        bag=BUNDLE["bag_manifest"],
+        verified=BUNDLE["verified"],
+        weights=layout.DRIFT_EVAL_REFERENCE_WEIGHTS,
+        record=layout.DRIFT_EVAL_REFERENCE_RECORD,
+    output:
+        layout.DRIFT_EVAL_LABEL_HARM,
+    log:
+        "logs/drift_eval/label_harm.log",
+    benchmark:
+        "benchmarks/drift_eval/label_harm.tsv"
+    conda:
+        "../../envs/train.yaml"
+    container:
+        CONTAINER
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        bag=lambda wildcards, input: str(Path(input.bag).parent),
+        seed=config["seed"],
+        device=config["reference_model"]["device"],
+        crop=json.dumps(config["drift_eval"]["harm_crop"]),
+    shell:
+        "minivess-bundle drift-eval-label-harm {params.bag:q} --weights {input.weights:q} "
+        "--record {input.record:q} --out {output:q} --seed {params.seed} "
+        "--crop {params.crop:q} --device {params.device} --threads {threads} > {log:q} 2>&1"
+
+
 rule drift_eval:
-    """The drift evaluation's result and figures."""
+    """The drift evaluation's result and figures, and the label-only kinds' harm."""
     input:
         rules.drift_eval_score.output,
+        layout.DRIFT_EVAL_LABEL_HARM,

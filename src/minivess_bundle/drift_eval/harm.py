@@ -301,26 +301,11 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
         raise HarmError(
             f"AUROC needs both classes: {len(pos)} harmful and {len(neg)} harmless samples"
         )
-    ranks = _midranks(np.concatenate([pos, neg]))
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([pos, neg]), method="average")  # ties: their mean rank
     u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
     return float(u / (len(pos) * len(neg)))
-
-
-def _midranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, tied values sharing their mean rank."""
-    import numpy as np
-
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    ranks = np.empty(len(values), dtype=np.float64)
-    start = 0
-    while start < len(values):
-        stop = start
-        while stop + 1 < len(values) and sorted_values[stop + 1] == sorted_values[start]:
-            stop += 1
-        ranks[order[start : stop + 1]] = (start + stop) / 2.0 + 1.0
-        start = stop + 1
-    return ranks
 
 
 def auroc_interval(

@@ -474,3 +474,173 @@ def reference_models(record: dict[str, Any], clean: dict[str, Any]) -> dict[str,
         "unet": {**record["unet"], "clean_test": clean_test("unet")},
         "vesselness": {**record["vesselness"], "clean_test": clean_test("vesselness")},
     }
+
+
+#: fine-tuning for the label harm: steps from the reference weights, and the learning rate
+FINE_TUNE = {"steps": 30, "learning_rate": 5e-4}
+
+
+def fine_tune(
+    weights: str | Path,
+    image: np.ndarray,
+    mask: np.ndarray,
+    settings: Settings,
+    seed: int,
+    device: str,
+    steps: int,
+    learning_rate: float,
+) -> UNetSegmenter:
+    """The reference UNet after ``steps`` Adam steps on patches of one volume and mask."""
+    import numpy as np
+    import torch
+
+    from ..train_smoke import load_model, make_loss
+
+    torch.manual_seed(int(seed))
+    model = load_model(weights, device)
+    data = [
+        (
+            _pad_to(normalise(image, volume_scale(image)), settings.patch, "edge"),
+            _pad_to((np.asarray(mask) > 0).astype(np.uint8), settings.patch, "constant"),
+        )
+    ]
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(learning_rate))
+    loss_fn = make_loss()
+    rng = np.random.default_rng(seed)
+    model.train()
+    for _ in range(int(steps)):
+        images, masks = sample_batch(data, settings, rng)
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(torch.from_numpy(images).to(device))
+        loss = loss_fn(logits, torch.from_numpy(masks).to(device).long())
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    return UNetSegmenter(model, device)
+
+
+def label_harm(
+    bag: str | Path,
+    weights: str | Path,
+    record_path: str | Path,
+    out_json: str | Path,
+    *,
+    seed: int,
+    crop: Sequence[int] = (64, 64, 32),
+    device: str = "auto",
+    threads: int = 1,
+    steps: int = FINE_TUNE["steps"],
+    learning_rate: float = FINE_TUNE["learning_rate"],
+) -> dict[str, Any]:
+    """The named harm of the label-only kinds (a changed mask, the same image).
+
+    For each label-only (kind, level) set and each of its volumes ``v``: the reference UNet
+    is fine-tuned for ``steps`` steps on ``v`` with its **drifted** mask, and, as the
+    control, with its **clean** mask (the same seed and patches). Both are scored on the
+    clean masks of the *other* test volumes (``v`` itself when it is the only one), on the
+    central ``crop``. Label harm = control Dice - drifted-label Dice (and clDice), mean over
+    (``v``, scored volume) pairs, with :func:`.harm.harm_interval`'s bootstrap. Writes and
+    returns the result.
+    """
+    import torch
+
+    from ..train_smoke import select_device
+    from .harm import central_crop, harm_interval, overlap_counts
+    from .sets import read_plan
+
+    torch.set_num_threads(max(1, int(threads)))
+    record = json.loads(Path(record_path).read_text())
+    plan = read_plan(bag)
+    check_disjoint(record, plan.held_out)
+    settings = Settings.from_dict(record["unet"]["config"])
+    chosen = select_device(device)
+    clean = {
+        v: (
+            read_checked(plan.clean[v]["image"], plan.clean[v].get("image_sha256"), v),
+            read_checked(plan.clean[v]["label"], plan.clean[v].get("label_sha256"), v),
+        )
+        for v in plan.held_out
+    }
+
+    def counts_on(segmenter: UNetSegmenter, vols: list[str]) -> dict[str, np.ndarray]:
+        out = {}
+        for v in vols:
+            image, label = clean[v]
+            window = central_crop(image.shape, crop)
+            out[v] = overlap_counts(segmenter.segment(image, window), label[window] > 0)
+        return out
+
+    def scored_on(v: str) -> list[str]:
+        others = [u for u in plan.held_out if u != v]
+        return others or [v]
+
+    controls: dict[str, dict[str, np.ndarray]] = {}
+    sets = []
+    start = time.perf_counter()
+    for kind, level in plan.groups:
+        variants = plan.variants[(kind, level)]
+        if not all(f["same_image"] for f in variants.values()):
+            continue
+        clean_counts, drift_counts, pairs = [], [], []
+        for v, files in sorted(variants.items()):
+            tune_seed = derive_seed(seed, "drift_eval/label_harm", v)
+            if v not in controls:
+                tuned = fine_tune(
+                    weights,
+                    clean[v][0],
+                    clean[v][1],
+                    settings,
+                    tune_seed,
+                    chosen,
+                    steps,
+                    learning_rate,
+                )
+                controls[v] = counts_on(tuned, scored_on(v))
+            drifted_mask = read_checked(files["label"], files["label_sha256"], v)
+            tuned = fine_tune(
+                weights,
+                clean[v][0],
+                drifted_mask,
+                settings,
+                tune_seed,
+                chosen,
+                steps,
+                learning_rate,
+            )
+            drifted = counts_on(tuned, scored_on(v))
+            for u in scored_on(v):
+                clean_counts.append(controls[v][u])
+                drift_counts.append(drifted[u])
+                pairs.append([v, u])
+            log.info("label harm %s/%s: %s fine-tuned", kind, level, v)
+        interval = harm_interval(
+            clean_counts, drift_counts, seed=derive_seed(seed, "drift_eval/label_harm", kind, level)
+        )
+        sets.append(
+            {
+                "kind": kind,
+                "level": int(level),
+                "pairs": pairs,
+                **{k: interval[k] for k in ("dice_drop", "dice_drop_interval")},
+                **{k: interval[k] for k in ("cldice_drop", "cldice_drop_interval")},
+                "bootstrap": interval["bootstrap"],
+            }
+        )
+    result = {
+        "what": "label harm: Dice / clDice drop on clean test masks of the reference UNet "
+        "fine-tuned on a drifted mask, against the same fine-tuning on the clean mask",
+        "fine_tuning": {
+            "from_weights_sha256": record["unet"]["weights_sha256"],
+            "steps": int(steps),
+            "learning_rate": float(learning_rate),
+            "optimizer": "Adam",
+            "patches": "as the reference training (Settings.patch, batch_size, foreground_share)",
+            "scored_on": "the clean masks of the other test volumes (the volume itself when alone)",
+            "crop": [int(c) for c in crop],
+            "device": chosen,
+        },
+        "sets": sets,
+        "timing": {"wall_s": round(time.perf_counter() - start, 2)},
+    }
+    write_json_atomic(out_json, result)
+    return result
