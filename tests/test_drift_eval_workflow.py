@@ -116,6 +116,13 @@ def test_drift_eval_target_scores_every_detector_on_every_manifest_set(tmp_path)
     assert models["unet"]["steps"] <= 6 and models["unet"]["device"] == "cpu"
     assert models["unet"]["clean_test"]["per_volume"]["mv05"]["dice"] == clean["dice"]
     assert models["vesselness"]["threshold"] > 0
+    # label harm, apart: fine-tuned on the drifted vs the clean topology mask of mv05
+    label = json.loads((workdir / "results/drift_eval/label_harm.json").read_text())
+    assert [(r["kind"], r["level"]) for r in label["sets"]] == [("topology", 1)]
+    (topo,) = label["sets"]
+    assert topo["pairs"] == [["mv05", "mv05"]]
+    assert topo["dice_drop_interval"][0] <= topo["dice_drop"] <= topo["dice_drop_interval"][1]
+    assert label["fine_tuning"]["from_weights_sha256"] == models["unet"]["weights_sha256"]
     # harm AUROC: one row per (detector, n) at fraction 1.0
     assert {(r["detector"], r["n"]) for r in result["harm_auroc"]} == {
         (d, n) for d in detectors for n in (2, 4)
@@ -131,7 +138,9 @@ def test_drift_eval_target_scores_every_detector_on_every_manifest_set(tmp_path)
         workdir, **{**TINY, "drift_eval": {**TINY["drift_eval"], "repetitions": 2}}
     )
     dry = run_snakemake(rescored, "--cores", "2", "-n", "drift_eval")
-    assert "drift_eval_score" in dry.stdout and "drift_eval_reference" not in dry.stdout
+    planned = dry.stdout + dry.stderr
+    assert "drift_eval_score" in planned
+    assert "drift_eval_reference" not in planned and "drift_eval_label_harm" not in planned
     run_snakemake(rescored, "--cores", "2", "drift_eval")
     again = json.loads((workdir / "results/drift_eval/drift_eval.json").read_text())
     assert (

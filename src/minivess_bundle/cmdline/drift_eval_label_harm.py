@@ -20,9 +20,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--record", required=True, help="the reference models' record")
     p.add_argument("--out", required=True, help="label_harm.json")
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--crop", default="[64, 64, 32]", help="the scored central crop as JSON")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=int, default=1, help="torch threads on CPU")
+    p.add_argument("--crop", required=True, help="the scored central crop as JSON")
+    p.add_argument("--device", required=True, choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, required=True, help="torch threads on CPU")
     p.set_defaults(func=main)
     return p
 

@@ -20,8 +20,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--record-out", required=True, help="the JSON record")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--settings", default="", help="reference settings as JSON (overrides)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=int, default=1, help="torch threads on CPU")
+    p.add_argument("--device", required=True, choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, required=True, help="torch threads on CPU")
     p.add_argument("--cache-dir", default="", help="content-addressed cache of trained models")
     p.set_defaults(func=main)
     return p
