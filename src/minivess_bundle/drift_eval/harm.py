@@ -468,7 +468,9 @@ class HarmScorer:
         )
         self._variant_counts.append(counts)
 
-    def by_set(self, threshold: float = HARM_THRESHOLD) -> list[dict[str, Any]]:
+    def by_set(
+        self, threshold: float = HARM_THRESHOLD, n_boot: int = BOOTSTRAP
+    ) -> list[dict[str, Any]]:
         """Per (kind, level): each reference's mean drop with its bootstrap intervals."""
         groups: dict[tuple[str, int], list[int]] = {}
         for i, row in enumerate(self.variants):
@@ -482,6 +484,7 @@ class HarmScorer:
                     [self._clean_counts[v][name] for v in vols],
                     [self._variant_counts[i][name] for i in rows],
                     seed=derive_seed(self.seed, "drift_eval/harm", name, kind, level),
+                    n_boot=n_boot,
                 )
             primary = by_reference[PRIMARY]
             out.append(
