@@ -15,7 +15,17 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .cmdline import bundle, calibrate, config, fetch, rename, validate, verify
+from .cmdline import (
+    bundle,
+    calibrate,
+    config,
+    drift_eval_label_harm,
+    drift_eval_reference,
+    fetch,
+    rename,
+    validate,
+    verify,
+)
 from .cmdline import fingerprint as fingerprint_command
 from .cmdline import hf_export as hf_export_command
 from .cmdline import validate_crate as validate_crate_command
@@ -230,6 +240,7 @@ def cmd_drift_eval(args: argparse.Namespace) -> None:
         args.bundle,
         args.out,
         model_path=args.model or None,
+        reference_record=args.reference_record or None,
         config=json.loads(args.config) if args.config else None,
         seed=args.seed,
         figures={"power": args.power_png, "fpr": args.fpr_png, "difficulty": args.difficulty_png},
@@ -382,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("drift-eval", help=cmd_drift_eval.__doc__)
     p.add_argument("bundle", help="the verified bag folder")
-    p.add_argument("--model", default="", help="the check target's model (smoke_model.pt)")
+    p.add_argument("--model", default="", help="the reference UNet's weights (unet.pt)")
+    p.add_argument("--reference-record", default="", help="the reference models' record")
     p.add_argument("--out", required=True, help="drift_eval.json")
     p.add_argument("--features", default="", help="also write the per-unit table (Parquet)")
     p.add_argument("--config", default="", help="the drift_eval config block as JSON")
@@ -406,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", default="", help="where to write what the export did (JSON)")
     p.set_defaults(func=cmd_omezarr)
 
+    drift_eval_reference.add_parser(sub)
+    drift_eval_label_harm.add_parser(sub)
     return parser
 
 

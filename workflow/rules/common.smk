@@ -28,7 +28,9 @@ from minivess_bundle.bundle.release import release_spec  # noqa: E402
 from minivess_bundle.resample import ResampleSpec  # noqa: E402
 from minivess_bundle.core.spec import to_json as spec_json  # noqa: E402
 from minivess_bundle.core.layout import staged, renamed, processed  # noqa: E402
-from minivess_bundle.fetch.fingerprint import applies as fingerprint_applies  # noqa: E402
+from minivess_bundle.fetch.fingerprint import (
+    applies as fingerprint_applies,
+)  # noqa: E402
 from minivess_bundle.drift.kinds import KINDS  # noqa: E402
 from minivess_bundle.drift.plan import (  # noqa: E402
     LEVELLED_KINDS,
@@ -345,6 +347,9 @@ DRIFT_EVAL_CONFIG = json.dumps(config["drift_eval"], sort_keys=True)
 # (snakedeploy): workflow.basedir is then the deployment's. A remote module has no folder here
 # (a URL): git fails and the commit is "".
 WORKFLOW_DIR = os.path.dirname(os.path.dirname(str(workflow.current_basedir)))
+REFERENCE_MODEL_SETTINGS = json.dumps(
+    config["reference_model"]["settings"], sort_keys=True
+)
 
 
 def git_commit():

@@ -1,6 +1,39 @@
 """Drift evaluation: score drift detectors against the verified bundle's drift manifest.
-Not part of `all`: `snakemake --cores 2 drift_eval` (BBSD and harm labels use the model
-the `check` target trains: torch/MONAI from the `train` extra)."""
+Not part of `all`: `snakemake --cores 2 drift_eval` (BBSD and harm use the reference UNet
+that drift_eval_reference trains once: torch/MONAI from the `train` extra)."""
+
+
+rule drift_eval_reference:
+    """Train the reference UNet on the training role and fit the vesselness threshold (cached)."""
+    input:
+        bag=BUNDLE["bag_manifest"],
+        verified=BUNDLE["verified"],
+    output:
+        weights=layout.DRIFT_EVAL_REFERENCE_WEIGHTS,
+        record=layout.DRIFT_EVAL_REFERENCE_RECORD,
+    log:
+        "logs/drift_eval/reference.log",
+    benchmark:
+        "benchmarks/drift_eval/reference.tsv"
+    conda:
+        "../../envs/train.yaml"
+    container:
+        CONTAINER
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        bag=lambda wildcards, input: str(Path(input.bag).parent),
+        seed=config["seed"],
+        device=config["reference_model"]["device"],
+        settings=REFERENCE_MODEL_SETTINGS,
+        cache=layout.DRIFT_EVAL_REFERENCE_CACHE,
+    shell:
+        "minivess-bundle drift-eval-reference {params.bag:q} --weights-out {output.weights:q} "
+        "--record-out {output.record:q} --seed {params.seed} --device {params.device} "
+        "--settings {params.settings:q} --threads {threads} --cache-dir {params.cache:q} "
+        "> {log:q} 2>&1"
 
 
 rule drift_eval_score:
@@ -9,7 +42,8 @@ rule drift_eval_score:
     input:
         bag=BUNDLE["bag_manifest"],
         verified=BUNDLE["verified"],
-        model=layout.CHECK_MODEL,
+        model=layout.DRIFT_EVAL_REFERENCE_WEIGHTS,
+        reference=layout.DRIFT_EVAL_REFERENCE_RECORD,
     output:
         result=layout.DRIFT_EVAL,
         features=layout.DRIFT_EVAL_FEATURES,
@@ -47,12 +81,46 @@ rule drift_eval_score:
         config=DRIFT_EVAL_CONFIG,
     shell:
         "minivess-bundle drift-eval {params.bag:q} --model {input.model:q} "
+        "--reference-record {input.reference:q} "
         "--out {output.result:q} --features {output.features:q} --config {params.config:q} --seed {params.seed} "
         "--power-png {output.power:q} --fpr-png {output.fpr:q} "
         "--difficulty-png {output.difficulty:q} > {log:q} 2>&1"
 
 
+rule drift_eval_label_harm:
+    """The label-only kinds' harm: the reference UNet fine-tuned on drifted vs clean masks."""
+    input:
+        bag=BUNDLE["bag_manifest"],
+        verified=BUNDLE["verified"],
+        weights=layout.DRIFT_EVAL_REFERENCE_WEIGHTS,
+        record=layout.DRIFT_EVAL_REFERENCE_RECORD,
+    output:
+        layout.DRIFT_EVAL_LABEL_HARM,
+    log:
+        "logs/drift_eval/label_harm.log",
+    benchmark:
+        "benchmarks/drift_eval/label_harm.tsv"
+    conda:
+        "../../envs/train.yaml"
+    container:
+        CONTAINER
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        bag=lambda wildcards, input: str(Path(input.bag).parent),
+        seed=config["seed"],
+        device=config["reference_model"]["device"],
+        crop=json.dumps(config["drift_eval"]["harm_crop"]),
+    shell:
+        "minivess-bundle drift-eval-label-harm {params.bag:q} --weights {input.weights:q} "
+        "--record {input.record:q} --out {output:q} --seed {params.seed} "
+        "--crop {params.crop:q} --device {params.device} --threads {threads} > {log:q} 2>&1"
+
+
 rule drift_eval:
-    """The drift evaluation's result and figures."""
+    """The drift evaluation's result and figures, and the label-only kinds' harm."""
     input:
         rules.drift_eval_score.output,
+        layout.DRIFT_EVAL_LABEL_HARM,

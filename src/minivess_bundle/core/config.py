@@ -74,9 +74,10 @@ def coerce(value: Any, schema: Mapping[str, Any]) -> Any:
 
 
 #: Top-level keys whose outputs lie outside the bag: ``drift_eval`` scores the bag after it
-#: is verified (results/drift_eval/) and ``ome_zarr`` writes results/omezarr/. They are left
-#: out of the configuration the bag records, so changing them never rebuilds the bundle.
-OUTSIDE_BAG = ("drift_eval", "ome_zarr")
+#: is verified (results/drift_eval/), ``reference_model`` is drift_eval's segmenter and
+#: ``ome_zarr`` writes results/omezarr/. They are left out of the configuration the bag
+#: records, so changing them never rebuilds the bundle.
+OUTSIDE_BAG = ("drift_eval", "reference_model", "ome_zarr")
 
 
 def validation_rules(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -96,6 +96,13 @@ DRIFT_EVAL_FEATURES = f"{DRIFT_EVAL_ROOT}/features.parquet"
 DRIFT_EVAL_POWER_PNG = f"{DRIFT_EVAL_ROOT}/power_curves.png"
 DRIFT_EVAL_FPR_PNG = f"{DRIFT_EVAL_ROOT}/false_alarms.png"
 DRIFT_EVAL_DIFFICULTY_PNG = f"{DRIFT_EVAL_ROOT}/difficulty.png"
+#: the reference segmenters (drift_eval_reference): UNet weights, their record, the
+#: content-addressed cache that lets a rebuilt bundle with the same training data skip training
+DRIFT_EVAL_REFERENCE_WEIGHTS = f"{DRIFT_EVAL_ROOT}/reference/unet.pt"
+DRIFT_EVAL_REFERENCE_RECORD = f"{DRIFT_EVAL_ROOT}/reference/reference.json"
+DRIFT_EVAL_REFERENCE_CACHE = f"{DRIFT_EVAL_ROOT}/reference/cache"
+#: the label-only kinds' own harm (fine-tuning on drifted masks), reported apart
+DRIFT_EVAL_LABEL_HARM = f"{DRIFT_EVAL_ROOT}/label_harm.json"
 NNUNET_ROOT = f"{RESULTS}/nnunet"
 #: The nnU-Net export of the check target (its dataset.json).
 NNUNET_DATASET = f"{NNUNET_ROOT}/{NNUNET_NAME}/dataset.json"

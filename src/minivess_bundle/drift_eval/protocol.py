@@ -96,7 +96,7 @@ DESCRIPTION = {
     "random projection of 8x8x4 block means of log1p intensities",
     "c2st": "classifier two-sample test: L2 logistic regression on the 13 features, "
     "balanced halves, held-out accuracy, binomial p",
-    "bbsd": "BBSD: KS per softmax summary of the check model (4), Bonferroni",
+    "bbsd": "BBSD: KS per softmax summary of the reference UNet (4), Bonferroni",
     "evidently": "Evidently DataDriftPreset as the dataset authors configure it (KS per "
     "column, threshold 0.05, drift share 0.5) on the 13 per-unit statistics; statistic: "
     "the share of drifted columns (the optional evidently extra)",
@@ -311,40 +311,25 @@ def image_kinds() -> frozenset[str]:
     return frozenset(k for k, cls in TRANSFORMS.items() if cls.target == "image")
 
 
-def manifest_harm(plan: Plan, cfg: dict[str, Any], model: Any, device: str) -> dict[str, Any]:
-    """Dice / clDice of the check model on the manifest's clean and drifted held-out files."""
-    from .harm import segment_scores
-
-    harm: dict[str, Any] = {"clean": {}, "variants": []}
-    if model is None or not cfg["harm"]:
-        return harm
-    crop = [int(c) for c in cfg["harm_crop"]]
+def manifest_harm(plan: Plan, scorer: Any) -> None:
+    """Feed the manifest's clean and drifted held-out files to the harm ``scorer``
+    (:class:`.harm.HarmScorer`): the variants the bundle holds, whose volumes the reference
+    model never trained on. A label-only variant (same image) is not image harm."""
+    if scorer is None:
+        return
     for vol in plan.held_out:
         files = plan.clean[vol]
         array = read_checked(files["image"], files.get("image_sha256"), vol)
         label = read_checked(files["label"], files.get("label_sha256"), vol)
-        harm["clean"][vol] = segment_scores(model, array, label, crop, device)
+        scorer.add_clean(vol, array, label)
     for kind, level in plan.groups:
         for vol, files in sorted(plan.variants[(kind, level)].items()):
-            path = plan.clean[vol]["image"] if files["same_image"] else files["image"]
-            sha = None if files["same_image"] else files["image_sha256"]
-            array = read_checked(path, sha, vol)
+            if files["same_image"]:
+                scorer.add_variant(kind, level, vol, files["severity"], None, None)
+                continue
+            array = read_checked(files["image"], files["image_sha256"], vol)
             label = read_checked(files["label"], files["label_sha256"], vol)
-            scores = segment_scores(model, array, label, crop, device)
-            clean = harm["clean"][vol]
-            harm["variants"].append(
-                {
-                    "kind": kind,
-                    "level": level,
-                    "volume": vol,
-                    "severity": files["severity"],
-                    "clean": {k: clean[k] for k in ("dice", "cldice")},
-                    "drifted": {k: scores[k] for k in ("dice", "cldice")},
-                    "dice_drop": round(clean["dice"] - scores["dice"], 6),
-                    "cldice_drop": round(clean["cldice"] - scores["cldice"], 6),
-                }
-            )
-    return harm
+            scorer.add_variant(kind, level, vol, files["severity"], array, label)
 
 
 def within_tolerance(rate: float, alpha: float, tolerance: float) -> bool:
@@ -433,11 +418,18 @@ def evaluate(
             out[name] = detect(ref, test, rng)
         return out
 
-    def score(outcomes, null) -> dict[str, tuple[bool, bool]]:
-        return {
-            name: (calibrated_p(null[name], o.statistic, tail) <= alpha, o.p_value <= alpha)
-            for name, o in outcomes.items()
-        }
+    # (detector, kind, level, fraction, n) -> calibrated p of every test sample: the harm
+    # AUROC ranks the samples by it (:func:`.harm.harm_auroc`)
+    pvalues: dict[tuple, list[float]] = {}
+
+    def score(outcomes, null, sample: tuple = ()) -> dict[str, tuple[bool, bool]]:
+        out = {}
+        for name, o in outcomes.items():
+            p = calibrated_p(null[name], o.statistic, tail)
+            if sample:
+                pvalues.setdefault((name, *sample), []).append(p)
+            out[name] = (p <= alpha, o.p_value <= alpha)
+        return out
 
     sizes = [int(n) for n in cfg["sample_sizes"]]
     # (detector, n) / (detector, kind, level, fraction, n) -> per replication [cal, raw] hits
@@ -481,7 +473,8 @@ def evaluate(
                         sample = draw_sample(test, clean, n, rng, per_sample)
                         sample = [swap[group][u] for u in sample[:k]] + sample[k:]
                         outcomes = run_all(reference, sample, "test", *group, fraction, r, n, t)
-                        for name, flags in score(outcomes, null).items():
+                        key = (group[0], int(group[1]), float(fraction), n)
+                        for name, flags in score(outcomes, null, key).items():
                             hits[name][0] += flags[0]
                             hits[name][1] += flags[1]
                     for name in names:
@@ -532,7 +525,7 @@ def evaluate(
                 "power_uncalibrated": raw["rate"],
             }
         )
-    return {"results": results, "false_positive_rate": fpr}
+    return {"results": results, "false_positive_rate": fpr, "pvalues": pvalues}
 
 
 def difficulty(results: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
@@ -582,22 +575,6 @@ def difficulty(results: list[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, 
         "target": {"lowest_level_power": [low_lo, low_hi], "highest_level_power_min": high},
         "kinds": out,
     }
-
-
-def summarise_harm(harm: dict[str, Any]) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for row in harm["variants"]:
-        groups.setdefault((row["kind"], row["level"]), []).append(row)
-    return [
-        {
-            "kind": kind,
-            "level": level,
-            "volumes": len(rows),
-            "mean_dice_drop": round(sum(r["dice_drop"] for r in rows) / len(rows), 6),
-            "mean_cldice_drop": round(sum(r["cldice_drop"] for r in rows) / len(rows), 6),
-        }
-        for (kind, level), rows in sorted(groups.items())
-    ]
 
 
 def write_unit_files(units: Units, folder: Path) -> list[str]:
@@ -694,6 +671,7 @@ def run_drift_eval(
     bag: str | Path,
     out_json: str | Path,
     model_path: str | Path | None = None,
+    reference_record: str | Path | None = None,
     config: dict[str, Any] | None = None,
     seed: int = 0,
     figures: dict[str, str | Path] | None = None,
@@ -701,29 +679,49 @@ def run_drift_eval(
 ) -> dict[str, Any]:
     """Evaluate every configured detector on the bundle ``bag``; write ``out_json``.
 
-    ``model_path`` is the ``check`` target's saved UNet (:func:`train_smoke.save_model`);
-    without it BBSD and harm labels are left out. ``figures`` maps ``power``, ``fpr`` and
-    ``difficulty`` to PNG paths; ``features_path``: also write the per-unit feature table
-    (Parquet, :func:`feature_table`). Returns the result written.
+    ``model_path`` is the reference UNet's weights and ``reference_record`` its JSON record
+    (:func:`.reference.train_reference`: the vesselness threshold, the training list, which
+    is also the roles' training role, so no test volume was ever fitted); BBSD and harm use
+    them, and harm needs both. ``figures`` maps ``power``, ``fpr`` and ``difficulty`` to PNG
+    paths; ``features_path``: also write the per-unit feature table (Parquet,
+    :func:`feature_table`). Returns the result written.
     """
     import numpy as np
 
     cfg = resolve_config(config)
     plan = read_plan(bag)
-    roles = plan_roles(plan, cfg, int(seed))
-    model, device = None, "none"
+    model, device, record = None, "none", None
     needs_model = "bbsd" in cfg["detectors"] or bool(cfg["harm"])
     if needs_model:
-        if model_path is None:
+        if model_path is None or (cfg["harm"] and reference_record is None):
             raise DriftEvalError(
-                "no model for BBSD / harm labels",
-                expected="the check target's model (results/check/smoke_model.pt), "
-                "or drift_eval.detectors without bbsd and drift_eval.harm false",
+                "no reference model for BBSD / harm",
+                expected="the drift_eval_reference rule's weights and record "
+                "(results/drift_eval/reference/), or drift_eval.detectors without bbsd and "
+                "drift_eval.harm false",
             )
         from ..consumers.train_smoke import load_model, select_device
 
         device = select_device(cfg["device"])
         model = load_model(model_path, device)
+    if reference_record is not None:
+        record = json.loads(Path(reference_record).read_text())
+    training = record["training_volumes"] if record is not None else None
+    roles = plan_roles(plan, cfg, int(seed), training=training)
+    scorer = None
+    if cfg["harm"] and model is not None:
+        from .harm import HarmScorer
+        from .reference import UNetSegmenter, check_disjoint
+        from .vesselness import VesselnessSegmenter
+
+        check_disjoint(record, plan.held_out)
+        check_disjoint(record, sorted({v for role in roles for v in role.test}))
+        vesselness = VesselnessSegmenter(
+            threshold=float(record["vesselness"]["threshold"]),
+            sigmas=tuple(record["vesselness"]["sigmas_voxels"]),
+        )
+        segmenters = {"unet": UNetSegmenter(model, device), "vesselness": vesselness}
+        scorer = HarmScorer(segmenters, cfg["harm_crop"], int(seed))
     softmax = None
     if "bbsd" in cfg["detectors"]:
         from .harm import softmax_features
@@ -732,7 +730,7 @@ def run_drift_eval(
             return list(softmax_features(model, patches, scales, device))
 
     units = collect_units(plan, cfg, int(seed), roles, softmax)
-    harm = manifest_harm(plan, cfg, model, device)
+    manifest_harm(plan, scorer)
     reps: dict[str, Any] = {
         "features": np.asarray(units.features),
         "embedding": np.asarray(units.embeddings),
@@ -745,6 +743,8 @@ def run_drift_eval(
         paths = write_unit_files(units, Path(tmp)) if cfg["plugins"] else None
         detectors = make_detectors(cfg, reps, paths)
         scored = evaluate(plan, units, detectors, cfg, int(seed), roles)
+    pvalues = scored.pop("pvalues")
+    harm_sets = scorer.by_set() if scorer is not None else []
     per_sample = int(cfg["volumes_per_sample"])
     result = {
         "schema_version": SCHEMA_VERSION,
@@ -809,13 +809,19 @@ def run_drift_eval(
         **scored,
         "difficulty": difficulty(scored["results"], cfg),
         "harm": {
-            "enabled": bool(cfg["harm"]) and model is not None,
+            "enabled": scorer is not None,
             "crop": [int(c) for c in cfg["harm_crop"]],
-            "clean": harm["clean"],
-            "variants": harm["variants"],
-            "by_set": summarise_harm(harm),
+            "clean": scorer.clean if scorer else {},
+            "variants": scorer.variants if scorer else [],
+            "by_set": harm_sets,
         },
     }
+    if record is not None and scorer is not None:
+        from .harm import harm_auroc
+        from .reference import reference_models
+
+        result["reference_models"] = reference_models(record, scorer.clean)
+        result["harm_auroc"] = harm_auroc(pvalues, harm_sets, float(cfg["alpha"]), int(seed))
     validate_result(result)
     if features_path:
         write_feature_table(feature_table(units, roles, plan), features_path)
