@@ -80,18 +80,24 @@ def test_a_spec_of_another_stage_or_with_an_unknown_field_is_one_clear_error(tmp
 
 
 def test_the_cli_turns_a_bad_spec_into_one_line(capsys):
-    assert cli.main(["bundle", "--spec", "{not json"]) == 1
+    assert cli.main(["bundle", "--spec", "{not json", "--threads", "1"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: config: spec is not JSON (") and "\n" not in err
 
 
-def test_the_bundle_rule_passes_one_spec_and_nothing_else():
-    """It took 23 flags and carried the whole config as JSON twice."""
+def test_the_bundle_rule_passes_one_spec_and_its_threads():
+    """It took 23 flags and carried the whole config as JSON twice. The spec is a params
+    function of the wildcards only, the kind Snakemake compares with the last run, so a
+    config change reruns the bundle (the job's threads go beside it)."""
     text = (REPO / "workflow" / "rules" / "bundle.smk").read_text()
     rule = text[text.index("checkpoint bundle:") : text.index("rule verify_bundle")]
     params = rule[rule.index("    params:") : rule.index("    shell:")]
     assert re.findall(r"^        (\w+)=", params, re.M) == ["spec"]
-    assert '"minivess-bundle bundle --spec {params.spec:q} > {log:q} 2>&1"' in rule
+    assert (
+        '"minivess-bundle bundle --spec {params.spec:q} --threads {threads} > {log:q} 2>&1"' in rule
+    )
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    assert "def bundle_spec(wildcards):" in common
 
 
 def test_the_cli_imports_no_stage_module_until_a_command_runs():
@@ -110,6 +116,10 @@ def test_the_cli_imports_no_stage_module_until_a_command_runs():
         "minivess_bundle.cmdline",
         "minivess_bundle.core",  # the package of core.errors: a docstring, no imports
         "minivess_bundle.core.errors",
+        # validate-crate's choices (severities, profile) are owned by the crate module,
+        # which imports the standard library only
+        "minivess_bundle.consumers",
+        "minivess_bundle.consumers.crate",
     }, loaded
 
 

@@ -8,7 +8,7 @@ checkpoint bundle:
     input:
         unpack(bundle_inputs),
         validation_report=layout.VALIDATION_REPORT,
-        lock=workflow.source_path("../../requirements/lock.txt"),
+        lock=LOCK,
     output:
         **BUNDLE_ARCHIVE,
         bag_manifest=BUNDLE["bag_manifest"],
@@ -30,7 +30,7 @@ checkpoint bundle:
     params:
         spec=bundle_spec,
     shell:
-        "minivess-bundle bundle --spec {params.spec:q} > {log:q} 2>&1"
+        "minivess-bundle bundle --spec {params.spec:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule verify_bundle:

@@ -415,17 +415,24 @@ def section_root(root):
     return lambda wildcards: root
 
 
-def bundle_spec(wildcards, input, output, threads):
-    """The bundle stage's one spec (release.release_spec: config + declared files), JSON."""
+# The lock the bundle records (its input too).
+LOCK = workflow.source_path("../../requirements/lock.txt")
+
+
+def bundle_spec(wildcards):
+    """The bundle stage's one spec (release.release_spec: config + declared files), JSON.
+    A function of the wildcards alone: Snakemake compares a params function's value with the
+    last run's, and reruns the job when it changed, only for such functions (not for those
+    taking input, output or threads), so a config change rebuilds the bag. The job's threads
+    go on the command line."""
     spec = release_spec(
         config,
         bundle_inputs(wildcards),
-        out_dir=str(Path(output.summary).parent),
-        summary=output.summary,
-        validation_report=input.validation_report,
-        lock=input.lock,
+        out_dir=str(Path(BUNDLE["summary"]).parent),
+        summary=BUNDLE["summary"],
+        validation_report=layout.VALIDATION_REPORT,
+        lock=LOCK,
         git_commit=GIT_COMMIT,
-        threads=threads,
     )
     return spec_json(spec)
 

@@ -16,16 +16,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--spec", required=True, help="the bundle spec (release.ReleaseSpec) as JSON, or @file"
     )
+    parser.add_argument(
+        "--threads", type=int, required=True, help="files hashed and copied at once (the job's)"
+    )
     parser.set_defaults(func=main)
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
     """Build the release the spec describes; print where it is and its digest."""
+    import dataclasses
+
     from ..bundle.release import ReleaseSpec, build_release
     from ..core import spec
 
-    release = spec.read(ReleaseSpec, args.spec)
+    release = dataclasses.replace(spec.read(ReleaseSpec, args.spec), threads=args.threads)
     result = build_release(release)
     if result["archive"]:
         print(f"bundle {Path(release.out_dir) / result['archive']} sha256 {result['sha256']}")
