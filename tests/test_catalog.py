@@ -18,7 +18,9 @@ import yaml
 from conftest import REPO, require_tool, unavailable
 from workflow_utils import SNAKEMAKE_TIMEOUT_S
 
-SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+from minivess_bundle.core.config import SCHEMA_PATH
+
+SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 CONFIG_README = REPO / "config" / "README.md"
 TINY = {
     "synthetic": {"size_xy": 16, "max_z": 8},

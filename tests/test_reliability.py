@@ -431,6 +431,8 @@ FAST = {"resample": {"target_spacing_um": "native"}, "drift": {"enabled": False}
 
 
 def test_missing_source_folder_fails_with_one_line_naming_it(tmp_path):
+    """The config check names the key before any job is planned (no fetch job starts, no
+    MissingInputException about a licence file)."""
     missing = tmp_path / "not-there"
     workdir = make_workdir(
         tmp_path / "work", source="dir", dir={"path": str(missing)}, volumes=DIR_VOLUMES, **FAST
@@ -438,14 +440,11 @@ def test_missing_source_folder_fails_with_one_line_naming_it(tmp_path):
     result = run_snakemake(workdir, "--cores", "2", "all", check=False)
     said = result.stdout + result.stderr
     assert result.returncode != 0
-    errors = sorted({line for line in said.splitlines() if line.startswith("error:")})
-    expected = (
-        r"error: (mv\d\d: )?fetch: source folder missing — expected an extracted EBRAINS "
-        r"folder with raw/, seg/, json/ \(" + re.escape(str(missing)) + r"\)"
-    )
-    assert errors and all(re.fullmatch(expected, line) for line in errors), errors
+    problems = [line for line in said.splitlines() if line.startswith("config: ")]
+    assert problems == [f"config: dir.path: no such folder {str(missing)!r} (source: dir)"]
+    assert "MissingInputException" not in said and "fetch_licence" not in said
     assert not missing.exists()  # not created by the workflow
-    assert final_files(workdir / "results") == []
+    assert not (workdir / "results").exists() or final_files(workdir / "results") == []
 
 
 def _snapshot(root: Path) -> dict[str, tuple]:
