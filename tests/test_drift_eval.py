@@ -16,6 +16,7 @@ from scipy.stats import ks_2samp, kstest
 
 from minivess_bundle.drift_eval import detectors as det
 from minivess_bundle.drift_eval import protocol, sets
+from minivess_bundle.drift_eval import table as unit_table
 from minivess_bundle.drift_eval.sets import DriftEvalError
 
 ALPHA = 0.05
@@ -173,7 +174,7 @@ def _clustered(seed: int = 7, drift: float = 0.0, count: int = 70):
     volume's drifted units (``drift`` added to the same patches)."""
     rng = np.random.default_rng(seed)
     volumes = [f"mv{i:02d}" for i in range(1, count + 1)]
-    units = protocol.Units()
+    units = unit_table.Units()
     rows: list = []
     for vol in volumes:
         offset = rng.normal(0.0, 1.0, size=3)

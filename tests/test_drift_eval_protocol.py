@@ -11,6 +11,7 @@ from conftest import require
 from drift_eval_bag import make_bag
 
 from minivess_bundle.drift_eval import protocol
+from minivess_bundle.drift_eval import table as unit_table
 from minivess_bundle.drift_eval.intervals import summarise_rate, wilson_interval
 from minivess_bundle.drift_eval.sets import DriftEvalError
 
@@ -171,9 +172,9 @@ def test_the_feature_table_is_parquet_with_one_row_per_unit_and_role(runs):
 
     table = pq.read_table(runs[1]["_table"])
     assert table.schema.names == [
-        *protocol.TABLE_COLUMNS,
+        *unit_table.TABLE_COLUMNS,
         *FEATURE_NAMES,
-        protocol.HARM_COLUMN,
+        unit_table.HARM_COLUMN,
     ]
     frame = table.to_pandas()
     roles = runs[1]["roles"]["replications"][0]
@@ -186,7 +187,7 @@ def test_the_feature_table_is_parquet_with_one_row_per_unit_and_role(runs):
     assert set(drifted["role"]) == {"test"} and set(drifted["kind"]) == {"noise", "topology"}
     assert len(drifted) == 2 * 10 * len(roles["test"])
     assert (drifted["level"] == 5).all() and (drifted["severity"] == 1.0).all()
-    assert frame[protocol.HARM_COLUMN].isna().all()
+    assert frame[unit_table.HARM_COLUMN].isna().all()
     assert not frame[list(FEATURE_NAMES)].isna().any().any()
     # the same patch corners, in the same order: topology leaves the image as it is (the
     # same features), noise changes it
@@ -232,3 +233,35 @@ def test_unknown_and_out_of_range_protocol_keys_are_refused():
     for key in ("folds", "calibration_folds", "replications", "volumes_per_sample"):
         with pytest.raises(DriftEvalError, match=f"drift_eval.{key} 0"):
             protocol.resolve_config({key: 0})
+
+
+def test_the_harm_column_is_the_sets_unet_dice_drop_and_zero_for_clean_units():
+    """With harm scored, a drifted unit's harm is its (kind, level) set's UNet Dice drop; a
+    clean unit's is 0; a label-only set's is null (its image is the clean one)."""
+    require("pyarrow", "the train extra")
+    import numpy as np
+
+    from minivess_bundle.drift_eval.roles import Roles
+    from minivess_bundle.drift_eval.sets import Plan
+    from minivess_bundle.drift_eval.table import HARM_COLUMN, Units, feature_table
+
+    units = Units()
+    rng = np.random.default_rng(0)
+    projection = rng.standard_normal((8 * 8 * 4, 16)).astype(np.float32)
+    patches = [rng.uniform(100, 200, (32, 32, 8)).astype(np.float32) for _ in range(2)]
+    corners = [(0, 0, 0), (32, 0, 0)]
+    for key in (("clean", "mv01"), ("clean", "mv02"), ("noise", 5, "mv02")):
+        units.add(key, patches, (100.0, 200.0), projection, corners)
+    units.alias(("topology", 5, "mv02"), ("clean", "mv02"))
+    recipes = {("noise", 5): {"severity": 1.0}, ("topology", 5): {"severity": 1.0}}
+    plan = Plan(Path("bag"), ["mv01"], ["mv02"], recipes=recipes)
+    roles = [Roles(training=(), reference=("mv01",), calibration=(), test=("mv02",))]
+    harm_sets = [
+        {"kind": "noise", "level": 5, "mean_dice_drop": 0.125, "label_only": False},
+        {"kind": "topology", "level": 5, "mean_dice_drop": 0.0, "label_only": True},
+    ]
+    frame = feature_table(units, roles, plan, harm_sets).to_pandas()
+    harm = {kind: set(frame[frame["kind"] == kind][HARM_COLUMN].tolist()) for kind in frame["kind"]}
+    assert harm["clean"] == {0.0} and harm["noise"] == {0.125}
+    assert frame[frame["kind"] == "topology"][HARM_COLUMN].isna().all()
+    assert feature_table(units, roles, plan).to_pandas()[HARM_COLUMN].isna().all()

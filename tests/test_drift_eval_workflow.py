@@ -173,7 +173,7 @@ def test_drift_eval_target_scores_every_detector_on_every_manifest_set(tmp_path)
         weights.stat().st_mtime_ns,
         again["reference_models"]["unet"]["weights_sha256"],
     ) == stamp
-    assert all(r["repetitions"] == 2 for r in again["results"])
+    assert all(r["repetitions"] == 2 * r["replications"] for r in again["results"])
     # a forced retrain with the same training data is a cache hit: the same bytes, no training
     run_snakemake(rescored, "--cores", "2", "--forcerun", "drift_eval_reference", "drift_eval")
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == stamp[1]
