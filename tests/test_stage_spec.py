@@ -80,7 +80,7 @@ def test_a_spec_of_another_stage_or_with_an_unknown_field_is_one_clear_error(tmp
 
 
 def test_the_cli_turns_a_bad_spec_into_one_line(capsys):
-    assert cli.main(["bundle", "--spec", "{not json", "--threads", "1"]) == 1
+    assert cli.main(["bundle", "--spec", "{not json", "--threads", "1", "--lock", "x"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: config: spec is not JSON (") and "\n" not in err
 
@@ -93,9 +93,8 @@ def test_the_bundle_rule_passes_one_spec_and_its_threads():
     rule = text[text.index("checkpoint bundle:") : text.index("rule verify_bundle")]
     params = rule[rule.index("    params:") : rule.index("    shell:")]
     assert re.findall(r"^        (\w+)=", params, re.M) == ["spec"]
-    assert (
-        '"minivess-bundle bundle --spec {params.spec:q} --threads {threads} > {log:q} 2>&1"' in rule
-    )
+    assert '"minivess-bundle bundle --spec {params.spec:q} --lock {input.lock:q} "' in rule
+    assert '"--threads {threads} > {log:q} 2>&1"' in rule
     common = (REPO / "workflow" / "rules" / "common.smk").read_text()
     assert "def bundle_spec(wildcards):" in common
 

@@ -30,7 +30,8 @@ checkpoint bundle:
     params:
         spec=bundle_spec,
     shell:
-        "minivess-bundle bundle --spec {params.spec:q} --threads {threads} > {log:q} 2>&1"
+        "minivess-bundle bundle --spec {params.spec:q} --lock {input.lock:q} "
+        "--threads {threads} > {log:q} 2>&1"
 
 
 rule verify_bundle:

@@ -415,7 +415,8 @@ def section_root(root):
     return lambda wildcards: root
 
 
-# The lock the bundle records (its input too).
+# The lock the bundle records: an input (source_path: a cached copy whose path changes from
+# run to run, so it goes on the command line, not into the tracked spec).
 LOCK = workflow.source_path("../../requirements/lock.txt")
 
 
@@ -424,14 +425,13 @@ def bundle_spec(wildcards):
     A function of the wildcards alone: Snakemake compares a params function's value with the
     last run's, and reruns the job when it changed, only for such functions (not for those
     taking input, output or threads), so a config change rebuilds the bag. The job's threads
-    go on the command line."""
+    and the lock's path go on the command line."""
     spec = release_spec(
         config,
         bundle_inputs(wildcards),
         out_dir=str(Path(BUNDLE["summary"]).parent),
         summary=BUNDLE["summary"],
         validation_report=layout.VALIDATION_REPORT,
-        lock=LOCK,
         git_commit=GIT_COMMIT,
     )
     return spec_json(spec)

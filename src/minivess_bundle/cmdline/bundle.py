@@ -19,6 +19,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--threads", type=int, required=True, help="files hashed and copied at once (the job's)"
     )
+    parser.add_argument("--lock", required=True, help="the requirements lock the bag records")
     parser.set_defaults(func=main)
     return parser
 
@@ -30,7 +31,9 @@ def main(args: argparse.Namespace) -> int:
     from ..bundle.release import ReleaseSpec, build_release
     from ..core import spec
 
-    release = dataclasses.replace(spec.read(ReleaseSpec, args.spec), threads=args.threads)
+    release = dataclasses.replace(
+        spec.read(ReleaseSpec, args.spec), threads=args.threads, lock=args.lock
+    )
     result = build_release(release)
     if result["archive"]:
         print(f"bundle {Path(release.out_dir) / result['archive']} sha256 {result['sha256']}")
