@@ -17,8 +17,6 @@ rule drift_eval_reference:
         "benchmarks/drift_eval/reference.tsv"
     conda:
         "../../envs/train.yaml"
-    container:
-        CONTAINER
     threads: 2
     resources:
         mem_mb=4000,
@@ -31,7 +29,7 @@ rule drift_eval_reference:
         cache=layout.DRIFT_EVAL_REFERENCE_CACHE,
     shell:
         "minivess-bundle drift-eval-reference {params.bag:q} --weights-out {output.weights:q} "
-        "--record-out {output.record:q} --seed {params.seed} --device {params.device} "
+        "--record-out {output.record:q} --seed {params.seed} --device {params.device:q} "
         "--settings {params.settings:q} --threads {threads} --cache-dir {params.cache:q} "
         "> {log:q} 2>&1"
 
@@ -102,8 +100,6 @@ rule drift_eval_label_harm:
         "benchmarks/drift_eval/label_harm.tsv"
     conda:
         "../../envs/train.yaml"
-    container:
-        CONTAINER
     threads: 2
     resources:
         mem_mb=4000,
@@ -116,7 +112,7 @@ rule drift_eval_label_harm:
     shell:
         "minivess-bundle drift-eval-label-harm {params.bag:q} --weights {input.weights:q} "
         "--record {input.record:q} --out {output:q} --seed {params.seed} "
-        "--crop {params.crop:q} --device {params.device} --threads {threads} > {log:q} 2>&1"
+        "--crop {params.crop:q} --device {params.device:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule drift_eval:
