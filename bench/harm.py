@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 from minivess_bundle.drift_eval.harm import HarmScorer
+from minivess_bundle.drift_eval.protocol import manifest_harm
 from minivess_bundle.drift_eval.reference import check_disjoint, load_segmenter, reference_models
-from minivess_bundle.drift_eval.sets import read_checked, read_plan
+from minivess_bundle.drift_eval.sets import read_plan
 from minivess_bundle.drift_eval.vesselness import VesselnessSegmenter
 
 
@@ -34,20 +35,7 @@ def score(bag: Path, reference: Path, level: int, crop: list[int], seed: int) ->
     unet = load_segmenter(reference / "unet.pt", "cpu")
     scorer = HarmScorer({"unet": unet, "vesselness": vesselness}, crop, seed=seed)
     start = time.perf_counter()
-    for vol in plan.held_out:
-        f = plan.clean[vol]
-        image = read_checked(f["image"], f["image_sha256"], vol)
-        scorer.add_clean(vol, image, read_checked(f["label"], f["label_sha256"], vol))
-    for kind, lv in plan.groups:
-        if lv != level:
-            continue
-        for vol, f in sorted(plan.variants[(kind, lv)].items()):
-            if f["same_image"]:
-                scorer.add_variant(kind, lv, vol, f["severity"], None, None)
-                continue
-            image = read_checked(f["image"], f["image_sha256"], vol)
-            label = read_checked(f["label"], f["label_sha256"], vol)
-            scorer.add_variant(kind, lv, vol, f["severity"], image, label)
+    manifest_harm(plan, scorer, levels={level})
     return {
         "reference_models": reference_models(record, scorer.clean),
         "by_set": scorer.by_set(),

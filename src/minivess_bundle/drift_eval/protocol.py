@@ -251,10 +251,11 @@ def image_kinds() -> frozenset[str]:
     return frozenset(k for k, cls in TRANSFORMS.items() if cls.target == "image")
 
 
-def manifest_harm(plan: Plan, scorer: Any) -> None:
+def manifest_harm(plan: Plan, scorer: Any, levels: set[int] | None = None) -> None:
     """Feed the manifest's clean and drifted held-out files to the harm ``scorer``
     (:class:`.harm.HarmScorer`): the variants the bundle holds, whose volumes the reference
-    model never trained on. A label-only variant (same image) is not image harm."""
+    model never trained on. A label-only variant (same image) is not image harm. ``levels``:
+    only these levels' variants (``bench/harm.py``); default every level."""
     if scorer is None:
         return
     for vol in plan.held_out:
@@ -263,6 +264,8 @@ def manifest_harm(plan: Plan, scorer: Any) -> None:
         label = read_checked(files["label"], files.get("label_sha256"), vol)
         scorer.add_clean(vol, array, label)
     for kind, level in plan.groups:
+        if levels is not None and level not in levels:
+            continue
         for vol, files in sorted(plan.variants[(kind, level)].items()):
             if files["same_image"]:
                 scorer.add_variant(kind, level, vol, files["severity"], None, None)
