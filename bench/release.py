@@ -65,8 +65,10 @@ PER_VOLUME = ("fetch", "rename", "validate", "resample", "drift", "place")
 
 from minivess_bundle.core.spec import to_json as spec_json  # noqa: E402
 from minivess_bundle.drift.plan import plan_groups  # noqa: E402  (the workflow's own plan)
+from minivess_bundle.fetch.spec import FetchSpec  # noqa: E402
 from minivess_bundle.resample import ResampleSpec  # noqa: E402
 from minivess_bundle.settings import validated  # noqa: E402
+from minivess_bundle.validate.spec import ValidateSpec  # noqa: E402
 
 
 def drift_variants(
@@ -668,26 +670,31 @@ def startup_real(scratch: Path, cpu: dict[str, float] | None = None) -> dict[str
     scratch.mkdir(parents=True, exist_ok=True)
     staged = write_synthetic_volume(scratch / "staging", "mv05", SEED, size_xy=32, max_z=32)
     cli = str(Path(sys.executable).parent / "minivess-bundle")
-    rules = json.dumps({"foreground_fraction": [0.001, 0.5], "modality": "microscopy"})
-    # the workflow's resample spec, 1 um isotropic, no voxel limit
-    resample_config = validated({"compression": {"codec": CODEC, "level": LEVEL}})
-    resample_config["resample"]["max_output_voxels"] = 0
-    resample_spec = spec_json(ResampleSpec.from_config(resample_config))
+    # the workflow's specs: 32^3 synthetic, 1 um isotropic with no voxel limit
+    config = validated(
+        {
+            "seed": SEED,
+            "synthetic": {"size_xy": 32, "max_z": 32},
+            "compression": {"codec": CODEC, "level": LEVEL},
+        }
+    )
+    config["resample"]["max_output_voxels"] = 0
+    resample_spec = spec_json(ResampleSpec.from_config(config))
     o = scratch
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
         "minivess-bundle --version": [cli, "--version"],
         "validate (32^3 pair)": [cli, "validate", "mv05", "--image", staged["image"], "--label",
-                                 staged["label"], "--metadata", staged["metadata"], "--rules",
-                                 rules, "--on-invalid", "quarantine", "--out", str(o / "v.json")],
+                                 staged["label"], "--metadata", staged["metadata"], "--spec",
+                                 spec_json(ValidateSpec.from_config(config)),
+                                 "--out", str(o / "v.json")],
         "resample (32^3 pair)": [cli, "resample", "mv05", "--image", staged["image"], "--label",
                                  staged["label"], "--spec", resample_spec, "--threads", "1",
                                  "--out-image",
                                  str(o / "p_i.nii.gz"), "--out-label", str(o / "p_l.nii.gz"),
                                  "--record", str(o / "r.json")],
-        "fetch (synthetic 32^3)": [cli, "fetch", "mv05", "--source", "synthetic",
-                                   "--source-path=", "--seed", str(SEED), "--size-xy", "32",
-                                   "--max-z", "32", "--codec", CODEC, "--level", str(LEVEL),
+        "fetch (synthetic 32^3)": [cli, "fetch", "mv05", "--source-path=",
+                                   "--spec", spec_json(FetchSpec.from_config(config)),
                                    "--out-image", str(o / "f/raw/mv05.nii.gz"),
                                    "--out-label", str(o / "f/seg/mv05_y.nii.gz"),
                                    "--out-metadata", str(o / "f/json/mv05.json")],

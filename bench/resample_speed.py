@@ -29,8 +29,23 @@ import tempfile
 import time
 from pathlib import Path
 
+from minivess_bundle.core.spec import to_json
+from minivess_bundle.resample import ResampleSpec
+
 SEED = 20230301
 HERE = Path(__file__).resolve().parent
+#: The resample job's spec: 1 um isotropic, linear/nearest, no voxel limit, um, isal 2.
+SPEC = to_json(
+    ResampleSpec(
+        target_spacing_um=(1.0, 1.0, 1.0),
+        image_interpolator="linear",
+        label_interpolator="nearest",
+        max_output_voxels=0,
+        source_units="um",
+        codec="isal",
+        level=2,
+    )
+)
 
 _CHILD = """
 import sys
@@ -46,10 +61,7 @@ sys.exit(cli.main(sys.argv[2:]))
 def job(staged: dict, out: Path, engine: str, threads: int) -> dict:
     """One resample job in a fresh process: wall, CPU, peak RSS, output sha256."""
     args = ["resample", "mv68", "--image", staged["image"], "--label", staged["label"],
-            "--spacing", "1", "1", "1", "--image-interpolator", "linear",
-            "--label-interpolator", "nearest", "--max-output-voxels", "0",
-            "--source-units", "um", "--threads", str(threads), "--codec", "isal",
-            "--level", "2", "--out-image", str(out / "i.nii.gz"),
+            "--spec", SPEC, "--threads", str(threads), "--out-image", str(out / "i.nii.gz"),
             "--out-label", str(out / "l.nii.gz"), "-q"]  # fmt: skip
     args = args[-1:] + args[:-1]  # -q is a top-level option
     start = time.perf_counter()

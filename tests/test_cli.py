@@ -85,6 +85,9 @@ def test_disk_full_is_one_line_naming_the_final_file(tmp_path, capsys):
 
     from conftest import unavailable
 
+    from minivess_bundle.core.spec import to_json
+    from minivess_bundle.fetch.spec import FetchSpec
+
     if os.geteuid() != 0 or not shutil.which("mount"):
         unavailable("mounting a tmpfs needs root")
     full = tmp_path / "full"
@@ -96,18 +99,10 @@ def test_disk_full_is_one_line_naming_the_final_file(tmp_path, capsys):
             [
                 "fetch",
                 "mv01",
-                "--source",
-                "synthetic",
-                "--size-xy",
-                "64",
-                "--max-z",
-                "20",
-                "--seed",
-                "1",
-                "--codec",
-                "isal",
-                "--level",
-                "2",
+                "--spec",
+                to_json(
+                    FetchSpec("synthetic", seed=1, size_xy=64, max_z=20, codec="isal", level=2)
+                ),
                 "--out-image",
                 str(full / "raw" / "mv01.nii.gz"),
                 "--out-label",
@@ -160,12 +155,15 @@ def test_drift_writes_every_level_given_and_refuses_an_output_per_level_missing(
     import json
     from pathlib import Path
 
+    from minivess_bundle.core.spec import to_json
+    from minivess_bundle.drift.spec import DriftSpec
     from minivess_bundle.fetch.synthetic import write_synthetic_volume
 
     clean = write_synthetic_volume(tmp_path / "clean", "mv05", seed=5, size_xy=24, max_z=8)
     out = tmp_path / "drift"
+    stage = to_json(DriftSpec(seed=7, codec="isal", level=2))
     args = ["drift", "mv05", "--type", "intensity", "--image", clean["image"]]
-    args += ["--label", clean["label"], "--global-seed", "7", "--codec", "isal", "--level", "2"]
+    args += ["--label", clean["label"], "--spec", stage]
     paths = {
         flag: [str(out / str(level) / f"{name}") for level in (1, 3, 5)]
         for flag, name in (
@@ -197,7 +195,7 @@ def test_drift_type_is_checked_against_the_kinds_loaded_only_for_a_drift_line(ca
     from minivess_bundle.drift.kinds import KINDS
 
     base = ["drift", "mv01", "--drift-level", "1", "--image", "i", "--label", "l"]
-    base += ["--global-seed", "1", "--codec", "isal", "--level", "2", "--out-image", "a"]
+    base += ["--spec", "{}", "--out-image", "a"]
     base += ["--out-label", "b", "--entry", "e"]
     for kind in KINDS:
         assert build_parser().parse_args([*base, "--type", kind]).type == kind

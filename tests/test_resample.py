@@ -602,7 +602,12 @@ def test_a_validate_job_imports_neither_drift_nor_ebrains(tmp_path):
     mask = _sphere((20, 20, 6))
     img, lbl = _phantom(tmp_path, mask.shape, (0.8, 0.8, 2.0), mask)
     argv = ["-q", "validate", "mv07", "--image", str(img), "--label", str(lbl)]
-    argv += ["--on-invalid", "quarantine", "--out", str(tmp_path / "v.json")]
+    from minivess_bundle.core.spec import to_json
+    from minivess_bundle.settings import validated
+    from minivess_bundle.validate.spec import ValidateSpec
+
+    stage = to_json(ValidateSpec.from_config(validated({})))
+    argv += ["--spec", stage, "--out", str(tmp_path / "v.json")]
     modules = _imported_by_a_job(argv)
     assert "minivess_bundle.validate" in modules
     assert not modules & {"SimpleITK", "minivess_bundle.drift", "minivess_bundle.fetch.ebrains"}

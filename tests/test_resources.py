@@ -10,6 +10,8 @@ import pytest
 
 from minivess_bundle import resources
 from minivess_bundle.core.nifti import MAX_DEFLATE_RATIO
+from minivess_bundle.core.spec import to_json
+from minivess_bundle.drift.spec import DriftSpec
 
 
 def _lying_file(path, shape=(30000, 30000, 30000)):
@@ -73,6 +75,10 @@ def test_a_missing_file_gets_the_fallback_grown_per_attempt(tmp_path):
     assert resources.per_voxel_mem_mb("validate", tmp_path / "nope.nii.gz", attempt=2) == 3072
 
 
+#: The drift spec of seed 1, isal level 2 (what the drift rule passes).
+DRIFT_SPEC = to_json(DriftSpec(seed=1, codec="isal", level=2))
+
+
 def _drift_job_peak_mb(tmp_path, kind: str, size_xy: int) -> tuple[float, int]:
     """(peak RSS in MiB, voxels) of one drift job (levels 1, 3, 5) on synthetic mv68."""
     import re
@@ -92,7 +98,7 @@ def _drift_job_peak_mb(tmp_path, kind: str, size_xy: int) -> tuple[float, int]:
     command = [
         sys.executable, "-c", code, "drift", "mv68", "--type", kind,
         "--drift-level", "1", "3", "5", "--image", clean["image"], "--label", clean["label"],
-        "--global-seed", "1", "--codec", "isal", "--level", "2",
+        "--spec", DRIFT_SPEC,
         "--out-image", *(str(out / f"{level}.i.nii.gz") for level in (1, 3, 5)),
         "--out-label", *(str(out / f"{level}.l.nii.gz") for level in (1, 3, 5)),
         "--entry", *(str(out / f"{level}.json") for level in (1, 3, 5)),

@@ -1,4 +1,5 @@
-"""One spec per stage: the bundle rule passes one JSON spec the package builds and reads."""
+"""One spec per stage: each rule passes one JSON spec the package builds from the config and
+the command reads back; a stage parameter is spelled as a config key and a dataclass field."""
 
 from __future__ import annotations
 
@@ -15,7 +16,21 @@ from minivess_bundle.bundle.release import ReleaseSpec, Section, release_spec
 from minivess_bundle.core import spec
 from minivess_bundle.core.config import recorded
 from minivess_bundle.core.errors import ConfigError
+from minivess_bundle.drift.spec import DriftSpec
+from minivess_bundle.fetch.spec import DownloadSpec, EbrainsSpec, FetchSpec
+from minivess_bundle.resample import ResampleSpec
 from minivess_bundle.settings import validated
+from minivess_bundle.validate.spec import ValidateSpec
+
+#: Every stage spec built from the config alone, and the commands that read it (--spec).
+STAGE_SPECS = {
+    FetchSpec: ("fetch", "fetch-licence"),
+    EbrainsSpec: ("ebrains-list", "ebrains-fetch", "ebrains-licence"),
+    DownloadSpec: ("download-url",),
+    ValidateSpec: ("validate", "validation-report"),
+    ResampleSpec: ("resample",),
+    DriftSpec: ("drift", "drift-select"),
+}
 
 
 def files() -> dict:
@@ -124,12 +139,14 @@ def test_the_cli_imports_no_stage_module_until_a_command_runs():
 
 def test_the_validate_rules_are_the_block_without_its_policy_and_the_record_is_whole():
     from minivess_bundle.bundle.release import stage_record
-    from minivess_bundle.core.config import schema, validation_rules
+    from minivess_bundle.core.config import schema
 
     config = validated({"validate": {"on_invalid": "fail", "foreground_fraction": [0.01, 0.4]}})
+    stage = ValidateSpec.from_config(config)
     keys = set(schema()["properties"]["validate"]["properties"])
-    assert set(validation_rules(config)) == keys - {"on_invalid"}
-    assert validation_rules(config)["foreground_fraction"] == [0.01, 0.4]
+    assert set(stage.rules()) == keys - {"on_invalid"}
+    assert stage.rules()["foreground_fraction"] == [0.01, 0.4] and stage.on_invalid == "fail"
+    assert spec.read(ValidateSpec, spec.to_json(stage)) == stage
     record = stage_record(config)
     assert record["validate"] == config["validate"] and record["validate"]["on_invalid"] == "fail"
     assert record["drift"] == config["drift"] and record["fetch"] == {"source": "synthetic"}
@@ -169,3 +186,95 @@ def test_the_resample_spec_fields_are_the_config_keys_and_round_trip():
     assert spec.read(ResampleSpec, spec.to_json(native)).target_spacing_um == "native"
     rule = (REPO / "workflow" / "rules" / "resample.smk").read_text()
     assert re.findall(r"^        (\w+)=", rule[rule.index("    params:") :], re.M)[:1] == ["spec"]
+
+
+def _config_values(config, path=()):
+    """(path, value) of every key of the validated config, nested blocks included."""
+    for key, value in config.items():
+        yield (*path, key), value
+        if isinstance(value, dict):
+            yield from _config_values(value, (*path, key))
+
+
+def test_every_spec_field_is_a_config_key_and_carries_its_value():
+    """Each field is named as a config key and holds that key's value (a config with no
+    default left in these blocks, so a field fed from the wrong key fails here)."""
+    import dataclasses
+
+    config = validated(
+        {
+            "seed": 7,
+            "synthetic": {"size_xy": 40, "max_z": 9},
+            "compression": {"codec": "zlib", "level": 6},
+            "validate": {"on_invalid": "fail", "foreground_fraction": [0.02, 0.3]},
+            "zip": {"bytes": 123, "md5": "0" * 32},
+            "ebrains": {"dataset_id": "0" * 8 + "-0000-0000-0000-" + "0" * 12, "max_attempts": 3},
+            "resample": {"target_spacing_um": [0.5, 0.5, 2.0], "max_output_voxels": 10},
+        }
+    )
+    values = {}
+    for path, value in _config_values(config):
+        values.setdefault(path[-1], []).append(json.dumps(value))
+    for cls in STAGE_SPECS:
+        stage = cls.from_config(config)
+        for field in dataclasses.fields(cls):
+            assert field.name in values, f"{cls.__name__}.{field.name} is no config key"
+            held = json.dumps(getattr(stage, field.name))
+            assert held in values[field.name], (cls.__name__, field.name, held)
+        assert spec.read(cls, spec.to_json(stage)) == stage
+
+
+def _rules() -> dict[str, str]:
+    """Every rule's (and checkpoint's) text, by name, from workflow/rules/*.smk."""
+    rules = {}
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        parts = re.split(r"^\s*(?:rule|checkpoint) (\w+):\n", smk.read_text(), flags=re.M)
+        rules.update(zip(parts[1::2], parts[2::2], strict=True))
+    return rules
+
+
+def _block(rule: str, directive: str) -> str:
+    """One directive's lines of a rule (``params``, ``shell``), "" when it has none."""
+    match = re.search(rf"^(\s+){directive}:\n((?:\1\s+.*\n)*)", rule, re.M)
+    return match[2] if match else ""
+
+
+def test_no_stage_parameter_is_spelled_again_as_a_flag_or_a_rule_param():
+    """The third spelling the specs removed: no command that reads a spec takes one of its
+    fields as an option, and no rule calling it passes one as a param, a flag or a config
+    lookup: the rule's params hold ``spec`` and per-job facts, its shell ``--spec``."""
+    import dataclasses
+
+    commands = next(a for a in cli.build_parser()._actions if a.dest == "command").choices
+    passing = set()
+    for cls, names in STAGE_SPECS.items():
+        fields = {field.name for field in dataclasses.fields(cls)}
+        for name in names:
+            options = {a.dest for a in commands[name]._actions} - {"help"}
+            assert "spec" in options and not options & fields, (name, options & fields)
+        for rule_name, rule in _rules().items():
+            shell = re.sub(r'"\s*"', "", _block(rule, "shell"))
+            called = re.search(r"minivess-bundle ([a-z-]+)", shell)
+            if not called or called[1] not in names:
+                continue
+            params = _block(rule, "params")
+            given = set(re.findall(r"^\s+(\w+)=", params, re.M))
+            flags = {flag[2:].replace("-", "_") for flag in re.findall(r"--[a-z-]+", shell)}
+            assert "spec" in given and "--spec {params.spec:q}" in shell, rule_name
+            assert not (given | flags) & fields, (rule_name, (given | flags) & fields)
+            assert "config[" not in params, rule_name
+            passing.add(rule_name)
+    assert passing == {
+        "fetch",
+        "fetch_licence",
+        "ebrains_listing",
+        "fetch_ebrains",
+        "fetch_licence_ebrains",
+        "download_zip",
+        "validate",
+        "validation_report",
+        "resample",
+        "drift",
+        "drift_gradual",
+        "drift_select",
+    }

@@ -22,10 +22,16 @@ warnings.filterwarnings(
 
 from minivess_bundle import resources  # noqa: E402
 from minivess_bundle.core import layout  # noqa: E402
-from minivess_bundle.core.config import validation_rules  # noqa: E402
 from minivess_bundle.settings import validated as validated_config  # noqa: E402
 from minivess_bundle.bundle.release import release_spec  # noqa: E402
 from minivess_bundle.resample import ResampleSpec  # noqa: E402
+from minivess_bundle.fetch.spec import (
+    DownloadSpec,
+    EbrainsSpec,
+    FetchSpec,
+)  # noqa: E402
+from minivess_bundle.validate.spec import ValidateSpec  # noqa: E402
+from minivess_bundle.drift.spec import DriftSpec  # noqa: E402
 from minivess_bundle.core.spec import to_json as spec_json  # noqa: E402
 from minivess_bundle.core.layout import staged, renamed, processed  # noqa: E402
 from minivess_bundle.fetch.fingerprint import (
@@ -126,9 +132,14 @@ def fetch_mem_mb(wildcards, attempt):
     return resources.synthetic_mem_mb(size["size_xy"], size["max_z"], attempt)
 
 
-VALIDATION_RULES = json.dumps(validation_rules(config), sort_keys=True)
-#: The resample stage's one spec (resample.ResampleSpec), the same for every volume.
+# Each stage's one spec (core.spec: its config parameters as JSON), the same for every job
+# of the stage; what differs per job (volume, files, levels) goes on the command line.
+FETCH_SPEC = spec_json(FetchSpec.from_config(config))
+EBRAINS_SPEC = spec_json(EbrainsSpec.from_config(config))
+DOWNLOAD_SPEC = spec_json(DownloadSpec.from_config(config))
+VALIDATE_SPEC = spec_json(ValidateSpec.from_config(config))
 RESAMPLE_SPEC = spec_json(ResampleSpec.from_config(config))
+DRIFT_SPEC = spec_json(DriftSpec.from_config(config))
 
 
 def fixed_mem_mb(mem_mb):

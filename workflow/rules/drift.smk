@@ -33,21 +33,19 @@ rule drift:
         mem_mb=drift_mem_mb,
         runtime=30,
     params:
-        seed=config["seed"],
+        spec=DRIFT_SPEC,
         drift_levels=DRIFT_LEVELS,
         drift_params=drift_params,
         reference_ids=drift_reference_ids,
         clean_root=lambda wildcards, input: str(Path(input.image).parents[1]),
         drift_root=lambda wildcards, output: str(Path(output.image[0]).parents[3]),
-        codec=config["compression"]["codec"],
-        level=config["compression"]["level"],
     shell:
         "minivess-bundle drift {wildcards.vol} --type {wildcards.drift} "
         "--drift-level {params.drift_levels} --image {input.image:q} --label {input.label:q} "
-        "--global-seed {params.seed} --params={params.drift_params:q} "
+        "--spec {params.spec:q} --params={params.drift_params:q} "
         "--reference-ids {params.reference_ids} "
         "--clean-root {params.clean_root:q} --drift-root {params.drift_root:q} "
-        "--codec {params.codec} --level {params.level} --out-image {output.image:q} "
+        "--out-image {output.image:q} "
         "--out-label {output.label:q} --entry {output.entry:q} > {log:q} 2>&1"
 
 
@@ -74,20 +72,18 @@ rule drift_gradual:
         mem_mb=drift_mem_mb,
         runtime=30,
     params:
-        seed=config["seed"],
+        spec=DRIFT_SPEC,
         drift_params=drift_params,
         reference_ids=drift_reference_ids,
         clean_root=lambda wildcards, input: str(Path(input.image).parents[1]),
         drift_root=lambda wildcards, output: str(Path(output.image).parents[3]),
-        codec=config["compression"]["codec"],
-        level=config["compression"]["level"],
     shell:
         "minivess-bundle drift {wildcards.vol} --type {wildcards.drift} "
         "--drift-level {wildcards.level} --image {input.image:q} --label {input.label:q} "
-        "--global-seed {params.seed} --params={params.drift_params:q} "
+        "--spec {params.spec:q} --params={params.drift_params:q} "
         "--reference-ids {params.reference_ids} "
         "--clean-root {params.clean_root:q} --drift-root {params.drift_root:q} "
-        "--codec {params.codec} --level {params.level} --out-image {output.image:q} "
+        "--out-image {output.image:q} "
         "--out-label {output.label:q} --entry {output.entry:q} > {log:q} 2>&1"
 
 
@@ -130,7 +126,7 @@ rule drift_select:
         mem_mb=256,
         runtime=5,
     params:
-        seed=config["seed"],
+        spec=DRIFT_SPEC,
         pool=drift_set_param("pool"),
         set_size=drift_set_param("set_size"),
         reference_ids=drift_reference_ids,
@@ -138,7 +134,7 @@ rule drift_select:
     shell:
         "minivess-bundle drift-select --type {wildcards.drift} --drift-level {wildcards.level} "
         "--validation-report {input.report:q} --pool {params.pool:q} "
-        "--set-size {params.set_size:q} --global-seed {params.seed} "
+        "--set-size {params.set_size:q} --spec {params.spec:q} "
         "--reference-ids {params.reference_ids} --clean-root {params.clean_root:q} "
         "--out {output.dataset:q} --entry {output.entry:q} > {log:q} 2>&1"
 

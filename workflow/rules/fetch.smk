@@ -25,18 +25,11 @@ if SOURCE != "ebrains":
             mem_mb=fetch_mem_mb,
             runtime=20,
         params:
-            source=SOURCE,
+            spec=FETCH_SPEC,
             source_path=lambda wildcards: "" if SOURCE == "synthetic" else source_path(),
-            seed=config["seed"],
-            size_xy=config["synthetic"]["size_xy"],
-            max_z=config["synthetic"]["max_z"],
-            codec=config["compression"]["codec"],
-            level=config["compression"]["level"],
         shell:
-            "minivess-bundle fetch {wildcards.vol} --source {params.source} "
-            "--source-path={params.source_path:q} --seed {params.seed} "
-            "--size-xy {params.size_xy} --max-z {params.max_z} "
-            "--codec {params.codec} --level {params.level} "
+            "minivess-bundle fetch {wildcards.vol} --spec {params.spec:q} "
+            "--source-path={params.source_path:q} "
             "--out-image {output.image:q} --out-label {output.label:q} "
             "--out-metadata {output.metadata:q} > {log:q} 2>&1"
 
@@ -54,10 +47,10 @@ if SOURCE != "ebrains":
             mem_mb=128,
             runtime=5,
         params:
-            source=SOURCE,
+            spec=FETCH_SPEC,
             source_path=lambda wildcards: "" if SOURCE == "synthetic" else source_path(),
         shell:
-            "minivess-bundle fetch-licence --source {params.source} "
+            "minivess-bundle fetch-licence --spec {params.spec:q} "
             "--source-path={params.source_path:q} --out {output:q} > {log:q} 2>&1"
 
 
@@ -82,15 +75,10 @@ if SOURCE == "ebrains":
             runtime=10,
             ebrains_connections=1,
         params:
-            api_base=config["ebrains"]["api_base"],
-            dataset_id=config["ebrains"]["dataset_id"],
-            ca_bundle=config["ebrains"]["ca_bundle"],
-            max_attempts=config["ebrains"]["max_attempts"],
+            spec=EBRAINS_SPEC,
             volumes=VOLUMES,
         shell:
-            "minivess-bundle ebrains-list --api-base {params.api_base:q} "
-            "--dataset-id {params.dataset_id:q} --ca-bundle={params.ca_bundle:q} "
-            "--max-attempts {params.max_attempts} --volumes {params.volumes} "
+            "minivess-bundle ebrains-list --spec {params.spec:q} --volumes {params.volumes} "
             "--out {output:q} > {log:q} 2>&1"
 
     rule fetch_ebrains:
@@ -112,16 +100,11 @@ if SOURCE == "ebrains":
             runtime=60,
             ebrains_connections=1,
         params:
-            api_base=config["ebrains"]["api_base"],
-            dataset_id=config["ebrains"]["dataset_id"],
-            ca_bundle=config["ebrains"]["ca_bundle"],
-            max_attempts=config["ebrains"]["max_attempts"],
+            spec=EBRAINS_SPEC,
             cache=lambda wildcards, input: str(Path(input.listing).parent),
         shell:
             "minivess-bundle ebrains-fetch {wildcards.vol} --listing {input.listing:q} "
-            "--cache {params.cache:q} --api-base {params.api_base:q} "
-            "--dataset-id {params.dataset_id:q} --ca-bundle={params.ca_bundle:q} "
-            "--max-attempts {params.max_attempts} "
+            "--cache {params.cache:q} --spec {params.spec:q} "
             "--out-image {output.image:q} --out-label {output.label:q} "
             "--out-metadata {output.metadata:q} > {log:q} 2>&1"
 
@@ -140,16 +123,11 @@ if SOURCE == "ebrains":
             runtime=10,
             ebrains_connections=1,
         params:
-            api_base=config["ebrains"]["api_base"],
-            dataset_id=config["ebrains"]["dataset_id"],
-            ca_bundle=config["ebrains"]["ca_bundle"],
-            max_attempts=config["ebrains"]["max_attempts"],
+            spec=EBRAINS_SPEC,
             cache=lambda wildcards, input: str(Path(input.listing).parent),
         shell:
             "minivess-bundle ebrains-licence --listing {input.listing:q} "
-            "--cache {params.cache:q} --api-base {params.api_base:q} "
-            "--dataset-id {params.dataset_id:q} --ca-bundle={params.ca_bundle:q} "
-            "--max-attempts {params.max_attempts} --out {output:q} > {log:q} 2>&1"
+            "--cache {params.cache:q} --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
 
 
 if SOURCE == "zip" and ZIP_URL:
@@ -167,12 +145,7 @@ if SOURCE == "zip" and ZIP_URL:
             runtime=240,
             ebrains_connections=1,
         params:
-            url=ZIP_URL,
-            bytes=config["zip"]["bytes"],
-            md5=config["zip"]["md5"],
-            ca_bundle=config["ebrains"]["ca_bundle"],
-            max_attempts=config["ebrains"]["max_attempts"],
+            spec=DOWNLOAD_SPEC,
         shell:
-            "minivess-bundle download-url {params.url:q} --out {output:q} "
-            "--bytes {params.bytes} --md5={params.md5:q} --ca-bundle={params.ca_bundle:q} "
-            "--max-attempts {params.max_attempts} > {log:q} 2>&1"
+            "minivess-bundle download-url --spec {params.spec:q} --out {output:q} "
+            "> {log:q} 2>&1"

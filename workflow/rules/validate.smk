@@ -20,12 +20,11 @@ rule validate:
         mem_mb=validate_mem_mb,
         runtime=10,
     params:
-        rules=VALIDATION_RULES,
-        on_invalid=config["validate"]["on_invalid"],
+        spec=VALIDATE_SPEC,
     shell:
-        "minivess-bundle validate {wildcards.vol} --image {input.image:q} "
-        "--label {input.label:q} --metadata {input.metadata:q} --rules {params.rules:q} "
-        "--on-invalid {params.on_invalid} --out {output:q} > {log:q} 2>&1"
+        "minivess-bundle validate {wildcards.vol} --spec {params.spec:q} "
+        "--image {input.image:q} --label {input.label:q} --metadata {input.metadata:q} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 checkpoint validation_report:
@@ -42,7 +41,7 @@ checkpoint validation_report:
         mem_mb=256,
         runtime=5,
     params:
-        on_invalid=config["validate"]["on_invalid"],
+        spec=VALIDATE_SPEC,
     shell:
-        "minivess-bundle validation-report {input:q} --on-invalid {params.on_invalid} "
+        "minivess-bundle validation-report {input:q} --spec {params.spec:q} "
         "--out {output:q} > {log:q} 2>&1"

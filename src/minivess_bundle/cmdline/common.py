@@ -19,16 +19,10 @@ def volume_id(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def add_compression(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--codec",
-        choices=("isal", "zlib"),
-        required=True,
-        help="gzip implementation for written NIfTI files",
-    )
-    parser.add_argument(
-        "--level", type=int, required=True, help="gzip level (isal 0..3, zlib 1..9)"
-    )
+def add_spec(parser: argparse.ArgumentParser, spec: str) -> None:
+    """``--spec``: the stage's parameters, the dataclass ``spec`` names, as JSON (or @file)
+    built by the package from the config (:mod:`minivess_bundle.core.spec`)."""
+    parser.add_argument("--spec", required=True, help=f"the stage's {spec} as JSON, or @file")
 
 
 def log_record(record: dict) -> None:

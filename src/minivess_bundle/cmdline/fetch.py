@@ -7,33 +7,27 @@ import logging
 from pathlib import Path
 
 from ..core.errors import MinivessError
-from .common import add_compression, log_record, volume_id
+from .common import add_spec, log_record, volume_id
 
 log = logging.getLogger("minivess_bundle")
 
 
-def ebrains_options(p: argparse.ArgumentParser, dataset: bool = True) -> None:
-    """The data-proxy options of the EBRAINS commands (download-url: no dataset)."""
-    if dataset:  # download-url fetches a plain URL: no data-proxy, no dataset
-        p.add_argument("--api-base", required=True)
-        p.add_argument("--dataset-id", required=True)
-    p.add_argument("--ca-bundle", default="", help="extra CA bundle (PEM) to trust")
-    p.add_argument("--max-attempts", type=int, required=True, help="per file, all causes")
+#: The sources ``fetch`` and ``fetch-licence`` land (ebrains has commands of its own).
+_LOCAL_SOURCES = "synthetic, zip or dir (the ebrains source: ebrains-fetch, ebrains-licence)"
 
 
-def _ebrains_settings(args: argparse.Namespace):
-    from ..fetch.ebrains import ClientSettings
+def _spec(cls_name: str, text: str):
+    from ..core import spec
+    from ..fetch import spec as specs
 
-    dataset = (
-        {"api_base": args.api_base, "dataset_id": args.dataset_id} if "api_base" in args else {}
-    )
-    return ClientSettings(**dataset, ca_bundle=args.ca_bundle, max_attempts=args.max_attempts)
+    return spec.read(getattr(specs, cls_name), text)
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
     """Land one volume from the configured source in the EBRAINS staging layout."""
     from ..core.volumes import staging_names
 
+    stage = _spec("FetchSpec", args.spec)
     outputs = {"image": args.out_image, "label": args.out_label, "metadata": args.out_metadata}
     staging = Path(args.out_image).parent.parent
     expected = {k: staging / rel for k, rel in staging_names(args.volume).items()}
@@ -43,37 +37,42 @@ def cmd_fetch(args: argparse.Namespace) -> None:
             volume=args.volume,
             expected="raw/<id>.nii.gz, seg/<id>_y.nii.gz, json/<id>.json under one folder",
         )
-    if args.source == "synthetic":
+    if stage.source == "synthetic":
         from ..fetch.synthetic import write_synthetic_volume
 
         write_synthetic_volume(
-            staging, args.volume, args.seed, args.size_xy, args.max_z, args.codec, args.level
+            staging, args.volume, stage.seed, stage.size_xy, stage.max_z, stage.codec, stage.level
         )
-    elif args.source == "zip":
+    elif stage.source == "zip":
         from ..fetch.sources import fetch_from_zip
 
         log_record(fetch_from_zip(args.source_path, args.volume, staging))
-    elif args.source == "dir":
+    elif stage.source == "dir":
         from ..fetch.sources import fetch_from_dir
 
         log_record(fetch_from_dir(args.source_path, args.volume, staging))
+    else:
+        raise MinivessError(f"fetch: source {stage.source!r}", expected=_LOCAL_SOURCES)
 
 
 def cmd_fetch_licence(args: argparse.Namespace) -> None:
     """Land the licence file of the configured source in staging."""
     out = Path(args.out)
-    if args.source == "synthetic":
+    source = _spec("FetchSpec", args.spec).source
+    if source == "synthetic":
         from ..fetch.synthetic import write_synthetic_licence
 
         write_synthetic_licence(out.parent)
-    elif args.source == "zip":
+    elif source == "zip":
         from ..fetch.sources import fetch_licence_from_zip
 
         fetch_licence_from_zip(args.source_path, out.parent)
-    else:
+    elif source == "dir":
         from ..fetch.sources import fetch_licence_from_dir
 
         fetch_licence_from_dir(args.source_path, out.parent)
+    else:
+        raise MinivessError(f"fetch-licence: source {source!r}", expected=_LOCAL_SOURCES)
     if not out.is_file():
         raise MinivessError("licence file did not land", path=out, expected=out.name)
 
@@ -82,7 +81,7 @@ def cmd_ebrains_list(args: argparse.Namespace) -> None:
     """Fetch the EBRAINS listing, check the volumes are complete, save it."""
     from ..fetch.ebrains import fetch_listing
 
-    fetch_listing(args.out, args.volumes, _ebrains_settings(args))
+    fetch_listing(args.out, args.volumes, _spec("EbrainsSpec", args.spec).client_settings())
 
 
 def cmd_ebrains_fetch(args: argparse.Namespace) -> None:
@@ -99,51 +98,50 @@ def cmd_ebrains_fetch(args: argparse.Namespace) -> None:
                 volume=args.volume,
                 path=outputs[role],
             )
-    fetch_volume(args.volume, args.listing, args.cache, staging, _ebrains_settings(args))
+    settings = _spec("EbrainsSpec", args.spec).client_settings()
+    fetch_volume(args.volume, args.listing, args.cache, staging, settings)
 
 
 def cmd_ebrains_licence(args: argparse.Namespace) -> None:
     """Download the licence file from EBRAINS into staging."""
     from ..fetch.ebrains import fetch_licence
 
-    fetch_licence(args.listing, args.cache, Path(args.out).parent, _ebrains_settings(args))
+    settings = _spec("EbrainsSpec", args.spec).client_settings()
+    fetch_licence(args.listing, args.cache, Path(args.out).parent, settings)
 
 
 def cmd_download_url(args: argparse.Namespace) -> None:
     """Download one URL (the dataset ZIP) verified and resumable."""
     from ..fetch.ebrains import download_url
 
-    download_url(args.url, args.out, _ebrains_settings(args), args.bytes, args.md5)
+    stage = _spec("DownloadSpec", args.spec)
+    download_url(stage.url, args.out, stage.client_settings(), stage.bytes, stage.md5)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the fetch commands; the last parser is returned."""
     p = subparsers.add_parser("fetch", help=cmd_fetch.__doc__)
     p.add_argument("volume", type=volume_id)
-    p.add_argument("--source", choices=("synthetic", "zip", "dir"), required=True)
+    add_spec(p, "fetch.spec.FetchSpec")
     p.add_argument("--source-path", default="", help="the EBRAINS ZIP (zip) or folder (dir)")
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--size-xy", type=int, required=True)
-    p.add_argument("--max-z", type=int, required=True)
-    add_compression(p)
     for role in ("image", "label", "metadata"):
         p.add_argument(f"--out-{role}", required=True)
     p.set_defaults(func=main, run=cmd_fetch)
 
     p = subparsers.add_parser("fetch-licence", help=cmd_fetch_licence.__doc__)
-    p.add_argument("--source", choices=("synthetic", "zip", "dir"), required=True)
+    add_spec(p, "fetch.spec.FetchSpec (its source)")
     p.add_argument("--source-path", default="")
     p.add_argument("--out", required=True)
     p.set_defaults(func=main, run=cmd_fetch_licence)
 
     p = subparsers.add_parser("ebrains-list", help=cmd_ebrains_list.__doc__)
-    ebrains_options(p)
+    add_spec(p, "fetch.spec.EbrainsSpec")
     p.add_argument("--volumes", type=volume_id, nargs="+", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=main, run=cmd_ebrains_list)
 
     p = subparsers.add_parser("ebrains-fetch", help=cmd_ebrains_fetch.__doc__)
-    ebrains_options(p)
+    add_spec(p, "fetch.spec.EbrainsSpec")
     p.add_argument("volume", type=volume_id)
     p.add_argument("--listing", required=True)
     p.add_argument("--cache", required=True, help="download folder kept across failed runs")
@@ -152,18 +150,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=main, run=cmd_ebrains_fetch)
 
     p = subparsers.add_parser("ebrains-licence", help=cmd_ebrains_licence.__doc__)
-    ebrains_options(p)
+    add_spec(p, "fetch.spec.EbrainsSpec")
     p.add_argument("--listing", required=True)
     p.add_argument("--cache", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=main, run=cmd_ebrains_licence)
 
     p = subparsers.add_parser("download-url", help=cmd_download_url.__doc__)
-    ebrains_options(p, dataset=False)
-    p.add_argument("url")
+    add_spec(p, "fetch.spec.DownloadSpec (zip.url, its size and MD5)")
     p.add_argument("--out", required=True)
-    p.add_argument("--bytes", type=int, required=True, help="expected size (0: from HEAD)")
-    p.add_argument("--md5", default="", help="expected MD5, if known")
     p.set_defaults(func=main, run=cmd_download_url)
     return p
 

@@ -5,31 +5,33 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .common import volume_id
+from .common import add_spec, volume_id
 
 log = logging.getLogger("minivess_bundle")
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
     """Check one volume pair (and its json); write its report; fail or quarantine."""
-    import json
-
+    from ..core import spec
     from ..validate import raise_if_invalid, validate_volume, write_report
+    from ..validate.spec import ValidateSpec
 
-    rules = json.loads(args.rules) if args.rules else {}
-    report = validate_volume(args.volume, args.image, args.label, args.metadata, rules)
+    stage = spec.read(ValidateSpec, args.spec)
+    report = validate_volume(args.volume, args.image, args.label, args.metadata, stage.rules())
     write_report(args.out, report)
     if not report["valid"]:
         log.warning("%s: invalid (%s)", args.volume, ", ".join(report["failed_checks"]))
-        if args.on_invalid == "fail":
+        if stage.on_invalid == "fail":
             raise_if_invalid(report)
 
 
 def cmd_validation_report(args: argparse.Namespace) -> None:
     """Merge per-volume validation reports into validation_report.json."""
+    from ..core import spec
     from ..validate import aggregate_reports, write_report
+    from ..validate.spec import ValidateSpec
 
-    merged = aggregate_reports(args.reports, args.on_invalid)
+    merged = aggregate_reports(args.reports, spec.read(ValidateSpec, args.spec).on_invalid)
     write_report(args.out, merged)
     log.info("%d valid, %d quarantined", len(merged["valid"]), len(merged["quarantined"]))
 
@@ -41,14 +43,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--image", required=True)
     p.add_argument("--label", required=True)
     p.add_argument("--metadata", default=None)
-    p.add_argument("--rules", default="", help="validation rules as JSON (validate.profiles)")
-    p.add_argument("--on-invalid", choices=("fail", "quarantine"), required=True)
+    add_spec(p, "validate.spec.ValidateSpec")
     p.add_argument("--out", required=True)
     p.set_defaults(func=main, run=cmd_validate)
 
     p = subparsers.add_parser("validation-report", help=cmd_validation_report.__doc__)
     p.add_argument("reports", nargs="+")
-    p.add_argument("--on-invalid", choices=("fail", "quarantine"), required=True)
+    add_spec(p, "validate.spec.ValidateSpec (its on_invalid)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=main, run=cmd_validation_report)
     return p

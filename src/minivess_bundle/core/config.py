@@ -80,12 +80,6 @@ def coerce(value: Any, schema: Mapping[str, Any]) -> Any:
 OUTSIDE_BAG = ("drift_eval", "reference_model", "ome_zarr")
 
 
-def validation_rules(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The rules the validate stage checks each volume against: the ``validate`` block
-    without its policy (``on_invalid`` decides what a failure does, not what is checked)."""
-    return {key: value for key, value in config["validate"].items() if key != "on_invalid"}
-
-
 def recorded(config: Mapping[str, Any]) -> dict[str, Any]:
     """The part of ``config`` that shapes the bag (recorded in its provenance)."""
     return {key: value for key, value in config.items() if key not in OUTSIDE_BAG}
