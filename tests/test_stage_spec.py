@@ -17,6 +17,7 @@ from minivess_bundle.core import spec
 from minivess_bundle.core.config import recorded
 from minivess_bundle.core.errors import ConfigError
 from minivess_bundle.drift.spec import DriftSpec
+from minivess_bundle.drift_eval.spec import DriftEvalSpec, LabelHarmSpec, ReferenceSpec
 from minivess_bundle.fetch.spec import DownloadSpec, EbrainsSpec, FetchSpec
 from minivess_bundle.resample import ResampleSpec
 from minivess_bundle.settings import validated
@@ -30,6 +31,9 @@ STAGE_SPECS = {
     ValidateSpec: ("validate", "validation-report"),
     ResampleSpec: ("resample",),
     DriftSpec: ("drift", "drift-select"),
+    ReferenceSpec: ("drift-eval-reference",),
+    DriftEvalSpec: ("drift-eval",),
+    LabelHarmSpec: ("drift-eval-label-harm",),
 }
 
 
@@ -210,6 +214,8 @@ def test_every_spec_field_is_a_config_key_and_carries_its_value():
             "zip": {"bytes": 123, "md5": "0" * 32},
             "ebrains": {"dataset_id": "0" * 8 + "-0000-0000-0000-" + "0" * 12, "max_attempts": 3},
             "resample": {"target_spacing_um": [0.5, 0.5, 2.0], "max_output_voxels": 10},
+            "reference_model": {"device": "cpu", "settings": {"max_steps": 3}},
+            "drift_eval": {"harm_crop": [32, 32, 16], "alpha": 0.01},
         }
     )
     values = {}
@@ -277,4 +283,19 @@ def test_no_stage_parameter_is_spelled_again_as_a_flag_or_a_rule_param():
         "drift",
         "drift_gradual",
         "drift_select",
+        "drift_eval_reference",
+        "drift_eval_score",
+        "drift_eval_label_harm",
     }
+
+
+def test_no_rule_passes_several_config_values_outside_a_spec():
+    """A rule whose command takes two or more config values takes them as one spec: at most
+    one ``config[...]`` lookup in any rule's params (train_smoke's seed, fingerprint's strict)."""
+    lookups = {
+        name: re.findall(r"config\[[^\]]+\](?:\[[^\]]+\])*", _block(rule, "params"))
+        for name, rule in _rules().items()
+    }
+    assert {name: found for name, found in lookups.items() if len(found) > 1} == {}
+    assert lookups["train_smoke"] == ['config["seed"]']
+    assert lookups["fingerprint"] == ['config["fingerprint"]["strict"]']

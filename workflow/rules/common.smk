@@ -32,6 +32,11 @@ from minivess_bundle.fetch.spec import (
 )  # noqa: E402
 from minivess_bundle.validate.spec import ValidateSpec  # noqa: E402
 from minivess_bundle.drift.spec import DriftSpec  # noqa: E402
+from minivess_bundle.drift_eval.spec import (
+    DriftEvalSpec,
+    LabelHarmSpec,
+    ReferenceSpec,
+)  # noqa: E402
 from minivess_bundle.core.spec import to_json as spec_json  # noqa: E402
 from minivess_bundle.core.layout import staged, renamed, processed  # noqa: E402
 from minivess_bundle.fetch.fingerprint import (
@@ -140,6 +145,9 @@ DOWNLOAD_SPEC = spec_json(DownloadSpec.from_config(config))
 VALIDATE_SPEC = spec_json(ValidateSpec.from_config(config))
 RESAMPLE_SPEC = spec_json(ResampleSpec.from_config(config))
 DRIFT_SPEC = spec_json(DriftSpec.from_config(config))
+DRIFT_EVAL_REFERENCE_SPEC = spec_json(ReferenceSpec.from_config(config))
+DRIFT_EVAL_SPEC = spec_json(DriftEvalSpec.from_config(config))
+DRIFT_EVAL_LABEL_HARM_SPEC = spec_json(LabelHarmSpec.from_config(config))
 
 
 def fixed_mem_mb(mem_mb):
@@ -351,16 +359,12 @@ ARCHIVE = config["bundle"]["archive"]
 BUNDLE_ARCHIVE = {key: BUNDLE[key] for key in ("archive", "sha256")} if ARCHIVE else {}
 #: What verify_bundle checks: the bag folder, then the archive (bundle.archive).
 VERIFY_PATHS = [BUNDLE["bag"], *([BUNDLE["archive"]] if ARCHIVE else [])]
-DRIFT_EVAL_CONFIG = json.dumps(config["drift_eval"], sort_keys=True)
 
 
 # The workflow's own folder (two above this file's), also when it is deployed as a module
 # (snakedeploy): workflow.basedir is then the deployment's. A remote module has no folder here
 # (a URL): git fails and the commit is "".
 WORKFLOW_DIR = os.path.dirname(os.path.dirname(str(workflow.current_basedir)))
-REFERENCE_MODEL_SETTINGS = json.dumps(
-    config["reference_model"]["settings"], sort_keys=True
-)
 
 
 def git_commit():

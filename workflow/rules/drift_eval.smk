@@ -23,15 +23,12 @@ rule drift_eval_reference:
         runtime=120,
     params:
         bag=lambda wildcards, input: str(Path(input.bag).parent),
-        seed=config["seed"],
-        device=config["reference_model"]["device"],
-        settings=REFERENCE_MODEL_SETTINGS,
+        spec=DRIFT_EVAL_REFERENCE_SPEC,
         cache=layout.DRIFT_EVAL_REFERENCE_CACHE,
     shell:
         "minivess-bundle drift-eval-reference {params.bag:q} --weights-out {output.weights:q} "
-        "--record-out {output.record:q} --seed {params.seed} --device {params.device:q} "
-        "--settings {params.settings:q} --threads {threads} --cache-dir {params.cache:q} "
-        "> {log:q} 2>&1"
+        "--record-out {output.record:q} --spec {params.spec:q} "
+        "--threads {threads} --cache-dir {params.cache:q} > {log:q} 2>&1"
 
 
 rule drift_eval_score:
@@ -75,12 +72,11 @@ rule drift_eval_score:
         runtime=60,
     params:
         bag=lambda wildcards, input: str(Path(input.bag).parent),
-        seed=config["seed"],
-        config=DRIFT_EVAL_CONFIG,
+        spec=DRIFT_EVAL_SPEC,
     shell:
         "minivess-bundle drift-eval {params.bag:q} --model {input.model:q} "
-        "--reference-record {input.reference:q} "
-        "--out {output.result:q} --features {output.features:q} --config {params.config:q} --seed {params.seed} "
+        "--reference-record {input.reference:q} --spec {params.spec:q} "
+        "--out {output.result:q} --features {output.features:q} "
         "--power-png {output.power:q} --fpr-png {output.fpr:q} "
         "--difficulty-png {output.difficulty:q} > {log:q} 2>&1"
 
@@ -106,13 +102,11 @@ rule drift_eval_label_harm:
         runtime=60,
     params:
         bag=lambda wildcards, input: str(Path(input.bag).parent),
-        seed=config["seed"],
-        device=config["reference_model"]["device"],
-        crop=json.dumps(config["drift_eval"]["harm_crop"]),
+        spec=DRIFT_EVAL_LABEL_HARM_SPEC,
     shell:
         "minivess-bundle drift-eval-label-harm {params.bag:q} --weights {input.weights:q} "
-        "--record {input.record:q} --out {output:q} --seed {params.seed} "
-        "--crop {params.crop:q} --device {params.device:q} --threads {threads} > {log:q} 2>&1"
+        "--record {input.record:q} --out {output:q} --spec {params.spec:q} "
+        "--threads {threads} > {log:q} 2>&1"
 
 
 rule drift_eval:

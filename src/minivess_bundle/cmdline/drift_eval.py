@@ -1,10 +1,13 @@
-"""``minivess-bundle drift-eval BAG``: score drift detectors against the bundle's drift
-manifest (power, false alarms, harm)."""
+"""``minivess-bundle drift-eval BAG --spec JSON``: score drift detectors against the bundle's
+drift manifest (power, false alarms, harm); the spec is
+:class:`minivess_bundle.drift_eval.spec.DriftEvalSpec`."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+
+from .common import add_spec
 
 log = logging.getLogger("minivess_bundle")
 
@@ -17,8 +20,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--reference-record", default="", help="the reference models' record")
     p.add_argument("--out", required=True, help="drift_eval.json")
     p.add_argument("--features", default="", help="also write the per-unit table (Parquet)")
-    p.add_argument("--config", default="", help="the drift_eval config block as JSON")
-    p.add_argument("--seed", type=int, required=True)
+    add_spec(p, "drift_eval.spec.DriftEvalSpec")
     p.add_argument("--power-png", default="")
     p.add_argument("--fpr-png", default="")
     p.add_argument("--difficulty-png", default="")
@@ -28,17 +30,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     """Score drift detectors against the bundle's drift manifest (power, false alarms, harm)."""
-    import json
-
+    from ..core import spec
     from ..drift_eval.protocol import run_drift_eval
+    from ..drift_eval.spec import DriftEvalSpec
 
+    stage = spec.read(DriftEvalSpec, args.spec)
     result = run_drift_eval(
         args.bundle,
         args.out,
         model_path=args.model or None,
         reference_record=args.reference_record or None,
-        config=json.loads(args.config) if args.config else None,
-        seed=args.seed,
+        config=dict(stage.drift_eval),
+        seed=stage.seed,
         figures={"power": args.power_png, "fpr": args.fpr_png, "difficulty": args.difficulty_png},
         features_path=args.features or None,
     )

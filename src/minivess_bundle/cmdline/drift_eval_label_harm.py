@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+
+from .common import add_spec
 
 log = logging.getLogger(__name__)
 
@@ -19,25 +20,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--weights", required=True, help="the reference UNet's weights")
     p.add_argument("--record", required=True, help="the reference models' record")
     p.add_argument("--out", required=True, help="label_harm.json")
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--crop", required=True, help="the scored central crop as JSON")
-    p.add_argument("--device", required=True, choices=("auto", "cpu", "cuda"))
+    add_spec(p, "drift_eval.spec.LabelHarmSpec")
     p.add_argument("--threads", type=int, required=True, help="torch threads on CPU")
     p.set_defaults(func=main)
     return p
 
 
 def main(args: argparse.Namespace) -> int:
+    from ..core import spec
     from ..drift_eval.reference import label_harm
+    from ..drift_eval.spec import LabelHarmSpec
 
+    stage = spec.read(LabelHarmSpec, args.spec)
     result = label_harm(
         args.bundle,
         args.weights,
         args.record,
         args.out,
-        seed=args.seed,
-        crop=json.loads(args.crop),
-        device=args.device,
+        seed=stage.seed,
+        crop=list(stage.harm_crop),
+        device=stage.device,
         threads=args.threads,
     )
     for row in result["sets"]:

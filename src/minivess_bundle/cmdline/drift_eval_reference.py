@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+
+from .common import add_spec
 
 log = logging.getLogger(__name__)
 
@@ -18,9 +19,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("bundle", help="the bundle folder (bag)")
     p.add_argument("--weights-out", required=True, help="the UNet weights (.pt)")
     p.add_argument("--record-out", required=True, help="the JSON record")
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--settings", default="", help="reference settings as JSON (overrides)")
-    p.add_argument("--device", required=True, choices=("auto", "cpu", "cuda"))
+    add_spec(p, "drift_eval.spec.ReferenceSpec")
     p.add_argument("--threads", type=int, required=True, help="torch threads on CPU")
     p.add_argument("--cache-dir", default="", help="content-addressed cache of trained models")
     p.set_defaults(func=main)
@@ -28,17 +27,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ..core import spec
     from ..drift_eval.reference import Settings, train_reference, training_list
+    from ..drift_eval.spec import ReferenceSpec
 
-    training, excluded = training_list(args.bundle, args.seed)
+    stage = spec.read(ReferenceSpec, args.spec)
+    training, excluded = training_list(args.bundle, stage.seed)
     record = train_reference(
         args.bundle,
         training,
         args.weights_out,
         args.record_out,
-        seed=args.seed,
-        settings=Settings.from_dict(json.loads(args.settings) if args.settings else None),
-        device=args.device,
+        seed=stage.seed,
+        settings=Settings.from_dict(dict(stage.settings) or None),
+        device=stage.device,
         threads=args.threads,
         cache_dir=args.cache_dir or None,
         excluded=excluded,
