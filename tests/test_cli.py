@@ -123,9 +123,11 @@ def test_disk_full_is_one_line_naming_the_final_file(tmp_path, capsys):
 
 
 def test_flags_the_rules_pass_from_config_have_no_default_of_their_own():
-    """The config schema is the only source of defaults: every flag a rule fills from
-    config/params is required by the CLI (or defaults to "nothing"), so a CLI default
-    can never disagree with the schema's (the CLI said --size-xy 512 where config said 128)."""
+    """The config schema is the only source of defaults: a stage's config values reach its
+    command as one --spec whose dataclass has no default of its own (test_stage_spec), and
+    every flag a rule fills from params is required by the CLI (or defaults to "nothing"),
+    so a CLI default can never disagree with the schema's (the CLI said --size-xy 512 where
+    config said 128)."""
     import re
 
     from conftest import REPO
@@ -134,7 +136,7 @@ def test_flags_the_rules_pass_from_config_have_no_default_of_their_own():
 
     parser = build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
-    checked = 0
+    checked = specs = 0
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         for shell in re.findall(r'"(minivess-bundle [^"]*(?:"\s*"[^"]*)*)"', smk.read_text()):
             text = re.sub(r'"\s*"', "", shell)
@@ -146,7 +148,9 @@ def test_flags_the_rules_pass_from_config_have_no_default_of_their_own():
                     f"{smk.name}: {command} {flag} has its own default {action.default!r}"
                 )
                 checked += 1
-    assert checked >= 30
+                specs += flag == "--spec"
+    assert specs == 16  # the 16 rules that pass config values pass them as one spec
+    assert checked >= 40
 
 
 def test_drift_writes_every_level_given_and_refuses_an_output_per_level_missing(tmp_path, capsys):

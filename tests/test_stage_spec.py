@@ -202,7 +202,8 @@ def _config_values(config, path=()):
 
 def test_every_spec_field_is_a_config_key_and_carries_its_value():
     """Each field is named as a config key and holds that key's value (a config with no
-    default left in these blocks, so a field fed from the wrong key fails here)."""
+    default left in these blocks, so a field fed from the wrong key fails here), and has no
+    default of its own: the schema is the only source of defaults."""
     import dataclasses
 
     config = validated(
@@ -225,6 +226,7 @@ def test_every_spec_field_is_a_config_key_and_carries_its_value():
         stage = cls.from_config(config)
         for field in dataclasses.fields(cls):
             assert field.name in values, f"{cls.__name__}.{field.name} is no config key"
+            assert field.default is field.default_factory is dataclasses.MISSING, field.name
             held = json.dumps(getattr(stage, field.name))
             assert held in values[field.name], (cls.__name__, field.name, held)
         assert spec.read(cls, spec.to_json(stage)) == stage
