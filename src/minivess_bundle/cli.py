@@ -39,27 +39,28 @@ from .cmdline import (
 )
 from .core.errors import MinivessError
 
-#: The command modules (``src/minivess_bundle/cmdline/``), in pipeline order: each registers
-#: its commands (``add_parser``) and runs them (``main``).
+#: The command modules (``src/minivess_bundle/cmdline/``): the stages in pipeline order, then
+#: the consumers, the drift evaluation and the tools. Each registers its commands
+#: (``add_parser``) and runs them (``main``).
 COMMANDS = (
     fetch,
     rename,
     validate,
-    verify,
-    calibrate,
     resample,
     drift,
     bundle,
-    config,
+    verify,
     fingerprint,
+    report,
     hf_export,
     validate_crate,
-    report,
-    train_smoke,
-    drift_eval,
     export,
+    train_smoke,
     drift_eval_reference,
+    drift_eval,
     drift_eval_label_harm,
+    calibrate,
+    config,
 )
 
 

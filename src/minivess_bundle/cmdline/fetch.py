@@ -1,4 +1,8 @@
-"""Fetch: land one volume (synthetic, ZIP, folder or the EBRAINS data-proxy) and the licence."""
+"""Fetch: land one volume (synthetic, ZIP, folder or the EBRAINS data-proxy) and the licence.
+
+The stage's parameters arrive as one ``--spec`` (:mod:`minivess_bundle.fetch.spec`:
+``FetchSpec``, ``EbrainsSpec``, ``DownloadSpec``); the volume, the source's path and the
+files written go beside it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Validate: the named checks of one volume pair, and the report of all of them."""
+"""Validate: the named checks of one volume pair, and the report of all of them. The
+``validate`` block arrives as one ``--spec``
+(:class:`minivess_bundle.validate.spec.ValidateSpec`)."""
 
 from __future__ import annotations
 
