@@ -35,7 +35,7 @@ import re
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin
@@ -52,7 +52,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"minivess-bundle/{__version__} (MiniVess dataset bundle; httpx)"
-DEFAULT_API_BASE = "https://data-proxy.ebrains.eu/api"
 DEFAULT_DATASET_ID = EBRAINS_ID
 TOKEN_ENV = "EBRAINS_TOKEN"
 PAGE_SIZE = 1000
@@ -68,16 +67,24 @@ class DownloadError(MinivessError):
     stage = "download"
 
 
+def _schema_default(key: str) -> Any:
+    from ..core import config
+
+    return config.default(f"ebrains.{key}")
+
+
 @dataclass(frozen=True)
 class ClientSettings:
-    """How to talk to the data-proxy; defaults suit the real service."""
+    """How to talk to the data-proxy; defaults suit the real service. The settings a user
+    can change (``ebrains.*`` in the config) default to the config schema's values, read
+    when a field is left out (the workflow's spec always passes them)."""
 
-    api_base: str = DEFAULT_API_BASE
+    api_base: str = field(default_factory=lambda: _schema_default("api_base"))
     dataset_id: str = DEFAULT_DATASET_ID
-    ca_bundle: str = ""
+    ca_bundle: str = field(default_factory=lambda: _schema_default("ca_bundle"))
     connect_timeout_s: float = 20.0
     read_timeout_s: float = 60.0
-    max_attempts: int = 8
+    max_attempts: int = field(default_factory=lambda: _schema_default("max_attempts"))
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
 
