@@ -152,7 +152,7 @@ def test_every_power_cell_has_its_interval_replications_and_repetitions(runs):
 
 
 def test_the_result_and_the_table_are_byte_identical_when_run_again(small_bag, tmp_path):
-    cheap = {**SMALL, "sample_sizes": [5], "replications": 2, "null_draws": 19}
+    cheap = {**SMALL, "sample_sizes": [5], "replications": 2, "null_sets": 1}
     cheap |= {"control_repetitions": 5}
     for name in ("a", "b"):
         protocol.run_drift_eval(
@@ -211,7 +211,7 @@ def test_evidently_data_drift_preset_runs_as_a_plugin_row_of_the_benchmark(small
         "detectors": ["evidently"],
         "sample_sizes": [20],
         "replications": 1,
-        "null_draws": 19,
+        "null_sets": 1,
         "control_repetitions": 5,
         "repetitions": 3,
     }
