@@ -560,6 +560,8 @@ def test_calibration_harness_pools_seeds_with_intervals_and_judges_the_target(tm
     harness.with_groups(plan, ["noise"], [1, 5])
     config = {"detectors": ["ks"], "patch": [8, 8, 4], "sample_sizes": [5]}
     config |= {"fractions": [1.0], "repetitions": 2, "harm": False, "null_sets": 2}
+    # 27 pool volumes: 9 folds, 7 of them calibration (21 volumes: at least 1/alpha - 1)
+    config |= {"folds": 9, "calibration_folds": 7}
     per_seed = {seed: harness.measure(plan, seed, config)[0] for seed in (1, 2)}
     table = harness.summarise(per_seed)
     cells = table["noise"]
