@@ -122,6 +122,35 @@ def test_false_alarms_on_new_clean_volumes_stay_within_alpha_plus_0_05(runs, see
     assert cells[("ks", 20)]["fpr_uncalibrated"] > 0.5
 
 
+def test_the_benchmark_table_command_prints_every_fpr_and_power_cell_with_its_interval(
+    runs, tmp_path, capsys
+):
+    import json
+
+    from minivess_bundle.drift_eval import figures
+
+    result = {k: v for k, v in runs[1].items() if k != "_table"}
+    path = tmp_path / "drift_eval.json"
+    path.write_text(json.dumps(result))
+    assert figures.main([str(path)]) == 0
+    text = capsys.readouterr().out
+    assert text == figures.markdown_table(result)
+    first, second = text.split("\n\n")
+    for row in result["false_positive_rate"]:
+        low, high = row["fpr_interval"]
+        assert f"{row['fpr']:.2f} [{low:.2f}, {high:.2f}]" in first
+    # one row per detector, then one per (detector, kind) at the kind's highest level
+    assert len(first.splitlines()) == 2 + len(SMALL["detectors"])
+    assert len(second.splitlines()) == 2 + len(SMALL["detectors"]) * 2
+    noise = next(
+        r
+        for r in result["results"]
+        if (r["detector"], r["kind"], r["n"], r["fraction"]) == ("ks", "noise", 5, 1.0)
+    )
+    low, high = noise["power_interval"]
+    assert f"| ks | noise (5) | {noise['power']:.2f} [{low:.2f}, {high:.2f}] |" in second
+
+
 def test_roles_are_recorded_disjoint_and_the_training_list_is_in_no_role(runs):
     roles = runs[1]["roles"]
     training = set(roles["training"])
