@@ -656,6 +656,13 @@ def run_drift_eval(
 
         device = select_device(cfg["device"])
         model = load_model(model_path, device)
+        if device == "cpu":
+            import torch
+
+            # batches of 20 small patches: intra-op threads do not pay, and on 2 shared
+            # cores their spinning cost ten times the softmax's CPU (bench/RESULTS.md,
+            # 2026-12-05); one thread leaves the other core to drift_eval_label_harm
+            torch.set_num_threads(1)
     if reference_record is not None:
         record = json.loads(Path(reference_record).read_text())
     training = record["training_volumes"] if record is not None else None
