@@ -203,6 +203,36 @@ def test_the_result_and_the_table_are_byte_identical_when_run_again(small_bag, t
         assert (tmp_path / f"a.{suffix}").read_bytes() == (tmp_path / f"b.{suffix}").read_bytes()
 
 
+def test_a_kind_that_cannot_act_on_a_test_volume_is_left_out_of_that_sets_tests(
+    small_bag, tmp_path, monkeypatch
+):
+    """As the drift plan skips a kind that cannot act on a volume (z_step on 3 slices), so
+    does the evaluation: the set's test samples come from the other test volumes, and the
+    (kind, level, volume) is recorded with the kind's reason."""
+    from minivess_bundle.core.errors import DriftError
+
+    applied = protocol.drifted_image
+    roles = protocol.plan_roles(
+        protocol.read_plan(small_bag), protocol.resolve_config({"replications": 1}), 1
+    )
+    unable = roles[0].test[0]
+
+    def refuse(recipe, volume, vol, seed):
+        if vol == unable:
+            raise DriftError("noise cannot act here", volume=vol)
+        return applied(recipe, volume, vol, seed)
+
+    monkeypatch.setattr(protocol, "drifted_image", refuse)
+    cheap = {**SMALL, "detectors": ["ks"], "sample_sizes": [5], "replications": 1}
+    cheap |= {"null_sets": 1, "control_repetitions": 5, "repetitions": 8}
+    result = protocol.run_drift_eval(small_bag, tmp_path / "r.json", config=cheap, seed=1)
+    (skipped,) = result["design"]["not_applicable"]
+    assert (skipped["kind"], skipped["level"], skipped["volume"]) == ("noise", 5, unable)
+    assert "noise cannot act here" in skipped["reason"]
+    rows = {r["kind"]: r for r in result["results"]}
+    assert rows["noise"]["repetitions"] == 8 and rows["topology"]["repetitions"] == 8
+
+
 def test_the_feature_table_is_parquet_with_one_row_per_unit_and_role(runs):
     pq = require("pyarrow.parquet", "the train extra")
     from minivess_bundle.drift_eval.features import FEATURE_NAMES

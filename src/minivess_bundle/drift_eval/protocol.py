@@ -60,6 +60,7 @@ from typing import Any
 
 from .. import __version__
 from ..core.config import default
+from ..core.errors import DriftError
 from ..core.fsio import write_json_atomic
 from . import features as feat
 from .detectors import (
@@ -251,9 +252,18 @@ def collect_units(
                 if recipe["target"] != "image" or recipe["kind"] not in changes_image:
                     units.alias((kind, level, vol), ("clean", vol))
                     continue
-                drifted = drifted_image(
-                    recipe, volume, vol, seed if drift_seed is None else drift_seed
-                )
+                try:
+                    drifted = drifted_image(
+                        recipe, volume, vol, seed if drift_seed is None else drift_seed
+                    )
+                except DriftError as exc:
+                    # a kind that cannot act on this volume (e.g. z_step on 3 slices): the
+                    # drift plan skips it too; this set's tests use the other test volumes
+                    log.warning("%s: %s level %s not applicable: %s", vol, kind, level, exc)
+                    units.not_applicable.append(
+                        {"kind": kind, "level": int(level), "volume": vol, "reason": str(exc)}
+                    )
+                    continue
                 units.add(
                     (kind, level, vol),
                     cut(drifted),
@@ -482,10 +492,15 @@ def evaluate(
         # a drifted unit is the same patch of the drifted volume: clean unit -> drifted unit
         swap = {
             group: {
-                c: d for v in test for c, d in zip(clean[v], units.of[(*group, v)], strict=True)
+                c: d
+                for v in test
+                if (*group, v) in units.of
+                for c, d in zip(clean[v], units.of[(*group, v)], strict=True)
             }
             for group in plan.groups
         }
+        # per set, the test volumes its kind can act on (all of them, but where it cannot)
+        acting = {group: [v for v in test if (*group, v) in units.of] for group in plan.groups}
         for n in sizes:
             nulls = null_sets(reference, calibration, n, r)
             sets_used = len(nulls)
@@ -500,6 +515,8 @@ def evaluate(
             for name in names:
                 fpr_hits[(name, n)].append(hits[name])
             for group in plan.groups:
+                if not acting[group]:
+                    continue
                 for fraction in cfg["fractions"]:
                     k = round_half_up(float(fraction) * n)
                     hits = {name: [0, 0] for name in names}
@@ -507,7 +524,7 @@ def evaluate(
                         rng = np.random.default_rng(
                             derive_seed(seed, "drift_eval/test", *group, fraction, r, n, t)
                         )
-                        sample = draw_sample(test, clean, n, rng, per_sample)
+                        sample = draw_sample(acting[group], clean, n, rng, per_sample)
                         sample = [swap[group][u] for u in sample[:k]] + sample[k:]
                         outcomes = run_all(reference, sample, "test", *group, fraction, r, n, t)
                         key = (group[0], int(group[1]), float(fraction), n)
@@ -769,6 +786,7 @@ def run_drift_eval(
             },
             "feature_names": list(feat.FEATURE_NAMES),
             "units": len(units),
+            "not_applicable": units.not_applicable,
             "device": device,
         },
         **scored,
