@@ -146,7 +146,7 @@ def test_the_benchmark_table_command_prints_every_fpr_and_power_cell_with_its_in
     first, second = text.split("\n\n")
     for row in result["false_positive_rate"]:
         low, high = row["fpr_interval"]
-        assert f"{row['fpr']:.2f} [{low:.2f}, {high:.2f}]" in first
+        assert f"{row['fpr']:.3f} [{low:.3f}, {high:.3f}]" in first
     # one row per detector, then one per (detector, kind) at the kind's highest level
     assert len(first.splitlines()) == 2 + len(SMALL["detectors"])
     assert len(second.splitlines()) == 2 + len(SMALL["detectors"]) * 2

@@ -174,8 +174,8 @@ def markdown_table(result: dict[str, Any], fraction: float = 1.0) -> str:
 
     First, one row per detector: its false-alarm rate on new clean volumes at each n and
     the harm AUROC (``result["harm_auroc"]``, fraction 1.0) at each n, every figure
-    ``rate [95 % interval]``; then one row per (detector, kind) at the kind's highest
-    level and ``fraction``: power at each n with its interval."""
+    ``rate [95 % interval]`` (three decimals); then one row per (detector, kind) at the
+    kind's highest level and ``fraction``: power at each n with its interval."""
     rows = [r for r in result["results"] if math.isclose(r["fraction"], fraction)]
     sizes = sorted({r["n"] for r in rows} | {r["n"] for r in result["false_positive_rate"]})
     top: dict[str, int] = {}
@@ -185,12 +185,12 @@ def markdown_table(result: dict[str, Any], fraction: float = 1.0) -> str:
     auroc = {(r["detector"], r["n"]): r for r in result.get("harm_auroc") or []}
     detectors = sorted({d for d, _ in fpr} | {r["detector"] for r in rows})
 
-    def cell(rate: float | None, interval: list[float] | None) -> str:
+    def cell(rate: float | None, interval: list[float] | None, digits: int = 3) -> str:
         if rate is None:
             return "—"
         if interval is None:
-            return f"{rate:.2f}"
-        return f"{rate:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
+            return f"{rate:.{digits}f}"
+        return f"{rate:.{digits}f} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
 
     def table(head: list[str], body: list[list[str]]) -> list[str]:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -220,7 +220,7 @@ def markdown_table(result: dict[str, Any], fraction: float = 1.0) -> str:
                 if r["detector"] == det and r["kind"] == kind and r["level"] == top[kind]
             }
             power = [
-                cell(by_n[n]["power"], by_n[n]["power_interval"]) if n in by_n else "—"
+                cell(by_n[n]["power"], by_n[n]["power_interval"], 2) if n in by_n else "—"
                 for n in sizes
             ]
             second.append([det, f"{kind} ({top[kind]})", *power])
