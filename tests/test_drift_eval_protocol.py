@@ -117,9 +117,46 @@ def test_false_alarms_on_new_clean_volumes_stay_within_alpha_plus_0_05(runs, see
         assert row["replications"] == defaults["replications"] >= 5
         assert row["repetitions"] == defaults["replications"] * defaults["control_repetitions"]
         assert row["fpr_interval"][0] <= row["fpr"] <= row["fpr_interval"][1]
+    # the null is one statistic per calibration volume (27-29 here): the exact bound
+    # floor(alpha (V + 1)) / (V + 1) of every replication is below alpha, and no cell is
+    # near the tolerance (measured: at most 0.05 over both seeds; the mean over the cells
+    # 0.013 and 0.020, below the bound: ks and c2st statistics tie, and ties never reject)
+    attainable = result["design"]["attainable"]
+    assert all(attainable["rejects"]) and max(attainable["fpr_bound"]) <= ALPHA
+    assert all(27 <= v <= 30 for v in attainable["null_size"])
+    assert sum(row["fpr"] for row in cells.values()) / len(cells) <= ALPHA
     # the detectors' own p-values, which take a volume's patches for independent draws,
     # alarm far above alpha on the same new volumes: the calibration is what holds it
     assert cells[("ks", 20)]["fpr_uncalibrated"] > 0.5
+
+
+def test_the_benchmark_table_command_prints_every_fpr_and_power_cell_with_its_interval(
+    runs, tmp_path, capsys
+):
+    import json
+
+    from minivess_bundle.drift_eval import figures
+
+    result = {k: v for k, v in runs[1].items() if k != "_table"}
+    path = tmp_path / "drift_eval.json"
+    path.write_text(json.dumps(result))
+    assert figures.main([str(path)]) == 0
+    text = capsys.readouterr().out
+    assert text == figures.markdown_table(result)
+    first, second = text.split("\n\n")
+    for row in result["false_positive_rate"]:
+        low, high = row["fpr_interval"]
+        assert f"{row['fpr']:.3f} [{low:.3f}, {high:.3f}]" in first
+    # one row per detector, then one per (detector, kind) at the kind's highest level
+    assert len(first.splitlines()) == 2 + len(SMALL["detectors"])
+    assert len(second.splitlines()) == 2 + len(SMALL["detectors"]) * 2
+    noise = next(
+        r
+        for r in result["results"]
+        if (r["detector"], r["kind"], r["n"], r["fraction"]) == ("ks", "noise", 5, 1.0)
+    )
+    low, high = noise["power_interval"]
+    assert f"| ks | noise (5) | {noise['power']:.2f} [{low:.2f}, {high:.2f}] |" in second
 
 
 def test_roles_are_recorded_disjoint_and_the_training_list_is_in_no_role(runs):
@@ -152,7 +189,7 @@ def test_every_power_cell_has_its_interval_replications_and_repetitions(runs):
 
 
 def test_the_result_and_the_table_are_byte_identical_when_run_again(small_bag, tmp_path):
-    cheap = {**SMALL, "sample_sizes": [5], "replications": 2, "null_draws": 19}
+    cheap = {**SMALL, "sample_sizes": [5], "replications": 2, "null_sets": 1}
     cheap |= {"control_repetitions": 5}
     for name in ("a", "b"):
         protocol.run_drift_eval(
@@ -164,6 +201,36 @@ def test_the_result_and_the_table_are_byte_identical_when_run_again(small_bag, t
         )
     for suffix in ("json", "parquet"):
         assert (tmp_path / f"a.{suffix}").read_bytes() == (tmp_path / f"b.{suffix}").read_bytes()
+
+
+def test_a_kind_that_cannot_act_on_a_test_volume_is_left_out_of_that_sets_tests(
+    small_bag, tmp_path, monkeypatch
+):
+    """As the drift plan skips a kind that cannot act on a volume (z_step on 3 slices), so
+    does the evaluation: the set's test samples come from the other test volumes, and the
+    (kind, level, volume) is recorded with the kind's reason."""
+    from minivess_bundle.core.errors import DriftError
+
+    applied = protocol.drifted_image
+    roles = protocol.plan_roles(
+        protocol.read_plan(small_bag), protocol.resolve_config({"replications": 1}), 1
+    )
+    unable = roles[0].test[0]
+
+    def refuse(recipe, volume, vol, seed):
+        if vol == unable:
+            raise DriftError("noise cannot act here", volume=vol)
+        return applied(recipe, volume, vol, seed)
+
+    monkeypatch.setattr(protocol, "drifted_image", refuse)
+    cheap = {**SMALL, "detectors": ["ks"], "sample_sizes": [5], "replications": 1}
+    cheap |= {"null_sets": 1, "control_repetitions": 5, "repetitions": 8}
+    result = protocol.run_drift_eval(small_bag, tmp_path / "r.json", config=cheap, seed=1)
+    (skipped,) = result["design"]["not_applicable"]
+    assert (skipped["kind"], skipped["level"], skipped["volume"]) == ("noise", 5, unable)
+    assert "noise cannot act here" in skipped["reason"]
+    rows = {r["kind"]: r for r in result["results"]}
+    assert rows["noise"]["repetitions"] == 8 and rows["topology"]["repetitions"] == 8
 
 
 def test_the_feature_table_is_parquet_with_one_row_per_unit_and_role(runs):
@@ -211,7 +278,7 @@ def test_evidently_data_drift_preset_runs_as_a_plugin_row_of_the_benchmark(small
         "detectors": ["evidently"],
         "sample_sizes": [20],
         "replications": 1,
-        "null_draws": 19,
+        "null_sets": 1,
         "control_repetitions": 5,
         "repetitions": 3,
     }

@@ -24,7 +24,7 @@ TINY = {
         "fractions": [0.5, 1.0],
         "repetitions": 3,
         "control_repetitions": 10,
-        "null_draws": 19,
+        "null_sets": 2,
         "permutations": 19,
         "harm_crop": [16, 16, 8],
         "device": "cpu",
@@ -76,7 +76,9 @@ def test_drift_eval_target_scores_every_detector_on_every_manifest_set(tmp_path)
         assert not training & set().union(*parts)
     # the null is drawn from the calibration volumes only, ranked one-sided by default
     assert result["design"]["config"]["null_tail"] == "greater"
-    assert result["design"]["calibration"].startswith("null of each statistic from null_draws")
+    assert result["design"]["calibration"].startswith(
+        "null of each statistic from calibration volumes only, at the level of volumes"
+    )
     assert "one-sided: p = (1 + #{null >= observed})" in result["design"]["calibration"]
     # 4 patches per volume: every pool volume clean, and (each pool volume being a test
     # volume once) drifted in-process for the one kind that changes the image (noise)

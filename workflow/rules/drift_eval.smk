@@ -66,7 +66,8 @@ rule drift_eval_score:
         "benchmarks/drift_eval/drift_eval.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    # one thread (torch too): on 2 cores it runs beside drift_eval_label_harm
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
@@ -96,7 +97,7 @@ rule drift_eval_label_harm:
         "benchmarks/drift_eval/label_harm.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=60,

@@ -139,6 +139,7 @@ def mmd_permutation(
     """Gaussian-kernel MMD (median heuristic unless ``sigma``) with a permutation p-value.
 
     ``d2``: the pooled rows' squared distances when already known (reference rows first).
+    ``permutations`` 0: the statistic only, ``p_value`` 1 (no permutation is drawn).
     """
     import numpy as np
 
@@ -151,6 +152,8 @@ def mmd_permutation(
     labels = np.zeros(total)
     labels[total - n :] = 1.0
     observed = float(mmd2_biased(kernel, labels)[0])
+    if int(permutations) < 1:  # the statistic only (a calibrated null ranks it): p = 1
+        return Outcome(statistic=observed, p_value=1.0)
     shuffled = np.argsort(rng.random((int(permutations), total)), axis=1) >= total - n
     null = mmd2_biased(kernel, shuffled)
     p = (1 + int(np.count_nonzero(null >= observed - 1e-12))) / (1 + int(permutations))

@@ -170,25 +170,49 @@ def draw_all(result: dict[str, Any], figures: dict[str, str | Path]) -> None:
 
 
 def markdown_table(result: dict[str, Any], fraction: float = 1.0) -> str:
-    """The benchmark table of a result as Markdown: one row per (detector, kind) at the
-    highest level, power at each n with its 95 % interval, then the detector's false-alarm
-    rate on new clean volumes at each n, and a harm AUROC column (``—`` until the harm
-    module fills ``result["harm"]["auroc"]``)."""
+    """The benchmark tables of a result as Markdown.
+
+    First, one row per detector: its false-alarm rate on new clean volumes at each n and
+    the harm AUROC (``result["harm_auroc"]``, fraction 1.0) at each n, every figure
+    ``rate [95 % interval]`` (three decimals); then one row per (detector, kind) at the
+    kind's highest level and ``fraction``: power at each n with its interval."""
     rows = [r for r in result["results"] if math.isclose(r["fraction"], fraction)]
-    sizes = sorted({r["n"] for r in rows})
-    top = {}
+    sizes = sorted({r["n"] for r in rows} | {r["n"] for r in result["false_positive_rate"]})
+    top: dict[str, int] = {}
     for r in rows:
         top[r["kind"]] = max(top.get(r["kind"], r["level"]), r["level"])
     fpr = {(r["detector"], r["n"]): r for r in result["false_positive_rate"]}
-    auroc = (result.get("harm") or {}).get("auroc") or {}
+    auroc = {(r["detector"], r["n"]): r for r in result.get("harm_auroc") or []}
+    detectors = sorted({d for d, _ in fpr} | {r["detector"] for r in rows})
 
-    def cell(rate: float, interval: list[float]) -> str:
-        return f"{rate:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
+    def cell(rate: float | None, interval: list[float] | None, digits: int = 3) -> str:
+        if rate is None:
+            return "—"
+        if interval is None:
+            return f"{rate:.{digits}f}"
+        return f"{rate:.{digits}f} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
 
-    head = ["detector", "kind (level)", *(f"power n={n}" for n in sizes)]
-    head += [*(f"FPR n={n}" for n in sizes), "harm AUROC"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for det in sorted({r["detector"] for r in rows}):
+    def table(head: list[str], body: list[list[str]]) -> list[str]:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return lines + ["| " + " | ".join(row) + " |" for row in body]
+
+    first = []
+    for det in detectors:
+        alarms = [
+            cell(fpr[(det, n)]["fpr"], fpr[(det, n)]["fpr_interval"]) if (det, n) in fpr else "—"
+            for n in sizes
+        ]
+        harm = [
+            cell(auroc[(det, n)].get("auroc"), auroc[(det, n)].get("interval"))
+            if (det, n) in auroc
+            else "—"
+            for n in sizes
+        ]
+        first.append([det, *alarms, *harm])
+    head = ["detector", *(f"FPR n={n}" for n in sizes), *(f"harm AUROC n={n}" for n in sizes)]
+    lines = table(head, first)
+    second = []
+    for det in detectors:
         for kind in sorted(top):
             by_n = {
                 r["n"]: r
@@ -196,18 +220,26 @@ def markdown_table(result: dict[str, Any], fraction: float = 1.0) -> str:
                 if r["detector"] == det and r["kind"] == kind and r["level"] == top[kind]
             }
             power = [
-                cell(by_n[n]["power"], by_n[n]["power_interval"]) if n in by_n else "—"
+                cell(by_n[n]["power"], by_n[n]["power_interval"], 2) if n in by_n else "—"
                 for n in sizes
             ]
-            alarms = [
-                cell(fpr[(det, n)]["fpr"], fpr[(det, n)]["fpr_interval"])
-                if (det, n) in fpr
-                else "—"
-                for n in sizes
-            ]
-            harm = auroc.get(det, {}).get(kind) if isinstance(auroc.get(det), dict) else None
-            harm_text = "—" if harm is None else f"{harm}"
-            lines.append(
-                "| " + " | ".join([det, f"{kind} ({top[kind]})", *power, *alarms, harm_text]) + " |"
-            )
+            second.append([det, f"{kind} ({top[kind]})", *power])
+    lines += ["", *table(["detector", "kind (level)", *(f"power n={n}" for n in sizes)], second)]
     return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m minivess_bundle.drift_eval.figures DRIFT_EVAL_JSON``: print the tables."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("result", type=Path, help="a drift_eval.json")
+    parser.add_argument("--fraction", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    print(markdown_table(json.loads(args.result.read_text()), args.fraction), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -17,12 +17,21 @@ reference volumes.
 from the reference as a whole, so a detector's own p-value (which assumes independent
 rows) flags clean *new* volumes far too often (measured on main's design: KS 0.85 at
 n = 5). The null of each statistic is therefore drawn from the **calibration volumes
-only**: ``null_draws`` samples formed exactly like a test sample (random volumes of the
-role, ``n`` units) against the replication's reference. Calibration and test volumes are
-disjoint draws from the same population, so a clean test sample and a null draw are
-exchangeable and the rank p-value (:func:`calibrated_p`, two-sided by default) has level
-``alpha`` on volumes neither the reference nor the null saw, which the **controls** (clean
-samples of the test volumes) measure.
+only**, and at the level of volumes: a null set is **one** sample of each calibration
+volume (``n`` of its patches, drawn like a test sample's), ``V`` statistics against the
+replication's reference; ``null_sets`` such sets per (replication, n), a test sample
+ranked against one of them (round robin). The roles are a random partition of the pool,
+so a clean test volume and the ``V`` calibration volumes are exchangeable given the
+reference, and so are their samples' statistics: the rank p-value (:func:`calibrated_p`)
+then rejects a clean test sample with probability ``floor(alpha (V + 1)) / (V + 1) <=
+alpha`` exactly (one-sided), on volumes neither the reference nor the null saw, which the
+**controls** (clean samples of the test volumes) measure. (The design before, 99 draws
+from the calibration volumes, ranked a new volume against clusters of about five draws per
+volume: a volume second to one calibration volume was flagged whenever that volume was
+drawn at most four times, and its false-alarm rate sat between ``1 / (V + 1)`` and
+``2 / (V + 1)``.) A false alarm needs a statistic above every calibration
+volume's, so ``V >= 1/alpha - 1`` (19 at 0.05; two-sided ``2/alpha - 1``) is needed for a
+test to reject at all: fewer is logged and recorded (``design.attainable``).
 
 **Power.** A drifted test sample is a sample of the test volumes with ``k = floor(f n +
 1/2)`` of its units replaced by the same patches of the drifted volume. The drift is
@@ -51,6 +60,7 @@ from typing import Any
 
 from .. import __version__
 from ..core.config import default
+from ..core.errors import DriftError
 from ..core.fsio import write_json_atomic
 from . import features as feat
 from .detectors import (
@@ -69,6 +79,7 @@ from .sets import (
     cut_patch,
     derive_seed,
     draw_sample,
+    draw_units,
     patch_corners,
     read_checked,
     read_plan,
@@ -142,6 +153,14 @@ def resolve_config(config: dict[str, Any] | None) -> dict[str, Any]:
             merged[key].update(value)
         else:
             merged[key] = value
+    if merged["seed"] is not None and (
+        isinstance(merged["seed"], bool)
+        or not isinstance(merged["seed"], int)
+        or merged["seed"] < 0
+    ):
+        raise DriftEvalError(
+            f"config drift_eval.seed {merged['seed']!r}", expected="null or an integer >= 0"
+        )
     if merged["null_tail"] not in TAILS:
         raise DriftEvalError(
             f"config drift_eval.null_tail {merged['null_tail']!r}", expected=f"one of {TAILS}"
@@ -193,10 +212,12 @@ def collect_units(
     seed: int,
     roles: list[Roles],
     softmax: Callable | None = None,
+    drift_seed: int | None = None,
 ) -> Units:
     """Cut every clean patch of every non-training volume and, for every volume that is a
     test volume of some replication, the same patches of each in-process drift variant.
 
+    ``drift_seed``: the bundle's seed, whose streams the drift jobs used (default ``seed``).
     Volumes are read one at a time (their memory is freed before the next)."""
     import numpy as np
 
@@ -231,7 +252,18 @@ def collect_units(
                 if recipe["target"] != "image" or recipe["kind"] not in changes_image:
                     units.alias((kind, level, vol), ("clean", vol))
                     continue
-                drifted = drifted_image(recipe, volume, vol, seed)
+                try:
+                    drifted = drifted_image(
+                        recipe, volume, vol, seed if drift_seed is None else drift_seed
+                    )
+                except DriftError as exc:
+                    # a kind that cannot act on this volume (e.g. z_step on 3 slices): the
+                    # drift plan skips it too; this set's tests use the other test volumes
+                    log.warning("%s: %s level %s not applicable: %s", vol, kind, level, exc)
+                    units.not_applicable.append(
+                        {"kind": kind, "level": int(level), "volume": vol, "reason": str(exc)}
+                    )
+                    continue
                 units.add(
                     (kind, level, vol),
                     cut(drifted),
@@ -275,6 +307,45 @@ def manifest_harm(plan: Plan, scorer: Any, levels: set[int] | None = None) -> No
             scorer.add_variant(kind, level, vol, files["severity"], array, label)
 
 
+def smallest_p(volumes: int, tail: str) -> float:
+    """The smallest calibrated p a null of ``volumes`` statistics gives (:func:`calibrated_p`)."""
+    return min(1.0, (1.0 if tail == "greater" else 2.0) / (1 + int(volumes)))
+
+
+def attainable(roles: list[Roles], cfg: dict[str, Any]) -> dict[str, Any]:
+    """Per replication the null's size ``V`` (calibration volumes; groups of
+    ``volumes_per_sample`` at the largest n), the smallest p it gives and the exact
+    false-alarm bound ``floor(alpha (V + 1)) / (V + 1)``; ``rejects`` is False where no
+    sample can be flagged at ``alpha`` (too few calibration volumes), which is logged."""
+    alpha, tail = float(cfg["alpha"]), cfg["null_tail"]
+    group = max(1, min(max(int(n) for n in cfg["sample_sizes"]), int(cfg["volumes_per_sample"])))
+    sizes = [len(role.calibration) // group for role in roles]
+    ranks = [
+        math.floor(alpha * (v + 1) / (1.0 if tail == "greater" else 2.0) + 1e-9) for v in sizes
+    ]
+    rows = {
+        "null_size": sizes,
+        "smallest_p": [round(smallest_p(v, tail), 6) for v in sizes],
+        "fpr_bound": [
+            round(k * (1.0 if tail == "greater" else 2.0) / (v + 1), 6)
+            for k, v in zip(ranks, sizes, strict=True)
+        ],
+        "rejects": [smallest_p(v, tail) <= alpha + 1e-12 for v in sizes],
+    }
+    if not all(rows["rejects"]):
+        needed = math.ceil((1.0 if tail == "greater" else 2.0) / alpha - 1 - 1e-9)
+        log.warning(
+            "null of %s volumes in replications %s: no sample can be flagged at alpha %s "
+            "(%s needs at least %d calibration volumes): raise calibration_folds",
+            min(sizes),
+            [r for r, ok in enumerate(rows["rejects"]) if not ok],
+            alpha,
+            tail,
+            needed,
+        )
+    return rows
+
+
 def within_tolerance(rate: float, alpha: float, tolerance: float) -> bool:
     """``rate <= alpha + tolerance`` (inclusive, with float slack): a false-alarm rate
     below ``alpha`` is a conservative test, not a failure."""
@@ -310,6 +381,17 @@ def calibrated_p(null: list[float], observed: float, tail: str = "two_sided") ->
     return min(1.0, 2.0 * min(p_hi, p_lo))
 
 
+class WithStatistic:
+    """A detector and a cheaper call for the same statistic (``statistic_only``), for the
+    null draws, where the detector's own p-value is not used (MMD: no permutations)."""
+
+    def __init__(self, detect: Callable, statistic_only: Callable) -> None:
+        self.detect, self.statistic_only = detect, statistic_only
+
+    def __call__(self, reference, test, rng) -> Outcome:
+        return self.detect(reference, test, rng)
+
+
 def make_detectors(
     cfg: dict[str, Any], reps: dict[str, Any], unit_paths: list[str] | None
 ) -> dict[str, Callable[[list[int], list[int], Any], Outcome]]:
@@ -320,8 +402,12 @@ def make_detectors(
         if name in ("ks", "bbsd"):
             detectors[name] = lambda r, t, rng, rows=rows: ks_bonferroni(rows[r], rows[t])
         elif name == "mmd":
-            detectors[name] = lambda r, t, rng, rows=rows: mmd_permutation(
-                rows[r], rows[t], rng, int(cfg["permutations"])
+            detectors[name] = WithStatistic(
+                lambda r, t, rng, rows=rows: mmd_permutation(
+                    rows[r], rows[t], rng, int(cfg["permutations"])
+                ),
+                # a null draw needs no permutations: its statistic is all the rank p uses
+                lambda r, t, rng, rows=rows: mmd_permutation(rows[r], rows[t], rng, 0),
             )
         elif name == "c2st":
             detectors[name] = lambda r, t, rng, rows=rows: c2st(rows[r], rows[t], rng)
@@ -354,11 +440,33 @@ def evaluate(
     names = list(detectors)
     clean = {key[1]: ids for key, ids in units.of.items() if key[0] == "clean"}
 
-    def run_all(ref, test, *parts):
+    def run_all(ref, test, *parts, statistic_only: bool = False):
         out = {}
         for name, detect in detectors.items():
             rng = np.random.default_rng(derive_seed(seed, "drift_eval/detector", name, *parts))
-            out[name] = detect(ref, test, rng)
+            # a null draw needs the statistic only (the rank p replaces the detector's own)
+            call = getattr(detect, "statistic_only", detect) if statistic_only else detect
+            out[name] = call(ref, test, rng)
+        return out
+
+    def null_sets(reference, calibration, n: int, r: int) -> list[dict[str, list[float]]]:
+        """``null_sets`` nulls of replication ``r`` at sample size ``n``: each one sample
+        per disjoint group of ``min(n, volumes_per_sample)`` calibration volumes (one per
+        volume by default), formed like a test sample, against the reference."""
+        out = []
+        group = max(1, min(n, per_sample, len(calibration)))
+        for k in range(int(cfg["null_sets"])):
+            rng = np.random.default_rng(derive_seed(seed, "drift_eval/null", r, n, k))
+            order = [calibration[i] for i in rng.permutation(len(calibration))]
+            stats: dict[str, list[float]] = {name: [] for name in names}
+            for g in range(len(order) // group):
+                volumes = sorted(order[g * group : (g + 1) * group])
+                draw = np.random.default_rng(derive_seed(seed, "drift_eval/null", r, n, k, g))
+                sample = draw_units(volumes, clean, n, draw)
+                outcomes = run_all(reference, sample, "null", r, n, k, g, statistic_only=True)
+                for name, outcome in outcomes.items():
+                    stats[name].append(outcome.statistic)
+            out.append(stats)
         return out
 
     # (detector, kind, level, fraction, n) -> calibrated p of every test sample: the harm
@@ -384,28 +492,31 @@ def evaluate(
         # a drifted unit is the same patch of the drifted volume: clean unit -> drifted unit
         swap = {
             group: {
-                c: d for v in test for c, d in zip(clean[v], units.of[(*group, v)], strict=True)
+                c: d
+                for v in test
+                if (*group, v) in units.of
+                for c, d in zip(clean[v], units.of[(*group, v)], strict=True)
             }
             for group in plan.groups
         }
+        # per set, the test volumes its kind can act on (all of them, but where it cannot)
+        acting = {group: [v for v in test if (*group, v) in units.of] for group in plan.groups}
         for n in sizes:
-            null: dict[str, list[float]] = {name: [] for name in names}
-            for b in range(int(cfg["null_draws"])):
-                rng = np.random.default_rng(derive_seed(seed, "drift_eval/null", r, n, b))
-                sample = draw_sample(calibration, clean, n, rng, per_sample)
-                for name, outcome in run_all(reference, sample, "null", r, n, b).items():
-                    null[name].append(outcome.statistic)
+            nulls = null_sets(reference, calibration, n, r)
+            sets_used = len(nulls)
             hits = {name: [0, 0] for name in names}
             for c in range(int(cfg["control_repetitions"])):
                 rng = np.random.default_rng(derive_seed(seed, "drift_eval/control", r, n, c))
                 sample = draw_sample(test, clean, n, rng, per_sample)
                 outcomes = run_all(reference, sample, "control", r, n, c)
-                for name, flags in score(outcomes, null).items():
+                for name, flags in score(outcomes, nulls[c % sets_used]).items():
                     hits[name][0] += flags[0]
                     hits[name][1] += flags[1]
             for name in names:
                 fpr_hits[(name, n)].append(hits[name])
             for group in plan.groups:
+                if not acting[group]:
+                    continue
                 for fraction in cfg["fractions"]:
                     k = round_half_up(float(fraction) * n)
                     hits = {name: [0, 0] for name in names}
@@ -413,10 +524,11 @@ def evaluate(
                         rng = np.random.default_rng(
                             derive_seed(seed, "drift_eval/test", *group, fraction, r, n, t)
                         )
-                        sample = draw_sample(test, clean, n, rng, per_sample)
+                        sample = draw_sample(acting[group], clean, n, rng, per_sample)
                         sample = [swap[group][u] for u in sample[:k]] + sample[k:]
                         outcomes = run_all(reference, sample, "test", *group, fraction, r, n, t)
                         key = (group[0], int(group[1]), float(fraction), n)
+                        null = nulls[t % sets_used]
                         for name, flags in score(outcomes, null, key).items():
                             hits[name][0] += flags[0]
                             hits[name][1] += flags[1]
@@ -542,6 +654,10 @@ def run_drift_eval(
     import numpy as np
 
     cfg = resolve_config(config)
+    bundle_seed = int(seed)
+    # the evaluation's own seed (roles, patches, samples, nulls): another one replicates the
+    # benchmark on the same bundle and model; the drift streams stay the bundle's
+    seed = bundle_seed if cfg["seed"] is None else int(cfg["seed"])
     plan = read_plan(bag)
     model, device, record = None, "none", None
     needs_model = "bbsd" in cfg["detectors"] or bool(cfg["harm"])
@@ -557,6 +673,13 @@ def run_drift_eval(
 
         device = select_device(cfg["device"])
         model = load_model(model_path, device)
+        if device == "cpu":
+            import torch
+
+            # batches of 20 small patches: intra-op threads do not pay, and on 2 shared
+            # cores their spinning cost ten times the softmax's CPU (bench/RESULTS.md,
+            # 2026-12-05); one thread leaves the other core to drift_eval_label_harm
+            torch.set_num_threads(1)
     if reference_record is not None:
         record = json.loads(Path(reference_record).read_text())
     training = record["training_volumes"] if record is not None else None
@@ -582,7 +705,7 @@ def run_drift_eval(
         def softmax(patches, scales):
             return list(softmax_features(model, patches, scales, device))
 
-    units = collect_units(plan, cfg, int(seed), roles, softmax)
+    units = collect_units(plan, cfg, int(seed), roles, softmax, drift_seed=bundle_seed)
     manifest_harm(plan, scorer)
     reps: dict[str, Any] = {
         "features": np.asarray(units.features),
@@ -621,6 +744,7 @@ def run_drift_eval(
         },
         "design": {
             "seed": int(seed),
+            "bundle_seed": bundle_seed,
             "config": cfg,
             "sample_unit": (
                 f"one patch of {cfg['patch']} voxels (x, y, z) of a processed volume; "
@@ -631,17 +755,22 @@ def run_drift_eval(
             ),
             "reference": "every patch of the replication's reference volumes",
             "calibration": (
-                "null of each statistic from null_draws samples of the calibration volumes "
-                "(formed like a test sample) against the replication's reference"
+                "null of each statistic from calibration volumes only, at the level of "
+                "volumes: null_sets sets per n and replication, each one sample (formed like "
+                "a test sample) of every calibration volume against the replication's "
+                "reference, V statistics; a test sample is ranked against set "
+                "(repetition mod null_sets)"
             )
             + (
                 ", two-sided: p = min(1, 2 min(P_hi, P_lo)), P_hi = (1 + #{null >= observed}) "
-                "/ (1 + null_draws), P_lo = (1 + #{null <= observed}) / (1 + null_draws)"
+                "/ (1 + V), P_lo = (1 + #{null <= observed}) / (1 + V)"
                 if cfg["null_tail"] == "two_sided"
-                else ", one-sided: p = (1 + #{null >= observed}) / (1 + null_draws)"
+                else ", one-sided: p = (1 + #{null >= observed}) / (1 + V)"
             )
             + "; every statistic is larger = further from the reference; ties count "
-            "against rejection",
+            "against rejection; exact under exchangeable volumes: P(false alarm) <= "
+            "floor(alpha (V + 1)) / (V + 1)",
+            "attainable": attainable(roles, cfg),
             "false_alarms": "clean samples of the test volumes (new to reference and null)",
             "power": "samples of the test volumes with the drifted units taken from each "
             "volume's in-process drift variant (the drift job's kind, severity, seed and "
@@ -657,6 +786,7 @@ def run_drift_eval(
             },
             "feature_names": list(feat.FEATURE_NAMES),
             "units": len(units),
+            "not_applicable": units.not_applicable,
             "device": device,
         },
         **scored,

@@ -20,17 +20,18 @@ calibration = the next ``calibration_folds`` folds (mod ``folds``), reference = 
 folds. Over ``folds`` replications every pool volume is a test volume once.
 
 **How the counts trade off.** With all 70 volumes, training takes the authors' fold (23 or
-24 volumes, ample for a 3-D UNet on MiniVess) and the pool holds 46-47; with the default
-``folds = 5`` and ``calibration_folds = 2`` each replication has 9-10 test, 18-19
-calibration and 18-19 reference volumes. The calibration count matters most: volumes
-differ as wholes, so a statistic of a new volume is ranked against the null's volumes,
-and its false-alarm rate can only approach ``alpha`` once the null spans enough volumes
-(about ``1/alpha - 1`` = 19 at ``alpha = 0.05``; with 9 the rate on new volumes is near
-0.1 whatever the detector). More reference volumes make a detector's reference richer;
-more test volumes narrow the FPR and power intervals of one replication. A tiny build
-(e.g. 8 volumes: 2-3 training, 5-6 pool) gets ``min(folds, pool)`` folds of one or two
-volumes: every role still holds a volume, but its figures say little. Fewer than 3 pool
-volumes is an error.
+24 volumes, ample for a 3-D UNet on MiniVess) and the pool holds 46-49; with the default
+``folds = 5`` and ``calibration_folds = 3`` each replication has 9-10 test, 27-30
+calibration and 9-10 reference volumes. The calibration count matters most: the null is
+one statistic per calibration volume (:mod:`.protocol`), and a clean new volume is
+flagged only when its statistic exceeds every one of them but ``floor(alpha (V + 1)) - 1``,
+so the exact false-alarm rate is ``floor(alpha (V + 1)) / (V + 1)`` and a test can reject
+at all only with ``V >= 1/alpha - 1`` (19 at ``alpha = 0.05``; two calibration folds hold
+18-20, too few on some folds). More reference volumes make a detector's reference
+richer; more test volumes narrow the FPR and power intervals of one replication. A tiny
+build (e.g. 8 volumes: 2-3 training, 5-6 pool) gets ``min(folds, pool)`` folds of one or
+two volumes: every role still holds a volume, but its figures say little (and no test
+can reject). Fewer than 3 pool volumes is an error.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from .sets import DriftEvalError, derive_seed
 #: default number of folds the evaluation pool is cut into (replications per shuffle)
 FOLDS = 5
 #: default number of folds the calibration role takes in each replication
-CALIBRATION_FOLDS = 2
+CALIBRATION_FOLDS = 3
 #: the smallest evaluation pool: one reference, one calibration and one test volume
 MIN_POOL = 3
 ROLE_NAMES = ("training", "reference", "calibration", "test")

@@ -50,6 +50,8 @@ class Units:
         self.meta: list[tuple[str, str, int, float, tuple[int, int, int]]] = []
         #: ("clean", vol) or (kind, level, vol) -> unit indices, in patch-position order
         self.of: dict[tuple, list[int]] = {}
+        #: (kind, level, volume) sets whose kind cannot act on that volume, with the reason
+        self.not_applicable: list[dict[str, Any]] = []
 
     def __len__(self) -> int:
         return len(self.meta)
