@@ -60,8 +60,13 @@ NOT_IMAGE = {
 }
 
 
-def synthetic_plan(folder: Path, count: int, size_xy: int, max_z: int, data_seed: int):
-    """A drift_eval plan over ``count`` synthetic volumes written to ``folder``."""
+def synthetic_plan(
+    folder: Path, count: int, size_xy: int, max_z: int, data_seed: int, spacing_um=None
+):
+    """A drift_eval plan over ``count`` synthetic volumes written to ``folder``;
+    ``spacing_um`` (three um): resampled onto that grid by the resample stage's own
+    :func:`minivess_bundle.resample.pair.resample_pair` (as the workflow's processed
+    volumes, which drift and drift_eval read; the quick start: 1 um isotropic)."""
     from minivess_bundle.core.nifti import make_image, minivess_header, write_nifti
     from minivess_bundle.drift_eval.sets import Plan
     from minivess_bundle.fetch.synthetic import generate_volume
@@ -77,6 +82,16 @@ def synthetic_plan(folder: Path, count: int, size_xy: int, max_z: int, data_seed
                 path, make_image(array, synthetic.acquisition.spacing_um, minivess_header(key))
             )
             paths[key] = str(path)
+        if spacing_um is not None:
+            from minivess_bundle.resample.pair import resample_pair
+
+            out = {key: str(folder / f"{vol}_{key}_processed.nii.gz") for key in paths}
+            resample_pair(
+                vol, paths["image"], paths["label"], out["image"], out["label"], list(spacing_um)
+            )
+            for key in paths:
+                Path(paths[key]).unlink()
+            paths = out
         plan.clean[vol] = paths
         plan.reference.append(vol)
     return plan
@@ -274,6 +289,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=64, help="synthetic size x/y")
     parser.add_argument("--max-z", type=int, default=32, help="synthetic depth")
     parser.add_argument("--data-seed", type=int, default=20230301, help="synthetic source seed")
+    parser.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        metavar="UM",
+        help="resample the synthetic volumes to this grid first (quick start: 1 1 1)",
+    )
     parser.add_argument("--kinds", nargs="+", help="default: every image kind")
     parser.add_argument("--levels", nargs="+", type=int, default=[1, 5])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
@@ -319,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
             read = read_plan(args.bag)
             plan = Plan(bag=read.bag, reference=read.volumes, held_out=[], clean=read.clean)
         else:
-            plan = synthetic_plan(Path(tmp), args.synthetic, args.size, args.max_z, args.data_seed)
+            plan = synthetic_plan(
+                Path(tmp), args.synthetic, args.size, args.max_z, args.data_seed, args.spacing
+            )
         per_seed, fprs, first = {}, {}, None
         with swept_scales(values) as spans:
             dropped = drop_unfit(plan, kinds, [5] if values else args.levels)
@@ -351,7 +375,10 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": args.seeds,
         "volumes": len(plan.volumes),
         "left_out": dropped,
-        "source": str(args.bag) if args.bag else f"synthetic {args.synthetic} x {args.size} px",
+        "source": str(args.bag)
+        if args.bag
+        else f"synthetic {args.synthetic} x {args.size} px, max z {args.max_z}"
+        + (f", resampled to {args.spacing} um" if args.spacing else ""),
         "config": config,
         "swept": {
             kind: {"parameter": spans[kind].parameter, "values": v} for kind, v in values.items()
