@@ -12,7 +12,9 @@ level-1 power in [0.05, 0.5], level-5 power >= 0.9.
 
 The volumes are the clean volumes of a built bundle (``--bag``) or, without one, the
 package's synthetic source generated in-process (``--synthetic 70 --size 64``: the
-quick start's generator at a smaller size, so five seeds take minutes on 2 cores).
+quick start's generator at a smaller size, so five seeds take minutes on 2 cores;
+``--size 128 --max-z 110 --spacing 1 1 1`` is the quick start's processed data, resampled
+as the workflow resamples it).
 
 Label-only (topology, annotation), header-only (covariate) and set-level (prevalence)
 kinds leave the voxels unchanged: an intensity detector cannot see them by design and
