@@ -572,3 +572,58 @@ def test_calibration_harness_pools_seeds_with_intervals_and_judges_the_target(tm
         assert low <= cells[level]["power"] <= high
     assert cells["5"]["power"] > cells["1"]["power"]
     assert cells["meets_target"] == (cells["needs"] == "nothing")
+
+
+def test_calibration_sweep_applies_each_candidate_magnitude_and_restores_the_kinds_scale(
+    tmp_path,
+):
+    """``--values noise=...``: each candidate is applied at the severity where the swept
+    span gives exactly that magnitude, through drift_eval's protocol; the kind's own scale
+    is back afterwards; the table is keyed by magnitude with the smallest reaching 0.9."""
+    from minivess_bundle import drift
+
+    harness = _harness()
+    values = harness.parse_values(["noise=0.3,0.09", "noise=0.15"])
+    assert values == {"noise": [0.09, 0.15, 0.3]}
+    for bad in ("noise", "topology=1", "noise=0,0.1", "nothing=1"):
+        with pytest.raises(SystemExit, match="--values"):
+            harness.parse_values([bad])
+    own = drift.NoiseDrift.SCALE
+    config = {"detectors": ["ks"], "patch": [8, 8, 4], "sample_sizes": [5]}
+    config |= {"fractions": [1.0], "repetitions": 2, "harm": False, "null_draws": 39}
+    with harness.swept_scales(values) as spans:
+        scale = spans["noise"]
+        assert drift.NoiseDrift.SCALE is scale
+        assert (scale.parameter, scale.level_1, scale.level_5) == (own.parameter, 0.09, 0.3)
+        for value in values["noise"]:
+            made = drift.make_drift("noise", harness.severity_of(scale, value), 1)
+            assert made.amount == pytest.approx(value, rel=1e-9)
+        plan = harness.synthetic_plan(tmp_path, 40, 24, 8, data_seed=3)
+        candidate = harness.with_candidates(plan, values, spans)
+        assert candidate == {("noise", 1): 0.09, ("noise", 2): 0.15, ("noise", 3): 0.3}
+        per_seed = {1: harness.measure(plan, 1, config)[0]}
+    assert drift.NoiseDrift.SCALE is own
+    swept = harness.sweep_summary(harness.summarise(per_seed), candidate)["noise"]
+    cells = swept["candidates"]
+    assert set(cells) == {"0.09", "0.15", "0.3"}
+    assert all(c["trials"] == 5 * 2 for c in cells.values())  # folds x repetitions
+    assert cells["0.3"]["power"] >= cells["0.09"]["power"]
+    reaching = [c["value"] for c in cells.values() if c["power"] >= 0.9]
+    assert swept["smallest_reaching_high"] == (min(reaching) if reaching else None)
+    assert swept["in_low_band"] == sorted(
+        c["value"] for c in cells.values() if 0.05 <= c["power"] <= 0.5
+    )
+
+
+def test_calibration_leaves_out_volumes_a_measured_kind_cannot_act_on(tmp_path):
+    """z_step at level 5 (every 6th slice) needs 7 slices: thinner synthetic volumes leave
+    the pool with the workflow's reason; at level 1 (every 2nd) none does."""
+    harness = _harness()
+    plan = harness.synthetic_plan(tmp_path, 40, 16, 8, data_seed=3)  # mv39: 5 slices
+    depth = {v: sets.read_volume(plan, v)["image"].shape[2] for v in plan.volumes}
+    assert min(depth.values()) < 7 <= max(depth.values())
+    assert harness.drop_unfit(plan, ["z_step", "noise"], [1]) == {}
+    dropped = harness.drop_unfit(plan, ["z_step", "noise"], [1, 5])
+    assert set(dropped) == {v for v, z in depth.items() if z < 7}
+    assert all("needs at least 7 slices" in reason for reason in dropped.values())
+    assert set(plan.volumes) == {v for v, z in depth.items() if z >= 7}

@@ -65,11 +65,11 @@ class Scale:
     a power law ``level_5 * s ** exponent`` in between (geometric from level to level up to
     the spacing of the severities; 0 at s = 0, strictly increasing), ``exponent =
     ln(level_5 / level_1) / ln 5``. ``parameter`` names what the magnitude is, in its
-    physical unit. The end points are calibrated (``bench/calibrate_drift.py``) so the KS
-    reference detector at n = 5 patches and fraction 1.0 has power ~0.25 at level 1 and
-    >= 0.95 at level 5 on the quick-start data; where a kind cannot reach that within a
-    physically sane range, ``level_5`` is that range's end (README, "Scoring a drift
-    detector").
+    physical unit. The end points are calibrated against new volumes with drift_eval's
+    protocol (``bench/calibrate_drift.py --values``) so the KS reference detector at n = 5
+    patches of one new volume has power in [0.05, 0.5] at level 1 and >= 0.9 at level 5;
+    where a kind cannot reach that within a physically plausible range, ``level_5`` is that
+    range's end, and the kind's docstring says why (docs/benchmark.md, "Severity scales").
     """
 
     parameter: str

@@ -150,6 +150,14 @@ class ResolutionDrift(Drift):
     fixed draw for every level). Primary figure: the PSF's amplitude transfer at 0.25
     cycles per voxel (:func:`probe_transfer`, falls strictly with sigma on any volume);
     the high-frequency energy ratio of the files is recorded beside it.
+
+    Scale: ``sigma`` = 0.3 .. 1.5 voxels, kept: 1.5 voxels is 0.5 .. 1.8 um at MiniVess's
+    in-plane 0.31 .. 1.23 um, a PSF 2-5x wider than a two-photon objective's (FWHM ~0.5 um);
+    wider, capillaries (radius ~1.6 um) blur away: a broken objective, not a resolution
+    drift. The reference detectors do not see it (power at alpha up to 4 voxels,
+    docs/benchmark.md): the noise is restored, and a patch's texture features (gradient
+    energy, high-frequency fraction) are dominated by that noise in the 91-98 % background;
+    a detector on the sharpness of the bright (vessel) voxels would see it.
     """
 
     name = "resolution"
@@ -225,6 +233,10 @@ class DepthBlurDrift(ResolutionDrift):
     PSF's amplitude transfer at 0.25 cycles per voxel in the deepest slice (falls strictly
     with sigma on any volume); the deepest quarter's rms change in clean sd and its
     high-frequency energy ratio are recorded beside it.
+
+    Scale: ``sigma`` = 0.8 .. 4 voxels at the deepest slice, kept (as resolution: wider is
+    a broken objective, not scattering). The reference detectors do not see it (power at
+    alpha up to 8 voxels, docs/benchmark.md), for resolution's reason.
     """
 
     name = "depth_blur"
@@ -312,6 +324,13 @@ class MotionDrift(Drift):
     in are the background estimate (median of the clean background, the mask's zeros)
     plus noise of the clean background's sd (one fixed draw), both recorded. Primary
     figure: the fraction of displaced lines.
+
+    Scale: ``a`` = 0.3 .. 1.5 voxels, kept (0.1 .. 1.8 um of jitter, jumps twice that:
+    heartbeat and breathing in an anaesthetised mouse; awake animals move more). The
+    reference detectors do not see it (power at alpha up to 6 voxels, docs/benchmark.md):
+    shifting lines keeps each patch's intensity distribution and moves texture only at
+    vessel edges (2-9 % of the voxels); a detector on line-to-line cross-correlation (a
+    registration residual) would see it.
     """
 
     name = "motion"
@@ -407,6 +426,13 @@ class ZStepDrift(Drift):
     the plan skips thinner volumes (:func:`minivess_bundle.drift.plan.skip_reason`).
     Primary figure: the number of interpolated slices per gap, ``k - 1``; the axial
     detail ratio (energy of the z differences, drifted / clean) is recorded beside it.
+
+    Scale: ``k - 1`` = 1 .. 5, kept: ``k`` = 6 needs 7 slices, and MiniVess has 5-slice
+    stacks. The reference detectors do not see it (power at alpha at every level,
+    docs/benchmark.md): 12 of their 13 features are in-plane or intensity figures that
+    interpolation between sections (with the detector noise restored) leaves in place, and
+    the 13th (the slope of slice means) does not change; a detector on the axial detail
+    (energy of the z differences, axial autocorrelation) would see it.
     """
 
     name = "z_step"
