@@ -590,7 +590,7 @@ def test_calibration_sweep_applies_each_candidate_magnitude_and_restores_the_kin
             harness.parse_values([bad])
     own = drift.NoiseDrift.SCALE
     config = {"detectors": ["ks"], "patch": [8, 8, 4], "sample_sizes": [5]}
-    config |= {"fractions": [1.0], "repetitions": 2, "harm": False, "null_draws": 39}
+    config |= {"fractions": [1.0], "repetitions": 2, "harm": False, "null_sets": 2}
     with harness.swept_scales(values) as spans:
         scale = spans["noise"]
         assert drift.NoiseDrift.SCALE is scale
