@@ -86,10 +86,12 @@ def test_the_handler_is_planning_until_every_checkpoint_of_the_table_ran():
     handler = LogHandler(_Settings(), None)
     assert handler.planning()  # no table yet
     handler.observe(_record("run_info", stats={"fetch": 2, "validation_report": 1, "bundle": 1}))
-    for jobid, rule in ((1, "validation_report"), (2, "bundle")):
-        handler.observe(_record("job_info", rule_name=rule, jobid=jobid, is_checkpoint=True))
-        assert handler.planning()
-        handler.observe(_record("job_finished", job_id=jobid))
+    handler.observe(_record("job_info", rule_name="bundle", jobid=2, is_checkpoint=False))
+    handler.observe(_record("job_info", rule_name="validation_report", jobid=1, is_checkpoint=True))
+    assert handler.planning()
+    handler.observe(_record("job_finished", job_id=2))  # a plain rule: still planning
+    assert handler.planning()
+    handler.observe(_record("job_finished", job_id=1))
     assert not handler.planning()
     assert handler.observe(_record("progress", done=3, total=4)) == "3 of 4 jobs done (75%)"
 
