@@ -34,12 +34,16 @@ include: "workflow/rules/drift_eval.smk"
 include: "workflow/rules/hf.smk"
 
 
-# Tiny jobs (copies, merges of small JSON files, targets) run in the main process; under
-# profiles/slurm only per-volume heavy work (one submission per volume chain: the rules'
-# group:, rename within its volume's) and the bundle are submitted.
+# Tiny jobs (copies, merges of small JSON files, targets) run in the main process, and so
+# do the fetches (workflow/rules/fetch.smk), rename and validate: on the submit host, which
+# has the internet access compute nodes often lack, before the validation checkpoint. Under
+# profiles/slurm only resample -> drift (a few volumes per submission: the rules' group:),
+# report_mips, and the tail (bundle -> verify_bundle, report_figures) are submitted.
 localrules:
     all,
     check,
+    rename,
+    validate,
     rename_licence,
     renamed_inventory,
     fingerprint,

@@ -86,12 +86,24 @@ def test_the_handler_is_planning_until_every_checkpoint_of_the_table_ran():
     handler = LogHandler(_Settings(), None)
     assert handler.planning()  # no table yet
     handler.observe(_record("run_info", stats={"fetch": 2, "validation_report": 1, "bundle": 1}))
-    for jobid, rule in ((1, "validation_report"), (2, "bundle")):
-        handler.observe(_record("job_info", rule_name=rule, jobid=jobid, is_checkpoint=True))
-        assert handler.planning()
-        handler.observe(_record("job_finished", job_id=jobid))
+    handler.observe(_record("job_info", rule_name="bundle", jobid=2, is_checkpoint=False))
+    handler.observe(_record("job_info", rule_name="validation_report", jobid=1, is_checkpoint=True))
+    assert handler.observe(_record("progress", done=1, total=4)).startswith("1 of 4+ jobs done")
+    handler.observe(_record("job_finished", job_id=1))
+    # the record right after a checkpoint's finish still counts the old DAG's jobs
+    assert handler.observe(_record("progress", done=2, total=4)).startswith("2 of 4+ jobs done")
+    assert handler.planning()
+    handler.observe(_record("job_finished", job_id=2))  # a plain rule changes nothing
+    assert handler.observe(_record("progress", done=3, total=6)) == "3 of 6 jobs done (50%)"
     assert not handler.planning()
-    assert handler.observe(_record("progress", done=3, total=4)) == "3 of 4 jobs done (75%)"
+    # a checkpoint that adds no job: the second record after it is final
+    other = LogHandler(_Settings(), None)
+    other.observe(_record("run_info", stats={"validation_report": 1}))
+    other.observe(_record("job_info", rule_name="validation_report", jobid=1, is_checkpoint=True))
+    other.observe(_record("job_finished", job_id=1))
+    assert other.observe(_record("progress", done=1, total=3)).startswith("1 of 3+ jobs done")
+    assert other.observe(_record("progress", done=2, total=3)) == "2 of 3 jobs done (66%)"
+    assert not other.planning()
 
 
 @pytest.mark.workflow

@@ -154,10 +154,10 @@ def test_submission_groups_pair_volumes_in_order_and_name_them():
     first and last volume; an odd count leaves the last volume alone."""
     from minivess_bundle.core.volumes import ALL_VOLUMES
 
-    groups = [resources.submission_group("prepare", vol, ALL_VOLUMES) for vol in ALL_VOLUMES]
+    groups = [resources.submission_group("process", vol, ALL_VOLUMES) for vol in ALL_VOLUMES]
     assert len(set(groups)) == 35 and len(ALL_VOLUMES) == 70
-    assert groups[:3] == ["prepare_mv01-mv02", "prepare_mv01-mv02", "prepare_mv03-mv04"]
-    assert groups[-1] == "prepare_mv69-mv70"
+    assert groups[:3] == ["process_mv01-mv02", "process_mv01-mv02", "process_mv03-mv04"]
+    assert groups[-1] == "process_mv69-mv70"
     three = ["mv01", "mv02", "mv39"]
     assert [resources.submission_group("process", v, three) for v in three] == [
         "process_mv01-mv02",
@@ -165,17 +165,19 @@ def test_submission_groups_pair_volumes_in_order_and_name_them():
         "process_mv39",
     ]
     # the boundary: one volume per submission is a group per volume; three join three
-    assert resources.submission_group("prepare", "mv02", three, 1) == "prepare_mv02"
-    assert resources.submission_group("prepare", "mv39", three, 3) == "prepare_mv01-mv39"
-    assert resources.submission_group("prepare", "mv07", three) == "prepare_mv07"
+    assert resources.submission_group("process", "mv02", three, 1) == "process_mv02"
+    assert resources.submission_group("process", "mv39", three, 3) == "process_mv01-mv39"
+    assert resources.submission_group("process", "mv07", three) == "process_mv07"
     with pytest.raises(ValueError, match="per_submission must be >= 1, got 0"):
-        resources.submission_group("prepare", "mv01", three, 0)
+        resources.submission_group("process", "mv01", three, 0)
 
 
 def test_the_slurm_profile_joins_exactly_the_groups_the_rules_name():
-    """profiles/slurm's group-components name the rules' two stages with the pair size, its
-    cores are the CPUs a submission may use, and each per-volume rule names its stage's
-    group function (rename too, so it is no localrule: a local member keeps a group local)."""
+    """profiles/slurm's group-components name the process stage with the pair size and the
+    tail (its two unconnected parts joined), its cores are the CPUs a submission may use;
+    the submitted per-volume rules name the process group function, the tail's rules the
+    tail group, and no grouped rule is a localrule (a local member keeps a group local);
+    fetch, rename and validate are localrules (the submit host), in no group."""
     import re
 
     import yaml
@@ -184,10 +186,10 @@ def test_the_slurm_profile_joins_exactly_the_groups_the_rules_name():
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     n = resources.VOLUMES_PER_SUBMISSION
     assert profile["group-components"] == [
-        f"{resources.GROUP_PREPARE}={n}",
         f"{resources.GROUP_PROCESS}={n}",
+        f"{resources.GROUP_TAIL}=2",
     ]
-    assert profile["cores"] == resources.GROUP_CORES == 2
+    assert profile["cores"] == resources.GROUP_CORES == 8
     groups = {}
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         for rule, body in re.findall(
@@ -195,16 +197,19 @@ def test_the_slurm_profile_joins_exactly_the_groups_the_rules_name():
             smk.read_text(),
             re.M | re.S,
         ):
-            if match := re.search(r"^\s+group:\n\s+(\w+)$", body, re.M):
+            if match := re.search(r"^\s+group:\n\s+([\w.]+)$", body, re.M):
                 groups[rule] = match.group(1)
     assert groups == {
-        "fetch": "prepare_group",
-        "fetch_ebrains": "prepare_group",
-        "rename": "prepare_group",
-        "validate": "prepare_group",
         "resample": "process_group",
         "drift": "process_group",
         "drift_gradual": "process_group",
+        "bundle": "resources.GROUP_TAIL",
+        "verify_bundle": "resources.GROUP_TAIL",
+        "report_figures": "resources.GROUP_TAIL",
     }
-    localrules = (REPO / "Snakefile").read_text().split("localrules:")[1].split("\n\n")[0]
-    assert not set(groups) & set(re.findall(r"^\s+(\w+),$", localrules, re.M))
+    local = set()
+    for smk in [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]:
+        for block in smk.read_text().split("localrules:")[1:]:
+            local |= set(re.findall(r"^\s+(\w+),$", block.split("\n\n")[0], re.M))
+    assert not set(groups) & local
+    assert {"fetch", "fetch_ebrains", "download_zip", "rename", "validate"} <= local

@@ -18,7 +18,7 @@ import yaml
 from conftest import REPO, require, unavailable
 from workflow_utils import build_digest, make_workdir, run_snakemake, run_snakemake_killable
 
-from minivess_bundle.resources import GROUP_CORES, GROUP_PREPARE, GROUP_PROCESS, submission_group
+from minivess_bundle.resources import GROUP_CORES, GROUP_PROCESS, submission_group
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 TINY = {
@@ -30,12 +30,16 @@ TINY = {
     "drift": {"types": ["covariate", "noise", "stripes"], "levels": [1]},
 }
 # A SLURM run polls job states; 2 s between checks keeps the tiny run short (the plugin's
-# default of 40 s suits real clusters and stays in the profile).
+# default of 40 s suits real clusters and stays in the profile). The CI cluster's node has 2
+# CPUs: --cores 2 bounds what one submission asks for (the profile's 8 suit real nodes).
+NODE_CPUS = 2
 SLURM_ARGS = (
     "--workflow-profile",
     str(REPO / "profiles" / "slurm"),
     "--slurm-init-seconds-before-status-checks",
     "2",
+    "--cores",
+    str(NODE_CPUS),
 )
 RUN_BOUND_S = 480
 PROBE_S = 120  # bounds a hung controller; a busy one answers late, not never
@@ -185,14 +189,19 @@ def slurm_run(tmp_path_factory):
     return workdir, output, sbatch_calls
 
 
-#: Rules whose jobs go to SLURM: per volume in its group's submission, the tail alone.
-GROUPED_RULES = {"fetch", "rename", "validate", "resample", "drift"}
-TAIL_RULES = {"bundle", "verify_bundle", "report_figures", "report_mips"}
+#: Rules whose jobs go to SLURM: per volume in its group's submission (resample -> drift of
+#: two volumes), the tail in one submission, report_mips alone beside the drift jobs.
+GROUPED_RULES = {"resample", "drift"}
+TAIL_GROUP_RULES = {"bundle", "verify_bundle", "report_figures"}
+ALONE_RULES = {"report_mips"}
 LOCAL_RULES = {
     "all",
+    "fetch",
     "fetch_licence",
+    "rename",
     "rename_licence",
     "renamed_inventory",
+    "validate",
     "validation_report",
     "processed_metadata",
     "drift_set",
@@ -200,38 +209,37 @@ LOCAL_RULES = {
 }  # (drift_select, local too, is planned only with >= 7 valid volumes)
 
 
-def test_each_volume_pair_is_one_submission_per_stage_and_sbatch_runs_once_each(slurm_run):
-    """fetch -> rename -> validate of two volumes is one sbatch, their resample -> drift
-    another (resources.submission_group), the tail one each: 3 volumes are 2 + 2 + 4 = 8
-    submissions, counted at sbatch itself, where one job per rule would be 16 or more."""
+def test_two_submissions_on_the_critical_path_and_sbatch_runs_once_each(slurm_run):
+    """fetch -> rename -> validate run on the submit host (localrules), resample -> drift of
+    two volumes is one sbatch (resources.submission_group), bundle -> verify_bundle and
+    report_figures one more (the tail group), report_mips its own: 3 volumes are 2 + 1 + 1
+    = 4 submissions, counted at sbatch itself, where one job per rule would be 16 or more;
+    a volume's path to the verified bundle waits in the queue twice (process, tail)."""
     workdir, output, sbatch_calls = slurm_run
     volumes = TINY["volumes"]
     valid = json.loads((workdir / "results" / "validation_report.json").read_text())["valid"]
+    assert valid == volumes
     planned = _planned_jobs(output)
     grouped = {(group, rule, vol) for group, rule, vol in planned if group}
-    expected = {
-        (submission_group(GROUP_PREPARE, vol, volumes), rule, vol)
-        for vol in volumes
-        for rule in ("fetch", "rename", "validate")
-    } | {(submission_group(GROUP_PROCESS, vol, volumes), "resample", vol) for vol in valid}
-    drift = {job for job in grouped if job[1] == "drift"}
-    assert grouped - drift == expected  # quarantined volumes stop after validate
-    assert drift and {group for group, _, _ in drift} <= {
-        g for g, r, _ in expected if r == "resample"
-    }
-    assert {rule for group, rule, _ in planned if not group} == TAIL_RULES
-    assert [rule for group, rule, _ in planned if not group].count("bundle") == 1
-    prepare = {submission_group(GROUP_PREPARE, vol, volumes) for vol in volumes}
     process = {submission_group(GROUP_PROCESS, vol, volumes) for vol in valid}
-    assert prepare == {"prepare_mv01-mv02", "prepare_mv39"}
-    submissions = len(prepare) + len(process) + len(TAIL_RULES)
-    assert len(sbatch_calls) == submissions == 2 + 2 + 4
-    # one job per rule would be 3 fetch + 3 validate + resample + drift + 4 tail
+    assert process == {"process_mv01-mv02", "process_mv39"}
+    resample = {job for job in grouped if job[1] == "resample"}
+    assert resample == {(submission_group(GROUP_PROCESS, v, volumes), "resample", v) for v in valid}
+    drift = {job for job in grouped if job[1] == "drift"}
+    assert drift and {group for group, _, _ in drift} <= process
+    tail = {(group, rule) for group, rule, _ in grouped if rule in TAIL_GROUP_RULES}
+    assert {rule for _, rule in tail} == TAIL_GROUP_RULES
+    assert len({group for group, _ in tail}) == 1  # one submission
+    assert {rule for _, rule, _ in grouped} == GROUPED_RULES | TAIL_GROUP_RULES
+    assert {rule for group, rule, _ in planned if not group} == ALONE_RULES
+    submissions = len(process) + 1 + len(ALONE_RULES)
+    assert len(sbatch_calls) == submissions == 2 + 1 + 1
+    # one job per rule would be 3 fetch + 3 rename + 3 validate + 3 resample + 3 drift + 4
     assert len(drift) == 3
-    per_rule = 2 * len(volumes) + len(valid) + len(drift) + len(TAIL_RULES)
-    assert per_rule >= 15 and submissions <= per_rule / 2
+    per_rule = 3 * len(volumes) + len(valid) + len(drift) + len(TAIL_GROUP_RULES | ALONE_RULES)
+    assert per_rule == 19 and submissions <= per_rule / 4
     assert len(re.findall(r"has been submitted with SLURM jobid \d+", output)) == submissions
-    # the tiny jobs run in the main process
+    # the tiny jobs, and everything before the validation checkpoint, run in the main process
     local = set(re.findall(r"^local(?:rule|checkpoint) (\w+):", output, re.M))
     assert local == LOCAL_RULES, local
     jobs = _sacct_jobs(_run_id(output))
@@ -239,17 +247,21 @@ def test_each_volume_pair_is_one_submission_per_stage_and_sbatch_runs_once_each(
     assert {job["state"] for job in jobs} == {"COMPLETED"}, jobs
 
 
-def test_no_submission_asks_for_more_cpus_than_the_profile_cores(slurm_run):
-    """A group's jobs that could run side by side are laid out within the profile's cores
-    (2): the drift volume's group (resample, then 3 drift jobs) asks for 2 CPUs, not 3."""
+def test_no_submission_asks_for_more_cpus_than_the_cores_given(slurm_run):
+    """A group's jobs that could run side by side are laid out within --cores (the profile's
+    8 on real nodes, 2 on the CI node): the drift volume's group (resample, then 3 drift
+    jobs) asks for 2 CPUs here, not 3; the tail (bundle 2 threads beside report_figures 1,
+    then verify_bundle 2) for 2, not 3."""
     _, output, _ = slurm_run
     jobs = _sacct_jobs(_run_id(output), "AllocCPUS")
     cpus = {job["comment"]: int(job["extra"]) for job in jobs}
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-    assert profile["cores"] == GROUP_CORES == 2
-    assert max(cpus.values()) == GROUP_CORES, cpus
+    assert profile["cores"] == GROUP_CORES == 8
+    assert max(cpus.values()) == NODE_CPUS, cpus
     drift_group = next(c for c in cpus if c.startswith("rule_process_") and "drift" in c)
-    assert cpus[drift_group] == GROUP_CORES
+    assert cpus[drift_group] == NODE_CPUS
+    tail = next(c for c in cpus if "bundle" in c)
+    assert cpus[tail] == NODE_CPUS and "report_figures" in tail and "verify_bundle" in tail
 
 
 def test_slurm_build_digest_equals_the_local_build(slurm_run, local_digest):
@@ -258,10 +270,11 @@ def test_slurm_build_digest_equals_the_local_build(slurm_run, local_digest):
 
 
 def test_failed_slurm_job_is_reported_with_its_slurm_log(tmp_path):
-    not_a_zip = tmp_path / "d-bf268b89-1420-476b-b428-b85a913eb523.zip"
-    not_a_zip.write_text("this is not a ZIP archive\n")
+    """A job that fails on a node (resample past resample.max_output_voxels, in its
+    process group's submission): the error block names the group's SLURM log, then the
+    job with its own log, and sacct has the submission FAILED."""
     workdir = make_workdir(
-        tmp_path / "run", source="zip", zip={"path": str(not_a_zip)}, volumes=["mv01"]
+        tmp_path / "run", **{**TINY, "volumes": ["mv01"]}, resample={"max_output_voxels": 1}
     )
     result = run_snakemake_killable(
         workdir, *SLURM_ARGS, "--retries", "0", "all", timeout_s=RUN_BOUND_S, check=False
@@ -269,23 +282,23 @@ def test_failed_slurm_job_is_reported_with_its_slurm_log(tmp_path):
     output = result.stdout + result.stderr
     _cancel(_run_id(output))
     assert result.returncode == 1, output[-4000:]
-    # The group's error block names its SLURM log, then each job of it with its own log.
-    group = submission_group(GROUP_PREPARE, "mv01", ["mv01"])
-    assert group == "prepare_mv01"
+    group = submission_group(GROUP_PROCESS, "mv01", ["mv01"])
+    assert group == "process_mv01"
     block = re.search(
         rf"^\s+message: Error in group {group}\n\s+log: (\S+/\.snakemake/slurm_logs/"
-        rf"group_{group}_fetch_rename_validate/(\d+)\.log) \(check log file",
+        rf"group_{group}_((?:\w+_)*resample(?:_\w+)*)/(\d+)\.log) \(check log file",
         output,
         re.M,
     )
     assert block, output[-4000:]
     assert re.search(
-        r"^\s+rule fetch:\n(?:\s+\w+: .*\n)*?\s+log: logs/fetch/mv01\.log", output, re.M
+        r"^\s+rule resample:\n(?:\s+\w+: .*\n)*?\s+log: logs/resample/mv01\.log", output, re.M
     )
-    slurm_log, job_id = Path(block.group(1)), block.group(2)
+    slurm_log, rules, job_id = Path(block.group(1)), block.group(2), block.group(3)
     assert slurm_log.is_file() and slurm_log.is_relative_to(workdir)
-    assert "Error in rule fetch" in slurm_log.read_text()
-    assert "mv01: fetch: not a ZIP archive" in (workdir / "logs/fetch/mv01.log").read_text()
+    assert "Error in rule resample" in slurm_log.read_text()
+    log = (workdir / "logs/resample/mv01.log").read_text()
+    assert "at most 1 voxels (resample.max_output_voxels)" in log, log
     jobs = {job["id"]: job for job in _sacct_jobs(_run_id(output))}
-    assert jobs[job_id]["comment"] == f"rule_{group}_fetch_rename_validate"
+    assert jobs[job_id]["comment"] == f"rule_{group}_{rules}"
     assert jobs[job_id]["state"] == "FAILED"

@@ -109,7 +109,7 @@ def test_the_bundle_rule_passes_one_spec_and_its_threads():
     function of the wildcards only, the kind Snakemake compares with the last run, so a
     config change reruns the bundle (the job's threads go beside it)."""
     text = (REPO / "workflow" / "rules" / "bundle.smk").read_text()
-    rule = text[text.index("checkpoint bundle:") : text.index("rule verify_bundle")]
+    rule = text[text.index("rule bundle:") : text.index("rule verify_bundle")]
     params = rule[rule.index("    params:") : rule.index("    shell:")]
     assert re.findall(r"^        (\w+)=", params, re.M) == ["spec"]
     assert '"minivess-bundle bundle --spec {params.spec:q} --lock {input.lock:q} "' in rule

@@ -19,19 +19,28 @@ from collections.abc import Sequence
 from pathlib import Path
 
 #: SLURM submissions (the rules' ``group:``, from :func:`submission_group`; inactive in a
-#: local run): the fetch -> rename -> validate jobs of ``VOLUMES_PER_SUBMISSION`` volumes run
-#: as one SLURM job, and their resample -> drift jobs as another (the validation checkpoint
-#: between them decides which volumes go on, so no chain spans it). 70 volumes: 35 + 35
-#: submissions plus the tail. (Snakemake's own ``--group-components`` would do the joining,
-#: but Snakemake 9.27 joins already joined groups again each time it updates the DAG: 3
-#: volumes at 2 per job became one job. Naming the groups here is exact and deterministic.)
-GROUP_PREPARE = "prepare"
+#: local run). Two queued submissions on the critical path, whatever the number of volumes:
+#:
+#: * fetch -> rename -> validate are localrules (the Snakefile): they run on the submit host,
+#:   which has the internet access compute nodes often lack, and cost I/O, not CPU; so no
+#:   submission waits in the queue before the validation checkpoint;
+#: * the resample -> drift jobs of ``VOLUMES_PER_SUBMISSION`` volumes are one submission
+#:   (group ``process_<first>-<last>``; 70 volumes: 35), laid out on at most ``cores`` CPUs
+#:   (profiles/slurm), so the drift volume's jobs run side by side in one job;
+#: * the tail, ``bundle`` -> ``verify_bundle`` and ``report_figures``, is one submission
+#:   (group ``GROUP_TAIL``; ``report_mips`` goes alone, beside the drift jobs).
+#:
+#: (Snakemake's own ``--group-components`` would do the joining of volumes, but Snakemake
+#: 9.27 joins already joined groups again each time it updates the DAG: 3 volumes at 2 per
+#: job became one job. Naming the groups here is exact and deterministic.)
 GROUP_PROCESS = "process"
+GROUP_TAIL = "tail"
 VOLUMES_PER_SUBMISSION = 2
 #: The most CPUs one submission asks for (profiles/slurm ``cores``): a group's jobs that
-#: could run side by side are laid out to fit it, so a drift volume's 18 drift jobs run two
-#: at a time and no submission asks a 2-CPU node for more.
-GROUP_CORES = 2
+#: could run side by side are laid out to fit it, so the drift volume's 18 drift jobs run
+#: 8 at a time in its submission (3 rounds, not 9 at 2 CPUs). Lower it to the CPUs of the
+#: cluster's smallest node (the CI's single node: ``--cores 2``).
+GROUP_CORES = 8
 
 
 def submission_group(
@@ -39,7 +48,7 @@ def submission_group(
 ) -> str:
     """The SLURM group of ``volume``'s ``stage`` jobs: ``volumes`` in their order,
     ``per_submission`` at a time, named after the first and last volume of the run
-    (``prepare_mv01-mv02``). A volume not in ``volumes`` gets a group of its own."""
+    (``process_mv01-mv02``). A volume not in ``volumes`` gets a group of its own."""
     volumes = list(volumes)
     if per_submission < 1:
         raise ValueError(f"per_submission must be >= 1, got {per_submission}")

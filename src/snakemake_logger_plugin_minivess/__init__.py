@@ -66,8 +66,9 @@ DROP_MESSAGES = (
 
 
 #: The workflow's checkpoint rules (``checkpoint NAME:`` in workflow/rules/; a test holds
-#: them equal): until each has run, more jobs may be planned.
-CHECKPOINT_RULES = frozenset({"validation_report", "bundle"})
+#: them equal): until each has run, more jobs may be planned. (``bundle`` is a plain rule:
+#: verify_bundle reads its declared manifests, so the count is final after validation.)
+CHECKPOINT_RULES = frozenset({"validation_report"})
 
 
 def available_cpus() -> int:
@@ -127,6 +128,12 @@ class LogHandler(LogHandlerBase):
         self.checkpoints_planned: int | None = None
         self.checkpoint_jobs: set = set()
         self.checkpoints_done = 0
+        #: checkpoints that finished before Snakemake updated the DAG after them: the
+        #: progress record right after such a finish still counts the old DAG's jobs
+        self.checkpoints_updating = 0
+        self._total_at_finish: int | None = None
+        self._progress_since_finish = 0
+        self._last_total: int | None = None
         self.rules_run: Counter = Counter()
 
     def planning(self) -> bool:
@@ -151,11 +158,19 @@ class LogHandler(LogHandlerBase):
         elif event == "job_finished":
             if getattr(record, "job_id", None) in self.checkpoint_jobs:
                 self.checkpoint_jobs.discard(record.job_id)
-                self.checkpoints_done += 1
+                self.checkpoints_updating += 1
+                self._total_at_finish, self._progress_since_finish = self._last_total, 0
         elif event == "resources_info" and getattr(record, "cores", None):
             return cores_warning(int(record.cores), available_cpus()) or None
         elif event == "progress" and not self.full:
             done, total = int(record.done), int(record.total)
+            if self.checkpoints_updating:  # the DAG is updated once the total moves, or after
+                self._progress_since_finish += 1  # the stale record that follows the finish
+                moved = self._total_at_finish is not None and total != self._total_at_finish
+                if moved or self._progress_since_finish > 1:
+                    self.checkpoints_done += self.checkpoints_updating
+                    self.checkpoints_updating = 0
+            self._last_total = total
             line = progress_line(done, total, self.planning())
             if done == total and self.rules_run:
                 line += "\n" + job_table(self.rules_run)

@@ -3,7 +3,7 @@ RO-Crate and a datasheet; DVC metadata beside it; a deterministic tar (bundle.ar
 then an independent verification of what was written."""
 
 
-checkpoint bundle:
+rule bundle:
     """Assemble the bag from exactly the declared inputs, archive it, print the digest."""
     input:
         unpack(bundle_inputs),
@@ -19,6 +19,8 @@ checkpoint bundle:
         "logs/bundle/bundle.log",
     benchmark:
         "benchmarks/bundle/bundle.tsv"
+    group:
+        resources.GROUP_TAIL
     conda:
         ENV
     # files copied and hashed at once: 2, so a SLURM node with 2 CPUs can run it (4 asked for
@@ -35,8 +37,8 @@ checkpoint bundle:
 
 
 rule verify_bundle:
-    """Verify the bag (and the archive) independently of how they were made; reruns when
-    any file of the bag changes, so an edited bundle is noticed."""
+    """Verify the bag (and the archive) independently of how they were made, every file of
+    it; reruns when the bundle is rebuilt (its manifests are the inputs)."""
     input:
         verify_inputs,
     output:
@@ -45,6 +47,8 @@ rule verify_bundle:
         "logs/bundle/verify.log",
     benchmark:
         "benchmarks/verify_bundle/verify_bundle.tsv"
+    group:
+        resources.GROUP_TAIL
     conda:
         ENV
     threads: 2  # hashing in parallel (capped by --cores)

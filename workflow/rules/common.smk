@@ -158,20 +158,16 @@ def fixed_mem_mb(mem_mb):
 def _submission_group(stage, vol):
     """The group of ``vol``'s ``stage`` jobs (resources.submission_group), registered under
     ``stage`` the way Snakemake registers a group with wildcards, so that profiles/slurm's
-    ``group-components: [prepare=N]`` joins the chains of one group (its volumes') into
+    ``group-components: [process=N]`` joins the chains of one group (its volumes') into
     one submission. Groups are inactive in a local run."""
     group = resources.submission_group(stage, vol, VOLUMES)
     workflow.parent_groupids[group] = stage
     return group
 
 
-def prepare_group(wildcards):
-    """SLURM: one submission runs fetch -> rename -> validate of a few volumes."""
-    return _submission_group(resources.GROUP_PREPARE, wildcards.vol)
-
-
 def process_group(wildcards):
-    """SLURM: one submission runs resample -> drift of the same few volumes."""
+    """SLURM: one submission runs resample -> drift of a few volumes (fetch -> rename ->
+    validate are localrules: on the submit host, before the validation checkpoint)."""
     return _submission_group(resources.GROUP_PROCESS, wildcards.vol)
 
 
@@ -453,15 +449,17 @@ def bundle_spec(wildcards):
 
 
 def verify_inputs(wildcards):
-    """The archive and its checksum (bundle.archive), the DVC file and every file of the
-    bag as it is now (listed after the bundle checkpoint, so the list is stable across
-    runs): an edit, addition or removal in the bag makes the verification run again, and
-    fail."""
-    bag = Path(checkpoints.bundle.get().output.bag_manifest).parent
-    inputs = [*BUNDLE_ARCHIVE.values(), BUNDLE["bag_manifest"], BUNDLE["dvc"]]
-    return inputs + sorted(
-        str(p) for p in bag.rglob("*") if p.is_file() and str(p) not in inputs
-    )
+    """The archive and its checksum (bundle.archive), the bag's two manifests and the DVC
+    file: the payload manifest pins every payload byte and the tag manifest every tag file,
+    so a rebuilt bag is verified again. Declared outputs of the bundle, not the bag's files
+    listed after it ran: ``bundle`` is a plain rule, and bundle -> verify_bundle one SLURM
+    submission (resources.GROUP_TAIL). The verification reads every file of the bag."""
+    return [
+        *BUNDLE_ARCHIVE.values(),
+        BUNDLE["bag_manifest"],
+        BUNDLE["bag_tagmanifest"],
+        BUNDLE["dvc"],
+    ]
 
 
 def report_drift_manifest(wildcards):

@@ -2,9 +2,13 @@
 (raw/mvNN.nii.gz, seg/mvNN_y.nii.gz, json/mvNN.json), so every later stage is
 source-agnostic."""
 
+# Under profiles/slurm the fetches run on the submit host (localrules): compute nodes often
+# have no internet, and a fetch is I/O (a download or a copy), not CPU. So does rename and
+# validate (Snakefile): no submission is queued before the validation checkpoint.
 if SOURCE != "ebrains":
 
     localrules:
+        fetch,
         fetch_licence,
 
     rule fetch:
@@ -17,8 +21,6 @@ if SOURCE != "ebrains":
             "logs/fetch/{vol}.log",
         benchmark:
             "benchmarks/fetch/{vol}.tsv"
-        group:
-            prepare_group
         conda:
             ENV
         resources:
@@ -58,6 +60,7 @@ if SOURCE == "ebrains":
 
     localrules:
         ebrains_listing,
+        fetch_ebrains,
         fetch_licence_ebrains,
 
     rule ebrains_listing:
@@ -91,8 +94,6 @@ if SOURCE == "ebrains":
             "logs/fetch/{vol}.log",
         benchmark:
             "benchmarks/fetch/{vol}.tsv"
-        group:
-            prepare_group
         conda:
             ENV
         resources:
@@ -131,6 +132,9 @@ if SOURCE == "ebrains":
 
 
 if SOURCE == "zip" and ZIP_URL:
+
+    localrules:
+        download_zip,
 
     rule download_zip:
         """Download the dataset ZIP once (verified, resumable); the zip source reads it."""

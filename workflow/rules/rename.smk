@@ -12,8 +12,6 @@ rule rename:
         "logs/rename/{vol}.log",
     benchmark:
         "benchmarks/rename/{vol}.tsv"
-    group:
-        prepare_group
     conda:
         ENV
     resources:

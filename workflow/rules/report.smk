@@ -70,6 +70,8 @@ rule report_figures:
         "logs/report/figures.log",
     benchmark:
         "benchmarks/report_figures/report_figures.tsv"
+    group:
+        resources.GROUP_TAIL
     conda:
         ENV
     resources:

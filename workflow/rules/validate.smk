@@ -12,8 +12,6 @@ rule validate:
         "logs/validate/{vol}.log",
     benchmark:
         "benchmarks/validate/{vol}.tsv"
-    group:
-        prepare_group
     conda:
         ENV
     resources:
