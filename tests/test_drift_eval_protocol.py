@@ -10,10 +10,10 @@ import pytest
 from conftest import require
 from drift_eval_bag import make_bag
 
-from minivess_bundle.drift_eval import protocol
+from minivess_bundle.drift_eval import collect, null, protocol
 from minivess_bundle.drift_eval import table as unit_table
 from minivess_bundle.drift_eval.intervals import summarise_rate, wilson_interval
-from minivess_bundle.drift_eval.sets import DriftEvalError
+from minivess_bundle.drift_eval.sets import DriftEvalError, read_plan
 
 ALPHA = 0.05
 
@@ -68,7 +68,7 @@ def test_a_replicated_rate_is_the_mean_of_its_replications_with_the_pooled_inter
 
 @pytest.mark.parametrize(("rate", "within"), [(0.1, True), (0.100001, False), (0.0, True)])
 def test_false_alarm_tolerance_is_at_most_alpha_plus_0_05_inclusive(rate, within):
-    assert protocol.within_tolerance(rate, ALPHA, 0.05) is within
+    assert null.within_tolerance(rate, ALPHA, 0.05) is within
 
 
 # --- the protocol on a small build --------------------------------------------------------------
@@ -211,9 +211,9 @@ def test_a_kind_that_cannot_act_on_a_test_volume_is_left_out_of_that_sets_tests(
     (kind, level, volume) is recorded with the kind's reason."""
     from minivess_bundle.core.errors import DriftError
 
-    applied = protocol.drifted_image
+    applied = collect.drifted_image
     roles = protocol.plan_roles(
-        protocol.read_plan(small_bag), protocol.resolve_config({"replications": 1}), 1
+        read_plan(small_bag), protocol.resolve_config({"replications": 1}), 1
     )
     unable = roles[0].test[0]
 
@@ -222,7 +222,7 @@ def test_a_kind_that_cannot_act_on_a_test_volume_is_left_out_of_that_sets_tests(
             raise DriftError("noise cannot act here", volume=vol)
         return applied(recipe, volume, vol, seed)
 
-    monkeypatch.setattr(protocol, "drifted_image", refuse)
+    monkeypatch.setattr(collect, "drifted_image", refuse)
     cheap = {**SMALL, "detectors": ["ks"], "sample_sizes": [5], "replications": 1}
     cheap |= {"null_sets": 1, "control_repetitions": 5, "repetitions": 8}
     result = protocol.run_drift_eval(small_bag, tmp_path / "r.json", config=cheap, seed=1)
