@@ -26,8 +26,10 @@ power is a false-alarm rate by design.
 
 Every random draw has its own seed derived from (global seed, purpose, replication, ...),
 so results do not depend on order, core count or which detectors run. Every power and
-FPR cell carries the per-replication rates, the pooled trials and a Wilson interval
-(:mod:`.intervals`).
+FPR cell carries the per-replication rates, the pooled trials, its interval clustered by
+test volume and, beside it, the Wilson interval that treats the trials as independent
+(:mod:`.intervals`); a false-alarm rate is judged on its point estimate
+(:func:`.null.within_tolerance`).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from .detectors import (
     mmd_permutation,
     plugin_from_config,
 )
-from .intervals import summarise_rate
+from .intervals import RESAMPLES, clustered_interval, summarise_rate
 from .null import TAILS, attainable, calibrated_p, within_tolerance
 from .roles import Roles, assign_roles
 from .sets import (
@@ -70,7 +72,7 @@ from .table import Units, feature_table, write_feature_table, write_unit_files
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: The config schema's defaults of the ``drift_eval:`` block (the schema owns them).
 DEFAULTS: dict[str, Any] = default("drift_eval")
 REPRESENTATION = {
@@ -217,7 +219,10 @@ def evaluate(
     seed: int,
     roles: list[Roles],
 ) -> dict[str, Any]:
-    """Null draws, controls and tests of every replication; every cell summarised."""
+    """Null draws, controls and tests of every replication; every cell summarised.
+
+    Each control's and test's outcome is kept with its sample's test volumes, so every
+    cell's interval is clustered by volume (:func:`.intervals.clustered_interval`)."""
     import numpy as np
 
     alpha, tail = float(cfg["alpha"]), cfg["null_tail"]
@@ -271,6 +276,15 @@ def evaluate(
     # (detector, n) / (detector, kind, level, fraction, n) -> per replication [cal, raw] hits
     fpr_hits: dict[tuple, list[list[int]]] = {(d, n): [] for d in names for n in sizes}
     test_hits: dict[tuple, list[list[int]]] = {}
+    # the same keys -> (calibrated outcome, the sample's test volumes) of every sample
+    samples: dict[tuple, list[tuple[bool, tuple[str, ...]]]] = {}
+
+    # every unit's volume (the last part of its key: ("clean", vol) or (kind, level, vol))
+    volume_of = {u: key[-1] for key, ids in units.of.items() for u in ids}
+
+    def volumes_of(sample: list[int]) -> tuple[str, ...]:
+        return tuple(sorted({volume_of[u] for u in sample}))
+
     for r, role in enumerate(roles):
         reference = [u for v in role.reference for u in clean[v]]
         calibration, test = list(role.calibration), list(role.test)
@@ -297,6 +311,7 @@ def evaluate(
                 for name, flags in score(outcomes, nulls[c % sets_used]).items():
                     hits[name][0] += flags[0]
                     hits[name][1] += flags[1]
+                    samples.setdefault((name, n), []).append((flags[0], volumes_of(sample)))
             for name in names:
                 fpr_hits[(name, n)].append(hits[name])
             for group in plan.groups:
@@ -314,18 +329,28 @@ def evaluate(
                         outcomes = run_all(reference, sample, "test", *group, fraction, r, n, t)
                         key = (group[0], int(group[1]), float(fraction), n)
                         null = nulls[t % sets_used]
+                        volumes = volumes_of(sample)
                         for name, flags in score(outcomes, null, key).items():
                             hits[name][0] += flags[0]
                             hits[name][1] += flags[1]
+                            cell = (name, *group, float(fraction), n)
+                            samples.setdefault(cell, []).append((flags[0], volumes))
                     for name in names:
                         key = (name, *group, float(fraction), n)
                         test_hits.setdefault(key, []).append(hits[name])
             log.info("replication %d n=%d done", r, n)
     confidence = float(cfg["confidence"])
+
+    def clustered(cell: tuple) -> dict[str, Any]:
+        outcomes, volumes = zip(*samples[cell], strict=True)
+        bootstrap = derive_seed(seed, "drift_eval/cluster_bootstrap", *cell)
+        return clustered_interval(outcomes, volumes, bootstrap, confidence)
+
     fpr = []
     for (name, n), per_rep in fpr_hits.items():
         cal = summarise_rate([h[0] for h in per_rep], int(cfg["control_repetitions"]), confidence)
         raw = summarise_rate([h[1] for h in per_rep], int(cfg["control_repetitions"]), confidence)
+        cluster = clustered((name, n))
         fpr.append(
             {
                 "detector": name,
@@ -334,7 +359,10 @@ def evaluate(
                 "repetitions": cal["trials"],
                 "false_alarms": cal["successes"],
                 "fpr": cal["rate"],
-                "fpr_interval": cal["interval"],
+                "fpr_interval": cluster["interval"],
+                "fpr_interval_wilson": cal["interval_wilson"],
+                "design_effect": cluster["design_effect"],
+                "volumes": cluster["volumes"],
                 "fpr_by_replication": cal["by_replication"],
                 "fpr_uncalibrated": raw["rate"],
                 "within_tolerance": within_tolerance(cal["rate"], alpha, cfg["fpr_tolerance"]),
@@ -346,6 +374,7 @@ def evaluate(
         recipe = plan.recipes[(kind, level)]
         cal = summarise_rate([h[0] for h in per_rep], int(cfg["repetitions"]), confidence)
         raw = summarise_rate([h[1] for h in per_rep], int(cfg["repetitions"]), confidence)
+        cluster = clustered((name, kind, level, fraction, n))
         results.append(
             {
                 "detector": name,
@@ -360,7 +389,10 @@ def evaluate(
                 "repetitions": cal["trials"],
                 "rejections": cal["successes"],
                 "power": cal["rate"],
-                "power_interval": cal["interval"],
+                "power_interval": cluster["interval"],
+                "power_interval_wilson": cal["interval_wilson"],
+                "design_effect": cluster["design_effect"],
+                "volumes": cluster["volumes"],
                 "power_by_replication": cal["by_replication"],
                 "power_uncalibrated": raw["rate"],
             }
@@ -560,8 +592,13 @@ def run_drift_eval(
             "power": "samples of the test volumes with the drifted units taken from each "
             "volume's in-process drift variant (the drift job's kind, severity, seed and "
             "context); kinds that leave the image unchanged share the clean units",
-            "interval": f"Wilson score interval at {cfg['confidence']} over the pooled "
-            "repetitions of every replication",
+            "interval": f"at {cfg['confidence']}, clustered by test volume: the Wilson "
+            "score interval at the effective number of trials, trials / design_effect, "
+            "design_effect the cluster-bootstrap variance of the rate "
+            f"({RESAMPLES} resamples of the cell's test volumes with replacement) over the "
+            "binomial variance, at least 1; *_interval_wilson: the Wilson interval over the "
+            "pooled repetitions as if independent; within_tolerance judges the point "
+            "estimate",
             "detectors": {
                 name: {
                     "representation": REPRESENTATION.get(name, "unit files (.npy)"),
