@@ -73,7 +73,10 @@ def attainable(roles: list[Roles], cfg: dict[str, Any]) -> dict[str, Any]:
 
 def within_tolerance(rate: float, alpha: float, tolerance: float) -> bool:
     """``rate <= alpha + tolerance`` (inclusive, with float slack): a false-alarm rate
-    below ``alpha`` is a conservative test, not a failure."""
+    below ``alpha`` is a conservative test, not a failure. ``rate`` is the cell's point
+    estimate: the tolerance bounds the rate measured; the cell's interval clustered by
+    test volume (:func:`.intervals.clustered_interval`) is reported beside it, and says how
+    far another draw of test volumes could move it."""
     return float(rate) <= float(alpha) + float(tolerance) + 1e-12
 
 
