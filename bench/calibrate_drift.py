@@ -3,7 +3,7 @@
 The protocol is drift_eval's own (imported, not copied): disjoint volume roles rotated over
 folds, the null drawn from calibration volumes only, the drift applied in-process to the
 test volumes with the kind's own transform, seed and context
-(:func:`minivess_bundle.drift_eval.protocol.drifted_image`), and the KS detector (13
+(:func:`minivess_bundle.drift_eval.collect.drifted_image`), and the KS detector (13
 intensity/texture features, Bonferroni) at ``n`` patches of one new volume, fraction 1.0.
 For every kind and level the power (of the first ``--detectors`` at the first ``--n``) is
 pooled over the seeds (each seed: its own roles,
@@ -240,11 +240,11 @@ def measure(plan, seed: int, config: dict[str, Any]) -> list[dict[str, Any]]:
     """drift_eval's result rows for one seed (KS at fraction 1.0; no model, no harm)."""
     import numpy as np
 
-    from minivess_bundle.drift_eval import protocol
+    from minivess_bundle.drift_eval import collect, protocol
 
     cfg = protocol.resolve_config(config)
     roles = protocol.plan_roles(plan, cfg, seed)
-    units = protocol.collect_units(plan, cfg, seed, roles)
+    units = collect.collect_units(plan, cfg, seed, roles)
     reps = {"features": np.asarray(units.features), "embedding": np.asarray(units.embeddings)}
     detectors = protocol.make_detectors(cfg, reps, None)
     scored = protocol.evaluate(plan, units, detectors, cfg, seed, roles)
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from minivess_bundle.drift.kinds import KINDS
-    from minivess_bundle.drift_eval.protocol import image_kinds
+    from minivess_bundle.drift_eval.collect import image_kinds
 
     kinds = args.kinds or sorted(image_kinds())
     values = parse_values(args.values)

@@ -17,8 +17,8 @@ import json
 import time
 from pathlib import Path
 
+from minivess_bundle.drift_eval.collect import manifest_harm
 from minivess_bundle.drift_eval.harm import HarmScorer
-from minivess_bundle.drift_eval.protocol import manifest_harm
 from minivess_bundle.drift_eval.reference import check_disjoint, load_segmenter, reference_models
 from minivess_bundle.drift_eval.sets import read_plan
 from minivess_bundle.drift_eval.vesselness import VesselnessSegmenter

@@ -15,8 +15,9 @@ import pytest
 from scipy.stats import ks_2samp, kstest
 
 from minivess_bundle.drift_eval import detectors as det
-from minivess_bundle.drift_eval import protocol, sets
+from minivess_bundle.drift_eval import null, protocol, sets
 from minivess_bundle.drift_eval import table as unit_table
+from minivess_bundle.drift_eval.roles import Roles
 from minivess_bundle.drift_eval.sets import DriftEvalError
 
 ALPHA = 0.05
@@ -139,11 +140,11 @@ def test_bbsd_finds_a_planted_brightening_in_the_models_softmax_and_keeps_its_nu
     planted = np.mean(
         [det.ks_bonferroni(reference, rows(10, 1.6)).p_value <= ALPHA for _ in range(20)]
     )
-    null = np.mean(
+    false_alarms = np.mean(
         [det.ks_bonferroni(reference, rows(10, 1.0)).p_value <= ALPHA for _ in range(100)]
     )
     assert planted >= 0.9
-    assert null <= ALPHA + 0.05
+    assert false_alarms <= ALPHA + 0.05
 
 
 def test_round_half_up_decides_the_drifted_unit_count_at_its_boundaries():
@@ -308,8 +309,8 @@ def test_a_null_of_too_few_calibration_volumes_is_recorded_as_unable_to_reject(
     volumes, tail, rejects, smallest
 ):
     cfg = protocol.resolve_config({"null_tail": tail, "sample_sizes": [5, 20]})
-    role = protocol.Roles((), ("r1",), tuple(f"c{i:02d}" for i in range(volumes)), ("t1",))
-    out = protocol.attainable([role], cfg)
+    role = Roles((), ("r1",), tuple(f"c{i:02d}" for i in range(volumes)), ("t1",))
+    out = null.attainable([role], cfg)
     assert out["null_size"] == [volumes] and out["rejects"] == [rejects]
     assert out["smallest_p"] == [round(smallest, 6)]
     assert out["fpr_bound"] == [round(smallest if rejects else 0.0, 6)]
@@ -331,20 +332,20 @@ def test_the_calibration_null_finds_a_drift_beyond_the_between_volume_spread():
 
 
 def test_calibrated_p_counts_ties_against_rejection():
-    assert protocol.calibrated_p([1.0, 2.0, 3.0], 3.0, "greater") == pytest.approx(2 / 4)
-    assert protocol.calibrated_p([1.0, 2.0, 3.0], 3.5, "greater") == pytest.approx(1 / 4)
+    assert null.calibrated_p([1.0, 2.0, 3.0], 3.0, "greater") == pytest.approx(2 / 4)
+    assert null.calibrated_p([1.0, 2.0, 3.0], 3.5, "greater") == pytest.approx(1 / 4)
     # two-sided: min(1, 2 min(P_hi, P_lo)), a tie counts on both sides
-    assert protocol.calibrated_p([1.0, 2.0, 3.0], 3.0) == 1.0  # 2 * 2/4
-    assert protocol.calibrated_p([1.0, 2.0, 3.0], 3.5) == pytest.approx(2 / 4)  # 2 * 1/4
-    assert protocol.calibrated_p([1.0, 2.0, 3.0], 0.5) == pytest.approx(2 / 4)  # 2 * P_lo
-    assert protocol.calibrated_p([1.0, 2.0, 3.0], 0.5, "greater") == 1.0
-    assert protocol.calibrated_p([1.0, 2.0, 3.0], 2.0) == 1.0  # 2 * min(3/4, 3/4), capped
+    assert null.calibrated_p([1.0, 2.0, 3.0], 3.0) == 1.0  # 2 * 2/4
+    assert null.calibrated_p([1.0, 2.0, 3.0], 3.5) == pytest.approx(2 / 4)  # 2 * 1/4
+    assert null.calibrated_p([1.0, 2.0, 3.0], 0.5) == pytest.approx(2 / 4)  # 2 * P_lo
+    assert null.calibrated_p([1.0, 2.0, 3.0], 0.5, "greater") == 1.0
+    assert null.calibrated_p([1.0, 2.0, 3.0], 2.0) == 1.0  # 2 * min(3/4, 3/4), capped
     # a statistic the null equals everywhere (c2st at n = 1: always 0.5) never rejects
-    assert protocol.calibrated_p([0.5] * 9, 0.5) == 1.0
-    assert protocol.calibrated_p([0.5] * 9, 0.5 + 1e-13) == 1.0
-    assert protocol.calibrated_p([], 7.0) == 1.0
+    assert null.calibrated_p([0.5] * 9, 0.5) == 1.0
+    assert null.calibrated_p([0.5] * 9, 0.5 + 1e-13) == 1.0
+    assert null.calibrated_p([], 7.0) == 1.0
     with pytest.raises(DriftEvalError, match="null tail 'less'"):
-        protocol.calibrated_p([1.0], 1.0, "less")
+        null.calibrated_p([1.0], 1.0, "less")
 
 
 @pytest.mark.parametrize(
@@ -359,10 +360,10 @@ def test_calibrated_p_counts_ties_against_rejection():
     ],
 )
 def test_calibrated_p_at_the_rejection_boundary_with_199_draws(observed, two_sided, greater):
-    null = [float(v) for v in range(199)]  # 0 .. 198
-    assert protocol.calibrated_p(null, observed) == pytest.approx(two_sided)
-    assert protocol.calibrated_p(null, observed, "greater") == pytest.approx(greater)
-    assert (protocol.calibrated_p(null, observed) <= ALPHA) is (two_sided <= ALPHA + 1e-12)
+    draws = [float(v) for v in range(199)]  # 0 .. 198
+    assert null.calibrated_p(draws, observed) == pytest.approx(two_sided)
+    assert null.calibrated_p(draws, observed, "greater") == pytest.approx(greater)
+    assert (null.calibrated_p(draws, observed) <= ALPHA) is (two_sided <= ALPHA + 1e-12)
 
 
 @pytest.mark.parametrize("tail", ["two_sided", "greater"])
@@ -373,7 +374,7 @@ def test_calibrated_p_rejects_exactly_alpha_of_exchangeable_statistics(tail):
     rejected = [
         i
         for i in range(200)
-        if protocol.calibrated_p(list(np.delete(values, i)), values[i], tail) <= ALPHA + 1e-12
+        if null.calibrated_p(list(np.delete(values, i)), values[i], tail) <= ALPHA + 1e-12
     ]
     order = list(np.argsort(values))
     expected = order[:5] + order[-5:] if tail == "two_sided" else order[-10:]

@@ -10,10 +10,15 @@ import pytest
 from conftest import require
 from drift_eval_bag import make_bag
 
-from minivess_bundle.drift_eval import protocol
+from minivess_bundle.drift_eval import collect, null, protocol
 from minivess_bundle.drift_eval import table as unit_table
-from minivess_bundle.drift_eval.intervals import summarise_rate, wilson_interval
-from minivess_bundle.drift_eval.sets import DriftEvalError
+from minivess_bundle.drift_eval.intervals import (
+    clustered_interval,
+    design_effect,
+    summarise_rate,
+    wilson_interval,
+)
+from minivess_bundle.drift_eval.sets import DriftEvalError, read_plan
 
 ALPHA = 0.05
 
@@ -63,12 +68,74 @@ def test_a_replicated_rate_is_the_mean_of_its_replications_with_the_pooled_inter
     cell = summarise_rate([1, 0, 3, 0, 1], 20)
     assert cell["rate"] == pytest.approx(0.05) and cell["trials"] == 100
     assert cell["by_replication"] == [0.05, 0.0, 0.15, 0.0, 0.05]
-    assert cell["interval"] == [round(v, 6) for v in wilson_interval(5, 100)]
+    assert cell["interval_wilson"] == [round(v, 6) for v in wilson_interval(5, 100)]
+
+
+# 40 test volumes, 5 samples each: the shape of a cell (about 50 volumes, 200 samples)
+VOLUMES = [(f"mv{v:02d}",) for v in range(40) for _ in range(5)]
+
+
+def test_a_volume_clustered_interval_is_the_volumes_wilson_when_a_volumes_samples_agree():
+    """Every sample of a volume has the same outcome (half the volumes alarm): 200 samples
+    carry the information of 40 volumes, the design effect is about 200 / 40 = 5 (times
+    the bootstrap's (V - 1) / V), and the interval is about Wilson's over 40 trials, not
+    over 200."""
+    agree = [v < 20 for v in range(40) for _ in range(5)]
+    cell = clustered_interval(agree, VOLUMES, seed=7)
+    assert cell["volumes"] == 40
+    assert cell["design_effect"] == pytest.approx(5 * 39 / 40, rel=0.06)  # measured 5.03
+    assert cell["interval"] == pytest.approx([0.3516, 0.6484], abs=1e-3)
+    assert cell["interval"] == pytest.approx(list(wilson_interval(20, 40)), abs=0.01)
+    wilson = wilson_interval(100, 200)  # [0.431, 0.569]: far too narrow
+    assert cell["interval"][0] < wilson[0] - 0.07 and cell["interval"][1] > wilson[1] + 0.07
+
+
+def test_a_volume_clustered_interval_is_wilsons_when_samples_are_independent():
+    """Outcomes independent of their volume (Bernoulli 0.2, 36 of 200): the design effect
+    is about 1 and the interval within 0.002 of Wilson's; a volume whose samples are
+    exactly balanced (one alarm in five each) has no between-volume spread: the design
+    effect's floor of 1 gives Wilson's interval exactly."""
+    import numpy as np
+
+    independent = list(np.random.default_rng(5).random(200) < 0.2)
+    assert sum(independent) == 36
+    cell = clustered_interval(independent, VOLUMES, seed=7)
+    assert 1.0 <= cell["design_effect"] <= 1.1  # measured 1.025
+    assert cell["interval"] == pytest.approx(list(wilson_interval(36, 200)), abs=0.002)
+    balanced = [s == 0 for _ in range(40) for s in range(5)]
+    assert design_effect(balanced, VOLUMES, seed=7) == (1.0, 40)
+    exact = clustered_interval(balanced, VOLUMES, seed=7)
+    assert exact["interval"] == [round(v, 6) for v in wilson_interval(40, 200)]
+
+
+def test_a_clustered_rate_of_zero_keeps_wilsons_upper_end_and_is_seeded():
+    """No alarm at all: no spread to resample, so the design effect is 1 and the interval
+    Wilson's [0, 0.019] (a percentile bootstrap would collapse to [0, 0]); the same seed
+    gives the same interval, another seed a close one."""
+    none = [False] * 200
+    assert clustered_interval(none, VOLUMES, seed=1)["interval"] == [0.0, 0.018845]
+    clustered = [v < 2 for v in range(40) for _ in range(5)]  # 2 volumes alarm every time
+    one, again = (clustered_interval(clustered, VOLUMES, seed=3) for _ in range(2))
+    other = clustered_interval(clustered, VOLUMES, seed=4)
+    assert one == again and one["interval"] != other["interval"]
+    assert other["interval"] == pytest.approx(one["interval"], abs=0.02)
+    # 10 alarms in 200 from 2 volumes: far wider than Wilson's [0.027, 0.090]
+    assert one["interval"][0] < 0.02 and one["interval"][1] > 0.15
+
+
+def test_samples_of_several_volumes_are_weighted_by_every_volume_they_hold():
+    """With two volumes per sample (volumes_per_sample 2) each sample depends on both: the
+    pigeonhole bootstrap's design effect is larger than with the first volume alone."""
+    agree = [v < 20 for v in range(40) for _ in range(5)]
+    pairs = [(f"mv{v:02d}", f"mv{40 + v % 7:02d}") for v in range(40) for _ in range(5)]
+    assert design_effect(agree, pairs, seed=7)[0] > design_effect(agree, VOLUMES, seed=7)[0]
+    with pytest.raises(DriftEvalError, match="2 outcomes with 1 volume lists"):
+        design_effect([True, False], [("mv01",)], seed=7)
 
 
 @pytest.mark.parametrize(("rate", "within"), [(0.1, True), (0.100001, False), (0.0, True)])
 def test_false_alarm_tolerance_is_at_most_alpha_plus_0_05_inclusive(rate, within):
-    assert protocol.within_tolerance(rate, ALPHA, 0.05) is within
+    assert null.within_tolerance(rate, ALPHA, 0.05) is within
 
 
 # --- the protocol on a small build --------------------------------------------------------------
@@ -117,6 +184,11 @@ def test_false_alarms_on_new_clean_volumes_stay_within_alpha_plus_0_05(runs, see
         assert row["replications"] == defaults["replications"] >= 5
         assert row["repetitions"] == defaults["replications"] * defaults["control_repetitions"]
         assert row["fpr_interval"][0] <= row["fpr"] <= row["fpr_interval"][1]
+        # the clustered interval holds the Wilson one (design effect >= 1) and its volumes
+        # are the test volumes of the five replications
+        low, high = row["fpr_interval_wilson"]
+        assert row["fpr_interval"][0] <= low + 1e-6 and high <= row["fpr_interval"][1] + 1e-6
+        assert row["design_effect"] >= 1.0 and 45 <= row["volumes"] <= 50
     # the null is one statistic per calibration volume (27-29 here): the exact bound
     # floor(alpha (V + 1)) / (V + 1) of every replication is below alpha, and no cell is
     # near the tolerance (measured: at most 0.05 over both seeds; the mean over the cells
@@ -183,6 +255,10 @@ def test_every_power_cell_has_its_interval_replications_and_repetitions(runs):
     for row in rows:
         assert row["replications"] == 5 and row["repetitions"] == 5 * SMALL["repetitions"]
         assert row["power_interval"][0] <= row["power"] <= row["power_interval"][1]
+        low, high = row["power_interval_wilson"]
+        assert row["power_interval"][0] <= low + 1e-6 and high <= row["power_interval"][1] + 1e-6
+        # 2 samples per replication: at most 10 distinct test volumes behind a cell
+        assert row["design_effect"] >= 1.0 and 1 <= row["volumes"] <= 10
         assert len(row["power_by_replication"]) == 5
         assert row["power"] == pytest.approx(sum(row["power_by_replication"]) / 5, abs=1e-6)
     protocol.validate_result({k: v for k, v in runs[1].items() if k != "_table"})
@@ -211,9 +287,9 @@ def test_a_kind_that_cannot_act_on_a_test_volume_is_left_out_of_that_sets_tests(
     (kind, level, volume) is recorded with the kind's reason."""
     from minivess_bundle.core.errors import DriftError
 
-    applied = protocol.drifted_image
+    applied = collect.drifted_image
     roles = protocol.plan_roles(
-        protocol.read_plan(small_bag), protocol.resolve_config({"replications": 1}), 1
+        read_plan(small_bag), protocol.resolve_config({"replications": 1}), 1
     )
     unable = roles[0].test[0]
 
@@ -222,7 +298,7 @@ def test_a_kind_that_cannot_act_on_a_test_volume_is_left_out_of_that_sets_tests(
             raise DriftError("noise cannot act here", volume=vol)
         return applied(recipe, volume, vol, seed)
 
-    monkeypatch.setattr(protocol, "drifted_image", refuse)
+    monkeypatch.setattr(collect, "drifted_image", refuse)
     cheap = {**SMALL, "detectors": ["ks"], "sample_sizes": [5], "replications": 1}
     cheap |= {"null_sets": 1, "control_repetitions": 5, "repetitions": 8}
     result = protocol.run_drift_eval(small_bag, tmp_path / "r.json", config=cheap, seed=1)

@@ -100,7 +100,7 @@ def test_drift_eval_target_scores_every_detector_on_every_manifest_set(tmp_path)
     import numpy as np
 
     from minivess_bundle.core.nifti import read_array
-    from minivess_bundle.drift_eval.protocol import drifted_image
+    from minivess_bundle.drift_eval.collect import drifted_image
     from minivess_bundle.drift_eval.sets import read_plan, read_volume
 
     plan = read_plan(workdir / "results/bundle/minivess-0.1.0")

@@ -104,6 +104,35 @@ def test_the_package_has_no_import_cycle():
     assert cycles(import_graph()) == []
 
 
+#: the most lines a module under src/ may have (STYLE.md: a module is a few honest functions)
+MODULE_LINES = 700
+
+
+def oversized(paths, limit: int = MODULE_LINES) -> list[tuple[int, str]]:
+    """``(lines, path)`` of every file in ``paths`` over ``limit`` lines, largest first."""
+    sizes = [(len(Path(p).read_text(encoding="utf-8").splitlines()), str(p)) for p in paths]
+    return sorted((s for s in sizes if s[0] > limit), reverse=True)
+
+
+def test_module_size_limit_is_700_lines_inclusive(tmp_path):
+    at, over = tmp_path / "at.py", tmp_path / "over.py"
+    at.write_text("x = 1\n" * 700)
+    over.write_text("x = 1\n" * 701)
+    assert oversized([at, over]) == [(701, str(over))]
+
+
+def test_no_module_under_src_exceeds_700_lines():
+    paths = sorted(SRC.rglob("*.py"))
+    biggest = sorted(
+        (
+            (len(p.read_text(encoding="utf-8").splitlines()), str(p.relative_to(REPO)))
+            for p in paths
+        ),
+        reverse=True,
+    )[:5]
+    assert oversized(paths) == [], f"modules over {MODULE_LINES} lines; the biggest: {biggest}"
+
+
 #: Facts with one owner: (what, the exact text, the one file under src/ or workflow/ that
 #: spells it). Everything else imports the owner's constant.
 OWNED = [

@@ -1,7 +1,7 @@
 """Two-sample drift detectors: reference rows vs test rows of a fixed representation.
 
 Every detector returns an :class:`Outcome`: a ``statistic`` (larger = more evidence of
-drift; what the calibrated null of :mod:`.protocol` ranks) and the detector's own
+drift; what the calibrated null of :mod:`.null` ranks) and the detector's own
 ``p_value`` (which assumes the rows are independent draws: the *uncalibrated* p).
 
 - :func:`ks_bonferroni`: a two-sample Kolmogorov-Smirnov test per column (vectorised;

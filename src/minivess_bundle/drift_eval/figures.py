@@ -79,7 +79,7 @@ def power_curves(result: dict[str, Any], path: str | Path) -> None:
         fig.legend(handles, labels, fontsize=6, loc="lower right", ncol=len(detectors))
     fig.suptitle(
         "Power at fraction 1.0 on new test volumes, mean of the replications with its 95 % "
-        "interval (alpha in grey)",
+        "interval clustered by test volume (alpha in grey)",
         fontsize=9,
     )
     fig.tight_layout()
@@ -125,7 +125,8 @@ def false_alarms(result: dict[str, Any], path: str | Path) -> None:
     ax.set_ylabel("false-positive rate")
     ax.set_ylim(0, 1.02)
     ax.set_title(
-        "False alarms on new clean volumes: calibrated (filled, 95 % interval)\n"
+        "False alarms on new clean volumes: calibrated (filled, 95 % interval clustered by "
+        "volume)\n"
         "vs the detectors' own p-values (hatched)",
         fontsize=9,
     )
@@ -174,7 +175,8 @@ def markdown_table(result: dict[str, Any], fraction: float = 1.0) -> str:
 
     First, one row per detector: its false-alarm rate on new clean volumes at each n and
     the harm AUROC (``result["harm_auroc"]``, fraction 1.0) at each n, every figure
-    ``rate [95 % interval]`` (three decimals); then one row per (detector, kind) at the
+    ``rate [95 % interval]`` (three decimals; the interval clustered by test volume,
+    :func:`.intervals.clustered_interval`); then one row per (detector, kind) at the
     kind's highest level and ``fraction``: power at each n with its interval."""
     rows = [r for r in result["results"] if math.isclose(r["fraction"], fraction)]
     sizes = sorted({r["n"] for r in rows} | {r["n"] for r in result["false_positive_rate"]})

@@ -13,38 +13,23 @@ positions per volume). A sample of ``n`` units comes from
 (:func:`.sets.draw_sample`). The reference of a replication is every patch of its
 reference volumes.
 
-**Calibrated null.** Patches of one volume are not independent draws: a volume differs
-from the reference as a whole, so a detector's own p-value (which assumes independent
-rows) flags clean *new* volumes far too often (measured on main's design: KS 0.85 at
-n = 5). The null of each statistic is therefore drawn from the **calibration volumes
-only**, and at the level of volumes: a null set is **one** sample of each calibration
-volume (``n`` of its patches, drawn like a test sample's), ``V`` statistics against the
-replication's reference; ``null_sets`` such sets per (replication, n), a test sample
-ranked against one of them (round robin). The roles are a random partition of the pool,
-so a clean test volume and the ``V`` calibration volumes are exchangeable given the
-reference, and so are their samples' statistics: the rank p-value (:func:`calibrated_p`)
-then rejects a clean test sample with probability ``floor(alpha (V + 1)) / (V + 1) <=
-alpha`` exactly (one-sided), on volumes neither the reference nor the null saw, which the
-**controls** (clean samples of the test volumes) measure. (The design before, 99 draws
-from the calibration volumes, ranked a new volume against clusters of about five draws per
-volume: a volume second to one calibration volume was flagged whenever that volume was
-drawn at most four times, and its false-alarm rate sat between ``1 / (V + 1)`` and
-``2 / (V + 1)``.) A false alarm needs a statistic above every calibration
-volume's, so ``V >= 1/alpha - 1`` (19 at 0.05; two-sided ``2/alpha - 1``) is needed for a
-test to reject at all: fewer is logged and recorded (``design.attainable``).
+**Calibrated null** (:mod:`.null`): each statistic is ranked among one sample of each
+calibration volume against the replication's reference (``null_sets`` such sets per
+(replication, n), a test sample ranked against one of them, round robin); the rank p is
+exact under exchangeable volumes, which the **controls** (clean samples of the test
+volumes, new to reference and null) measure.
 
 **Power.** A drifted test sample is a sample of the test volumes with ``k = floor(f n +
-1/2)`` of its units replaced by the same patches of the drifted volume. The drift is
-applied in-process to every test volume with the package's own kinds, seeds and context
-(:func:`drifted_image`: the stream a drift job would use for that volume, at the severity
-the manifest records for (kind, level)), because the bundle's drift files exist only for
-its few held-out volumes while the roles rotate over all of them. Label-, header- and
-set-level kinds leave the image unchanged; their power is a false-alarm rate by design.
+1/2)`` of its units replaced by the same patches of the volume's in-process drift variant
+(:mod:`.collect`). Label-, header- and set-level kinds leave the image unchanged; their
+power is a false-alarm rate by design.
 
 Every random draw has its own seed derived from (global seed, purpose, replication, ...),
 so results do not depend on order, core count or which detectors run. Every power and
-FPR cell carries the per-replication rates, the pooled trials and a Wilson interval
-(:mod:`.intervals`).
+FPR cell carries the per-replication rates, the pooled trials, its interval clustered by
+test volume and, beside it, the Wilson interval that treats the trials as independent
+(:mod:`.intervals`); a false-alarm rate is judged on its point estimate
+(:func:`.null.within_tolerance`).
 """
 
 from __future__ import annotations
@@ -60,9 +45,9 @@ from typing import Any
 
 from .. import __version__
 from ..core.config import default
-from ..core.errors import DriftError
 from ..core.fsio import write_json_atomic
 from . import features as feat
+from .collect import collect_units, image_kinds, manifest_harm
 from .detectors import (
     Outcome,
     c2st,
@@ -71,35 +56,25 @@ from .detectors import (
     mmd_permutation,
     plugin_from_config,
 )
-from .intervals import summarise_rate
+from .intervals import RESAMPLES, clustered_interval, summarise_rate
+from .null import TAILS, attainable, calibrated_p, within_tolerance
 from .roles import Roles, assign_roles
 from .sets import (
     DriftEvalError,
     Plan,
-    cut_patch,
     derive_seed,
     draw_sample,
     draw_units,
-    patch_corners,
-    read_checked,
     read_plan,
-    read_volume,
     round_half_up,
 )
-from .table import (
-    Units,
-    feature_table,
-    write_feature_table,
-    write_unit_files,
-)
+from .table import Units, feature_table, write_feature_table, write_unit_files
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: The config schema's defaults of the ``drift_eval:`` block (the schema owns them).
 DEFAULTS: dict[str, Any] = default("drift_eval")
-#: which side of the null a statistic is ranked on (see :func:`calibrated_p`)
-TAILS = ("two_sided", "greater")
 REPRESENTATION = {
     "ks": "features",
     "mmd": "embedding",
@@ -178,19 +153,6 @@ def resolve_config(config: dict[str, Any] | None) -> dict[str, Any]:
     return merged
 
 
-def drifted_image(recipe: dict[str, Any], volume: dict[str, Any], vol: str, global_seed: int):
-    """The drifted image of ``vol`` for a manifest (kind, level): its kind (gradual: its base)
-    at the recorded severity, with the seed and context a drift job uses for that volume."""
-    from ..drift import derive_seed as drift_seed
-    from ..drift import make_drift
-
-    kind = recipe["kind"]
-    seed = drift_seed(int(global_seed), vol, recipe["stream"])
-    drift = make_drift(kind, float(recipe["severity"]), seed, **recipe.get("params", {}))
-    out, _ = drift(volume["image"], spacing=volume["spacing"], mask=volume["label"], volume=vol)
-    return out
-
-
 def plan_roles(plan: Plan, cfg: dict[str, Any], seed: int, training=None) -> list[Roles]:
     """The roles of every replication of the run (:func:`.roles.assign_roles`)."""
     return [
@@ -204,181 +166,6 @@ def plan_roles(plan: Plan, cfg: dict[str, Any], seed: int, training=None) -> lis
         )
         for r in range(int(cfg["replications"]))
     ]
-
-
-def collect_units(
-    plan: Plan,
-    cfg: dict[str, Any],
-    seed: int,
-    roles: list[Roles],
-    softmax: Callable | None = None,
-    drift_seed: int | None = None,
-) -> Units:
-    """Cut every clean patch of every non-training volume and, for every volume that is a
-    test volume of some replication, the same patches of each in-process drift variant.
-
-    ``drift_seed``: the bundle's seed, whose streams the drift jobs used (default ``seed``).
-    Volumes are read one at a time (their memory is freed before the next)."""
-    import numpy as np
-
-    from .harm import volume_scale
-
-    changes_image = image_kinds()
-    patch = tuple(int(p) for p in cfg["patch"])
-    projection = feat.projection_matrix(derive_seed(seed, "drift_eval/projection"))
-    units = Units(keep_patches=bool(cfg["plugins"]), softmax=softmax)
-    tested = sorted({v for r in roles for v in r.test})
-    used = sorted({v for r in roles for v in (*r.reference, *r.calibration, *r.test)})
-    for vol in used:
-        volume = read_volume(plan, vol)
-        image = volume["image"]
-        if any(s < p for s, p in zip(image.shape, patch, strict=True)):
-            log.warning("%s: shape %s < patch %s: edge-padded", vol, image.shape, patch)
-        corners = patch_corners(
-            image.shape,
-            patch,
-            int(cfg["patches_per_volume"]),
-            derive_seed(seed, "drift_eval/patch", vol),
-        )
-
-        def cut(array, corners=corners):
-            array = np.asarray(array, dtype=np.float32)
-            return [cut_patch(array, c, patch) for c in corners]
-
-        units.add(("clean", vol), cut(image), volume_scale(image), projection, corners)
-        if vol in tested:
-            for kind, level in plan.groups:
-                recipe = {**plan.recipes[(kind, level)], "stream": kind}
-                if recipe["target"] != "image" or recipe["kind"] not in changes_image:
-                    units.alias((kind, level, vol), ("clean", vol))
-                    continue
-                try:
-                    drifted = drifted_image(
-                        recipe, volume, vol, seed if drift_seed is None else drift_seed
-                    )
-                except DriftError as exc:
-                    # a kind that cannot act on this volume (e.g. z_step on 3 slices): the
-                    # drift plan skips it too; this set's tests use the other test volumes
-                    log.warning("%s: %s level %s not applicable: %s", vol, kind, level, exc)
-                    units.not_applicable.append(
-                        {"kind": kind, "level": int(level), "volume": vol, "reason": str(exc)}
-                    )
-                    continue
-                units.add(
-                    (kind, level, vol),
-                    cut(drifted),
-                    volume_scale(drifted),
-                    projection,
-                    corners,
-                    recipe["severity"],
-                )
-        log.info("%s: patches cut%s", vol, " (clean and drifted)" if vol in tested else "")
-    return units
-
-
-def image_kinds() -> frozenset[str]:
-    """The single-volume kinds that change the image (their ``target`` is ``image``)."""
-    from ..drift.kinds import TRANSFORMS
-
-    return frozenset(k for k, cls in TRANSFORMS.items() if cls.target == "image")
-
-
-def manifest_harm(plan: Plan, scorer: Any, levels: set[int] | None = None) -> None:
-    """Feed the manifest's clean and drifted held-out files to the harm ``scorer``
-    (:class:`.harm.HarmScorer`): the variants the bundle holds, whose volumes the reference
-    model never trained on. A label-only variant (same image) is not image harm. ``levels``:
-    only these levels' variants (``bench/harm.py``); default every level."""
-    if scorer is None:
-        return
-    for vol in plan.held_out:
-        files = plan.clean[vol]
-        array = read_checked(files["image"], files.get("image_sha256"), vol)
-        label = read_checked(files["label"], files.get("label_sha256"), vol)
-        scorer.add_clean(vol, array, label)
-    for kind, level in plan.groups:
-        if levels is not None and level not in levels:
-            continue
-        for vol, files in sorted(plan.variants[(kind, level)].items()):
-            if files["same_image"]:
-                scorer.add_variant(kind, level, vol, files["severity"], None, None)
-                continue
-            array = read_checked(files["image"], files["image_sha256"], vol)
-            label = read_checked(files["label"], files["label_sha256"], vol)
-            scorer.add_variant(kind, level, vol, files["severity"], array, label)
-
-
-def smallest_p(volumes: int, tail: str) -> float:
-    """The smallest calibrated p a null of ``volumes`` statistics gives (:func:`calibrated_p`)."""
-    return min(1.0, (1.0 if tail == "greater" else 2.0) / (1 + int(volumes)))
-
-
-def attainable(roles: list[Roles], cfg: dict[str, Any]) -> dict[str, Any]:
-    """Per replication the null's size ``V`` (calibration volumes; groups of
-    ``volumes_per_sample`` at the largest n), the smallest p it gives and the exact
-    false-alarm bound ``floor(alpha (V + 1)) / (V + 1)``; ``rejects`` is False where no
-    sample can be flagged at ``alpha`` (too few calibration volumes), which is logged."""
-    alpha, tail = float(cfg["alpha"]), cfg["null_tail"]
-    group = max(1, min(max(int(n) for n in cfg["sample_sizes"]), int(cfg["volumes_per_sample"])))
-    sizes = [len(role.calibration) // group for role in roles]
-    ranks = [
-        math.floor(alpha * (v + 1) / (1.0 if tail == "greater" else 2.0) + 1e-9) for v in sizes
-    ]
-    rows = {
-        "null_size": sizes,
-        "smallest_p": [round(smallest_p(v, tail), 6) for v in sizes],
-        "fpr_bound": [
-            round(k * (1.0 if tail == "greater" else 2.0) / (v + 1), 6)
-            for k, v in zip(ranks, sizes, strict=True)
-        ],
-        "rejects": [smallest_p(v, tail) <= alpha + 1e-12 for v in sizes],
-    }
-    if not all(rows["rejects"]):
-        needed = math.ceil((1.0 if tail == "greater" else 2.0) / alpha - 1 - 1e-9)
-        log.warning(
-            "null of %s volumes in replications %s: no sample can be flagged at alpha %s "
-            "(%s needs at least %d calibration volumes): raise calibration_folds",
-            min(sizes),
-            [r for r, ok in enumerate(rows["rejects"]) if not ok],
-            alpha,
-            tail,
-            needed,
-        )
-    return rows
-
-
-def within_tolerance(rate: float, alpha: float, tolerance: float) -> bool:
-    """``rate <= alpha + tolerance`` (inclusive, with float slack): a false-alarm rate
-    below ``alpha`` is a conservative test, not a failure."""
-    return float(rate) <= float(alpha) + float(tolerance) + 1e-12
-
-
-def calibrated_p(null: list[float], observed: float, tail: str = "two_sided") -> float:
-    """The rank of ``observed`` among the ``null`` statistics as a p-value.
-
-    Every detector's statistic is oriented "larger = further from the reference" (KS and
-    BBSD: ``-log10`` of the Bonferroni minimum p; MMD: the squared MMD; C2ST: the held-out
-    accuracy), and ``N = len(null)``:
-
-    - ``greater`` (drift_eval's default): ``P_hi = (1 + #{null >= observed}) / (1 + N)``, a drift is
-      only a larger statistic;
-    - ``two_sided`` (this function's default): ``min(1, 2 min(P_hi, P_lo))`` with
-      ``P_lo = (1 + #{null <= observed}) / (1 + N)``: a statistic that moves away from its
-      no-drift distribution in either direction is a change (a drift that moves a volume
-      *towards* the reference pool makes its statistic smaller); it needs about twice the
-      calibration volumes of ``greater`` for the same false-alarm control.
-
-    Ties (within 1e-12) count on both sides, against rejection; a statistic the null equals
-    everywhere gives ``p = 1``. With exchangeable draws, ``P(p <= alpha) <= alpha``.
-    """
-    exceed = sum(1 for value in null if value >= observed - 1e-12)
-    p_hi = (1 + exceed) / (1 + len(null))
-    if tail == "greater":
-        return p_hi
-    if tail != "two_sided":
-        raise DriftEvalError(f"null tail {tail!r}", expected=f"one of {TAILS}")
-    below = sum(1 for value in null if value <= observed + 1e-12)
-    p_lo = (1 + below) / (1 + len(null))
-    return min(1.0, 2.0 * min(p_hi, p_lo))
 
 
 class WithStatistic:
@@ -432,7 +219,10 @@ def evaluate(
     seed: int,
     roles: list[Roles],
 ) -> dict[str, Any]:
-    """Null draws, controls and tests of every replication; every cell summarised."""
+    """Null draws, controls and tests of every replication; every cell summarised.
+
+    Each control's and test's outcome is kept with its sample's test volumes, so every
+    cell's interval is clustered by volume (:func:`.intervals.clustered_interval`)."""
     import numpy as np
 
     alpha, tail = float(cfg["alpha"]), cfg["null_tail"]
@@ -486,6 +276,15 @@ def evaluate(
     # (detector, n) / (detector, kind, level, fraction, n) -> per replication [cal, raw] hits
     fpr_hits: dict[tuple, list[list[int]]] = {(d, n): [] for d in names for n in sizes}
     test_hits: dict[tuple, list[list[int]]] = {}
+    # the same keys -> (calibrated outcome, the sample's test volumes) of every sample
+    samples: dict[tuple, list[tuple[bool, tuple[str, ...]]]] = {}
+
+    # every unit's volume (the last part of its key: ("clean", vol) or (kind, level, vol))
+    volume_of = {u: key[-1] for key, ids in units.of.items() for u in ids}
+
+    def volumes_of(sample: list[int]) -> tuple[str, ...]:
+        return tuple(sorted({volume_of[u] for u in sample}))
+
     for r, role in enumerate(roles):
         reference = [u for v in role.reference for u in clean[v]]
         calibration, test = list(role.calibration), list(role.test)
@@ -512,6 +311,7 @@ def evaluate(
                 for name, flags in score(outcomes, nulls[c % sets_used]).items():
                     hits[name][0] += flags[0]
                     hits[name][1] += flags[1]
+                    samples.setdefault((name, n), []).append((flags[0], volumes_of(sample)))
             for name in names:
                 fpr_hits[(name, n)].append(hits[name])
             for group in plan.groups:
@@ -529,18 +329,28 @@ def evaluate(
                         outcomes = run_all(reference, sample, "test", *group, fraction, r, n, t)
                         key = (group[0], int(group[1]), float(fraction), n)
                         null = nulls[t % sets_used]
+                        volumes = volumes_of(sample)
                         for name, flags in score(outcomes, null, key).items():
                             hits[name][0] += flags[0]
                             hits[name][1] += flags[1]
+                            cell = (name, *group, float(fraction), n)
+                            samples.setdefault(cell, []).append((flags[0], volumes))
                     for name in names:
                         key = (name, *group, float(fraction), n)
                         test_hits.setdefault(key, []).append(hits[name])
             log.info("replication %d n=%d done", r, n)
     confidence = float(cfg["confidence"])
+
+    def clustered(cell: tuple) -> dict[str, Any]:
+        outcomes, volumes = zip(*samples[cell], strict=True)
+        bootstrap = derive_seed(seed, "drift_eval/cluster_bootstrap", *cell)
+        return clustered_interval(outcomes, volumes, bootstrap, confidence)
+
     fpr = []
     for (name, n), per_rep in fpr_hits.items():
         cal = summarise_rate([h[0] for h in per_rep], int(cfg["control_repetitions"]), confidence)
         raw = summarise_rate([h[1] for h in per_rep], int(cfg["control_repetitions"]), confidence)
+        cluster = clustered((name, n))
         fpr.append(
             {
                 "detector": name,
@@ -549,7 +359,10 @@ def evaluate(
                 "repetitions": cal["trials"],
                 "false_alarms": cal["successes"],
                 "fpr": cal["rate"],
-                "fpr_interval": cal["interval"],
+                "fpr_interval": cluster["interval"],
+                "fpr_interval_wilson": cal["interval_wilson"],
+                "design_effect": cluster["design_effect"],
+                "volumes": cluster["volumes"],
                 "fpr_by_replication": cal["by_replication"],
                 "fpr_uncalibrated": raw["rate"],
                 "within_tolerance": within_tolerance(cal["rate"], alpha, cfg["fpr_tolerance"]),
@@ -561,6 +374,7 @@ def evaluate(
         recipe = plan.recipes[(kind, level)]
         cal = summarise_rate([h[0] for h in per_rep], int(cfg["repetitions"]), confidence)
         raw = summarise_rate([h[1] for h in per_rep], int(cfg["repetitions"]), confidence)
+        cluster = clustered((name, kind, level, fraction, n))
         results.append(
             {
                 "detector": name,
@@ -575,7 +389,10 @@ def evaluate(
                 "repetitions": cal["trials"],
                 "rejections": cal["successes"],
                 "power": cal["rate"],
-                "power_interval": cal["interval"],
+                "power_interval": cluster["interval"],
+                "power_interval_wilson": cal["interval_wilson"],
+                "design_effect": cluster["design_effect"],
+                "volumes": cluster["volumes"],
                 "power_by_replication": cal["by_replication"],
                 "power_uncalibrated": raw["rate"],
             }
@@ -775,8 +592,13 @@ def run_drift_eval(
             "power": "samples of the test volumes with the drifted units taken from each "
             "volume's in-process drift variant (the drift job's kind, severity, seed and "
             "context); kinds that leave the image unchanged share the clean units",
-            "interval": f"Wilson score interval at {cfg['confidence']} over the pooled "
-            "repetitions of every replication",
+            "interval": f"at {cfg['confidence']}, clustered by test volume: the Wilson "
+            "score interval at the effective number of trials, trials / design_effect, "
+            "design_effect the cluster-bootstrap variance of the rate "
+            f"({RESAMPLES} resamples of the cell's test volumes with replacement) over the "
+            "binomial variance, at least 1; *_interval_wilson: the Wilson interval over the "
+            "pooled repetitions as if independent; within_tolerance judges the point "
+            "estimate",
             "detectors": {
                 name: {
                     "representation": REPRESENTATION.get(name, "unit files (.npy)"),

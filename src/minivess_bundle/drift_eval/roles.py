@@ -23,7 +23,7 @@ folds. Over ``folds`` replications every pool volume is a test volume once.
 24 volumes, ample for a 3-D UNet on MiniVess) and the pool holds 46-49; with the default
 ``folds = 5`` and ``calibration_folds = 3`` each replication has 9-10 test, 27-30
 calibration and 9-10 reference volumes. The calibration count matters most: the null is
-one statistic per calibration volume (:mod:`.protocol`), and a clean new volume is
+one statistic per calibration volume (:mod:`.null`), and a clean new volume is
 flagged only when its statistic exceeds every one of them but ``floor(alpha (V + 1)) - 1``,
 so the exact false-alarm rate is ``floor(alpha (V + 1)) / (V + 1)`` and a test can reject
 at all only with ``V >= 1/alpha - 1`` (19 at ``alpha = 0.05``; two calibration folds hold

@@ -14,7 +14,7 @@ from .roles import Roles
 from .sets import Plan
 
 #: The feature table's layout version (the drift_eval.json schema version it belongs to).
-TABLE_VERSION = 2
+TABLE_VERSION = 3
 #: the columns of the per-unit feature table besides the features (see :func:`feature_table`)
 TABLE_COLUMNS = (
     "replication",
