@@ -102,15 +102,20 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _digests(mask, spacing, level, with_skeleton):
+def _digests(mask, spacing, level, with_skeleton, skeleton=None, cache=None):
     context = {"spacing": spacing}
     if with_skeleton:
-        context["skeleton"] = skeletonise(mask)
+        context["skeleton"] = skeletonise(mask) if skeleton is None else skeleton
     drift = AnnotationDrift(severity_for_level(level), SEED)
-    drifted, record = drift(mask, **context)
+    drifted, record = drift(mask, **context, cache=cache)
     figures = round_figures(
         drift.figures(
-            mask, drifted, record, spacing=spacing, clean_skeleton=context.get("skeleton")
+            mask,
+            drifted,
+            record,
+            spacing=spacing,
+            clean_skeleton=context.get("skeleton"),
+            cache=cache,
         )
     )
     assert drifted.dtype == mask.dtype and drifted.shape == mask.shape
@@ -131,3 +136,17 @@ def test_annotation_drift_output_is_pinned_at_every_level(name):
 def test_annotation_drift_without_a_given_skeleton_matches_the_pinned_output():
     mask, spacing = INPUTS["synthetic"]()
     assert _digests(mask, spacing, 3, False) == PINNED["synthetic"][3]
+
+
+@pytest.mark.parametrize("name", sorted(INPUTS))
+def test_levels_sharing_one_cache_give_the_pinned_output(name):
+    """As one drift job makes them: the level-independent part computed once, reused."""
+    mask, spacing = INPUTS[name]()
+    centre = skeletonise(mask)
+    cache: dict = {}
+    got = {level: _digests(mask, spacing, level, True, centre, cache) for level in (5, 1, 2, 3, 4)}
+    assert got == PINNED[name]
+    assert len(cache) == 2  # the drift's and the figures' clean part, each made once
+    # another mask of the same shape is never served the first one's part
+    other = np.ascontiguousarray(mask[::-1])
+    assert _digests(other, spacing, 3, True, None, cache) == _digests(other, spacing, 3, True)
