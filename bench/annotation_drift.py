@@ -61,7 +61,7 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def run(root: Path, out: Path, profile: bool) -> None:
+def run(root: Path, out: Path, profile: bool, volumes=VOLUMES) -> None:
     import nibabel as nib
     import numpy as np
 
@@ -69,7 +69,7 @@ def run(root: Path, out: Path, profile: bool) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     hashes, entries = {}, {}
-    for volume in VOLUMES:
+    for volume in volumes:
         clean = root / volume / "clean"
         files = [
             VariantFiles(
@@ -126,6 +126,7 @@ def main() -> int:
     p.add_argument("root", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--volumes", nargs="+", default=list(VOLUMES), choices=VOLUMES)
     p = sub.add_parser("compare")
     p.add_argument("a", type=Path)
     p.add_argument("b", type=Path)
@@ -134,7 +135,7 @@ def main() -> int:
         stage(args.root)
         return 0
     if args.command == "run":
-        run(args.root, args.out, args.profile)
+        run(args.root, args.out, args.profile, args.volumes)
         return 0
     return compare(args.a, args.b)
 
