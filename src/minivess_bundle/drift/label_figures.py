@@ -68,13 +68,57 @@ def _median(values) -> float:
     return float(np.median(values)) if values.size else float("nan")
 
 
-def fragments_per_megavoxel(mask: np.ndarray) -> tuple[float, float]:
-    """(components, fragments of ≤ :data:`FRAGMENT_VOXELS` voxels) per million voxels."""
+def fragments_per_megavoxel(mask: np.ndarray, size: int | None = None) -> tuple[float, float]:
+    """(components, fragments of ≤ :data:`FRAGMENT_VOXELS` voxels) per million voxels.
+
+    ``size``: the voxels of the volume ``mask`` was cut from (:func:`_crop`), when it was.
+    """
     from ..core.morphology import count_components
 
     count, sizes = count_components(mask)
-    per_mvox = 1e6 / max(mask.size, 1)
+    per_mvox = 1e6 / max(mask.size if size is None else size, 1)
     return count * per_mvox, int((sizes <= FRAGMENT_VOXELS).sum()) * per_mvox
+
+
+def _crop(mask: np.ndarray) -> np.ndarray:
+    """``mask`` cut to its foreground's bounding box plus one background voxel each side
+    (where the volume has one): its skeleton, components and distances to the background
+    are those of the whole volume (the background beyond the margin is never nearer).
+    An empty mask comes back whole."""
+    import numpy as np
+
+    if not mask.any():
+        return mask
+    box = []
+    for axis in range(mask.ndim):
+        others = tuple(i for i in range(mask.ndim) if i != axis)
+        hit = np.flatnonzero(mask.any(axis=others))
+        box.append(slice(max(int(hit[0]) - 1, 0), min(int(hit[-1]) + 2, mask.shape[axis])))
+    return mask[tuple(box)]
+
+
+class CleanSide:
+    """The figures' level-independent part: what they read of the clean mask alone.
+
+    The clean mask (boolean), its foreground fraction, the radius (µm) at each of its
+    centreline voxels, its components and fragments, and the distance (voxels) of each
+    foreground voxel to the background, in C order. One per clean mask: a job making
+    several levels of one volume measures the clean mask once.
+    """
+
+    def __init__(self, clean: np.ndarray, spacing_um: Sequence[float], skeleton=None) -> None:
+        from scipy import ndimage
+
+        a = clean > 0
+        self.mask = a
+        self.count = int(a.sum())
+        self.fraction = float(a.mean())
+        self.skeleton, distance = centreline_radii(a, spacing_um, skeleton)
+        self.radii = distance[self.skeleton]
+        del distance
+        self.components, self.fragments = fragments_per_megavoxel(_crop(a), a.size)
+        small = _crop(a)
+        self.depth = ndimage.distance_transform_edt(small)[small]
 
 
 def label_pair_figures(
@@ -82,36 +126,47 @@ def label_pair_figures(
     drifted: np.ndarray,
     spacing_um: Sequence[float],
     clean_skeleton: np.ndarray | None = None,
+    clean_side: CleanSide | None = None,
 ) -> dict[str, Any]:
-    """Every figure in the module docstring for one (clean, drifted) pair of masks."""
+    """Every figure in the module docstring for one (clean, drifted) pair of masks.
+
+    ``clean_side``: the :class:`CleanSide` of ``clean`` (and ``clean_skeleton``), to
+    measure the clean mask once for several drifted ones."""
     import numpy as np
     from scipy import ndimage
 
-    a, b = clean > 0, drifted > 0
-    skel_a, dist_a = centreline_radii(a, spacing_um, clean_skeleton)
-    skel_b, dist_b = centreline_radii(b, spacing_um)
-    total = int(a.sum()) + int(b.sum())
+    from ..core.metrics import skeleton as skeletonise
+
+    side = clean_side if clean_side is not None else CleanSide(clean, spacing_um, clean_skeleton)
+    a, b = side.mask, drifted > 0
+    # the drifted mask's own centreline and the radius there, on its bounding box
+    small = _crop(b)
+    skel_b = skeletonise(small)
+    radii_b = ndimage.distance_transform_edt(small, sampling=tuple(spacing_um))[skel_b]
+    del small, skel_b
+    total = side.count + int(b.sum())
     figures: dict[str, Any] = {
         "dice": 2.0 * int(np.count_nonzero(a & b)) / total if total else 1.0,
-        "foreground_fraction_before": float(a.mean()),
+        "foreground_fraction_before": side.fraction,
         "foreground_fraction_after": float(b.mean()),
-        "median_radius_um_before": _median(dist_a[skel_a]),
-        "median_radius_um_after": _median(dist_b[skel_b]),
+        "median_radius_um_before": _median(side.radii),
+        "median_radius_um_after": _median(radii_b),
     }
-    classes = radius_class(dist_a[skel_a])
-    kept = b[skel_a]
+    classes = radius_class(side.radii)
+    kept = b[side.skeleton]
     for index, name in enumerate(RADIUS_CLASS_NAMES):
         chosen = classes == index
         figures[f"centreline_kept_{name}"] = float(kept[chosen].mean()) if chosen.any() else None
-    for when, mask in (("before", a), ("after", b)):
-        components, fragments = fragments_per_megavoxel(mask)
-        figures[f"components_per_megavoxel_{when}"] = components
-        figures[f"fragments_per_megavoxel_{when}"] = fragments
+    figures["components_per_megavoxel_before"] = side.components
+    figures["fragments_per_megavoxel_before"] = side.fragments
+    components, fragments = fragments_per_megavoxel(_crop(b), b.size)
+    figures["components_per_megavoxel_after"] = components
+    figures["fragments_per_megavoxel_after"] = fragments
     removed = a & ~b
     added = b & ~a
     n_removed, n_added = int(removed.sum()), int(added.sum())
     if n_removed:
-        depth = ndimage.distance_transform_edt(a)[removed]
+        depth = side.depth[removed[a]]
         figures["removal_depth_p99_voxels"] = float(np.percentile(depth, 99))
         figures["removal_depth_max_voxels"] = float(depth.max())
     else:

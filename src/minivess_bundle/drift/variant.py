@@ -173,6 +173,8 @@ def _apply(spec: VariantSpec, files: VariantFiles, clean: _Clean, seed: int, sev
         context["skeleton"] = _cached(
             clean, "skeleton", lambda: _frozen(skeletonise(arrays["label"]))
         )
+    if kind == "annotation":  # its level-independent part is computed once per job
+        context["cache"] = clean.cache
     drifted, record = drift(arrays[role], **context)
     extra = {}
     if drift.target == "label":
@@ -182,6 +184,8 @@ def _apply(spec: VariantSpec, files: VariantFiles, clean: _Clean, seed: int, sev
             if kind == "topology"
             else None,
         }
+        if kind == "annotation":
+            extra["cache"] = clean.cache
     figures = round_figures(
         drift.figures(
             arrays[role], drifted, record, mask=arrays["label"], spacing=clean.spacing, **extra

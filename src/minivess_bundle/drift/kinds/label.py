@@ -204,7 +204,10 @@ class AnnotationDrift(Drift):
             "added_fraction_of_foreground": self.ADDED * self.severity,
         }
 
-    def _apply(self, array, rng, spacing=None, skeleton=None, **context):
+    def _apply(self, array, rng, spacing=None, skeleton=None, cache=None, **context):
+        """``cache``: a dict the levels of one job share (the clean pair's): the
+        level-independent part of the drift (:class:`_Prepared`) is kept there for the
+        next level of the same clean mask, skeleton, spacing and seed."""
         binary = array > 0
         if not binary.any():
             raise DriftError(
@@ -214,16 +217,37 @@ class AnnotationDrift(Drift):
                 expected="a mask with at least one vessel voxel",
             )
         spacing_um = tuple(float(v) for v in spacing) if spacing is not None else (1.0,) * 3
-        out, measured = annotate_again(binary, spacing_um, self.severity, rng, self, skeleton)
+        key = ("annotation", type(self), self.seed, spacing_um, id(array), id(skeleton))
+        held = cache.get(key) if cache is not None else None
+        if held is not None and held[0] is array and held[1] is skeleton:
+            prepared = held[2]
+        else:
+            prepared = _Prepared(binary, spacing_um, rng, self, skeleton)
+            if cache is not None:  # the arrays are held too, so their ids stay theirs
+                cache[key] = (array, skeleton, prepared)
+        out, measured = annotate_again(
+            binary, spacing_um, self.severity, rng, self, skeleton, prepared
+        )
         measured["spacing_um"] = list(spacing_um)
         measured["spacing_assumed"] = spacing is None
         return out.astype(array.dtype), measured
 
-    def figures(self, clean, drifted, record, spacing=None, clean_skeleton=None, **context):
-        from ..label_figures import label_pair_figures
+    def figures(
+        self, clean, drifted, record, spacing=None, clean_skeleton=None, cache=None, **context
+    ):
+        """``cache``: as :meth:`_apply`'s; the clean mask is measured once there."""
+        from ..label_figures import CleanSide, label_pair_figures
 
         spacing_um = record.get("parameters", {}).get("spacing_um") or spacing or (1.0,) * 3
-        return label_pair_figures(clean, drifted, spacing_um, clean_skeleton)
+        key = ("annotation_figures", tuple(spacing_um), id(clean), id(clean_skeleton))
+        held = cache.get(key) if cache is not None else None
+        if held is not None and held[0] is clean and held[1] is clean_skeleton:
+            side = held[2]
+        else:
+            side = CleanSide(clean, spacing_um, clean_skeleton)
+            if cache is not None:  # the arrays are held too, so their ids stay theirs
+                cache[key] = (clean, clean_skeleton, side)
+        return label_pair_figures(clean, drifted, spacing_um, clean_skeleton, side)
 
 
 def _segments(skeleton):
@@ -261,63 +285,108 @@ def _run_positions(mask):
     return nearer
 
 
-def annotate_again(binary, spacing_um, severity: float, rng, model, skeleton=None):
-    """The annotation drift's mask and what it measured (see :class:`AnnotationDrift`)."""
-    import numpy as np
-    from scipy import ndimage
+class _Prepared:
+    """What :func:`annotate_again` computes whatever the severity, for one clean mask.
 
-    from ...core.metrics import skeleton as skeletonise
+    The segments, the distance maps, the per-segment draws and the additions' order: the
+    same for every level of a volume (the draws come from the kind's seed), so a job
+    making several levels computes them once (:meth:`AnnotationDrift._apply`'s cache).
+    """
 
-    # work in the mask's bounding box (plus the shell the additions may use)
-    where = np.argwhere(binary)
-    lo = np.maximum(where.min(axis=0) - 1, 0)
-    hi = np.minimum(where.max(axis=0) + 2, binary.shape)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    mask = binary[box]
-    centre = skeletonise(mask) if skeleton is None else skeleton[box].astype(bool)
-    centre &= mask
-    if not centre.any():
-        centre = mask.copy()
-    labels, count = _segments(centre)
-    depth = ndimage.distance_transform_edt(mask, sampling=spacing_um)
-    nearest = ndimage.distance_transform_edt(
-        labels == 0, sampling=spacing_um, return_distances=False, return_indices=True
-    )
-    index = tuple(nearest)
-    del nearest
-    segment = labels[index]  # 1..count for every voxel
-    del index
-    ids = np.arange(1, count + 1)
-    seg_radius = np.asarray(ndimage.median(depth, labels, ids), dtype=float).reshape(-1)
-    # a missed segment takes its own vessel, not the thicker one it joins at a junction
-    seg_reach = np.concatenate([[0.0], ndimage.maximum(depth, labels, ids)]).astype(np.float32)
-    # every random draw is made here, whatever the severity (nested levels)
-    u = rng.random(count)
-    g = rng.uniform(*model.SHAVE_SPREAD, size=count)
-    radii, probabilities = zip(*model.MISS_PROBABILITY, strict=True)
-    p_miss = np.concatenate([[0.0], np.interp(seg_radius, radii, probabilities)])
-    u = np.concatenate([[1.0], u])
-    # µm, one value per segment: a segment is shaved evenly, like an erosion
-    shaved_radius = np.minimum(seg_radius, model.SHAVE_RADIUS_CAP_UM)
-    scale = np.concatenate([[0.0], g * shaved_radius]).astype(np.float32)[segment]
-    # in-plane depth (µm within the slice) and the position in the voxel's run along z
-    depth_xy = ndimage.distance_transform_edt(mask, sampling=(*spacing_um[:2], 1e9))
-    depth_xy = depth_xy.astype(np.float32)
-    from_end = _run_positions(mask)
-    depth_z = (from_end.astype(np.float32) + 1) * spacing_um[2]
-    depth_z[from_end < 0] = np.inf  # the middle of a run along z is never trimmed
-    del from_end
+    def __init__(self, binary, spacing_um, rng, model, skeleton=None) -> None:
+        import numpy as np
+        from scipy import ndimage
 
-    reach = seg_reach[segment]
-    crumb = rng.random(mask.shape, dtype=np.float32)
-    full = ndimage.generate_binary_structure(3, 3)
+        from ...core.metrics import skeleton as skeletonise
 
-    def removed_at(s: float):
-        shaved = (depth_xy <= s * model.SHAVE * scale) | (depth_z <= s * model.AXIAL * scale)
-        in_missed = (u < s * p_miss)[segment]
-        removed = mask & ((in_missed & (depth <= reach)) | shaved)
+        # work in the mask's bounding box (plus the shell the additions may use)
+        where = np.argwhere(binary)
+        lo = np.maximum(where.min(axis=0) - 1, 0)
+        hi = np.minimum(where.max(axis=0) + 2, binary.shape)
+        del where
+        self.box = box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        self.mask = mask = binary[box]
+        self.model = model
+        centre = skeletonise(mask) if skeleton is None else skeleton[box].astype(bool)
+        centre &= mask
+        if not centre.any():
+            centre = mask.copy()
+        labels, count = _segments(centre)
+        self.count = count
+        depth = ndimage.distance_transform_edt(mask, sampling=spacing_um)
+        nearest = ndimage.distance_transform_edt(
+            labels == 0, sampling=spacing_um, return_distances=False, return_indices=True
+        )
+        index = tuple(nearest)
+        del nearest
+        self.segment = segment = labels[index]  # 1..count for every voxel
+        del index
+        ids = np.arange(1, count + 1)
+        seg_radius = np.asarray(ndimage.median(depth, labels, ids), dtype=float).reshape(-1)
+        # a missed segment takes its own vessel, not the thicker one it joins at a junction
+        seg_reach = np.concatenate([[0.0], ndimage.maximum(depth, labels, ids)]).astype(np.float32)
+        del labels
+        # every random draw is made here, whatever the severity (nested levels)
+        u = rng.random(count)
+        g = rng.uniform(*model.SHAVE_SPREAD, size=count)
+        radii, probabilities = zip(*model.MISS_PROBABILITY, strict=True)
+        self.p_miss = np.concatenate([[0.0], np.interp(seg_radius, radii, probabilities)])
+        self.u = np.concatenate([[1.0], u])
+        # µm, one value per segment: a segment is shaved evenly, like an erosion
+        shaved_radius = np.minimum(seg_radius, model.SHAVE_RADIUS_CAP_UM)
+        self.scale = np.concatenate([[0.0], g * shaved_radius]).astype(np.float32)[segment]
+        # in-plane depth (µm within the slice) and the position in the voxel's run along z
+        depth_xy = ndimage.distance_transform_edt(mask, sampling=(*spacing_um[:2], 1e9))
+        self.depth_xy = depth_xy.astype(np.float32)
+        del depth_xy
+        from_end = _run_positions(mask)
+        self.depth_z = (from_end.astype(np.float32) + 1) * spacing_um[2]
+        self.depth_z[from_end < 0] = np.inf  # the middle of a run along z is never trimmed
+        del from_end
+        # a voxel of a missed segment goes as deep as its segment's centreline reaches
+        self.within_reach = depth <= seg_reach[segment]
+        self.crumb = rng.random(mask.shape, dtype=np.float32)
+        self.full = full = ndimage.generate_binary_structure(3, 3)
+        self.removed_at_5 = self.removed_at(1.0)
+        kept_at_5 = mask & ~self.removed_at_5
+        if not kept_at_5.any():  # keep the deepest clean voxel at every level: never empty
+            deepest = int(np.argmax(depth))
+            self.depth_xy.flat[deepest] = self.depth_z.flat[deepest] = np.inf
+            self.crumb.flat[deepest] = 1.0
+            self.p_miss[segment.flat[deepest]] = 0.0
+            self.removed_at_5 = self.removed_at(1.0)
+            kept_at_5 = mask & ~self.removed_at_5
+        del depth
+        # additions touch what every level keeps, so they never float free
+        shell = ndimage.binary_dilation(mask, full) & ~mask
+        # in the dents of what every level keeps (>= FILL of the 26 neighbours kept), so the
+        # additions smooth the surface instead of sticking out of it
+        neighbours = ndimage.convolve(kept_at_5.astype(np.uint8), full.astype(np.uint8))
+        touching = shell & (neighbours >= model.FILL)
+        del neighbours
+        candidates = np.flatnonzero(touching if touching.any() else shell)
+        order = candidates[rng.permutation(candidates.size)]
+        # a small mask may have fewer dents than the levels' floor of additions: the rest
+        # of the shell follows in index order (no draw, so a large mask's additions are
+        # unchanged)
+        if touching.any():
+            order = np.concatenate([order, np.flatnonzero(shell & ~touching)])
+        self.order = order
+        self.n_clean = int(mask.sum())
+
+    def removed_at(self, s: float):
+        """The voxels of the box removed at severity ``s``."""
+        import numpy as np
+        from scipy import ndimage
+
+        model, mask = self.model, self.mask
+        shaved = (self.depth_xy <= s * model.SHAVE * self.scale) | (
+            self.depth_z <= s * model.AXIAL * self.scale
+        )
+        in_missed = (self.u < s * self.p_miss)[self.segment]
+        removed = mask & ((in_missed & self.within_reach) | shaved)
         kept = mask & ~removed
-        labels_kept, count_kept = ndimage.label(kept, structure=full)
+        labels_kept, count_kept = ndimage.label(kept, structure=self.full)
         # what is left of a missed segment (deeper than its own centreline reaches) goes
         # too unless it hangs on to a kept segment; a kept voxel left alone (no kept
         # neighbour) goes with probability CRUMBS: an annotator drops most specks. Both
@@ -325,46 +394,40 @@ def annotate_again(binary, spacing_um, severity: float, rng, model, skeleton=Non
         anchored = np.bincount(labels_kept[kept & ~in_missed], minlength=count_kept + 1) > 0
         orphan = kept & ~anchored[labels_kept]
         alone = kept & (np.bincount(labels_kept.ravel()) == 1)[labels_kept]
-        return removed | orphan | (alone & (crumb < model.CRUMBS))
+        return removed | orphan | (alone & (self.crumb < model.CRUMBS))
 
-    kept_at_5 = mask & ~removed_at(1.0)
-    if not kept_at_5.any():  # keep the deepest clean voxel at every level: never empty
-        deepest = int(np.argmax(depth))
-        depth_xy.flat[deepest] = depth_z.flat[deepest] = np.inf
-        crumb.flat[deepest] = 1.0
-        p_miss[segment.flat[deepest]] = 0.0
-        kept_at_5 = mask & ~removed_at(1.0)
-    # additions touch what every level keeps, so they never float free
-    shell = ndimage.binary_dilation(mask, full) & ~mask
-    # in the dents of what every level keeps (>= FILL of the 26 neighbours kept), so the
-    # additions smooth the surface instead of sticking out of it
-    neighbours = ndimage.convolve(kept_at_5.astype(np.uint8), full.astype(np.uint8))
-    touching = shell & (neighbours >= model.FILL)
-    del neighbours
-    candidates = np.flatnonzero(touching if touching.any() else shell)
-    order = candidates[rng.permutation(candidates.size)]
-    # a small mask may have fewer dents than the levels' floor of additions: the rest of
-    # the shell follows in index order (no draw, so a large mask's additions are unchanged)
-    order = np.concatenate([order, np.flatnonzero(shell & ~touching)]) if touching.any() else order
-    removed = removed_at(severity)
-    n_clean = int(mask.sum())
-    # at least 1, 2, 3, 4, 5 added voxels at levels 1..5 (a nested prefix of one order):
-    # with removal nested too, Dice falls strictly with the level on any mask, by
-    # construction (the 1e-9: 5 x 0.6 is 3.0000000000000004 in floating point, which
-    # ceil made 4, the same as level 4)
-    floor = math.ceil(5 * severity - 1e-9)
-    n_add = min(order.size, max(floor, round(severity * model.ADDED * n_clean)))
-    drifted = mask & ~removed
-    drifted.flat[order[:n_add]] = True
-    missed = u < severity * p_miss
-    out = binary.copy()
-    out[box] = drifted
-    return out, {
-        "segments": int(count),
-        "segments_missed": int(missed.sum()),
-        "removed_voxels": int(removed.sum()),
-        "added_voxels": int(n_add),
-    }
+    def at(self, binary, severity: float):
+        """The drifted mask at ``severity`` and what was measured."""
+
+        removed = self.removed_at_5 if severity == 1.0 else self.removed_at(severity)
+        # at least 1, 2, 3, 4, 5 added voxels at levels 1..5 (a nested prefix of one
+        # order): with removal nested too, Dice falls strictly with the level on any mask,
+        # by construction (the 1e-9: 5 x 0.6 is 3.0000000000000004 in floating point,
+        # which ceil made 4, the same as level 4)
+        floor = math.ceil(5 * severity - 1e-9)
+        n_add = min(self.order.size, max(floor, round(severity * self.model.ADDED * self.n_clean)))
+        drifted = self.mask & ~removed
+        drifted.flat[self.order[:n_add]] = True
+        missed = self.u < severity * self.p_miss
+        out = binary.copy()
+        out[self.box] = drifted
+        return out, {
+            "segments": int(self.count),
+            "segments_missed": int(missed.sum()),
+            "removed_voxels": int(removed.sum()),
+            "added_voxels": int(n_add),
+        }
+
+
+def annotate_again(binary, spacing_um, severity: float, rng, model, skeleton=None, prepared=None):
+    """The annotation drift's mask and what it measured (see :class:`AnnotationDrift`).
+
+    ``prepared``: the :class:`_Prepared` of this ``binary`` (same mask, spacing, model and
+    seed) from an earlier level, instead of computing it again from ``rng``.
+    """
+    if prepared is None:
+        prepared = _Prepared(binary, spacing_um, rng, model, skeleton)
+    return prepared.at(binary, severity)
 
 
 # --- header kinds ------------------------------------------------------------------------------
