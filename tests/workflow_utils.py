@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -60,8 +61,17 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
     return result
 
 
+def _as_from_a_terminal() -> None:
+    """In the child: SIGINT back to its default. A shell without job control starts
+    background commands (``cmd &``, e.g. a CI script launched so) with SIGINT ignored, and
+    the disposition is inherited: Python then installs no KeyboardInterrupt handler, so a
+    Ctrl-C test would see Snakemake ignore SIGINT, which no user at a terminal sees."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_snakemake(workdir: Path, *args: str) -> subprocess.Popen:
-    """Start snakemake in its own process group (so a test can SIGKILL it with its jobs)."""
+    """Start snakemake in its own process group (so a test can SIGKILL it with its jobs),
+    with SIGINT handled as under a terminal."""
     command, env = snakemake_command(workdir, *args)
     return subprocess.Popen(
         command,
@@ -70,6 +80,7 @@ def start_snakemake(workdir: Path, *args: str) -> subprocess.Popen:
         text=True,
         env=env,
         start_new_session=True,
+        preexec_fn=_as_from_a_terminal,
     )
 
 
