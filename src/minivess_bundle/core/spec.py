@@ -44,4 +44,6 @@ def read(cls: type[T], text: str) -> T:
     unknown = sorted(set(data["spec"]) - fields)
     if unknown:
         raise ConfigError(f"{stage} spec: unknown fields {unknown}", expected=f"{sorted(fields)}")
-    return cls.from_dict(data["spec"])  # type: ignore[attr-defined]
+    # a spec whose JSON shape differs from its fields' (tuples as lists) maps it back itself
+    from_dict = getattr(cls, "from_dict", None)
+    return from_dict(data["spec"]) if from_dict else cls(**data["spec"])

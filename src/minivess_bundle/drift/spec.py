@@ -25,10 +25,6 @@ class DriftSpec:
         """The spec of a validated config."""
         return cls(seed=config["seed"], **config["compression"])
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DriftSpec:
-        return cls(**data)
-
     def compression(self):
         """The gzip settings of the written files (:class:`.variant.Compression`)."""
         from .variant import Compression

@@ -26,10 +26,6 @@ class ReferenceSpec:
         """The spec of a validated config."""
         return cls(seed=config["seed"], **config["reference_model"])
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ReferenceSpec:
-        return cls(**data)
-
 
 @dataclass(frozen=True)
 class LabelHarmSpec:
@@ -70,7 +66,3 @@ class DriftEvalSpec:
     def from_config(cls, config: Mapping[str, Any]) -> DriftEvalSpec:
         """The spec of a validated config."""
         return cls(seed=config["seed"], drift_eval=config["drift_eval"])
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DriftEvalSpec:
-        return cls(**data)

@@ -33,10 +33,6 @@ class FetchSpec:
             **config["compression"],
         )
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FetchSpec:
-        return cls(**data)
-
 
 @dataclass(frozen=True)
 class EbrainsSpec:
@@ -54,10 +50,6 @@ class EbrainsSpec:
     def from_config(cls, config: Mapping[str, Any]) -> EbrainsSpec:
         """The spec of a validated config."""
         return cls(**config["ebrains"])
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EbrainsSpec:
-        return cls(**data)
 
     def client_settings(self):
         """The data-proxy client's settings (its timeouts and back-off as they are)."""
@@ -90,10 +82,6 @@ class DownloadSpec:
             ca_bundle=client["ca_bundle"],
             max_attempts=client["max_attempts"],
         )
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DownloadSpec:
-        return cls(**data)
 
     def client_settings(self):
         """The download client's settings (no data-proxy: a plain URL)."""
