@@ -34,22 +34,21 @@ include: "workflow/rules/drift_eval.smk"
 include: "workflow/rules/hf.smk"
 
 
-# Tiny jobs (copies, merges of small JSON files, targets) run in the main process, and so
-# do the fetches (workflow/rules/fetch.smk), rename and validate: on the submit host, which
-# has the internet access compute nodes often lack, before the validation checkpoint. Under
+# Tiny jobs (merges of small JSON files, targets) run in the main process, and so do the
+# fetches (workflow/rules/fetch.smk; each lands its volume renamed) and validate: on the
+# submit host, which has the internet access compute nodes often lack, before the
+# validation checkpoint. Under
 # profiles/slurm only resample -> drift (a few volumes per submission: the rules' group:),
 # report_mips, and the tail (bundle -> verify_bundle, report_figures) are submitted.
 localrules:
     all,
     check,
-    rename,
     validate,
-    rename_licence,
     renamed_inventory,
     fingerprint,
     validation_report,
-    processed_metadata,
     drift_set,
+    drift_set_gradual,
     drift_select,
     drift_manifest,
 

@@ -459,16 +459,14 @@ def job_bytes(workdir: Path, job: str) -> int:
 
     parts = job.split("/")
     vol = parts[-1]
-    if parts[0] not in ("fetch", "rename", "validate", "resample", "drift"):
+    if parts[0] not in ("fetch", "validate", "resample", "drift"):
         return 0
 
     def pair(files: dict[str, str]) -> list[Path]:
         return [workdir / files["image"], workdir / files["label"]]
 
-    staging = pair(layout.staged(vol))
     files = {
-        "fetch": staging,  # writes them (download)
-        "rename": staging + pair(layout.renamed(vol)),
+        "fetch": pair(layout.renamed(vol)),  # writes them (download, moved to their names)
         "validate": pair(layout.renamed(vol)),
         "resample": pair(layout.renamed(vol)) + pair(layout.processed(vol)),
     }.get(parts[0])

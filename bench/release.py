@@ -57,7 +57,7 @@ SEED = 20230301
 CODEC, LEVEL = "isal", 2
 TARGET_UM = [1.0, 1.0, 1.0]
 #: Rules that run once per volume (the parallel part); the rest is the serial tail.
-PER_VOLUME = ("fetch", "rename", "validate", "resample", "drift", "place")
+PER_VOLUME = ("fetch", "validate", "resample", "drift")
 
 
 # --------------------------------------------------------------------------- drift plan
@@ -771,16 +771,17 @@ def startup_real(scratch: Path, cpu: dict[str, float] | None = None) -> dict[str
                                  spec_json(ValidateSpec.from_config(config)),
                                  "--out", str(o / "v.json")],
         "resample (32^3 pair)": [cli, "resample", "mv05", "--image", staged["image"], "--label",
-                                 staged["label"], "--spec", resample_spec, "--threads", "1",
-                                 "--out-image",
+                                 staged["label"], "--metadata", staged["metadata"], "--spec",
+                                 resample_spec, "--threads", "1", "--out-image",
                                  str(o / "p_i.nii.gz"), "--out-label", str(o / "p_l.nii.gz"),
+                                 "--out-metadata", str(o / "p_m.json"),
                                  "--record", str(o / "r.json")],
         "fetch (synthetic 32^3)": [cli, "fetch", "mv05", "--source-path=",
                                    "--spec", spec_json(FetchSpec.from_config(config)),
-                                   "--out-image", str(o / "f/raw/mv05.nii.gz"),
-                                   "--out-label", str(o / "f/seg/mv05_y.nii.gz"),
-                                   "--out-metadata", str(o / "f/json/mv05.json")],
-        "place (localrule copy)": [cli, "place", staged["metadata"], str(o / "placed.json")],
+                                   "--staging", str(o / "staging"),
+                                   "--out-image", str(o / "f/imagesTr/mv05.nii.gz"),
+                                   "--out-label", str(o / "f/labelsTr/mv05.nii.gz"),
+                                   "--out-metadata", str(o / "f/metadata/mv05.json")],
     }  # fmt: skip
     out = {}
     for label, command in commands.items():

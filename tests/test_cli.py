@@ -8,53 +8,32 @@ import sys
 from minivess_bundle import __version__
 from minivess_bundle.cli import main
 
+RESAMPLE_SPEC = (
+    '{"spec":{"codec":"isal","image_interpolator":"linear","label_interpolator":"nearest",'
+    '"level":2,"max_output_voxels":0,"source_units":"um","target_spacing_um":[1.0,1.0,1.0]},'
+    '"stage":"resample"}'
+)
+
 
 def test_expected_failure_is_one_line_and_exit_code_1(tmp_path, capsys):
+    missing = tmp_path / "renamed" / "imagesTr" / "mv07.nii.gz"
     code = main(
-        [
-            "rename",
-            "mv07",
-            "--image",
-            str(tmp_path / "raw" / "mv07.nii.gz"),
-            "--label",
-            "x",
-            "--metadata",
-            "y",
-            "--out-image",
-            str(tmp_path / "a"),
-            "--out-label",
-            str(tmp_path / "b"),
-            "--out-metadata",
-            str(tmp_path / "c"),
-        ]
-    )
+        ["resample", "mv07", "--spec", RESAMPLE_SPEC, "--image", str(missing), "--label", "x",
+         "--threads", "1", "--out-image", str(tmp_path / "a"), "--out-label", str(tmp_path / "b")]
+    )  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
-    assert err[-1].startswith("error: mv07: rename: source file is missing (")
-    assert err[-1].endswith("raw/mv07.nii.gz)")
+    assert err[-1].startswith("error: mv07: resample: cannot read header (")
+    assert err[-1].endswith(f"({missing})")
     assert "Traceback" not in "\n".join(err)
 
 
 def test_volume_ids_outside_mvNN_are_refused_before_any_work(capsys):
     try:
         main(
-            [
-                "rename",
-                "../etc",
-                "--image",
-                "a",
-                "--label",
-                "b",
-                "--metadata",
-                "c",
-                "--out-image",
-                "d",
-                "--out-label",
-                "e",
-                "--out-metadata",
-                "f",
-            ]
-        )
+            ["resample", "../etc", "--spec", RESAMPLE_SPEC, "--image", "a", "--label", "b",
+             "--threads", "1", "--out-image", "d", "--out-label", "e"]
+        )  # fmt: skip
     except SystemExit as exc:
         assert exc.code == 2
     assert "volume id '../etc' is not allowed" in capsys.readouterr().err
@@ -81,6 +60,7 @@ def test_version_is_the_package_version(capsys):
 def test_disk_full_is_one_line_naming_the_final_file(tmp_path, capsys):
     """A size-limited tmpfs as the output folder (needs root and mount rights, as in CI)."""
     import os
+    import re
     import shutil
 
     from conftest import unavailable
@@ -103,21 +83,25 @@ def test_disk_full_is_one_line_naming_the_final_file(tmp_path, capsys):
                 to_json(
                     FetchSpec("synthetic", seed=1, size_xy=64, max_z=20, codec="isal", level=2)
                 ),
+                "--staging",
+                str(full / "staging"),
                 "--out-image",
-                str(full / "raw" / "mv01.nii.gz"),
+                str(full / "renamed" / "imagesTr" / "mv01.nii.gz"),
                 "--out-label",
-                str(full / "seg" / "mv01_y.nii.gz"),
+                str(full / "renamed" / "labelsTr" / "mv01.nii.gz"),
                 "--out-metadata",
-                str(full / "json" / "mv01.json"),
+                str(full / "renamed" / "metadata" / "mv01.json"),
             ]
         )
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert code == 1
-        assert (
-            err == f"error: fetch: No space left on device while writing ({full}/raw/mv01.nii.gz)"
+        # the job's own staging folder (mv01.<random>) is named, then removed
+        staged = re.escape(f"{full}/staging/mv01.") + r"[^/]+/raw/mv01\.nii\.gz"
+        assert re.fullmatch(
+            f"error: fetch: No space left on device while writing \\({staged}\\)", err
         )
-        leftovers = [p.name for p in full.rglob("*") if p.is_file()]
-        assert leftovers == []  # no temporary or partial file survives
+        leftovers = [p.relative_to(full).as_posix() for p in full.rglob("*")]
+        assert leftovers == ["staging"]  # no temporary, partial or staged file survives
     finally:
         subprocess.run(["umount", str(full)], check=True)
 

@@ -103,7 +103,7 @@ def _rule_blocks():
 def test_every_rule_that_runs_something_names_the_conda_env_and_none_its_own_container():
     """The conda env per rule; the image once, for all, by the Snakefile's global directive."""
     blocks = list(_rule_blocks())
-    assert {"fetch", "rename", "renamed_inventory"} <= {rule for _, rule, _ in blocks}
+    assert {"fetch", "renamed_inventory"} <= {rule for _, rule, _ in blocks}
     lacking = [
         f"{file}: rule {rule} lacks conda"
         for file, rule, keywords in blocks
@@ -161,7 +161,7 @@ def test_under_apptainer_every_rule_that_runs_a_command_gets_the_configured_imag
     image = "docker://localhost/minivess-bundle:test-only"
     rules = _rule_images(tmp_path, source=source, container_image=image)
     commands = {name for name, (_, runs) in rules.items() if runs}
-    assert {"rename", "bundle", "verify_bundle"} <= commands and len(commands) >= 20
+    assert {"renamed_inventory", "bundle", "verify_bundle"} <= commands and len(commands) >= 20
     assert ("fetch_ebrains" in rules) == (source == "ebrains") != ("fetch" in rules)
     wrong = {name: img for name, (img, runs) in rules.items() if runs and img != image}
     assert not wrong, wrong

@@ -190,12 +190,12 @@ def test_workflow_checks_full_real_builds_only(tmp_path):
     source = tmp_path / "release"
     source.mkdir()
     full = dry_run_jobs(tmp_path / "full", source, "all")
-    assert re.search(r"\bfingerprint\b", full) and re.search(r"\brename\s+70\b", full)
+    assert re.search(r"\bfingerprint\b", full) and re.search(r"\bfetch\s+70\b", full)
     subset = dry_run_jobs(tmp_path / "subset", source, ["mv01"])
-    assert "rename" in subset and not re.search(r"\bfingerprint\b", subset)
+    assert "fetch" in subset and not re.search(r"\bfingerprint\b", subset)
     synthetic = make_workdir(tmp_path / "synthetic", source="synthetic", volumes="all")
     ran = run_snakemake(synthetic, "-n", "--quiet", "rules")
-    assert "rename" in ran.stdout + ran.stderr
+    assert "fetch" in ran.stdout + ran.stderr
     assert not re.search(r"\bfingerprint\b", ran.stdout + ran.stderr)
 
 

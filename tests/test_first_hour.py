@@ -145,8 +145,8 @@ def test_after_ctrl_c_a_plain_rerun_finishes_the_build(tmp_path):
     (profiles/default: rerun-incomplete) redoes what was running and verifies the bag."""
     workdir = make_workdir(tmp_path, **TINY)
     run = start_snakemake(workdir, "--cores", "2", "all")
-    staged = workdir / "results" / "staging" / "raw"
-    wait_for(lambda: staged.is_dir() and any(staged.glob("mv*.nii.gz")), run)
+    landed = workdir / "results" / "renamed" / "imagesTr"
+    wait_for(lambda: landed.is_dir() and any(landed.glob("mv*.nii.gz")), run)
     os.killpg(run.pid, signal.SIGINT)
     run.communicate(timeout=SNAKEMAKE_TIMEOUT_S)
     assert run.returncode != 0

@@ -93,8 +93,8 @@ def reference(tmp_path_factory):
 def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_bytes(reference, tmp_path):
     workdir = make_workdir(tmp_path / "killed", **SMALL)
     run = start_snakemake(workdir, "--cores", "2", "all")
-    staged = workdir / "results" / "staging" / "raw"
-    wait_for(lambda: staged.is_dir() and len(list(staged.glob("mv*.nii.gz"))) >= 2, run)
+    landed = workdir / "results" / "renamed" / "imagesTr"
+    wait_for(lambda: landed.is_dir() and len(list(landed.glob("mv*.nii.gz"))) >= 2, run)
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     assert run.returncode == -signal.SIGKILL

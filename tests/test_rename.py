@@ -1,9 +1,11 @@
-"""Rename stage: new names, untouched bytes, verified copies, clear errors."""
+"""Rename (inside each fetch job): new names, untouched bytes, moves or verified copies,
+the job's own staging folder, clear errors."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,32 +14,79 @@ from minivess_bundle.core import fsio
 from minivess_bundle.core.errors import ConfigError, LoaderError, RenameError
 from minivess_bundle.core.fsio import sha256_file
 from minivess_bundle.core.volumes import renamed_names, staging_names
-from minivess_bundle.fetch.rename import inventory, rename_volume
+from minivess_bundle.fetch.rename import inventory, job_staging, land_renamed
 
 
 def _paths(root, names):
     return {k: root / v for k, v in names.items()}
 
 
-def test_rename_copies_under_the_new_names_with_identical_bytes(tiny_staging, tmp_path):
-    sources = _paths(tiny_staging, staging_names("mv01"))
+def _staged(tiny_staging, tmp_path, vol):
+    """A copy of ``vol``'s staged files (landing moves them)."""
+    folder = tmp_path / f"staged-{vol}"
+    sources = _paths(folder, staging_names(vol))
+    for role, path in sources.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tiny_staging / staging_names(vol)[role], path)
+    return sources
+
+
+def test_landing_moves_each_staged_file_to_its_new_name_with_identical_bytes(
+    tiny_staging, tmp_path
+):
+    sources = _staged(tiny_staging, tmp_path, "mv01")
+    digests = {role: sha256_file(path) for role, path in sources.items()}
+    inodes = {role: path.stat().st_ino for role, path in sources.items()}
     targets = _paths(tmp_path / "renamed", renamed_names("mv01"))
-    placed = rename_volume("mv01", sources, targets)
-    assert [p["method"] for p in placed] == ["copy"] * 3
+    placed = land_renamed("mv01", sources, targets)
+    assert [p["method"] for p in placed] == ["move"] * 3
     for role in sources:
-        assert not os.path.samefile(sources[role], targets[role])
-        assert sha256_file(sources[role]) == sha256_file(targets[role])
+        assert not sources[role].exists()
+        assert targets[role].stat().st_ino == inodes[role]  # moved: no byte rewritten
+        assert sha256_file(targets[role]) == digests[role]
+
+
+def test_a_staged_file_with_another_name_is_copied_and_verified_not_moved(tmp_path):
+    cache = tmp_path / "cache" / "mv01.nii.gz"  # as the EBRAINS object cache hardlinks it
+    cache.parent.mkdir()
+    cache.write_bytes(b"volume bytes")
+    staged = tmp_path / "staging" / "raw" / "mv01.nii.gz"
+    staged.parent.mkdir(parents=True)
+    os.link(cache, staged)
+    target = tmp_path / "renamed" / "imagesTr" / "mv01.nii.gz"
+    placed = land_renamed("mv01", {"image": staged}, {"image": target})
+    assert placed[0]["method"] == "copy"
+    assert target.read_bytes() == b"volume bytes"
+    assert not os.path.samefile(cache, target)  # no output shares the cache's inode
+    assert target.stat().st_nlink == 1
+
+
+def test_job_staging_is_the_jobs_own_and_removed_after_even_on_failure(tmp_path):
+    root = tmp_path / "staging"
+    stale = root / "mv01.killed"  # what a SIGKILLed fetch of mv01 left
+    (stale / "raw").mkdir(parents=True)
+    (stale / "raw" / "mv01.nii.gz").write_bytes(b"half")
+    other = root / "mv02.running"  # another volume's: not ours to touch
+    other.mkdir()
+    with pytest.raises(RuntimeError, match="source failed"), job_staging(root, "mv01") as mine:
+        assert mine.parent == root and mine.name.startswith("mv01.")
+        assert not stale.exists()
+        (mine / "raw").mkdir()
+        (mine / "raw" / "mv01.nii.gz").write_bytes(b"partial")
+        raise RuntimeError("source failed")
+    assert sorted(p.name for p in root.iterdir()) == ["mv02.running"]
 
 
 def test_copy_that_differs_from_its_source_is_refused_and_removed(tmp_path, monkeypatch):
     source = tmp_path / "a.bin"
     source.write_bytes(b"original bytes")
+    os.link(source, tmp_path / "a-cached.bin")  # a second name: copied, not moved
     monkeypatch.setattr(fsio.os, "link", lambda *a: (_ for _ in ()).throw(OSError("no links")))
     monkeypatch.setattr(
         fsio, "copy_extents", lambda s, d: Path(d).write_bytes(b"corrupted!!!!!") and "copy"
     )
     with pytest.raises(RenameError, match="does not match its source"):
-        rename_volume(
+        land_renamed(
             "mv01",
             {"image": source, "label": source, "metadata": source},
             {r: tmp_path / "out" / f"{r}.bin" for r in ("image", "label", "metadata")},
@@ -52,6 +101,7 @@ def test_copy_that_fills_the_disk_leaves_no_temporary_file_and_names_the_final_o
 
     source = tmp_path / "a.bin"
     source.write_bytes(b"x" * 4096)
+    os.link(source, tmp_path / "a-cached.bin")  # a second name: copied, not moved
     final = tmp_path / "out" / "a.bin"
 
     def copy_half_then_fail(src, dst):  # as the copy fails on a full disk
@@ -65,7 +115,7 @@ def test_copy_that_fills_the_disk_leaves_no_temporary_file_and_names_the_final_o
     assert raised.value.strerror == "No space left on device while writing"
     assert list((tmp_path / "out").iterdir()) == []  # the half-written temporary is gone
     with pytest.raises(RenameError) as said:
-        rename_volume(
+        land_renamed(
             "mv01",
             dict.fromkeys(("image", "label", "metadata"), source),
             {r: tmp_path / "out" / f"{r}.bin" for r in ("image", "label", "metadata")},
@@ -93,18 +143,16 @@ def test_temporaries_left_by_killed_writers_are_removed_by_the_next_write(tmp_pa
 
 
 def test_missing_source_names_volume_and_file(tiny_staging, tmp_path):
-    sources = _paths(tiny_staging, staging_names("mv39"))
+    sources = _staged(tiny_staging, tmp_path, "mv39")
     sources["label"].unlink()
     with pytest.raises(RenameError, match=r"^mv39: rename: source file is missing \(.*mv39_y"):
-        rename_volume("mv39", sources, _paths(tmp_path / "r", renamed_names("mv39")))
+        land_renamed("mv39", sources, _paths(tmp_path / "r", renamed_names("mv39")))
 
 
 def test_inventory_lists_pairs_with_hashes(tiny_staging, tmp_path):
     out = tmp_path / "renamed"
     for vol in ("mv01", "mv02", "mv39"):
-        rename_volume(
-            vol, _paths(tiny_staging, staging_names(vol)), _paths(out, renamed_names(vol))
-        )
+        land_renamed(vol, _staged(tiny_staging, tmp_path, vol), _paths(out, renamed_names(vol)))
     result = inventory(out)
     assert result["count"] == 3 and [v["id"] for v in result["volumes"]] == ["mv01", "mv02", "mv39"]
     first = result["volumes"][0]
@@ -168,11 +216,11 @@ def test_inventory_ignores_stray_files_and_lists_only_pairs(tmp_path):
 
 @pytest.mark.parametrize("volume", ["../mv01", "mv1", "MV01", "mv100", "mv01 "])
 def test_rename_refuses_ids_outside_mvnn_and_writes_nothing(tiny_staging, tmp_path, volume):
-    sources = _paths(tiny_staging, staging_names("mv01"))
+    sources = _staged(tiny_staging, tmp_path, "mv01")
     targets = {r: tmp_path / "results" / f"{r}.nii.gz" for r in ("image", "label", "metadata")}
 
     with pytest.raises(ConfigError, match=rf"volume id {re.escape(repr(volume))} is not allowed"):
-        rename_volume(volume, sources, targets)
+        land_renamed(volume, sources, targets)
 
     assert not (tmp_path / "results").exists()
 

@@ -177,7 +177,7 @@ def test_the_slurm_profile_joins_exactly_the_groups_the_rules_name():
     tail (its two unconnected parts joined), its cores are the CPUs a submission may use;
     the submitted per-volume rules name the process group function, the tail's rules the
     tail group, and no grouped rule is a localrule (a local member keeps a group local);
-    fetch, rename and validate are localrules (the submit host), in no group."""
+    fetch (which renames) and validate are localrules (the submit host), in no group."""
     import re
 
     import yaml
@@ -212,4 +212,4 @@ def test_the_slurm_profile_joins_exactly_the_groups_the_rules_name():
         for block in smk.read_text().split("localrules:")[1:]:
             local |= set(re.findall(r"^\s+(\w+),$", block.split("\n\n")[0], re.M))
     assert not set(groups) & local
-    assert {"fetch", "fetch_ebrains", "download_zip", "rename", "validate"} <= local
+    assert {"fetch", "fetch_ebrains", "download_zip", "validate"} <= local

@@ -198,19 +198,17 @@ LOCAL_RULES = {
     "all",
     "fetch",
     "fetch_licence",
-    "rename",
-    "rename_licence",
     "renamed_inventory",
     "validate",
     "validation_report",
-    "processed_metadata",
     "drift_set",
+    "drift_set_gradual",
     "drift_manifest",
 }  # (drift_select, local too, is planned only with >= 7 valid volumes)
 
 
 def test_two_submissions_on_the_critical_path_and_sbatch_runs_once_each(slurm_run):
-    """fetch -> rename -> validate run on the submit host (localrules), resample -> drift of
+    """fetch (renaming) -> validate run on the submit host (localrules), resample -> drift of
     two volumes is one sbatch (resources.submission_group), bundle -> verify_bundle and
     report_figures one more (the tail group), report_mips its own: 3 volumes are 2 + 1 + 1
     = 4 submissions, counted at sbatch itself, where one job per rule would be 16 or more;
@@ -234,10 +232,10 @@ def test_two_submissions_on_the_critical_path_and_sbatch_runs_once_each(slurm_ru
     assert {rule for group, rule, _ in planned if not group} == ALONE_RULES
     submissions = len(process) + 1 + len(ALONE_RULES)
     assert len(sbatch_calls) == submissions == 2 + 1 + 1
-    # one job per rule would be 3 fetch + 3 rename + 3 validate + 3 resample + 3 drift + 4
+    # one job per rule would be 3 fetch + 3 validate + 3 resample + 3 drift + 4
     assert len(drift) == 3
-    per_rule = 3 * len(volumes) + len(valid) + len(drift) + len(TAIL_GROUP_RULES | ALONE_RULES)
-    assert per_rule == 19 and submissions <= per_rule / 4
+    per_rule = 2 * len(volumes) + len(valid) + len(drift) + len(TAIL_GROUP_RULES | ALONE_RULES)
+    assert per_rule == 16 and submissions <= per_rule / 4
     assert len(re.findall(r"has been submitted with SLURM jobid \d+", output)) == submissions
     # the tiny jobs, and everything before the validation checkpoint, run in the main process
     local = set(re.findall(r"^local(?:rule|checkpoint) (\w+):", output, re.M))

@@ -29,7 +29,7 @@ from .cmdline import (
     fetch,
     fingerprint,
     hf_export,
-    rename,
+    inventory,
     report,
     resample,
     train_smoke,
@@ -44,7 +44,7 @@ from .core.errors import MinivessError
 #: (``add_parser``) and runs them (``main``).
 COMMANDS = (
     fetch,
-    rename,
+    inventory,
     validate,
     resample,
     drift,

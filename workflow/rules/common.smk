@@ -38,7 +38,7 @@ from minivess_bundle.drift_eval.spec import (
     ReferenceSpec,
 )  # noqa: E402
 from minivess_bundle.core.spec import to_json as spec_json  # noqa: E402
-from minivess_bundle.core.layout import staged, renamed, processed  # noqa: E402
+from minivess_bundle.core.layout import renamed, processed  # noqa: E402
 from minivess_bundle.fetch.fingerprint import (
     applies as fingerprint_applies,
 )  # noqa: E402
@@ -122,10 +122,6 @@ def fetch_input(wildcards):
         licence = os.path.join(source_path(), EBRAINS_LICENCE)
         return {"licence": licence} if os.path.isfile(licence) else {}
     return {}
-
-
-#: Staged files are temporary: rename keeps the bytes, so staging is no extra copy.
-STAGED_TEMP = {role: temp(path) for role, path in layout.STAGED.items()}
 
 
 def fetch_mem_mb(wildcards, attempt):
@@ -322,10 +318,13 @@ def drift_entries(wildcards):
 
 
 def drift_set_entries(wildcards):
+    """The manifest entries of one kind's variants: at every level (drift_set), or at
+    the job's level (drift_set_gradual: one batch)."""
+    level = getattr(wildcards, "level", None)
     return [
-        layout.fill(layout.DRIFT_ENTRY, drift=kind, level=level, vol=vol)
-        for vol, kind, level in drift_jobs()
-        if kind == wildcards.drift and str(level) == wildcards.level
+        layout.fill(layout.DRIFT_ENTRY, drift=kind, level=lvl, vol=vol)
+        for vol, kind, lvl in drift_jobs()
+        if kind == wildcards.drift and (level is None or str(lvl) == level)
     ]
 
 

@@ -1,10 +1,7 @@
 """Drift: controlled, verified distribution shifts of held-out resampled volumes, one
 job per (volume, kind) writing every level (gradual: one per volume and batch), each
-variant with its ground-truth manifest entry; set-level kinds (prevalence) one job per
-level, choosing clean volumes."""
-
-
-ruleorder: drift_select > drift_set
+variant with its ground-truth manifest entry; each kind's sets' dataset.json in one job;
+set-level kinds (prevalence) one job per level, choosing clean volumes."""
 
 
 rule drift:
@@ -88,13 +85,38 @@ rule drift_gradual:
 
 
 rule drift_set:
-    """The dataset.json of one variant set, so each set loads on its own."""
+    """The dataset.json of each of one kind's variant sets (one per level), so each set
+    loads on its own: one job per kind."""
+    input:
+        drift_set_entries,
+    output:
+        drift_level_outputs(layout.DRIFT_SET),
+    log:
+        "logs/drift/{drift}/datasets.log",
+    wildcard_constraints:
+        drift="|".join(LEVELLED_KINDS),
+    conda:
+        ENV
+    resources:
+        mem_mb=128,
+        runtime=5,
+    params:
+        drift_levels=DRIFT_LEVELS,
+    shell:
+        "minivess-bundle drift-set {input:q} --type {wildcards.drift} "
+        "--set-level {params.drift_levels} --out {output:q} > {log:q} 2>&1"
+
+
+rule drift_set_gradual:
+    """The dataset.json of one batch of gradual drift."""
     input:
         drift_set_entries,
     output:
         layout.DRIFT_SET,
     log:
         "logs/drift/{drift}/{level}/dataset.log",
+    wildcard_constraints:
+        drift="gradual",
     conda:
         ENV
     resources:

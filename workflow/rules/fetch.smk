@@ -1,10 +1,12 @@
-"""Fetch: land each volume of the configured source in the EBRAINS staging layout
-(raw/mvNN.nii.gz, seg/mvNN_y.nii.gz, json/mvNN.json), so every later stage is
-source-agnostic."""
+"""Fetch: land each volume of the configured source under the names MONAI and nnU-Net
+expect (imagesTr/mvNN.nii.gz, labelsTr/mvNN.nii.gz, metadata/mvNN.json), bytes untouched.
+Every source lands in the EBRAINS layout (raw/, seg/ mvNN_y, json/) in a staging folder of
+the job's own; the rename to the final names is a move inside the same job, so every
+later stage is source-agnostic (minivess_bundle.fetch.rename)."""
 
 # Under profiles/slurm the fetches run on the submit host (localrules): compute nodes often
-# have no internet, and a fetch is I/O (a download or a copy), not CPU. So does rename and
-# validate (Snakefile): no submission is queued before the validation checkpoint.
+# have no internet, and a fetch is I/O (a download or a copy), not CPU. So does validate
+# (Snakefile): no submission is queued before the validation checkpoint.
 if SOURCE != "ebrains":
 
     localrules:
@@ -12,11 +14,11 @@ if SOURCE != "ebrains":
         fetch_licence,
 
     rule fetch:
-        """Land one volume from the synthetic generator, the local ZIP or a folder."""
+        """Land one volume from the synthetic generator, the local ZIP or a folder, renamed."""
         input:
             unpack(fetch_input),
         output:
-            **STAGED_TEMP,
+            **layout.RENAMED,
         log:
             "logs/fetch/{vol}.log",
         benchmark:
@@ -29,18 +31,20 @@ if SOURCE != "ebrains":
         params:
             spec=FETCH_SPEC,
             source_path=lambda wildcards: "" if SOURCE == "synthetic" else source_path(),
+            staging=layout.STAGING_ROOT,
         shell:
             "minivess-bundle fetch {wildcards.vol} --spec {params.spec:q} "
-            "--source-path={params.source_path:q} "
+            "--source-path={params.source_path:q} --staging {params.staging:q} "
             "--out-image {output.image:q} --out-label {output.label:q} "
             "--out-metadata {output.metadata:q} > {log:q} 2>&1"
 
     rule fetch_licence:
-        """Land the source's licence file (the release's PDF, or the synthetic note)."""
+        """Land the source's licence file (the release's PDF, or the synthetic note) beside
+        the renamed metadata."""
         input:
             unpack(fetch_input),
         output:
-            temp(layout.licence(LICENCE, "staging")),
+            layout.licence(LICENCE),
         log:
             "logs/fetch/licence.log",
         conda:
@@ -51,9 +55,11 @@ if SOURCE != "ebrains":
         params:
             spec=FETCH_SPEC,
             source_path=lambda wildcards: "" if SOURCE == "synthetic" else source_path(),
+            staging=layout.STAGING_ROOT,
         shell:
             "minivess-bundle fetch-licence --spec {params.spec:q} "
-            "--source-path={params.source_path:q} --out {output:q} > {log:q} 2>&1"
+            "--source-path={params.source_path:q} --staging {params.staging:q} "
+            "--out {output:q} > {log:q} 2>&1"
 
 
 if SOURCE == "ebrains":
@@ -85,11 +91,11 @@ if SOURCE == "ebrains":
             "--out {output:q} > {log:q} 2>&1"
 
     rule fetch_ebrains:
-        """Download one volume (verified against the listing, resumable) into staging."""
+        """Download one volume (verified against the listing, resumable), land it renamed."""
         input:
             listing=layout.EBRAINS_LISTING,
         output:
-            **STAGED_TEMP,
+            **layout.RENAMED,
         log:
             "logs/fetch/{vol}.log",
         benchmark:
@@ -103,18 +109,19 @@ if SOURCE == "ebrains":
         params:
             spec=EBRAINS_SPEC,
             cache=lambda wildcards, input: str(Path(input.listing).parent),
+            staging=layout.STAGING_ROOT,
         shell:
             "minivess-bundle ebrains-fetch {wildcards.vol} --listing {input.listing:q} "
-            "--cache {params.cache:q} --spec {params.spec:q} "
+            "--cache {params.cache:q} --spec {params.spec:q} --staging {params.staging:q} "
             "--out-image {output.image:q} --out-label {output.label:q} "
             "--out-metadata {output.metadata:q} > {log:q} 2>&1"
 
     rule fetch_licence_ebrains:
-        """Download the release's licence file into staging."""
+        """Download the release's licence file, land it beside the renamed metadata."""
         input:
             listing=layout.EBRAINS_LISTING,
         output:
-            temp(layout.licence(LICENCE, "staging")),
+            layout.licence(LICENCE),
         log:
             "logs/fetch/licence.log",
         conda:
@@ -126,9 +133,11 @@ if SOURCE == "ebrains":
         params:
             spec=EBRAINS_SPEC,
             cache=lambda wildcards, input: str(Path(input.listing).parent),
+            staging=layout.STAGING_ROOT,
         shell:
             "minivess-bundle ebrains-licence --listing {input.listing:q} "
-            "--cache {params.cache:q} --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+            "--cache {params.cache:q} --spec {params.spec:q} --staging {params.staging:q} "
+            "--out {output:q} > {log:q} 2>&1"
 
 
 if SOURCE == "zip" and ZIP_URL:

@@ -1,44 +1,6 @@
-"""Rename: EBRAINS layout -> imagesTr/labelsTr/metadata, bytes untouched
-(hardlinked where possible, else copied and verified)."""
-
-
-rule rename:
-    """Give one volume the names MONAI and nnU-Net expect (mask suffix _y dropped)."""
-    input:
-        **layout.STAGED,
-    output:
-        **layout.RENAMED,
-    log:
-        "logs/rename/{vol}.log",
-    benchmark:
-        "benchmarks/rename/{vol}.tsv"
-    conda:
-        ENV
-    resources:
-        mem_mb=128,
-        runtime=5,
-    shell:
-        "minivess-bundle rename {wildcards.vol} "
-        "--image {input.image:q} --label {input.label:q} --metadata {input.metadata:q} "
-        "--out-image {output.image:q} --out-label {output.label:q} "
-        "--out-metadata {output.metadata:q} > {log:q} 2>&1"
-
-
-rule rename_licence:
-    """Keep the licence beside the metadata, bytes untouched."""
-    input:
-        layout.licence(LICENCE, "staging"),
-    output:
-        layout.licence(LICENCE),
-    log:
-        "logs/rename/licence.log",
-    conda:
-        ENV
-    resources:
-        mem_mb=128,
-        runtime=5,
-    shell:
-        "minivess-bundle place {input:q} {output:q} > {log:q} 2>&1"
+"""Rename: the renamed tree (imagesTr/labelsTr/metadata, bytes untouched) listed through
+the package's loader. The renaming itself is a move inside each fetch job
+(workflow/rules/fetch.smk, minivess_bundle.fetch.rename)."""
 
 
 rule renamed_inventory:

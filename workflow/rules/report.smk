@@ -28,7 +28,10 @@ rule report_mips:
     priority: 1  # before waiting drift jobs: off the serial tail
     conda:
         ENV
-    threads: 2  # volumes drawn at once (capped by --cores; more with --set-threads)
+    # One thread: it then takes the first core a drift job frees (priority 1) instead of
+    # waiting for two free cores, which on 2 cores came only after the last drift job (14 s
+    # of the serial tail at 70 volumes). More with --set-threads report_mips=N.
+    threads: 1
     resources:
         mem_mb=report_mips_mem_mb,
         runtime=30,

@@ -1,16 +1,15 @@
 """Resample: every valid volume onto the target grid (isotropic 1 um by default), in
-z-slabs streamed to deterministic gzip so memory stays bounded."""
+z-slabs streamed to deterministic gzip so memory stays bounded; its json carried over in
+the same job, bytes untouched."""
 
 
 rule resample:
-    """Resample one validated volume pair onto the target grid."""
+    """Resample one validated volume pair onto the target grid; carry its json over."""
     input:
-        image=layout.RENAMED["image"],
-        label=layout.RENAMED["label"],
+        **layout.RENAMED,
         report=layout.VALIDATION,
     output:
-        image=layout.PROCESSED["image"],
-        label=layout.PROCESSED["label"],
+        **layout.PROCESSED,
         record=layout.RESAMPLE_RECORD,
     log:
         "logs/resample/{vol}.log",
@@ -34,22 +33,6 @@ rule resample:
     shell:
         "minivess-bundle resample {wildcards.vol} --spec {params.spec:q} "
         "--image {input.image:q} --label {input.label:q} --threads {threads} "
+        "--metadata {input.metadata:q} "
         "--out-image {output.image:q} --out-label {output.label:q} "
-        "--record {output.record:q} > {log:q} 2>&1"
-
-
-rule processed_metadata:
-    """Carry each valid volume's json into the processed tree, bytes untouched."""
-    input:
-        layout.RENAMED["metadata"],
-    output:
-        layout.PROCESSED["metadata"],
-    log:
-        "logs/resample/{vol}_metadata.log",
-    conda:
-        ENV
-    resources:
-        mem_mb=128,
-        runtime=5,
-    shell:
-        "minivess-bundle place {input:q} {output:q} > {log:q} 2>&1"
+        "--out-metadata {output.metadata:q} --record {output.record:q} > {log:q} 2>&1"

@@ -195,7 +195,7 @@ def _auto_lineage(payload: Mapping[str, str], documents: Mapping[str, str]) -> d
             record.update(
                 source=f"ebrains:{source}",
                 source_sha256=sha,
-                rule="rename",
+                rule="fetch",
                 parameters={"bytes": "untouched"},
             )
         elif parts[0] in ("processed", "drift"):

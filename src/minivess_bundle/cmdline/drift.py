@@ -97,14 +97,28 @@ def cmd_drift_manifest(args: argparse.Namespace) -> None:
 
 
 def cmd_drift_set(args: argparse.Namespace) -> None:
-    """Write the dataset.json of one drift variant set (type, level)."""
+    """Write the dataset.json of one kind's drift variant sets, one per level (each
+    ``--set-level`` with the ``--out`` in the same place), from the variants' entries."""
     import json
 
+    from ..core.errors import DriftError
     from ..core.fsio import write_json_atomic
     from ..drift import variant_dataset_json
 
+    if len(args.set_level) != len(args.out):
+        raise DriftError(
+            f"{len(args.set_level)} --set-level for {len(args.out)} --out",
+            expected="one output per level",
+        )
     entries = [json.loads(Path(p).read_text()) for p in args.entries]
-    write_json_atomic(args.out, variant_dataset_json(args.type, args.set_level, entries))
+    for level, out in zip(args.set_level, args.out, strict=True):
+        chosen = [e for e in entries if str(e["level"]) == level]
+        if not chosen:
+            raise DriftError(
+                f"no variant of {args.type} at level {level} among the entries",
+                expected="at least one entry per level",
+            )
+        write_json_atomic(out, variant_dataset_json(args.type, level, chosen))
 
 
 def cmd_drift_select(args: argparse.Namespace) -> None:
@@ -186,8 +200,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("drift-set", help=cmd_drift_set.__doc__)
     p.add_argument("entries", nargs="+")
     p.add_argument("--type", required=True)
-    p.add_argument("--set-level", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--set-level", required=True, nargs="+")
+    p.add_argument("--out", required=True, nargs="+", help="one per --set-level, in order")
     p.set_defaults(func=main, run=cmd_drift_set)
     return p
 

@@ -27,58 +27,80 @@ def _spec(cls_name: str, text: str):
     return spec.read(getattr(specs, cls_name), text)
 
 
-def cmd_fetch(args: argparse.Namespace) -> None:
-    """Land one volume from the configured source in the EBRAINS staging layout."""
-    from ..core.volumes import staging_names
+def _outputs(args: argparse.Namespace) -> dict[str, str]:
+    return {"image": args.out_image, "label": args.out_label, "metadata": args.out_metadata}
 
+
+def _land_volume(args: argparse.Namespace, land) -> None:
+    """``land(staging)`` writes the volume under its EBRAINS names into a staging folder of
+    this job's own (under ``--staging``); the files then move to their renamed outputs."""
+    from ..core.volumes import staging_names
+    from ..fetch.rename import job_staging, land_renamed
+
+    with job_staging(args.staging, args.volume) as staging:
+        land(staging)
+        staged = {role: staging / rel for role, rel in staging_names(args.volume).items()}
+        land_renamed(args.volume, staged, _outputs(args))
+
+
+def _land_licence(args: argparse.Namespace, land) -> None:
+    """``land(staging)`` writes the licence file into a staging folder of this job's own;
+    it then moves to ``--out`` (the renamed metadata folder)."""
+    from ..fetch.rename import job_staging, land_renamed
+
+    out = Path(args.out)
+    with job_staging(args.staging, "licence") as staging:
+        land(staging)
+        if not (staging / out.name).is_file():
+            raise MinivessError("licence file did not land", path=out, expected=out.name)
+        land_renamed(None, {"licence": staging / out.name}, {"licence": out})
+
+
+def cmd_fetch(args: argparse.Namespace) -> None:
+    """Land one volume from the configured source under its renamed names
+    (imagesTr/labelsTr/metadata), bytes untouched."""
     stage = _spec("FetchSpec", args.spec)
-    outputs = {"image": args.out_image, "label": args.out_label, "metadata": args.out_metadata}
-    staging = Path(args.out_image).parent.parent
-    expected = {k: staging / rel for k, rel in staging_names(args.volume).items()}
-    if any(Path(outputs[k]) != expected[k] for k in outputs):
-        raise MinivessError(
-            "output paths do not form one EBRAINS staging tree",
-            volume=args.volume,
-            expected="raw/<id>.nii.gz, seg/<id>_y.nii.gz, json/<id>.json under one folder",
-        )
     if stage.source == "synthetic":
         from ..fetch.synthetic import write_synthetic_volume
 
-        write_synthetic_volume(
-            staging, args.volume, stage.seed, stage.size_xy, stage.max_z, stage.codec, stage.level
-        )
+        def land(staging: Path) -> None:
+            write_synthetic_volume(
+                staging, args.volume, stage.seed, stage.size_xy, stage.max_z, stage.codec,
+                stage.level,
+            )  # fmt: skip
     elif stage.source == "zip":
         from ..fetch.sources import fetch_from_zip
 
-        log_record(fetch_from_zip(args.source_path, args.volume, staging))
+        def land(staging: Path) -> None:
+            log_record(fetch_from_zip(args.source_path, args.volume, staging))
     elif stage.source == "dir":
         from ..fetch.sources import fetch_from_dir
 
-        log_record(fetch_from_dir(args.source_path, args.volume, staging))
+        def land(staging: Path) -> None:
+            log_record(fetch_from_dir(args.source_path, args.volume, staging))
     else:
         raise MinivessError(f"fetch: source {stage.source!r}", expected=_LOCAL_SOURCES)
+    _land_volume(args, land)
 
 
 def cmd_fetch_licence(args: argparse.Namespace) -> None:
-    """Land the licence file of the configured source in staging."""
-    out = Path(args.out)
+    """Land the licence file of the configured source beside the renamed metadata."""
     source = _spec("FetchSpec", args.spec).source
     if source == "synthetic":
-        from ..fetch.synthetic import write_synthetic_licence
-
-        write_synthetic_licence(out.parent)
+        from ..fetch.synthetic import write_synthetic_licence as land
     elif source == "zip":
         from ..fetch.sources import fetch_licence_from_zip
 
-        fetch_licence_from_zip(args.source_path, out.parent)
+        def land(staging: Path) -> None:
+            fetch_licence_from_zip(args.source_path, staging)
     elif source == "dir":
         from ..fetch.sources import fetch_licence_from_dir
 
-        fetch_licence_from_dir(args.source_path, out.parent)
+        def land(staging: Path) -> None:
+            fetch_licence_from_dir(args.source_path, staging)
     else:
         raise MinivessError(f"fetch-licence: source {source!r}", expected=_LOCAL_SOURCES)
-    if not out.is_file():
-        raise MinivessError("licence file did not land", path=out, expected=out.name)
+    _land_licence(args, land)
 
 
 def cmd_ebrains_list(args: argparse.Namespace) -> None:
@@ -89,29 +111,22 @@ def cmd_ebrains_list(args: argparse.Namespace) -> None:
 
 
 def cmd_ebrains_fetch(args: argparse.Namespace) -> None:
-    """Download one volume from EBRAINS (verified, resumable) into staging."""
-    from ..core.volumes import staging_names
+    """Download one volume from EBRAINS (verified, resumable) and land it under its
+    renamed names."""
     from ..fetch.ebrains import fetch_volume
 
-    staging = Path(args.out_image).parent.parent
-    outputs = {"image": args.out_image, "label": args.out_label, "metadata": args.out_metadata}
-    for role, rel in staging_names(args.volume).items():
-        if Path(outputs[role]) != staging / rel:
-            raise MinivessError(
-                "output paths do not form one EBRAINS staging tree",
-                volume=args.volume,
-                path=outputs[role],
-            )
     settings = _spec("EbrainsSpec", args.spec).client_settings()
-    fetch_volume(args.volume, args.listing, args.cache, staging, settings)
+    _land_volume(
+        args, lambda staging: fetch_volume(args.volume, args.listing, args.cache, staging, settings)
+    )
 
 
 def cmd_ebrains_licence(args: argparse.Namespace) -> None:
-    """Download the licence file from EBRAINS into staging."""
+    """Download the licence file from EBRAINS and land it beside the renamed metadata."""
     from ..fetch.ebrains import fetch_licence
 
     settings = _spec("EbrainsSpec", args.spec).client_settings()
-    fetch_licence(args.listing, args.cache, Path(args.out).parent, settings)
+    _land_licence(args, lambda staging: fetch_licence(args.listing, args.cache, staging, settings))
 
 
 def cmd_download_url(args: argparse.Namespace) -> None:
@@ -130,12 +145,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--source-path", default="", help="the EBRAINS ZIP (zip) or folder (dir)")
     for role in ("image", "label", "metadata"):
         p.add_argument(f"--out-{role}", required=True)
+    p.add_argument(
+        "--staging",
+        required=True,
+        help="where the job's own staging folder is made (results/staging)",
+    )
     p.set_defaults(func=main, run=cmd_fetch)
 
     p = subparsers.add_parser("fetch-licence", help=cmd_fetch_licence.__doc__)
     add_spec(p, "fetch.spec.FetchSpec (its source)")
     p.add_argument("--source-path", default="")
     p.add_argument("--out", required=True)
+    p.add_argument(
+        "--staging",
+        required=True,
+        help="where the job's own staging folder is made (results/staging)",
+    )
     p.set_defaults(func=main, run=cmd_fetch_licence)
 
     p = subparsers.add_parser("ebrains-list", help=cmd_ebrains_list.__doc__)
@@ -151,6 +176,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--cache", required=True, help="download folder kept across failed runs")
     for role in ("image", "label", "metadata"):
         p.add_argument(f"--out-{role}", required=True)
+    p.add_argument(
+        "--staging",
+        required=True,
+        help="where the job's own staging folder is made (results/staging)",
+    )
     p.set_defaults(func=main, run=cmd_ebrains_fetch)
 
     p = subparsers.add_parser("ebrains-licence", help=cmd_ebrains_licence.__doc__)
@@ -158,6 +188,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--listing", required=True)
     p.add_argument("--cache", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument(
+        "--staging",
+        required=True,
+        help="where the job's own staging folder is made (results/staging)",
+    )
     p.set_defaults(func=main, run=cmd_ebrains_licence)
 
     p = subparsers.add_parser("download-url", help=cmd_download_url.__doc__)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ..core.errors import MinivessError
 from .common import add_spec, volume_id
 
 log = logging.getLogger("minivess_bundle")
@@ -22,16 +23,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_spec(p, "resample.spec.ResampleSpec")
     p.add_argument("--image", required=True)
     p.add_argument("--label", required=True)
+    p.add_argument("--metadata", default="", help="the volume's json, carried over unchanged")
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--out-image", required=True)
     p.add_argument("--out-label", required=True)
+    p.add_argument("--out-metadata", default="", help="where --metadata's bytes go")
     p.add_argument("--record", default="", help="write what was done as JSON here")
     p.set_defaults(func=main)
     return p
 
 
 def main(args: argparse.Namespace) -> int:
-    """Resample one validated pair onto the target grid (z-slabs, streamed gzip)."""
+    """Resample one validated pair onto the target grid (z-slabs, streamed gzip); carry its
+    json over."""
     import json
 
     from ..core import spec
@@ -54,6 +58,16 @@ def main(args: argparse.Namespace) -> int:
         stage.source_units,
         threads=args.threads,
     )
+    if bool(args.metadata) != bool(args.out_metadata):
+        raise MinivessError(
+            "--metadata and --out-metadata go together",
+            volume=args.volume,
+            expected="both or neither",
+        )
+    if args.metadata:  # the json, bytes untouched (a verified copy: fetch.rename.place_file)
+        from ..fetch.rename import place_file
+
+        place_file(args.metadata, args.out_metadata, args.volume)
     if args.record:
         write_json_atomic(args.record, record)
     log.info("%s", json.dumps(record["output"], sort_keys=True))

@@ -8,9 +8,10 @@ helpers below. Relative to the working directory, as Snakemake runs.
 =====================  ==================================================================
 stage                  files
 =====================  ==================================================================
-fetch (staging)        ``results/staging/{raw,seg,json}/`` (EBRAINS names; temporary)
+fetch (staging)        ``results/staging/<vol>.<random>/{raw,seg,json}/`` (EBRAINS names; one
+                       folder per fetch job, removed when it ends)
 downloads              ``results/downloads/`` (ZIP, EBRAINS listing and object cache)
-rename                 ``results/renamed/{imagesTr,labelsTr,metadata}/``
+rename (in fetch)      ``results/renamed/{imagesTr,labelsTr,metadata}/``
 fingerprint            ``results/fingerprint.json`` (full real builds: the authors' DVC hash)
 validate               ``results/validation/{vol}.json``, ``results/validation_report.json``
 resample               ``results/processed/{imagesTr,labelsTr,metadata}/``,
@@ -29,7 +30,7 @@ drift_eval             ``results/drift_eval/`` (detector power, false alarms, ha
 from __future__ import annotations
 
 from .dataset import NNUNET_NAME
-from .volumes import check_volume_id, renamed_names, staging_names
+from .volumes import check_volume_id, renamed_names
 
 RESULTS = "results"
 
@@ -48,13 +49,11 @@ REPORT_ROOT = f"{RESULTS}/report"
 OMEZARR_ROOT = f"{RESULTS}/omezarr"
 HF_ROOT = f"{RESULTS}/hf"
 
-#: One volume's files as the fetch stage lands them (the EBRAINS layout).
-STAGED = {role: f"{STAGING_ROOT}/{name}" for role, name in staging_names("mv00").items()}
 #: One volume's files under the names MONAI and nnU-Net expect (bytes untouched).
 RENAMED = {role: f"{RENAMED_ROOT}/{name}" for role, name in renamed_names("mv00").items()}
 #: One validated volume on the target grid (metadata carried over unchanged).
 PROCESSED = {role: f"{PROCESSED_ROOT}/{name}" for role, name in renamed_names("mv00").items()}
-for _files in (STAGED, RENAMED, PROCESSED):
+for _files in (RENAMED, PROCESSED):
     for _role, _path in _files.items():
         _files[_role] = _path.replace("mv00", "{vol}")
 
@@ -117,11 +116,6 @@ def fill(template: str | dict[str, str], **wildcards: object) -> str | dict[str,
     return template.format(**wildcards)
 
 
-def staged(vol: str) -> dict[str, str]:
-    """One volume's staged files (image, label, metadata)."""
-    return fill(STAGED, vol=vol)
-
-
 def renamed(vol: str) -> dict[str, str]:
     """One volume's renamed files (image, label, metadata)."""
     return fill(RENAMED, vol=vol)
@@ -137,10 +131,8 @@ def drift_variant(drift: str, level: int | str, vol: str) -> dict[str, str]:
     return fill(DRIFT_VARIANT, drift=drift, level=level, vol=vol)
 
 
-def licence(name: str, stage: str = "renamed") -> str:
-    """Where the licence file lives: beside the staged files, or the renamed metadata."""
-    if stage == "staging":
-        return f"{STAGING_ROOT}/{name}"
+def licence(name: str) -> str:
+    """Where the licence file lives: beside the renamed metadata."""
     return f"{RENAMED_ROOT}/metadata/{name}"
 
 
