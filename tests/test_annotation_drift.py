@@ -197,3 +197,33 @@ def test_label_pair_figures_on_a_hand_made_pair():
     assert fig["median_radius_um_before"] == pytest.approx(3.0, abs=0.2)
     assert fig["centreline_kept_thick"] == pytest.approx(1.0)  # the centre is kept
     assert fig["centreline_kept_thin"] is None or fig["centreline_kept_thin"] <= 1.0
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.994, 0.994, 2.0)])
+def test_the_figures_clean_side_reads_the_drifts_distance_map_and_gets_the_same_numbers(spacing):
+    """CleanSide with the drift's own distance map (its box) measures what it measures
+    alone: the same radii at every centreline voxel and the same depth in voxels (read
+    from the map only at 1 µm), with a vessel touching the volume's edge."""
+    from minivess_bundle.core.metrics import skeleton as skeletonise
+    from minivess_bundle.drift.label_figures import CleanSide
+
+    rng = np.random.default_rng(3)
+    mask = np.zeros((40, 48, 24), np.uint8)
+    mask[5:35, 20:26, 8:14] = 1  # a thick vessel
+    mask[0:40, 30:32, 2:4] = 1  # a thin one from edge to edge
+    mask[rng.random(mask.shape) < 0.002] = 1  # specks
+    centre = skeletonise(mask)
+    drift = AnnotationDrift(0.6, 11)
+    cache: dict = {}
+    drift(mask, spacing=spacing, skeleton=centre, cache=cache)
+    (prepared,) = [entry[2] for name, entry in cache.items() if name[0] == "annotation"]
+    alone = CleanSide(mask, spacing, centre)
+    shared = CleanSide(mask, spacing, centre, (prepared.box, prepared.depth_um))
+    np.testing.assert_array_equal(shared.skeleton, alone.skeleton)
+    np.testing.assert_array_equal(shared.radii, alone.radii)
+    np.testing.assert_array_equal(shared.depth, alone.depth)
+    assert shared.radii.size == int(centre.sum()) > 0
+    assert (shared.components, shared.fragments) == (alone.components, alone.fragments)
+    # a box that is not the mask's own is not read
+    other = CleanSide(mask, spacing, centre, ((slice(0, 1),) * 3, prepared.depth_um))
+    np.testing.assert_array_equal(other.radii, alone.radii)

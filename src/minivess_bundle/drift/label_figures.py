@@ -80,21 +80,26 @@ def fragments_per_megavoxel(mask: np.ndarray, size: int | None = None) -> tuple[
     return count * per_mvox, int((sizes <= FRAGMENT_VOXELS).sum()) * per_mvox
 
 
-def _crop(mask: np.ndarray) -> np.ndarray:
-    """``mask`` cut to its foreground's bounding box plus one background voxel each side
-    (where the volume has one): its skeleton, components and distances to the background
-    are those of the whole volume (the background beyond the margin is never nearer).
-    An empty mask comes back whole."""
+def _crop_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The foreground's bounding box plus one background voxel each side (where the volume
+    has one); the whole volume for an empty mask."""
     import numpy as np
 
     if not mask.any():
-        return mask
+        return tuple(slice(0, n) for n in mask.shape)
     box = []
     for axis in range(mask.ndim):
         others = tuple(i for i in range(mask.ndim) if i != axis)
         hit = np.flatnonzero(mask.any(axis=others))
         box.append(slice(max(int(hit[0]) - 1, 0), min(int(hit[-1]) + 2, mask.shape[axis])))
-    return mask[tuple(box)]
+    return tuple(box)
+
+
+def _crop(mask: np.ndarray) -> np.ndarray:
+    """``mask`` cut to :func:`_crop_box`: its skeleton, components and distances to the
+    background are those of the whole volume (the background beyond the margin is never
+    nearer). An empty mask comes back whole."""
+    return mask[_crop_box(mask)]
 
 
 class CleanSide:
@@ -106,19 +111,41 @@ class CleanSide:
     several levels of one volume measures the clean mask once.
     """
 
-    def __init__(self, clean: np.ndarray, spacing_um: Sequence[float], skeleton=None) -> None:
+    def __init__(
+        self, clean: np.ndarray, spacing_um: Sequence[float], skeleton=None, known=None
+    ) -> None:
+        """``known``: ``(box, distance)``, the clean mask's distance to the background in µm
+        on a box of it (the annotation drift's own, :class:`~.kinds.label._Prepared`): read
+        instead of computed where the box is :func:`_crop_box`'s. The distance at a voxel is
+        the same number on the box as on the volume (the nearest background is inside it),
+        and in voxels it is the µm one where the spacing is 1 µm."""
+        import numpy as np
         from scipy import ndimage
 
         a = clean > 0
         self.mask = a
         self.count = int(a.sum())
         self.fraction = float(a.mean())
-        self.skeleton, distance = centreline_radii(a, spacing_um, skeleton)
-        self.radii = distance[self.skeleton]
-        del distance
-        self.components, self.fragments = fragments_per_megavoxel(_crop(a), a.size)
-        small = _crop(a)
-        self.depth = ndimage.distance_transform_edt(small)[small]
+        box = _crop_box(a)
+        small = a[box]
+        shared = known is not None and tuple(known[0]) == box
+        if shared:
+            from ..core.metrics import skeleton as skeletonise
+
+            skeleton = skeletonise(a) if skeleton is None else skeleton.astype(bool, copy=False)
+            inside = skeleton[box]  # a centreline voxel off the mask's box: measure it whole
+            shared = int(np.count_nonzero(inside)) == int(np.count_nonzero(skeleton))
+        if shared:
+            self.skeleton, self.radii = skeleton, known[1][inside]
+        else:
+            self.skeleton, distance = centreline_radii(a, spacing_um, skeleton)
+            self.radii = distance[self.skeleton]
+            del distance
+        self.components, self.fragments = fragments_per_megavoxel(small, a.size)
+        if shared and all(v == 1.0 for v in spacing_um):
+            self.depth = known[1][small]
+        else:
+            self.depth = ndimage.distance_transform_edt(small)[small]
 
 
 def label_pair_figures(

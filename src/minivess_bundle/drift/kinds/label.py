@@ -244,7 +244,21 @@ class AnnotationDrift(Drift):
         if held is not None and held[0] is clean and held[1] is clean_skeleton:
             side = held[2]
         else:
-            side = CleanSide(clean, spacing_um, clean_skeleton)
+            # the drift's own distance map of this clean mask, where _apply made one
+            prepared = next(
+                (
+                    entry[2]
+                    for name, entry in (cache or {}).items()
+                    if name[0] == "annotation" and entry[0] is clean
+                    and entry[2].spacing_um == tuple(float(v) for v in spacing_um)
+                ),
+                None,
+            )  # fmt: skip
+            known = None
+            if prepared is not None and prepared.depth_um is not None:
+                known = (prepared.box, prepared.depth_um)
+                prepared.depth_um = None  # read once: the levels' figures peak without it
+            side = CleanSide(clean, spacing_um, clean_skeleton, known)
             if cache is not None:  # the arrays are held too, so their ids stay theirs
                 cache[key] = (clean, clean_skeleton, side)
         return label_pair_figures(clean, drifted, spacing_um, clean_skeleton, side)
@@ -356,6 +370,10 @@ class _Prepared:
             self.p_miss[segment.flat[deepest]] = 0.0
             self.removed_at_5 = self.removed_at(1.0)
             kept_at_5 = mask & ~self.removed_at_5
+        # the clean mask's distance to the background (µm, on ``box``): the figures' clean
+        # side reads it instead of computing it again (label_figures.CleanSide)
+        self.spacing_um = tuple(spacing_um)
+        self.depth_um = depth
         del depth
         # additions touch what every level keeps, so they never float free
         shell = ndimage.binary_dilation(mask, full) & ~mask
