@@ -15,6 +15,11 @@ rule resample:
         "logs/resample/{vol}.log",
     benchmark:
         "benchmarks/resample/{vol}.tsv"
+    # Every volume is resampled before any drift job starts (drift has priority 0), so the
+    # MIPs (report_mips, priority 1: they need every resampled volume) draw beside the drift
+    # jobs instead of after them: at 70 volumes on 2 cores the last resample had waited for
+    # drift jobs until 131 s of 177, and the MIPs then held up the bundle.
+    priority: 2
     group:
         process_group
     conda:
@@ -25,11 +30,6 @@ rule resample:
     # spreads the interpolation, so two 2-thread jobs in turn take longer than two
     # 1-thread jobs side by side; more threads help where cores outnumber jobs.
     threads: 1
-    # Every volume is resampled before any drift job starts (drift has priority 0), so the
-    # MIPs (report_mips, priority 1: they need every resampled volume) draw beside the drift
-    # jobs instead of after them: at 70 volumes on 2 cores the last resample had waited for
-    # drift jobs until 131 s of 177, and the MIPs then held up the bundle.
-    priority: 2
     resources:
         mem_mb=resample_mem_mb,
         runtime=60,
