@@ -196,3 +196,30 @@ def test_drift_type_is_checked_against_the_kinds_loaded_only_for_a_drift_line(ca
     code += "print('minivess_bundle.drift' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False"
+
+
+def test_every_job_runs_one_blas_thread_whatever_the_callers_environment():
+    """A command's numpy starts one OpenBLAS thread, not one per core (~50-100 ms of CPU
+    per job at import, and a large dot product sums in another order with another thread
+    count), even where the caller exported more."""
+    import os
+
+    code = (
+        "import os\n"
+        "import minivess_bundle.cli\n"
+        "import numpy\n"
+        "print(os.environ['OPENBLAS_NUM_THREADS'])\n"
+        "rng = numpy.random.default_rng(0); x = rng.standard_normal(4_000_000)\n"
+        "print(repr(float(numpy.dot(x, x))))\n"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stdout.split()
+    single = subprocess.run(
+        [sys.executable, "-c", "import numpy; rng = numpy.random.default_rng(0); "
+         "x = rng.standard_normal(4_000_000); print(repr(float(numpy.dot(x, x))))"],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+    ).stdout.split()  # fmt: skip
+    assert out == ["1", single[0]]

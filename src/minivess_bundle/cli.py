@@ -14,7 +14,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+
+# One BLAS thread per job, set before anything imports numpy. A job's parallelism is the
+# rule's `threads:` (passed as --threads to the commands that use them); numpy's and
+# scipy's OpenBLAS would otherwise start a thread per core at import, which cost every job
+# ~50-100 ms of CPU (import numpy: 126 -> 73 ms CPU on 2 cores, nibabel 241 -> 140 ms; more
+# on a many-core node), and a large np.dot sums in a different order with another thread
+# count (50 M values: ...803035 with 1 thread, ...803154 with 2), so a figure could depend
+# on the machine's cores. So it is set, not defaulted: a cluster module that exports
+# OPENBLAS_NUM_THREADS=<cores> must not change a build's bytes.
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 from . import __version__
 from .cmdline import (

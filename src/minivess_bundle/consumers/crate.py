@@ -13,12 +13,8 @@ A consumer: roc-validator (the ``test`` extra) is imported only here, only when 
 
 from __future__ import annotations
 
-import io
 import json
-import subprocess
 import sys
-import tempfile
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +30,8 @@ DEFAULT_PROFILE = "ro-crate-1.3"
 
 def context_bytes() -> bytes:
     """The RO-Crate 1.3 JSON-LD context shipped with the package."""
+    from importlib import resources
+
     return resources.files("minivess_bundle").joinpath("data", CONTEXT_RESOURCE).read_bytes()
 
 
@@ -52,6 +50,8 @@ def _need(module: str):
 def warm_cache(cache: str | Path) -> Path:
     """A requests-cache SQLite cache (``cache``, a name without ``.sqlite``) holding the
     RO-Crate 1.3 context as roc-validator would have fetched it; returns ``cache``."""
+    import io
+
     _need("requests_cache")
     import requests
     import urllib3
@@ -110,6 +110,9 @@ def validate_crate(
         raise ConsumerError(f"validate-crate: severity {severity!r}", expected=str(SEVERITIES))
     root = crate_root(path)
     _need("rocrate_validator")
+    import subprocess
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="minivess-crate-") as tmp:
         cache_name = Path(cache) if cache else Path(tmp) / "http-cache"
         warm_cache(cache_name)
