@@ -202,9 +202,8 @@ LOCAL_RULES = {
     "validate",
     "validation_report",
     "drift_set",
-    "drift_set_gradual",
     "drift_manifest",
-}  # (drift_select, local too, is planned only with >= 7 valid volumes)
+}  # (drift_select and drift_set_gradual, local too, are not planned for this config)
 
 
 def test_two_submissions_on_the_critical_path_and_sbatch_runs_once_each(slurm_run):
