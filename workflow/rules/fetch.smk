@@ -47,6 +47,10 @@ if SOURCE != "ebrains":
             layout.licence(LICENCE),
         log:
             "logs/fetch/licence.log",
+        # First: it is tiny, and the bundle needs it (through the fingerprint too); left to
+        # the greedy scheduler's tie-break it ran after the last drift job and held the
+        # bundle back behind report_figures (bundle.smk).
+        priority: 3
         conda:
             ENV
         resources:
@@ -124,6 +128,10 @@ if SOURCE == "ebrains":
             layout.licence(LICENCE),
         log:
             "logs/fetch/licence.log",
+        # First: it is tiny, and the bundle needs it (through the fingerprint too); left to
+        # the greedy scheduler's tie-break it ran after the last drift job and held the
+        # bundle back behind report_figures (bundle.smk).
+        priority: 3
         conda:
             ENV
         resources:

@@ -12,6 +12,9 @@ rule fingerprint:
         layout.FINGERPRINT,
     log:
         "logs/fingerprint.log",
+    # As soon as the renamed tree is complete: the bundle needs its record, and a late
+    # fingerprint held the bundle back behind report_figures (bundle.smk).
+    priority: 3
     conda:
         ENV
     resources:
