@@ -13,15 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-SMALL = {
-    "detectors": ["ks", "mmd", "c2st"],
-    "patch": [8, 8, 4],
-    "patches_per_volume": 10,
-    "fractions": [1.0],
-    "repetitions": 2,
-    "permutations": 19,
-    "harm": False,
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from drift_eval_bag import DRIFT_EVAL_SMALL as SMALL  # noqa: E402  (the test's config)
+from drift_eval_bag import make_bag  # noqa: E402
 
 
 def main() -> int:
@@ -30,9 +25,6 @@ def main() -> int:
     parser.add_argument("step", choices=["build", "score"])
     args = parser.parse_args()
     if args.step == "build":
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from drift_eval_bag import make_bag
-
         print(make_bag(args.root, count=70, size_xy=24, max_z=8))
         return 0
     from minivess_bundle.drift_eval import protocol

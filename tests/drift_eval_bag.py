@@ -7,6 +7,18 @@ import hashlib
 import json
 from pathlib import Path
 
+#: The drift_eval config of the small protocol runs (tests/test_drift_eval_protocol.py and
+#: bench/drift_eval_cost.py): three detectors, small patches, few repetitions, no harm.
+DRIFT_EVAL_SMALL = {
+    "detectors": ["ks", "mmd", "c2st"],
+    "patch": [8, 8, 4],
+    "patches_per_volume": 10,
+    "fractions": [1.0],
+    "repetitions": 2,
+    "permutations": 19,
+    "harm": False,
+}
+
 
 def make_bag(
     root: Path,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require
-from drift_eval_bag import make_bag
+from drift_eval_bag import DRIFT_EVAL_SMALL, make_bag
 
 from minivess_bundle.drift_eval import collect, null, protocol
 from minivess_bundle.drift_eval import table as unit_table
@@ -140,15 +140,7 @@ def test_false_alarm_tolerance_is_at_most_alpha_plus_0_05_inclusive(rate, within
 
 # --- the protocol on a small build --------------------------------------------------------------
 
-SMALL = {
-    "detectors": ["ks", "mmd", "c2st"],
-    "patch": [8, 8, 4],
-    "patches_per_volume": 10,
-    "fractions": [1.0],
-    "repetitions": 2,
-    "permutations": 19,
-    "harm": False,
-}
+SMALL = DRIFT_EVAL_SMALL
 
 
 @pytest.fixture(scope="module")
